@@ -1,0 +1,209 @@
+using Daxfs.Branching.Format;
+using Daxfs.Branching.Index;
+
+namespace Daxfs.Branching;
+
+public sealed partial class Branch
+{
+    private T Change<T>(Func<View, T> change) => Store.Locked(() =>
+    {
+        Store.CheckWritable(State);
+        return change(State.View);
+    });
+
+    private void Change(Action<View> change) => Change(v => { change(v); return 0; });
+
+    private View Emit(RecordKind kind, int bodyLength, Store.BodyWriter write, string path)
+        => Store.Emit(State, kind, bodyLength, write, path);
+
+    private View CreateNode(View v, string path, RecordKind kind, uint mode, string target)
+    {
+        var (parent, name) = ResolveParent(v, path);
+        if (v.KindOf(parent) != NodeKind.Directory)
+            ThrowHelper.IO(FileSystemError.NotADirectory, path);
+        if (v.Lookup(parent, name) != 0)
+            ThrowHelper.IO(FileSystemError.Exists, path);
+        long ino = v.NextIno;
+        var parentInfo = v.Info(parent);
+        uint uid = 0, gid = parentInfo.Gid;
+        int len = RecordCodec.EncodeCreate(default, parent, ino, mode, uid, gid, name, target);
+        return Emit(kind, len, b => RecordCodec.EncodeCreate(b, parent, ino, mode, uid, gid, name, target), path);
+    }
+
+    /// <summary>Creates an empty regular file (mode default 0644).</summary>
+    public void CreateFile(string path, uint mode = 0x1A4) => Change(v => CreateNode(v, path, RecordKind.CreateFile, mode, ""));
+
+    /// <summary>Creates a directory (mode default 0755); with <paramref name="parents"/>, missing parents too and no error if it exists.</summary>
+    public void CreateDirectory(string path, uint mode = 0x1ED, bool parents = false) => Change(v =>
+    {
+        if (!parents)
+        {
+            CreateNode(v, path, RecordKind.Mkdir, mode, "");
+            return;
+        }
+        var parts = Names.Split(path);
+        string prefix = "";
+        foreach (var part in parts)
+        {
+            prefix += "/" + part;
+            long ino;
+            try { ino = Resolve(v, prefix); }
+            catch (DaxfsIOException ex) when (ex.Error == FileSystemError.NotFound) { ino = 0; }
+            if (ino == 0)
+                v = CreateNode(v, prefix, RecordKind.Mkdir, mode, "");
+            else if (v.KindOf(ino) != NodeKind.Directory)
+                ThrowHelper.IO(FileSystemError.NotADirectory, prefix);
+        }
+    });
+
+    /// <summary>Creates symbolic link <paramref name="path"/> pointing at <paramref name="target"/>.</summary>
+    public void CreateSymlink(string path, string target)
+    {
+        ArgumentNullException.ThrowIfNull(target);
+        Change(v => CreateNode(v, path, RecordKind.Symlink, 0x1FF, target));
+    }
+
+    /// <summary>
+    /// Writes <paramref name="data"/> at <paramref name="offset"/> of file <paramref name="path"/>, extending it
+    /// (with a hole) if the offset is past the end. With <paramref name="create"/>, a missing file is created.
+    /// The bytes are copied once, into the branch's log.
+    /// </summary>
+    public void Write(string path, long offset, ReadOnlySpan<byte> data, bool create = true)
+    {
+        if (offset < 0)
+            ThrowHelper.IO(FileSystemError.InvalidArgument, path, $"negative offset {offset}");
+        // The span cannot enter a lambda; copy it out only when it must be split or captured.
+        var copy = data.ToArray();
+        Change(v => WriteCore(v, path, offset, copy, create, append: false));
+    }
+
+    /// <summary>Appends <paramref name="data"/> at the end of <paramref name="path"/> (created if missing).</summary>
+    public void Append(string path, ReadOnlySpan<byte> data)
+    {
+        var copy = data.ToArray();
+        Change(v => WriteCore(v, path, 0, copy, create: true, append: true));
+    }
+
+    /// <summary>Replaces the content of <paramref name="path"/> with <paramref name="data"/> (created if missing).</summary>
+    public void WriteAllBytes(string path, ReadOnlySpan<byte> data)
+    {
+        var copy = data.ToArray();
+        Change(v =>
+        {
+            long ino = LookupOrCreate(ref v, path, create: true);
+            if (v.Info(ino).Size != 0)
+                v = Emit(RecordKind.Truncate, 16, b => RecordCodec.EncodeTruncate(b, ino, 0), path);
+            WriteCore(v, path, 0, copy, create: false, append: false);
+        });
+    }
+
+    private long LookupOrCreate(ref View v, string path, bool create)
+    {
+        long ino;
+        try
+        {
+            ino = Resolve(v, path);
+        }
+        catch (DaxfsIOException ex) when (ex.Error == FileSystemError.NotFound && create)
+        {
+            v = CreateNode(v, path, RecordKind.CreateFile, 0x1A4, "");
+            ino = Resolve(v, path);
+        }
+        RequireFile(v, ino, path);
+        return ino;
+    }
+
+    private void WriteCore(View v, string path, long offset, byte[] data, bool create, bool append)
+    {
+        long ino = LookupOrCreate(ref v, path, create);
+        if (append)
+            offset = v.Info(ino).Size;
+        if (offset > FormatConstants.MaxFileSize - data.Length)
+            ThrowHelper.IO(FileSystemError.FileTooLarge, path);
+        if (data.Length == 0)
+            return;
+        for (int done = 0; done < data.Length;)
+        {
+            int n = Math.Min(data.Length - done, FormatConstants.MaxWritePayload);
+            int from = done;
+            long at = offset + done;
+            v = Emit(RecordKind.Write, RecordCodec.WritePayloadOffset + n, b =>
+            {
+                RecordCodec.EncodeWriteHeader(b, ino, at);
+                data.AsSpan(from, n).CopyTo(b[RecordCodec.WritePayloadOffset..]);
+            }, path);
+            done += n;
+        }
+    }
+
+    /// <summary>Sets the size of file <paramref name="path"/>: shorter drops bytes, longer adds a hole of zeros.</summary>
+    public void Truncate(string path, long size)
+    {
+        if (size < 0 || size > FormatConstants.MaxFileSize)
+            ThrowHelper.IO(FileSystemError.InvalidArgument, path, $"size {size}");
+        Change(v =>
+        {
+            long ino = Resolve(v, path);
+            RequireFile(v, ino, path);
+            Emit(RecordKind.Truncate, 16, b => RecordCodec.EncodeTruncate(b, ino, size), path);
+        });
+    }
+
+    /// <summary>
+    /// Removes <paramref name="path"/>: a file or symlink, an empty directory, or with <paramref name="recursive"/>
+    /// a directory and everything under it.
+    /// </summary>
+    public void Delete(string path, bool recursive = false) => Change(v =>
+    {
+        var (parent, name) = ResolveParent(v, path);
+        long ino = v.Lookup(parent, name);
+        if (ino == 0)
+            ThrowHelper.IO(FileSystemError.NotFound, path);
+        if (recursive && v.KindOf(ino) == NodeKind.Directory)
+            v = DeleteChildren(v, ino, path);
+        int len = RecordCodec.EncodeRemove(default, parent, name);
+        Emit(RecordKind.Remove, len, b => RecordCodec.EncodeRemove(b, parent, name), path);
+    });
+
+    private View DeleteChildren(View v, long dir, string path)
+    {
+        foreach (var (name, child) in v.Entries(dir).ToList())
+        {
+            string childPath = path.TrimEnd('/') + "/" + name;
+            if (v.KindOf(child) == NodeKind.Directory)
+                v = DeleteChildren(v, child, childPath);
+            int len = RecordCodec.EncodeRemove(default, dir, name);
+            v = Emit(RecordKind.Remove, len, b => RecordCodec.EncodeRemove(b, dir, name), childPath);
+        }
+        return v;
+    }
+
+    /// <summary>
+    /// Renames <paramref name="from"/> to <paramref name="to"/> with POSIX rules: an existing file is replaced by
+    /// a file, an empty directory by a directory; a directory cannot move into itself. With
+    /// <paramref name="noReplace"/>, an existing target is an error.
+    /// </summary>
+    public void Rename(string from, string to, bool noReplace = false) => Change(v =>
+    {
+        var (sp, sn) = ResolveParent(v, from);
+        var (dp, dn) = ResolveParent(v, to);
+        var flags = noReplace ? RenameFlags.NoReplace : RenameFlags.None;
+        int len = RecordCodec.EncodeRename(default, sp, sn, dp, dn, flags);
+        Emit(RecordKind.Rename, len, b => RecordCodec.EncodeRename(b, sp, sn, dp, dn, flags), from + " -> " + to);
+    });
+
+    /// <summary>Sets the permission bits of <paramref name="path"/>.</summary>
+    public void Chmod(string path, uint mode) => SetAttr(path, AttrMask.Mode, mode, 0, 0, 0);
+
+    /// <summary>Sets the owner and group of <paramref name="path"/>.</summary>
+    public void Chown(string path, uint uid, uint gid) => SetAttr(path, AttrMask.Uid | AttrMask.Gid, 0, uid, gid, 0);
+
+    /// <summary>Sets the modification time of <paramref name="path"/>.</summary>
+    public void SetModifiedTime(string path, DateTimeOffset time) => SetAttr(path, AttrMask.Mtime, 0, 0, 0, FileStat.ToNs(time));
+
+    private void SetAttr(string path, AttrMask mask, uint mode, uint uid, uint gid, long mtimeNs) => Change(v =>
+    {
+        long ino = Resolve(v, path);
+        Emit(RecordKind.SetAttr, 32, b => RecordCodec.EncodeSetAttr(b, ino, mask, mode, uid, gid, mtimeNs), path);
+    });
+}

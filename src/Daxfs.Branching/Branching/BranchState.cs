@@ -1,0 +1,74 @@
+using Daxfs.Branching.Index;
+using Daxfs.Branching.Log;
+
+namespace Daxfs.Branching.Branching;
+
+/// <summary>This process's picture of one branch slot: its view, its log writer and its family.</summary>
+internal sealed class BranchState
+{
+    public const int StatusLive = 0;
+    public const int StatusInvalidated = 1;
+    public const int StatusEnded = 2;
+
+    public required int Slot;
+    public required long Generation;
+    public required string Name;
+    public required BranchState? Parent;
+    public required int Depth;
+    public required LogAppender Log;
+    public required long CreatedNs;
+
+    private View _view = null!;
+
+    /// <summary>The branch's current tree; replaced whole by each change, never mutated.</summary>
+    public View View
+    {
+        get => Volatile.Read(ref _view);
+        set => Volatile.Write(ref _view, value);
+    }
+
+    /// <summary>Commits merged into this branch (main: its version number).</summary>
+    public long Epoch;
+
+    /// <summary>Live children, in fork order.</summary>
+    public readonly List<BranchState> Children = [];
+
+    /// <summary>Blocks of logs merged into this one (committed children), which it now owns.</summary>
+    public readonly List<(long Offset, long Pages)> MergedBlocks = [];
+
+    /// <summary>Blocks of this branch's own log.</summary>
+    public readonly List<(long Offset, long Pages)> OwnBlocks = [];
+
+    public long Records;
+    public long LogBytes;
+
+    private int _status;
+
+    public int Status
+    {
+        get => Volatile.Read(ref _status);
+        set => Volatile.Write(ref _status, value);
+    }
+
+    public bool IsMain => Slot == 0;
+
+    public IEnumerable<BranchState> SelfAndDescendants()
+    {
+        var stack = new Stack<BranchState>();
+        stack.Push(this);
+        while (stack.Count > 0)
+        {
+            var s = stack.Pop();
+            yield return s;
+            foreach (var c in s.Children) stack.Push(c);
+        }
+    }
+
+    public List<(long Offset, long Pages)> AllBlocks()
+    {
+        var all = new List<(long, long)>(OwnBlocks.Count + MergedBlocks.Count);
+        all.AddRange(OwnBlocks);
+        all.AddRange(MergedBlocks);
+        return all;
+    }
+}

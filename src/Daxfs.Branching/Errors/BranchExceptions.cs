@@ -1,0 +1,76 @@
+namespace Daxfs.Branching;
+
+/// <summary>Base of the errors about a branch.</summary>
+public class BranchException : DaxfsException
+{
+    /// <summary>Creates the exception.</summary>
+    public BranchException(string branch, string message) : base(message) => Branch = branch;
+
+    /// <summary>The branch's name.</summary>
+    public string Branch { get; }
+}
+
+/// <summary>
+/// The branch was invalidated: a commit elsewhere replaced the state it was forked from
+/// (a commit to main invalidates every other branch; a commit to a parent invalidates the committed
+/// branch's siblings), or an ancestor was aborted. Every operation on it fails with this error.
+/// </summary>
+public sealed class BranchInvalidatedException : BranchException
+{
+    /// <summary>Creates the exception.</summary>
+    public BranchInvalidatedException(string branch)
+        : base(branch, $"branch '{branch}' was invalidated by a commit or abort elsewhere; fork a new branch") { }
+}
+
+/// <summary>No branch of that name exists (it never did, or it was committed, aborted or discarded).</summary>
+public sealed class BranchNotFoundException : BranchException
+{
+    /// <summary>Creates the exception.</summary>
+    public BranchNotFoundException(string branch) : base(branch, $"branch '{branch}' not found") { }
+}
+
+/// <summary>A live branch of that name already exists.</summary>
+public sealed class BranchExistsException : BranchException
+{
+    /// <summary>Creates the exception.</summary>
+    public BranchExistsException(string branch) : base(branch, $"branch '{branch}' already exists") { }
+}
+
+/// <summary>The branch does not accept writes: it is main (which changes only by commits) or it is frozen.</summary>
+public class BranchReadOnlyException : BranchException
+{
+    /// <summary>Creates the exception.</summary>
+    public BranchReadOnlyException(string branch, string message) : base(branch, message) { }
+
+    /// <summary>Creates the exception for main.</summary>
+    public BranchReadOnlyException(string branch)
+        : base(branch, $"branch '{branch}' is read-only: main changes only by commits; fork a branch to write") { }
+}
+
+/// <summary>The branch has live children, so it is read-only until they are committed, aborted or discarded.</summary>
+public sealed class BranchFrozenException : BranchReadOnlyException
+{
+    /// <summary>Creates the exception.</summary>
+    public BranchFrozenException(string branch, int liveChildren)
+        : base(branch, $"branch '{branch}' is frozen: it has {liveChildren} live child branch(es); commit, abort or discard them first")
+        => LiveChildren = liveChildren;
+
+    /// <summary>How many live children the branch had.</summary>
+    public int LiveChildren { get; }
+}
+
+/// <summary>The operation needs a leaf branch (one without live children).</summary>
+public sealed class BranchNotLeafException : BranchException
+{
+    /// <summary>Creates the exception.</summary>
+    public BranchNotLeafException(string branch, string operation)
+        : base(branch, $"cannot {operation} branch '{branch}': it has live children (only a leaf can be {operation}ed)") { }
+}
+
+/// <summary>The branch table has no free slot left (every slot holds a live branch).</summary>
+public sealed class BranchTableFullException : DaxfsException
+{
+    /// <summary>Creates the exception.</summary>
+    public BranchTableFullException(int slots)
+        : base($"branch table full: all {slots} slots hold live branches; commit, abort or discard some") { }
+}

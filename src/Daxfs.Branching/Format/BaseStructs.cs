@@ -1,0 +1,77 @@
+using System.Runtime.InteropServices;
+
+namespace Daxfs.Branching.Format;
+
+/// <summary>
+/// Head of the base image. All offsets are absolute region offsets.
+/// <code>
+///  0 Magic u64 "DAXBASE1"    8 InodeCount u32   12 Reserved u32
+/// 16 InodeTableOffset i64   24 DirentOffset i64   32 DirentCount i64
+/// 40 NamePoolOffset i64     48 NamePoolLength i64
+/// 56 DataOffset i64         64 DataLength i64
+/// 72 ChunkCrcOffset i64     80 ChunkCount i64 (64 KiB chunks of the data area, one CRC32C each)
+/// 88 MetaCrc u32 (CRC32C of inode table, dirents and name pool)   92 Reserved[32]
+/// 124 Crc u32 (CRC32C of bytes 0..124)
+/// </code>
+/// </summary>
+[StructLayout(LayoutKind.Explicit, Size = Size)]
+internal struct BaseHeader
+{
+    public const int Size = 128;
+    public const ulong MagicValue = 0x3145_5341_4258_4144; // "DAXBASE1"
+
+    [FieldOffset(0)] public ulong Magic;
+    [FieldOffset(8)] public uint InodeCount;
+    [FieldOffset(16)] public long InodeTableOffset;
+    [FieldOffset(24)] public long DirentOffset;
+    [FieldOffset(32)] public long DirentCount;
+    [FieldOffset(40)] public long NamePoolOffset;
+    [FieldOffset(48)] public long NamePoolLength;
+    [FieldOffset(56)] public long DataOffset;
+    [FieldOffset(64)] public long DataLength;
+    [FieldOffset(72)] public long ChunkCrcOffset;
+    [FieldOffset(80)] public long ChunkCount;
+    [FieldOffset(88)] public uint MetaCrc;
+    [FieldOffset(124)] public uint Crc;
+}
+
+/// <summary>
+/// One inode of the base image; inode number = index + 1 (the root is 1).
+/// <code>
+///  0 Mode u32 (type and permission bits)   4 Uid u32   8 Gid u32   12 ParentIno u32 (dirs: the containing dir)
+/// 16 MtimeNs i64   24 Size i64 (files: bytes; symlinks: target bytes; dirs: entry count)
+/// 32 DataOffset i64 (files, symlinks: absolute offset of the bytes; dirs: index of the first dirent)
+/// 40 Subdirs u32 (dirs)   44 Reserved[20]
+/// </code>
+/// </summary>
+[StructLayout(LayoutKind.Explicit, Size = Size)]
+internal struct BaseInode
+{
+    public const int Size = 64;
+
+    [FieldOffset(0)] public uint Mode;
+    [FieldOffset(4)] public uint Uid;
+    [FieldOffset(8)] public uint Gid;
+    [FieldOffset(12)] public uint ParentIno;
+    [FieldOffset(16)] public long MtimeNs;
+    [FieldOffset(24)] public long ByteSize;
+    [FieldOffset(32)] public long DataOffset;
+    [FieldOffset(40)] public uint Subdirs;
+}
+
+/// <summary>
+/// One directory entry of the base image. A directory's entries are contiguous and sorted by
+/// the UTF-8 bytes of the name, so lookups binary-search.
+/// <code>
+///  0 NameOffset u32 (into the name pool)   4 NameLength u16   6 Reserved u16   8 ChildIno u32   12 Reserved u32
+/// </code>
+/// </summary>
+[StructLayout(LayoutKind.Explicit, Size = Size)]
+internal struct BaseDirent
+{
+    public const int Size = 16;
+
+    [FieldOffset(0)] public uint NameOffset;
+    [FieldOffset(4)] public ushort NameLength;
+    [FieldOffset(8)] public uint ChildIno;
+}

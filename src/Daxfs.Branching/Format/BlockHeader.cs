@@ -1,0 +1,66 @@
+using System.Runtime.InteropServices;
+
+namespace Daxfs.Branching.Format;
+
+/// <summary>
+/// Head of a delta-log block: a run of arena pages owned by one log. Records follow it.
+/// <code>
+///  0 Magic u32 "BLK1"   4 Pages u32   8 LogId i64   16 Next i64 (next block, 0 = none yet)
+/// 24 Crc u32 (CRC32C of bytes 0..16)  28 Used u32 (bytes of the block in use, set when the log moves on)
+/// </code>
+/// <see cref="Used"/> and then <see cref="Next"/> are set when the log moves to a new block, after the
+/// header was checksummed, so the checksum leaves them out.
+/// </summary>
+[StructLayout(LayoutKind.Explicit, Size = Size)]
+internal struct BlockHeader
+{
+    public const int Size = 32;
+    public const uint MagicValue = 0x314B_4C42; // "BLK1"
+    public const int NextOffset = 16;
+    public const int UsedOffset = 28;
+
+    [FieldOffset(0)] public uint Magic;
+    [FieldOffset(4)] public uint Pages;
+    [FieldOffset(8)] public long LogId;
+    [FieldOffset(NextOffset)] public long Next;
+    [FieldOffset(24)] public uint Crc;
+    [FieldOffset(UsedOffset)] public uint Used;
+}
+
+/// <summary>
+/// Head of a delta-log record. The body follows; the record is padded to a multiple of 8 bytes.
+/// <code>
+///  0 Length u32 (whole record, padded)   4 Kind u16   6 Flags u16
+///  8 LogId i64 (the owning log; a record left over from a block's earlier life fails this check)
+/// 16 TimeNs i64   24 Crc u32 (CRC32C of bytes 0..24 and 28..Length)   28 BodyLength u32
+/// </code>
+/// </summary>
+[StructLayout(LayoutKind.Explicit, Size = Size)]
+internal struct RecordHeader
+{
+    public const int Size = 32;
+    public const int CrcOffset = 24;
+
+    [FieldOffset(0)] public uint Length;
+    [FieldOffset(4)] public ushort Kind;
+    [FieldOffset(6)] public ushort Flags;
+    [FieldOffset(8)] public long LogId;
+    [FieldOffset(16)] public long TimeNs;
+    [FieldOffset(CrcOffset)] public uint Crc;
+    [FieldOffset(28)] public uint BodyLength;
+}
+
+/// <summary>Kinds of delta-log record.</summary>
+internal enum RecordKind : ushort
+{
+    CreateFile = 1,
+    Mkdir = 2,
+    Symlink = 3,
+    Remove = 4,
+    Rename = 5,
+    Write = 6,
+    Truncate = 7,
+    SetAttr = 8,
+    Merge = 9,
+    Version = 10,
+}

@@ -1,0 +1,54 @@
+using System.Runtime.InteropServices;
+
+namespace Daxfs.Branching.Format;
+
+/// <summary>State word of a branch slot.</summary>
+internal enum SlotState : uint
+{
+    /// <summary>Unused; may be taken by a fork.</summary>
+    Free = 0,
+    /// <summary>Holds a live branch.</summary>
+    Live = 1,
+    /// <summary>Holds a branch that was invalidated; kept so its name answers "invalidated" until the slot is reused.</summary>
+    Invalidated = 2,
+}
+
+/// <summary>
+/// One entry of the branch table. Slot 0 is main. A fork fills every field, then stores
+/// <see cref="State"/> = Live last; <see cref="Tail"/> is the publication word of the branch's log.
+/// <code>
+///   0 State u32        4 Depth u32 (main = 0)      8 Generation i64 (bumped each time the slot is reused)
+///  16 ParentSlot u32  20 NameLength u32          24 ParentGeneration i64
+///  32 ForkEpoch i64 (parent's Epoch when forked) 40 Epoch i64 (commits merged into this branch)
+///  48 LogId i64       56 Head i64 (first block, 0 = empty log)   64 Tail i64 (end of last published record)
+///  72 CreatedNs i64   80 LiveChildren u32          84 Reserved u32
+///  88 Reserved i64    96 Name[64] UTF-8           160 Reserved[96]
+/// </code>
+/// </summary>
+[StructLayout(LayoutKind.Explicit, Size = Size)]
+internal unsafe struct BranchSlot
+{
+    public const int Size = 256;
+    public const int StateOffset = 0;
+    public const int GenerationOffset = 8;
+    public const int EpochOffset = 40;
+    public const int HeadOffset = 56;
+    public const int TailOffset = 64;
+    public const int LiveChildrenOffset = 80;
+    public const int NameOffset = 96;
+
+    [FieldOffset(StateOffset)] public uint State;
+    [FieldOffset(4)] public uint Depth;
+    [FieldOffset(GenerationOffset)] public long Generation;
+    [FieldOffset(16)] public uint ParentSlot;
+    [FieldOffset(20)] public uint NameLength;
+    [FieldOffset(24)] public long ParentGeneration;
+    [FieldOffset(32)] public long ForkEpoch;
+    [FieldOffset(EpochOffset)] public long Epoch;
+    [FieldOffset(48)] public long LogId;
+    [FieldOffset(HeadOffset)] public long Head;
+    [FieldOffset(TailOffset)] public long Tail;
+    [FieldOffset(72)] public long CreatedNs;
+    [FieldOffset(LiveChildrenOffset)] public uint LiveChildren;
+    [FieldOffset(NameOffset)] public fixed byte Name[FormatConstants.MaxBranchName];
+}

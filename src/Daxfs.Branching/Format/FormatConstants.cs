@@ -1,0 +1,56 @@
+namespace Daxfs.Branching.Format;
+
+/// <summary>Numbers fixed by the on-media format (docs/format.md).</summary>
+internal static class FormatConstants
+{
+    /// <summary>The format version this library reads and writes.</summary>
+    public const uint Version = 1;
+
+    /// <summary>Allocation unit of the region and of the delta arena.</summary>
+    public const int PageSize = 4096;
+
+    /// <summary>Offset of the superblock.</summary>
+    public const long SuperblockOffset = 0;
+
+    /// <summary>Offset of the control block (the shared mutable words).</summary>
+    public const long ControlOffset = PageSize;
+
+    /// <summary>Base file data is checksummed in chunks of this many bytes.</summary>
+    public const int DataChunkSize = 64 * 1024;
+
+    /// <summary>Longest name of a file or directory, in bytes of UTF-8.</summary>
+    public const int MaxNameLength = 255;
+
+    /// <summary>Longest symbolic link target, in bytes of UTF-8.</summary>
+    public const int MaxLinkTarget = 4095;
+
+    /// <summary>Longest branch name, in bytes.</summary>
+    public const int MaxBranchName = 64;
+
+    /// <summary>Smallest delta-log block a branch starts with.</summary>
+    public const int MinBlockSize = 16 * 1024;
+
+    /// <summary>Largest block a log grows to for small records (bigger records get a block of their own size).</summary>
+    public const int MaxBlockSize = 1024 * 1024;
+
+    /// <summary>Largest payload a single write record carries; longer writes are split.</summary>
+    public const int MaxWritePayload = 64 * 1024 * 1024;
+
+    /// <summary>Largest file size the store accepts (2^60 bytes).</summary>
+    public const long MaxFileSize = 1L << 60;
+
+    /// <summary>Deepest nesting of merge references a log may have before it is judged corrupt.</summary>
+    public const int MaxMergeNesting = 4096;
+
+    public static long AlignUp(long value, long alignment) => (value + alignment - 1) & ~(alignment - 1);
+}
+
+/// <summary>The POSIX file type bits in a mode word.</summary>
+internal static class ModeBits
+{
+    public const uint TypeMask = 0xF000;
+    public const uint Directory = 0x4000;
+    public const uint Regular = 0x8000;
+    public const uint Symlink = 0xA000;
+    public const uint PermMask = 0x0FFF;
+}

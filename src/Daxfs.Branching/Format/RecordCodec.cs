@@ -1,0 +1,304 @@
+using System.Buffers.Binary;
+using System.Text;
+
+namespace Daxfs.Branching.Format;
+
+/// <summary>A reference to a span of one delta log: (log id, first block, end of the last record).</summary>
+internal readonly record struct LogRef(long LogId, long Head, long Tail)
+{
+    public const int Size = 24;
+    public bool IsEmpty => Head == 0;
+}
+
+/// <summary>A decoded record: the fields every kind may carry. Produced only by <see cref="RecordCodec.Decode"/>.</summary>
+internal sealed class Rec
+{
+    public RecordKind Kind;
+    public long TimeNs;
+    /// <summary>Region offset of the record's header.</summary>
+    public long Offset;
+    /// <summary>Version records reuse <see cref="Size"/> for their record count and <see cref="FileOffset"/> for their log bytes.</summary>
+    public long ParentIno, Ino, DstParent, FileOffset, Size, MtimeNs, Epoch, Seq;
+    public uint Mode, Uid, Gid, Mask, Flags;
+    public string Name = "", DstName = "", Target = "", Message = "", Source = "";
+    public long PayloadOffset;
+    public int PayloadLength;
+    public LogRef[] Logs = [];
+}
+
+/// <summary>SetAttr mask bits.</summary>
+[Flags]
+internal enum AttrMask : uint
+{
+    None = 0,
+    Mode = 1,
+    Uid = 2,
+    Gid = 4,
+    Mtime = 8,
+}
+
+/// <summary>Rename flags.</summary>
+[Flags]
+internal enum RenameFlags : uint
+{
+    None = 0,
+    NoReplace = 1,
+}
+
+/// <summary>
+/// Encodes and decodes record bodies (little-endian, fields as laid out in docs/format.md). Decoding
+/// treats the bytes as untrusted: every length is checked against the body before use.
+/// </summary>
+internal static class RecordCodec
+{
+    /// <summary>Body offset of a write record's payload (so the payload is 8-byte aligned in the region).</summary>
+    public const int WritePayloadOffset = 16;
+
+    /// <summary>Bytes of a version record's body before its log references.</summary>
+    public const int VersionFixed = 40;
+
+    private static readonly UTF8Encoding s_utf8 = new(false, true);
+
+    public static int Utf8Length(string s) => s_utf8.GetByteCount(s);
+
+    // ---- encoders: each returns the body length, writing into dst when it is large enough ----
+
+    public static int EncodeCreate(Span<byte> dst, long parentIno, long ino, uint mode, uint uid, uint gid, string name, string target)
+    {
+        int nl = Utf8Length(name), tl = Utf8Length(target);
+        int len = 32 + nl + tl;
+        if (dst.Length < len) return len;
+        BinaryPrimitives.WriteInt64LittleEndian(dst, parentIno);
+        BinaryPrimitives.WriteInt64LittleEndian(dst[8..], ino);
+        BinaryPrimitives.WriteUInt32LittleEndian(dst[16..], mode);
+        BinaryPrimitives.WriteUInt32LittleEndian(dst[20..], uid);
+        BinaryPrimitives.WriteUInt32LittleEndian(dst[24..], gid);
+        BinaryPrimitives.WriteUInt16LittleEndian(dst[28..], (ushort)nl);
+        BinaryPrimitives.WriteUInt16LittleEndian(dst[30..], (ushort)tl);
+        s_utf8.GetBytes(name, dst[32..]);
+        s_utf8.GetBytes(target, dst[(32 + nl)..]);
+        return len;
+    }
+
+    public static int EncodeRemove(Span<byte> dst, long parentIno, string name)
+    {
+        int nl = Utf8Length(name);
+        int len = 16 + nl;
+        if (dst.Length < len) return len;
+        BinaryPrimitives.WriteInt64LittleEndian(dst, parentIno);
+        BinaryPrimitives.WriteUInt32LittleEndian(dst[8..], (uint)nl);
+        BinaryPrimitives.WriteUInt32LittleEndian(dst[12..], 0);
+        s_utf8.GetBytes(name, dst[16..]);
+        return len;
+    }
+
+    public static int EncodeRename(Span<byte> dst, long srcParent, string srcName, long dstParent, string dstName, RenameFlags flags)
+    {
+        int sl = Utf8Length(srcName), dl = Utf8Length(dstName);
+        int len = 24 + sl + dl;
+        if (dst.Length < len) return len;
+        BinaryPrimitives.WriteInt64LittleEndian(dst, srcParent);
+        BinaryPrimitives.WriteInt64LittleEndian(dst[8..], dstParent);
+        BinaryPrimitives.WriteUInt32LittleEndian(dst[16..], (uint)flags);
+        BinaryPrimitives.WriteUInt16LittleEndian(dst[20..], (ushort)sl);
+        BinaryPrimitives.WriteUInt16LittleEndian(dst[22..], (ushort)dl);
+        s_utf8.GetBytes(srcName, dst[24..]);
+        s_utf8.GetBytes(dstName, dst[(24 + sl)..]);
+        return len;
+    }
+
+    public static int EncodeWriteHeader(Span<byte> dst, long ino, long offset)
+    {
+        BinaryPrimitives.WriteInt64LittleEndian(dst, ino);
+        BinaryPrimitives.WriteInt64LittleEndian(dst[8..], offset);
+        return WritePayloadOffset;
+    }
+
+    public static int EncodeTruncate(Span<byte> dst, long ino, long size)
+    {
+        if (dst.Length < 16) return 16;
+        BinaryPrimitives.WriteInt64LittleEndian(dst, ino);
+        BinaryPrimitives.WriteInt64LittleEndian(dst[8..], size);
+        return 16;
+    }
+
+    public static int EncodeSetAttr(Span<byte> dst, long ino, AttrMask mask, uint mode, uint uid, uint gid, long mtimeNs)
+    {
+        if (dst.Length < 32) return 32;
+        BinaryPrimitives.WriteInt64LittleEndian(dst, ino);
+        BinaryPrimitives.WriteUInt32LittleEndian(dst[8..], (uint)mask);
+        BinaryPrimitives.WriteUInt32LittleEndian(dst[12..], mode);
+        BinaryPrimitives.WriteUInt32LittleEndian(dst[16..], uid);
+        BinaryPrimitives.WriteUInt32LittleEndian(dst[20..], gid);
+        BinaryPrimitives.WriteInt64LittleEndian(dst[24..], mtimeNs);
+        return 32;
+    }
+
+    /// <summary>Merge (commit to parent): the child's log joins the parent's history.</summary>
+    public static int EncodeMerge(Span<byte> dst, LogRef child, long epoch, string message)
+    {
+        int ml = Utf8Length(message);
+        int len = 40 + ml;
+        if (dst.Length < len) return len;
+        WriteRef(dst, child);
+        BinaryPrimitives.WriteInt64LittleEndian(dst[24..], epoch);
+        BinaryPrimitives.WriteUInt32LittleEndian(dst[32..], (uint)ml);
+        BinaryPrimitives.WriteUInt32LittleEndian(dst[36..], 0);
+        s_utf8.GetBytes(message, dst[40..]);
+        return len;
+    }
+
+    /// <summary>Version (commit to main): the chain's logs, oldest first, join main's history.</summary>
+    public static int EncodeVersion(Span<byte> dst, long seq, ReadOnlySpan<LogRef> chain, string source, string message, long records, long bytes)
+    {
+        int sl = Utf8Length(source), ml = Utf8Length(message);
+        int len = VersionFixed + chain.Length * LogRef.Size + sl + ml;
+        if (dst.Length < len) return len;
+        BinaryPrimitives.WriteInt64LittleEndian(dst, seq);
+        BinaryPrimitives.WriteUInt32LittleEndian(dst[8..], (uint)chain.Length);
+        BinaryPrimitives.WriteUInt32LittleEndian(dst[12..], (uint)sl);
+        BinaryPrimitives.WriteUInt32LittleEndian(dst[16..], (uint)ml);
+        BinaryPrimitives.WriteUInt32LittleEndian(dst[20..], 0);
+        BinaryPrimitives.WriteInt64LittleEndian(dst[24..], records);
+        BinaryPrimitives.WriteInt64LittleEndian(dst[32..], bytes);
+        int p = VersionFixed;
+        foreach (var r in chain) { WriteRef(dst[p..], r); p += LogRef.Size; }
+        s_utf8.GetBytes(source, dst[p..]);
+        s_utf8.GetBytes(message, dst[(p + sl)..]);
+        return len;
+    }
+
+    private static void WriteRef(Span<byte> dst, LogRef r)
+    {
+        BinaryPrimitives.WriteInt64LittleEndian(dst, r.LogId);
+        BinaryPrimitives.WriteInt64LittleEndian(dst[8..], r.Head);
+        BinaryPrimitives.WriteInt64LittleEndian(dst[16..], r.Tail);
+    }
+
+    // ---- decoder ----
+
+    /// <summary>Decodes a record body. <paramref name="bodyOffset"/> is the region offset of the body.</summary>
+    public static void Decode(Rec r, RecordKind kind, long timeNs, long recordOffset, ReadOnlySpan<byte> body, long bodyOffset)
+    {
+        r.Kind = kind;
+        r.TimeNs = timeNs;
+        r.Offset = recordOffset;
+        switch (kind)
+        {
+            case RecordKind.CreateFile:
+            case RecordKind.Mkdir:
+            case RecordKind.Symlink:
+            {
+                Need(body, 32, recordOffset);
+                r.ParentIno = I64(body, 0);
+                r.Ino = I64(body, 8);
+                r.Mode = U32(body, 16);
+                r.Uid = U32(body, 20);
+                r.Gid = U32(body, 24);
+                int nl = BinaryPrimitives.ReadUInt16LittleEndian(body[28..]);
+                int tl = BinaryPrimitives.ReadUInt16LittleEndian(body[30..]);
+                Need(body, 32 + nl + tl, recordOffset);
+                r.Name = Str(body.Slice(32, nl), recordOffset);
+                r.Target = Str(body.Slice(32 + nl, tl), recordOffset);
+                break;
+            }
+            case RecordKind.Remove:
+            {
+                Need(body, 16, recordOffset);
+                r.ParentIno = I64(body, 0);
+                uint nl = U32(body, 8);
+                if (nl > Format.FormatConstants.MaxNameLength) Bad(recordOffset, "name length out of range");
+                Need(body, 16 + (int)nl, recordOffset);
+                r.Name = Str(body.Slice(16, (int)nl), recordOffset);
+                break;
+            }
+            case RecordKind.Rename:
+            {
+                Need(body, 24, recordOffset);
+                r.ParentIno = I64(body, 0);
+                r.DstParent = I64(body, 8);
+                r.Flags = U32(body, 16);
+                int sl = BinaryPrimitives.ReadUInt16LittleEndian(body[20..]);
+                int dl = BinaryPrimitives.ReadUInt16LittleEndian(body[22..]);
+                Need(body, 24 + sl + dl, recordOffset);
+                r.Name = Str(body.Slice(24, sl), recordOffset);
+                r.DstName = Str(body.Slice(24 + sl, dl), recordOffset);
+                break;
+            }
+            case RecordKind.Write:
+                Need(body, WritePayloadOffset, recordOffset);
+                r.Ino = I64(body, 0);
+                r.FileOffset = I64(body, 8);
+                r.PayloadOffset = bodyOffset + WritePayloadOffset;
+                r.PayloadLength = body.Length - WritePayloadOffset;
+                break;
+            case RecordKind.Truncate:
+                Need(body, 16, recordOffset);
+                r.Ino = I64(body, 0);
+                r.Size = I64(body, 8);
+                break;
+            case RecordKind.SetAttr:
+                Need(body, 32, recordOffset);
+                r.Ino = I64(body, 0);
+                r.Mask = U32(body, 8);
+                r.Mode = U32(body, 12);
+                r.Uid = U32(body, 16);
+                r.Gid = U32(body, 20);
+                r.MtimeNs = I64(body, 24);
+                break;
+            case RecordKind.Merge:
+            {
+                Need(body, 40, recordOffset);
+                r.Logs = [ReadRef(body)];
+                r.Epoch = I64(body, 24);
+                uint ml = U32(body, 32);
+                if (ml > body.Length) Bad(recordOffset, "message length out of range");
+                Need(body, 40 + (int)ml, recordOffset);
+                r.Message = Str(body.Slice(40, (int)ml), recordOffset);
+                break;
+            }
+            case RecordKind.Version:
+            {
+                Need(body, VersionFixed, recordOffset);
+                r.Seq = I64(body, 0);
+                uint n = U32(body, 8), sl = U32(body, 12), ml = U32(body, 16);
+                r.Size = I64(body, 24);
+                r.FileOffset = I64(body, 32);
+                if (n > body.Length / LogRef.Size || sl > body.Length || ml > body.Length)
+                    Bad(recordOffset, "version counts out of range");
+                long need = (long)VersionFixed + n * LogRef.Size + sl + ml;
+                if (need > body.Length) Bad(recordOffset, $"body of {body.Length} bytes is shorter than the {need} its counts need");
+                var logs = new LogRef[n];
+                int p = VersionFixed;
+                for (int i = 0; i < n; i++) { logs[i] = ReadRef(body[p..]); p += LogRef.Size; }
+                r.Logs = logs;
+                r.Source = Str(body.Slice(p, (int)sl), recordOffset);
+                r.Message = Str(body.Slice(p + (int)sl, (int)ml), recordOffset);
+                break;
+            }
+            default:
+                Bad(recordOffset, $"unknown record kind {(ushort)kind}");
+                break;
+        }
+    }
+
+    private static LogRef ReadRef(ReadOnlySpan<byte> b) => new(I64(b, 0), I64(b, 8), I64(b, 16));
+
+    private static long I64(ReadOnlySpan<byte> b, int at) => BinaryPrimitives.ReadInt64LittleEndian(b[at..]);
+
+    private static uint U32(ReadOnlySpan<byte> b, int at) => BinaryPrimitives.ReadUInt32LittleEndian(b[at..]);
+
+    private static void Need(ReadOnlySpan<byte> body, int length, long offset)
+    {
+        if (body.Length < length)
+            Bad(offset, $"body of {body.Length} bytes is shorter than the {length} its kind needs");
+    }
+
+    private static string Str(ReadOnlySpan<byte> bytes, long offset)
+    {
+        try { return s_utf8.GetString(bytes); }
+        catch (DecoderFallbackException) { return ThrowHelper.Corrupt<string>("record", offset, "a string is not valid UTF-8"); }
+    }
+
+    private static void Bad(long offset, string detail) => ThrowHelper.Corrupt("record", offset, detail);
+}

@@ -1,0 +1,69 @@
+using System.Runtime.InteropServices;
+
+namespace Daxfs.Branching.Format;
+
+/// <summary>
+/// The region's immutable geometry, at offset 0. Written once at creation, magic last.
+/// <code>
+///  0 Magic u64 "DAXFSRG1"   8 FormatVersion u32   12 PageSize u32
+/// 16 Capacity u64          24 ControlOffset u64
+/// 32 SlotTableOffset u64   40 SlotCount u32      44 SlotSize u32
+/// 48 BitmapOffset u64      56 BitmapLength u64
+/// 64 BaseOffset u64        72 BaseLength u64
+/// 80 ArenaOffset u64       88 ArenaLength u64
+/// 96 CreatedNs i64        104 Reserved[148]     252 Crc u32 (CRC32C of bytes 0..252)
+/// </code>
+/// </summary>
+[StructLayout(LayoutKind.Explicit, Size = Size)]
+internal struct Superblock
+{
+    public const int Size = 256;
+    public const ulong MagicValue = 0x3147_5253_4658_4144; // "DAXFSRG1" little-endian
+
+    [FieldOffset(0)] public ulong Magic;
+    [FieldOffset(8)] public uint FormatVersion;
+    [FieldOffset(12)] public uint PageSize;
+    [FieldOffset(16)] public long Capacity;
+    [FieldOffset(24)] public long ControlOffset;
+    [FieldOffset(32)] public long SlotTableOffset;
+    [FieldOffset(40)] public uint SlotCount;
+    [FieldOffset(44)] public uint SlotSize;
+    [FieldOffset(48)] public long BitmapOffset;
+    [FieldOffset(56)] public long BitmapLength;
+    [FieldOffset(64)] public long BaseOffset;
+    [FieldOffset(72)] public long BaseLength;
+    [FieldOffset(80)] public long ArenaOffset;
+    [FieldOffset(88)] public long ArenaLength;
+    [FieldOffset(96)] public long CreatedNs;
+    [FieldOffset(252)] public uint Crc;
+}
+
+/// <summary>
+/// The shared mutable words of the region, one page after the superblock. Changed only with
+/// <see cref="System.Threading.Interlocked"/> or volatile stores.
+/// <code>
+///  0 Magic u64 "DAXCTRL1"  8 LockOwner i64 (pid holding the region lock, 0 = free)
+/// 16 LockOwnerStart i64 (that process's start time, to tell a reused pid apart)
+/// 24 NextLogId i64         32 AllocHint i64 (page index where the next allocation search starts)
+/// 40 LockCount i64 (acquisitions, for diagnostics)   48 Reserved[80]
+/// </code>
+/// </summary>
+[StructLayout(LayoutKind.Explicit, Size = Size)]
+internal struct ControlBlock
+{
+    public const int Size = 128;
+    public const ulong MagicValue = 0x314C_5254_4358_4144; // "DAXCTRL1"
+
+    public const int LockOwnerOffset = 8;
+    public const int LockOwnerStartOffset = 16;
+    public const int NextLogIdOffset = 24;
+    public const int AllocHintOffset = 32;
+    public const int LockCountOffset = 40;
+
+    [FieldOffset(0)] public ulong Magic;
+    [FieldOffset(LockOwnerOffset)] public long LockOwner;
+    [FieldOffset(LockOwnerStartOffset)] public long LockOwnerStart;
+    [FieldOffset(NextLogIdOffset)] public long NextLogId;
+    [FieldOffset(AllocHintOffset)] public long AllocHint;
+    [FieldOffset(LockCountOffset)] public long LockCount;
+}

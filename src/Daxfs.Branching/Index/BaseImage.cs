@@ -1,0 +1,277 @@
+using System.Runtime.CompilerServices;
+using Daxfs.Branching.Format;
+using Daxfs.Branching.Media;
+
+namespace Daxfs.Branching.Index;
+
+/// <summary>
+/// Read access to the immutable base image: inodes, sorted directories, names and file data.
+/// The whole metadata is validated once when the region is opened (bounds, names, order, the tree
+/// shape); file data is checked against its chunk checksums the first time this process touches a chunk.
+/// </summary>
+internal sealed unsafe class BaseImage
+{
+    private readonly Region _region;
+    private readonly BaseHeader _header;
+    private readonly long[] _verifiedChunks;
+
+    private BaseImage(Region region, BaseHeader header)
+    {
+        _region = region;
+        _header = header;
+        _verifiedChunks = new long[(header.ChunkCount + 63) / 64];
+    }
+
+    public uint InodeCount => _header.InodeCount;
+
+    public long Offset { get; private set; }
+
+    public long DataOffset => _header.DataOffset;
+
+    public long DataLength => _header.DataLength;
+
+    public long EndOffset => _header.ChunkCrcOffset + _header.ChunkCount * 4;
+
+    /// <summary>Opens the base image at <paramref name="offset"/>, validating all of its metadata.</summary>
+    public static BaseImage Open(Region region, long offset, long length)
+    {
+        region.Check(offset, length);
+        if (length < BaseHeader.Size)
+            ThrowHelper.Corrupt("base header", offset, $"base image length {length} is smaller than its header");
+        var header = region.At<BaseHeader>(offset);
+        if (header.Magic != BaseHeader.MagicValue)
+            ThrowHelper.Corrupt("base header", offset, "bad magic");
+        uint crc = Crc32C.Compute(region.Span(offset, 124));
+        if (crc != header.Crc)
+            ThrowHelper.Corrupt("base header", offset, $"checksum mismatch (stored {header.Crc:X8}, computed {crc:X8})");
+        long end = offset + length;
+        CheckRange("base inode table", header.InodeTableOffset, (long)header.InodeCount * BaseInode.Size, offset, end);
+        if (header.DirentCount < 0 || header.DirentCount > uint.MaxValue)
+            ThrowHelper.Corrupt("base header", offset, $"dirent count {header.DirentCount} out of range");
+        CheckRange("base dirent table", header.DirentOffset, header.DirentCount * BaseDirent.Size, offset, end);
+        CheckRange("base name pool", header.NamePoolOffset, header.NamePoolLength, offset, end);
+        CheckRange("base data area", header.DataOffset, header.DataLength, offset, end);
+        long expectChunks = (header.DataLength + FormatConstants.DataChunkSize - 1) / FormatConstants.DataChunkSize;
+        if (header.ChunkCount != expectChunks)
+            ThrowHelper.Corrupt("base header", offset, $"chunk count {header.ChunkCount} does not match data length {header.DataLength}");
+        CheckRange("base chunk checksums", header.ChunkCrcOffset, header.ChunkCount * 4, offset, end);
+        if (header.InodeCount == 0)
+            ThrowHelper.Corrupt("base header", offset, "no root inode");
+        if ((header.InodeTableOffset & 7) != 0 || (header.DirentOffset & 7) != 0)
+            ThrowHelper.Corrupt("base header", offset, "tables are not 8-byte aligned");
+
+        uint meta = Crc32C.Seed;
+        meta = AppendRange(region, meta, header.InodeTableOffset, (long)header.InodeCount * BaseInode.Size);
+        meta = AppendRange(region, meta, header.DirentOffset, header.DirentCount * BaseDirent.Size);
+        meta = AppendRange(region, meta, header.NamePoolOffset, header.NamePoolLength);
+        meta = Crc32C.Finish(meta);
+        if (meta != header.MetaCrc)
+            ThrowHelper.Corrupt("base metadata", header.InodeTableOffset, $"checksum mismatch (stored {header.MetaCrc:X8}, computed {meta:X8})");
+
+        var image = new BaseImage(region, header) { Offset = offset };
+        image.ValidateTree();
+        return image;
+    }
+
+    private static uint AppendRange(Region region, uint crc, long offset, long length)
+    {
+        while (length > 0)
+        {
+            int n = (int)Math.Min(length, 1 << 30);
+            crc = Crc32C.Append(crc, region.Span(offset, n));
+            offset += n;
+            length -= n;
+        }
+        return crc;
+    }
+
+    private static void CheckRange(string structure, long start, long length, long min, long max)
+    {
+        if (start < min || length < 0 || start > max || length > max - start)
+            ThrowHelper.Corrupt(structure, start, $"range of {length} bytes lies outside the base image [{min}, {max})");
+    }
+
+    /// <summary>
+    /// Checks every inode and entry, and that the directories form one tree rooted at inode 1: every other
+    /// inode is named by exactly one entry and reachable from the root. This bounds every later walk.
+    /// </summary>
+    private void ValidateTree()
+    {
+        uint count = _header.InodeCount;
+        var seen = new bool[count + 1];
+        ref readonly var root = ref Inode(1);
+        if ((root.Mode & ModeBits.TypeMask) != ModeBits.Directory)
+            ThrowHelper.Corrupt("base inode 1", InodeOffset(1), "the root is not a directory");
+        seen[1] = true;
+        long reached = 1;
+        var queue = new Queue<uint>();
+        queue.Enqueue(1);
+        while (queue.Count > 0)
+        {
+            uint dir = queue.Dequeue();
+            ref readonly var d = ref Inode(dir);
+            long first = d.DataOffset, n = d.ByteSize;
+            if (first < 0 || n < 0 || first > _header.DirentCount || n > _header.DirentCount - first)
+                ThrowHelper.Corrupt($"base inode {dir}", InodeOffset(dir), $"entries [{first}, +{n}) outside the dirent table");
+            ReadOnlySpan<byte> previous = default;
+            uint subdirs = 0;
+            for (long i = first; i < first + n; i++)
+            {
+                ref readonly var e = ref Dirent(i);
+                var name = NameBytes(in e, i);
+                string? why = Names.CheckUtf8(name);
+                if (why is not null)
+                    ThrowHelper.Corrupt($"base dirent {i}", DirentOffsetOf(i), why);
+                if (i > first && previous.SequenceCompareTo(name) >= 0)
+                    ThrowHelper.Corrupt($"base dirent {i}", DirentOffsetOf(i), "entries not strictly sorted (duplicate or out of order)");
+                previous = name;
+                uint child = e.ChildIno;
+                if (child < 2 || child > count)
+                    ThrowHelper.Corrupt($"base dirent {i}", DirentOffsetOf(i), $"child inode {child} out of range");
+                if (seen[child])
+                    ThrowHelper.Corrupt($"base dirent {i}", DirentOffsetOf(i), $"inode {child} is named twice (a cycle or a hard link)");
+                seen[child] = true;
+                reached++;
+                ValidateInode(child);
+                ref readonly var c = ref Inode(child);
+                if ((c.Mode & ModeBits.TypeMask) == ModeBits.Directory)
+                {
+                    subdirs++;
+                    if (c.ParentIno != dir)
+                        ThrowHelper.Corrupt($"base inode {child}", InodeOffset(child), $"parent link {c.ParentIno} does not match directory {dir}");
+                    queue.Enqueue(child);
+                }
+            }
+            if (d.Subdirs != subdirs)
+                ThrowHelper.Corrupt($"base inode {dir}", InodeOffset(dir), $"subdirectory count {d.Subdirs} does not match {subdirs}");
+        }
+        if (reached != count)
+            ThrowHelper.Corrupt("base inode table", _header.InodeTableOffset, $"{count - reached} inode(s) not reachable from the root");
+    }
+
+    private void ValidateInode(uint ino)
+    {
+        ref readonly var n = ref Inode(ino);
+        switch (n.Mode & ModeBits.TypeMask)
+        {
+            case ModeBits.Directory:
+                break;
+            case ModeBits.Regular:
+            case ModeBits.Symlink:
+                if (n.ByteSize < 0 || n.DataOffset < _header.DataOffset || n.ByteSize > _header.DataOffset + _header.DataLength - n.DataOffset
+                    || n.DataOffset > _header.DataOffset + _header.DataLength)
+                    ThrowHelper.Corrupt($"base inode {ino}", InodeOffset(ino), $"data [{n.DataOffset}, +{n.ByteSize}) outside the data area");
+                if ((n.Mode & ModeBits.TypeMask) == ModeBits.Symlink && (n.ByteSize == 0 || n.ByteSize > FormatConstants.MaxLinkTarget))
+                    ThrowHelper.Corrupt($"base inode {ino}", InodeOffset(ino), $"symlink target length {n.ByteSize} out of range");
+                break;
+            default:
+                ThrowHelper.Corrupt($"base inode {ino}", InodeOffset(ino), $"unknown file type in mode {n.Mode:X}");
+                break;
+        }
+    }
+
+    private long InodeOffset(uint ino) => _header.InodeTableOffset + (long)(ino - 1) * BaseInode.Size;
+
+    private long DirentOffsetOf(long index) => _header.DirentOffset + index * BaseDirent.Size;
+
+    /// <summary>The base inode <paramref name="ino"/> (1-based; the caller checks the range).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public ref readonly BaseInode Inode(long ino)
+    {
+        if ((ulong)(ino - 1) >= _header.InodeCount)
+            ThrowHelper.Corrupt("base inode", ino, "inode number out of range");
+        return ref Unsafe.AsRef<BaseInode>(_region.Base + _header.InodeTableOffset + (ino - 1) * BaseInode.Size);
+    }
+
+    public bool Contains(long ino) => (ulong)(ino - 1) < _header.InodeCount;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private ref readonly BaseDirent Dirent(long index)
+        => ref Unsafe.AsRef<BaseDirent>(_region.Base + _header.DirentOffset + index * BaseDirent.Size);
+
+    private ReadOnlySpan<byte> NameBytes(in BaseDirent e, long index)
+    {
+        if (e.NameLength > _header.NamePoolLength || e.NameOffset > _header.NamePoolLength - e.NameLength)
+            ThrowHelper.Corrupt($"base dirent {index}", DirentOffsetOf(index), "name outside the name pool");
+        return new ReadOnlySpan<byte>(_region.Base + _header.NamePoolOffset + e.NameOffset, e.NameLength);
+    }
+
+    /// <summary>Finds <paramref name="utf8Name"/> in base directory <paramref name="dirIno"/>; 0 when absent.</summary>
+    public long Lookup(long dirIno, ReadOnlySpan<byte> utf8Name)
+    {
+        ref readonly var d = ref Inode(dirIno);
+        long lo = d.DataOffset, hi = d.DataOffset + d.ByteSize - 1;
+        while (lo <= hi)
+        {
+            long mid = lo + ((hi - lo) >> 1);
+            ref readonly var e = ref Dirent(mid);
+            int c = NameBytes(in e, mid).SequenceCompareTo(utf8Name);
+            if (c == 0) return e.ChildIno;
+            if (c < 0) lo = mid + 1; else hi = mid - 1;
+        }
+        return 0;
+    }
+
+    /// <summary>Finds a name given as a string.</summary>
+    public long Lookup(long dirIno, string name)
+    {
+        Span<byte> buf = stackalloc byte[4 * 256];
+        if (name.Length > 255) return 0;
+        int n = Names.Utf8.GetBytes(name, buf);
+        return Lookup(dirIno, buf[..n]);
+    }
+
+    /// <summary>The entries of base directory <paramref name="dirIno"/>, in UTF-8 byte order.</summary>
+    public IEnumerable<(string Name, long Ino)> Entries(long dirIno)
+    {
+        long first = Inode(dirIno).DataOffset, n = Inode(dirIno).ByteSize;
+        for (long i = first; i < first + n; i++)
+        {
+            var e = Dirent(i);
+            yield return (Names.Utf8.GetString(NameBytes(in e, i)), e.ChildIno);
+        }
+    }
+
+    /// <summary>The target of base symlink <paramref name="ino"/>.</summary>
+    public string LinkTarget(long ino)
+    {
+        ref readonly var n = ref Inode(ino);
+        EnsureVerified(n.DataOffset, n.ByteSize);
+        return Names.Utf8.GetString(_region.Span(n.DataOffset, (int)n.ByteSize));
+    }
+
+    /// <summary>
+    /// Checks the chunks under [offset, offset+length) of the data area against their checksums, once per
+    /// chunk per process. The common case (already verified) is a bit test per chunk.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public void EnsureVerified(long offset, long length)
+    {
+        if (length <= 0) return;
+        long first = (offset - _header.DataOffset) / FormatConstants.DataChunkSize;
+        long last = (offset + length - 1 - _header.DataOffset) / FormatConstants.DataChunkSize;
+        for (long c = first; c <= last; c++)
+        {
+            if ((Volatile.Read(ref _verifiedChunks[c >> 6]) & (1L << (int)(c & 63))) == 0)
+                VerifyChunk(c);
+        }
+    }
+
+    private void VerifyChunk(long chunk)
+    {
+        long start = _header.DataOffset + chunk * FormatConstants.DataChunkSize;
+        int len = (int)Math.Min(FormatConstants.DataChunkSize, _header.DataOffset + _header.DataLength - start);
+        uint stored = Unsafe.ReadUnaligned<uint>(_region.Base + _header.ChunkCrcOffset + chunk * 4);
+        uint computed = Crc32C.Compute(_region.Span(start, len));
+        if (stored != computed)
+            ThrowHelper.Corrupt($"base data chunk {chunk}", start, $"checksum mismatch (stored {stored:X8}, computed {computed:X8})");
+        Interlocked.Or(ref _verifiedChunks[chunk >> 6], 1L << (int)(chunk & 63));
+    }
+
+    /// <summary>Verifies every data chunk now (used by full verification).</summary>
+    public void VerifyAllData()
+    {
+        for (long c = 0; c < _header.ChunkCount; c++)
+            VerifyChunk(c);
+    }
+}

@@ -1,0 +1,45 @@
+using System.Collections.Immutable;
+
+namespace Daxfs.Branching.Index;
+
+/// <summary>What an inode is.</summary>
+public enum NodeKind : byte
+{
+    /// <summary>A regular file.</summary>
+    File = 1,
+    /// <summary>A directory.</summary>
+    Directory = 2,
+    /// <summary>A symbolic link.</summary>
+    Symlink = 3,
+}
+
+/// <summary>
+/// An inode as a branch sees it after changes: immutable, shared by every view that has not changed it
+/// since. Base inodes that no branch has touched are never materialized as nodes.
+/// </summary>
+internal sealed record Node
+{
+    public required long Ino { get; init; }
+    public required NodeKind Kind { get; init; }
+    /// <summary>Permission bits (the low 12 bits of the mode).</summary>
+    public required uint Perm { get; init; }
+    public required uint Uid { get; init; }
+    public required uint Gid { get; init; }
+    public required long MtimeNs { get; init; }
+    public required long CtimeNs { get; init; }
+    /// <summary>Files: bytes. Symlinks: target bytes. Directories: entry count.</summary>
+    public long Size { get; init; }
+    /// <summary>Files: the byte-range map.</summary>
+    public LongMapNode<Extent>? Extents { get; init; }
+    /// <summary>Directories: name → inode.</summary>
+    public ImmutableSortedDictionary<string, long>? Entries { get; init; }
+    /// <summary>Directories: how many entries are directories (for the link count).</summary>
+    public int Subdirs { get; init; }
+    /// <summary>Directories: the containing directory (the root names itself).</summary>
+    public long ParentIno { get; init; }
+    /// <summary>Symlinks: the target.</summary>
+    public string? Target { get; init; }
+
+    public static readonly ImmutableSortedDictionary<string, long> EmptyEntries =
+        ImmutableSortedDictionary.Create<string, long>(StringComparer.Ordinal);
+}

@@ -1,0 +1,120 @@
+using System.Collections.Immutable;
+using Daxfs.Branching.Format;
+
+namespace Daxfs.Branching.Index;
+
+/// <summary>Attributes of one inode as a view sees it.</summary>
+internal readonly record struct InodeInfo(long Ino, NodeKind Kind, uint Perm, uint Uid, uint Gid, long MtimeNs, long CtimeNs, long Size, int Nlink);
+
+/// <summary>
+/// An immutable snapshot of a branch's whole tree: the base image plus a persistent map of the inodes
+/// changed on top of it. Forking copies the reference; a change builds a new view sharing all untouched
+/// structure, so a view never changes under a reader. Lookups consult at most two layers (the map, then
+/// the base), whatever the branch depth.
+/// </summary>
+internal sealed class View
+{
+    public View(BaseImage baseImage, LongMapNode<Node>? nodes, long nextIno)
+    {
+        Base = baseImage;
+        Nodes = nodes;
+        NextIno = nextIno;
+    }
+
+    public BaseImage Base { get; }
+
+    public LongMapNode<Node>? Nodes { get; }
+
+    public long NextIno { get; }
+
+    public const long RootIno = 1;
+
+    public static View Initial(BaseImage b) => new(b, null, b.InodeCount + 1L);
+
+    public View With(LongMapNode<Node>? nodes, long nextIno) => new(Base, nodes, nextIno);
+
+    public bool TryGetNode(long ino, out Node node) => LongMap.TryGet(Nodes, ino, out node);
+
+    public bool Exists(long ino) => LongMap.TryGet(Nodes, ino, out _) || Base.Contains(ino);
+
+    public InodeInfo Info(long ino)
+    {
+        if (LongMap.TryGet(Nodes, ino, out var n))
+            return new InodeInfo(n.Ino, n.Kind, n.Perm, n.Uid, n.Gid, n.MtimeNs, n.CtimeNs, n.Size,
+                n.Kind == NodeKind.Directory ? 2 + n.Subdirs : 1);
+        ref readonly var b = ref Base.Inode(ino);
+        var kind = KindOfMode(b.Mode);
+        return new InodeInfo(ino, kind, b.Mode & ModeBits.PermMask, b.Uid, b.Gid, b.MtimeNs, b.MtimeNs, b.ByteSize,
+            kind == NodeKind.Directory ? 2 + (int)b.Subdirs : 1);
+    }
+
+    public NodeKind KindOf(long ino)
+        => LongMap.TryGet(Nodes, ino, out var n) ? n.Kind : KindOfMode(Base.Inode(ino).Mode);
+
+    public static NodeKind KindOfMode(uint mode) => (mode & ModeBits.TypeMask) switch
+    {
+        ModeBits.Directory => NodeKind.Directory,
+        ModeBits.Symlink => NodeKind.Symlink,
+        _ => NodeKind.File,
+    };
+
+    /// <summary>The child named <paramref name="name"/> in directory <paramref name="dirIno"/>, or 0.</summary>
+    public long Lookup(long dirIno, string name)
+    {
+        if (LongMap.TryGet(Nodes, dirIno, out var n))
+            return n.Entries is not null && n.Entries.TryGetValue(name, out long child) ? child : 0;
+        return Base.Lookup(dirIno, name);
+    }
+
+    /// <summary>The parent directory of directory <paramref name="dirIno"/>.</summary>
+    public long ParentOf(long dirIno)
+        => LongMap.TryGet(Nodes, dirIno, out var n) ? n.ParentIno : Base.Inode(dirIno).ParentIno;
+
+    public IEnumerable<(string Name, long Ino)> Entries(long dirIno)
+    {
+        if (LongMap.TryGet(Nodes, dirIno, out var n))
+        {
+            if (n.Entries is null) yield break;
+            foreach (var kv in n.Entries)
+                yield return (kv.Key, kv.Value);
+            yield break;
+        }
+        foreach (var e in Base.Entries(dirIno))
+            yield return e;
+    }
+
+    public string LinkTarget(long ino)
+        => LongMap.TryGet(Nodes, ino, out var n) ? n.Target ?? "" : Base.LinkTarget(ino);
+
+    /// <summary>The inode as a node, materializing a base inode (not stored until the caller stores it).</summary>
+    public Node NodeOf(long ino)
+    {
+        if (LongMap.TryGet(Nodes, ino, out var n))
+            return n;
+        ref readonly var b = ref Base.Inode(ino);
+        var kind = KindOfMode(b.Mode);
+        var node = new Node
+        {
+            Ino = ino,
+            Kind = kind,
+            Perm = b.Mode & ModeBits.PermMask,
+            Uid = b.Uid,
+            Gid = b.Gid,
+            MtimeNs = b.MtimeNs,
+            CtimeNs = b.MtimeNs,
+            Size = b.ByteSize,
+        };
+        switch (kind)
+        {
+            case NodeKind.File:
+                return node with { Extents = b.ByteSize == 0 ? null : LongMap.Single(0L, new Extent(b.ByteSize, b.DataOffset)) };
+            case NodeKind.Symlink:
+                return node with { Target = Base.LinkTarget(ino) };
+            default:
+                var builder = ImmutableSortedDictionary.CreateBuilder<string, long>(StringComparer.Ordinal);
+                foreach (var (name, child) in Base.Entries(ino))
+                    builder[name] = child;
+                return node with { Entries = builder.ToImmutable(), Subdirs = (int)b.Subdirs, ParentIno = b.ParentIno };
+        }
+    }
+}

@@ -1,0 +1,232 @@
+using Daxfs.Branching.Format;
+
+namespace Daxfs.Branching.Index;
+
+/// <summary>
+/// Applies one delta-log record to a view, giving the next view. The same code serves a live operation
+/// (before its record is published) and the replay of a log on open, so both always agree. A record
+/// whose preconditions fail raises <see cref="DaxfsIOException"/>; a live operation passes the user's path
+/// for the message, and replay turns the error into a <see cref="CorruptionException"/>.
+/// </summary>
+internal static class ViewOps
+{
+    public static View Apply(View v, Rec r, string? path)
+    {
+        string P() => path ?? $"inode {r.Ino}";
+        switch (r.Kind)
+        {
+            case RecordKind.CreateFile:
+            case RecordKind.Mkdir:
+            case RecordKind.Symlink:
+                return Create(v, r, path ?? r.Name);
+            case RecordKind.Remove:
+                return Remove(v, r.ParentIno, r.Name, r.TimeNs, path ?? r.Name);
+            case RecordKind.Rename:
+                return Rename(v, r, path ?? r.Name);
+            case RecordKind.Write:
+            {
+                var n = FileNode(v, r.Ino, P());
+                if (r.FileOffset < 0 || r.FileOffset > FormatConstants.MaxFileSize - r.PayloadLength)
+                    ThrowHelper.IO(FileSystemError.FileTooLarge, P(), $"write at {r.FileOffset}");
+                long end = r.FileOffset + r.PayloadLength;
+                n = n with
+                {
+                    Extents = ExtentMap.Write(n.Extents, r.FileOffset, r.PayloadLength, r.PayloadOffset),
+                    Size = Math.Max(n.Size, end),
+                    MtimeNs = r.TimeNs,
+                    CtimeNs = r.TimeNs,
+                };
+                return v.With(LongMap.Set(v.Nodes, n.Ino, n), v.NextIno);
+            }
+            case RecordKind.Truncate:
+            {
+                var n = FileNode(v, r.Ino, P());
+                if (r.Size < 0 || r.Size > FormatConstants.MaxFileSize)
+                    ThrowHelper.IO(FileSystemError.InvalidArgument, P(), $"size {r.Size}");
+                n = n with
+                {
+                    Extents = r.Size < n.Size ? ExtentMap.Truncate(n.Extents, r.Size) : n.Extents,
+                    Size = r.Size,
+                    MtimeNs = r.TimeNs,
+                    CtimeNs = r.TimeNs,
+                };
+                return v.With(LongMap.Set(v.Nodes, n.Ino, n), v.NextIno);
+            }
+            case RecordKind.SetAttr:
+            {
+                if (!v.Exists(r.Ino))
+                    ThrowHelper.IO(FileSystemError.NotFound, P());
+                var n = v.NodeOf(r.Ino);
+                var mask = (AttrMask)r.Mask;
+                n = n with
+                {
+                    Perm = mask.HasFlag(AttrMask.Mode) ? r.Mode & ModeBits.PermMask : n.Perm,
+                    Uid = mask.HasFlag(AttrMask.Uid) ? r.Uid : n.Uid,
+                    Gid = mask.HasFlag(AttrMask.Gid) ? r.Gid : n.Gid,
+                    MtimeNs = mask.HasFlag(AttrMask.Mtime) ? r.MtimeNs : n.MtimeNs,
+                    CtimeNs = r.TimeNs,
+                };
+                return v.With(LongMap.Set(v.Nodes, n.Ino, n), v.NextIno);
+            }
+            default:
+                throw new InvalidOperationException($"record kind {r.Kind} does not change a tree");
+        }
+    }
+
+    private static Node FileNode(View v, long ino, string path)
+    {
+        if (!v.Exists(ino))
+            ThrowHelper.IO(FileSystemError.NotFound, path);
+        var n = v.NodeOf(ino);
+        if (n.Kind == NodeKind.Directory)
+            ThrowHelper.IO(FileSystemError.IsADirectory, path);
+        if (n.Kind != NodeKind.File)
+            ThrowHelper.IO(FileSystemError.InvalidArgument, path, "not a regular file");
+        return n;
+    }
+
+    private static Node DirNode(View v, long ino, string path)
+    {
+        if (!v.Exists(ino))
+            ThrowHelper.IO(FileSystemError.NotFound, path);
+        var n = v.NodeOf(ino);
+        if (n.Kind != NodeKind.Directory)
+            ThrowHelper.IO(FileSystemError.NotADirectory, path);
+        return n;
+    }
+
+    private static void CheckName(string name, string path)
+    {
+        string? why = Names.CheckUtf8(Names.Utf8.GetBytes(name));
+        if (why is not null)
+            ThrowHelper.IO(name.Length > 255 ? FileSystemError.NameTooLong : FileSystemError.InvalidArgument, path, why);
+    }
+
+    private static View Create(View v, Rec r, string path)
+    {
+        CheckName(r.Name, path);
+        var dir = DirNode(v, r.ParentIno, path);
+        if (dir.Entries!.ContainsKey(r.Name))
+            ThrowHelper.IO(FileSystemError.Exists, path);
+        if (r.Ino < v.NextIno || v.Exists(r.Ino))
+            ThrowHelper.IO(FileSystemError.InvalidArgument, path, $"inode {r.Ino} is not a fresh number (next is {v.NextIno})");
+        var kind = r.Kind switch
+        {
+            RecordKind.Mkdir => NodeKind.Directory,
+            RecordKind.Symlink => NodeKind.Symlink,
+            _ => NodeKind.File,
+        };
+        if (kind == NodeKind.Symlink && (r.Target.Length == 0 || RecordCodec.Utf8Length(r.Target) > FormatConstants.MaxLinkTarget || r.Target.Contains('\0', StringComparison.Ordinal)))
+            ThrowHelper.IO(FileSystemError.InvalidArgument, path, "symlink target must be 1..4095 bytes without NUL");
+        var node = new Node
+        {
+            Ino = r.Ino,
+            Kind = kind,
+            Perm = r.Mode & ModeBits.PermMask,
+            Uid = r.Uid,
+            Gid = r.Gid,
+            MtimeNs = r.TimeNs,
+            CtimeNs = r.TimeNs,
+            Size = kind == NodeKind.Symlink ? RecordCodec.Utf8Length(r.Target) : 0,
+            Entries = kind == NodeKind.Directory ? Node.EmptyEntries : null,
+            ParentIno = kind == NodeKind.Directory ? r.ParentIno : 0,
+            Target = kind == NodeKind.Symlink ? r.Target : null,
+        };
+        dir = dir with
+        {
+            Entries = dir.Entries.Add(r.Name, r.Ino),
+            Size = dir.Size + 1,
+            Subdirs = dir.Subdirs + (kind == NodeKind.Directory ? 1 : 0),
+            MtimeNs = r.TimeNs,
+            CtimeNs = r.TimeNs,
+        };
+        var nodes = LongMap.Set(LongMap.Set(v.Nodes, dir.Ino, dir), node.Ino, node);
+        return v.With(nodes, r.Ino + 1);
+    }
+
+    private static View Remove(View v, long parentIno, string name, long timeNs, string path)
+    {
+        var dir = DirNode(v, parentIno, path);
+        if (!dir.Entries!.TryGetValue(name, out long child))
+            ThrowHelper.IO(FileSystemError.NotFound, path);
+        var kind = v.KindOf(child);
+        if (kind == NodeKind.Directory && v.Info(child).Size != 0)
+            ThrowHelper.IO(FileSystemError.NotEmpty, path);
+        dir = dir with
+        {
+            Entries = dir.Entries.Remove(name),
+            Size = dir.Size - 1,
+            Subdirs = dir.Subdirs - (kind == NodeKind.Directory ? 1 : 0),
+            MtimeNs = timeNs,
+            CtimeNs = timeNs,
+        };
+        var nodes = LongMap.Remove(LongMap.Set(v.Nodes, dir.Ino, dir), child);
+        return v.With(nodes, v.NextIno);
+    }
+
+    private static View Rename(View v, Rec r, string path)
+    {
+        CheckName(r.DstName, path);
+        var src = DirNode(v, r.ParentIno, path);
+        if (!src.Entries!.TryGetValue(r.Name, out long moving))
+            ThrowHelper.IO(FileSystemError.NotFound, path);
+        var dst = DirNode(v, r.DstParent, path);
+        var kind = v.KindOf(moving);
+        if (dst.Entries!.TryGetValue(r.DstName, out long existing))
+        {
+            if ((((RenameFlags)r.Flags) & RenameFlags.NoReplace) != 0)
+                ThrowHelper.IO(FileSystemError.Exists, path);
+            if (existing == moving)
+                return v; // POSIX: renaming a name onto another name of the same file does nothing
+            var existingKind = v.KindOf(existing);
+            if (kind == NodeKind.Directory && existingKind != NodeKind.Directory)
+                ThrowHelper.IO(FileSystemError.NotADirectory, path, "cannot replace a non-directory with a directory");
+            if (kind != NodeKind.Directory && existingKind == NodeKind.Directory)
+                ThrowHelper.IO(FileSystemError.IsADirectory, path, "cannot replace a directory with a non-directory");
+            if (existingKind == NodeKind.Directory && v.Info(existing).Size != 0)
+                ThrowHelper.IO(FileSystemError.NotEmpty, path);
+        }
+        if (kind == NodeKind.Directory)
+        {
+            // A directory must not move into its own subtree: walk up from the destination to the root.
+            long at = r.DstParent;
+            for (int guard = 0; ; guard++)
+            {
+                if (at == moving)
+                    ThrowHelper.IO(FileSystemError.InvalidArgument, path, "cannot move a directory into itself");
+                if (at == View.RootIno) break;
+                if (guard > 1_000_000)
+                    ThrowHelper.IO(FileSystemError.InvalidArgument, path, "directory parent chain does not reach the root");
+                at = v.ParentOf(at);
+            }
+        }
+        var nodes = v.Nodes;
+        if (existing != 0)
+            v = Remove(v, r.DstParent, r.DstName, r.TimeNs, path);
+        // Re-read both directories: the removal above may have changed the destination.
+        src = v.NodeOf(r.ParentIno);
+        src = src with
+        {
+            Entries = src.Entries!.Remove(r.Name),
+            Size = src.Size - 1,
+            Subdirs = src.Subdirs - (kind == NodeKind.Directory ? 1 : 0),
+            MtimeNs = r.TimeNs,
+            CtimeNs = r.TimeNs,
+        };
+        nodes = LongMap.Set(v.Nodes, src.Ino, src);
+        dst = r.DstParent == r.ParentIno ? src : v.With(nodes, v.NextIno).NodeOf(r.DstParent);
+        dst = dst with
+        {
+            Entries = dst.Entries!.Add(r.DstName, moving),
+            Size = dst.Size + 1,
+            Subdirs = dst.Subdirs + (kind == NodeKind.Directory ? 1 : 0),
+            MtimeNs = r.TimeNs,
+            CtimeNs = r.TimeNs,
+        };
+        nodes = LongMap.Set(nodes, dst.Ino, dst);
+        var moved = v.With(nodes, v.NextIno).NodeOf(moving);
+        moved = moved with { CtimeNs = r.TimeNs, ParentIno = kind == NodeKind.Directory ? r.DstParent : moved.ParentIno };
+        nodes = LongMap.Set(nodes, moving, moved);
+        return v.With(nodes, v.NextIno);
+    }
+}

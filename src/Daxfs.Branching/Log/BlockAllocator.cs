@@ -1,0 +1,145 @@
+using System.Numerics;
+using Daxfs.Branching.Format;
+using Daxfs.Branching.Media;
+
+namespace Daxfs.Branching.Log;
+
+/// <summary>
+/// Page allocator of the delta arena: one bit per region page in the region's bitmap (1 = in use).
+/// Pages outside the arena are always marked used. Callers hold the region lock, so the bitmap has one
+/// writer at a time; the lock's release publishes the changes to other processes.
+/// </summary>
+/// <remarks>
+/// The bitmap is derived state: on open it is rebuilt from what the branch table and the logs reach,
+/// so a crash between an allocation and its publication leaks nothing past the next open.
+/// </remarks>
+internal sealed unsafe class BlockAllocator
+{
+    private readonly Region _region;
+    private readonly long _bitmapOffset;
+    private readonly long _pages;
+    private readonly long _arenaFirstPage;
+    private readonly long _arenaEndPage;
+    private long _hint;
+    private long _freePages;
+
+    public BlockAllocator(Region region, long bitmapOffset, long bitmapLength, long arenaOffset, long arenaLength)
+    {
+        _region = region;
+        _bitmapOffset = bitmapOffset;
+        _pages = region.Length / FormatConstants.PageSize;
+        if (bitmapLength * 8 < _pages)
+            ThrowHelper.Corrupt("superblock", 0, $"bitmap of {bitmapLength} bytes cannot cover {_pages} pages");
+        _arenaFirstPage = arenaOffset / FormatConstants.PageSize;
+        _arenaEndPage = (arenaOffset + arenaLength) / FormatConstants.PageSize;
+        _hint = _arenaFirstPage;
+        region.Check(bitmapOffset, bitmapLength);
+    }
+
+    public long ArenaOffset => _arenaFirstPage * FormatConstants.PageSize;
+
+    public long ArenaEnd => _arenaEndPage * FormatConstants.PageSize;
+
+    public long FreeBytes => _freePages * FormatConstants.PageSize;
+
+    public long ArenaBytes => (_arenaEndPage - _arenaFirstPage) * FormatConstants.PageSize;
+
+    private ref ulong Word(long index) => ref *(ulong*)(_region.Base + _bitmapOffset + index * 8);
+
+    private bool IsSet(long page) => (Word(page >> 6) & (1UL << (int)(page & 63))) != 0;
+
+    private void SetRange(long first, long count, bool used)
+    {
+        for (long p = first; p < first + count; p++)
+        {
+            ref ulong w = ref Word(p >> 6);
+            ulong bit = 1UL << (int)(p & 63);
+            w = used ? w | bit : w & ~bit;
+        }
+    }
+
+    /// <summary>Marks everything outside the arena used and the arena free, then marks <paramref name="used"/>.</summary>
+    public void Rebuild(IEnumerable<(long Offset, long Pages)> used)
+    {
+        long words = (_pages + 63) / 64;
+        for (long i = 0; i < words; i++) Word(i) = ulong.MaxValue;
+        SetRange(_arenaFirstPage, _arenaEndPage - _arenaFirstPage, false);
+        _freePages = _arenaEndPage - _arenaFirstPage;
+        foreach (var (offset, pages) in used)
+        {
+            long first = offset / FormatConstants.PageSize;
+            for (long p = first; p < first + pages; p++)
+            {
+                if (IsSet(p))
+                    ThrowHelper.Corrupt("log block", offset, "block is owned twice (two logs or one log reach it)");
+                SetRange(p, 1, true);
+            }
+            _freePages -= pages;
+        }
+        _hint = _arenaFirstPage;
+    }
+
+    /// <summary>Takes a run of <paramref name="pages"/> free pages; returns its region offset.</summary>
+    public long Allocate(long pages)
+    {
+        if (pages <= 0 || pages > _arenaEndPage - _arenaFirstPage || pages > _freePages)
+            throw new RegionFullException(pages * FormatConstants.PageSize, FreeBytes);
+        long found = Search(_hint, _arenaEndPage, pages);
+        if (found < 0)
+            found = Search(_arenaFirstPage, Math.Min(_hint + pages, _arenaEndPage), pages);
+        if (found < 0)
+            throw new RegionFullException(pages * FormatConstants.PageSize, FreeBytes);
+        SetRange(found, pages, true);
+        _freePages -= pages;
+        _hint = found + pages >= _arenaEndPage ? _arenaFirstPage : found + pages;
+        return found * FormatConstants.PageSize;
+    }
+
+    private long Search(long from, long to, long pages)
+    {
+        long run = 0, start = from;
+        long p = from;
+        while (p < to)
+        {
+            if ((p & 63) == 0 && run == 0 && p + 64 <= to)
+            {
+                ulong w = Word(p >> 6);
+                if (w == ulong.MaxValue) { p += 64; start = p; continue; }
+                if (w != 0 && pages <= 64)
+                {
+                    // Skip the used low bits quickly.
+                    int skip = BitOperations.TrailingZeroCount(~w);
+                    if (skip > 0) { p += skip; start = p; continue; }
+                }
+            }
+            if (IsSet(p)) { run = 0; start = ++p; continue; }
+            run++;
+            p++;
+            if (run == pages) return start;
+        }
+        return -1;
+    }
+
+    public void Free(long offset, long pages)
+    {
+        long first = offset / FormatConstants.PageSize;
+        if (offset % FormatConstants.PageSize != 0 || first < _arenaFirstPage || first + pages > _arenaEndPage)
+            ThrowHelper.Corrupt("log block", offset, "freeing a block outside the arena");
+        for (long p = first; p < first + pages; p++)
+        {
+            if (!IsSet(p))
+                ThrowHelper.Corrupt("log block", offset, "freeing a page that is already free");
+        }
+        SetRange(first, pages, false);
+        _freePages += pages;
+    }
+
+    /// <summary>Recounts the free pages from the bitmap (after another process changed it).</summary>
+    public void Recount()
+    {
+        long free = 0;
+        for (long p = _arenaFirstPage; p < _arenaEndPage; p++)
+            if (!IsSet(p)) free++;
+        _freePages = free;
+    }
+}

@@ -1,0 +1,195 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using Microsoft.Win32.SafeHandles;
+
+namespace Daxfs.Branching.Media;
+
+/// <summary>What kind of file backs a region.</summary>
+public enum RegionKind
+{
+    /// <summary>A file on a memory file system (tmpfs, <c>/dev/shm</c>): survives a process crash, not a reboot.</summary>
+    Memory,
+    /// <summary>A regular file on a disk file system: durable once flushed.</summary>
+    File,
+    /// <summary>A <c>/dev/daxX.Y</c> character device: mapped only, never read or written with syscalls.</summary>
+    DaxDevice,
+}
+
+/// <summary>
+/// One file mapped shared and read-write into this process. Every access goes through a bounds check
+/// against the mapped length, so a bad offset read from the region becomes a <see cref="CorruptionException"/>
+/// and never a stray pointer.
+/// </summary>
+/// <remarks>
+/// SAFETY: pointers and spans handed out by this type are valid until <see cref="Dispose"/>; the owner
+/// (<see cref="Store"/>) keeps the mapping alive while any read lease is held.
+/// </remarks>
+internal sealed unsafe class Region : IDisposable
+{
+    private readonly SafeFileHandle _file;
+    private byte* _base;
+    private readonly long _length;
+
+    private Region(SafeFileHandle file, byte* @base, long length, RegionKind kind, string path)
+    {
+        _file = file;
+        _base = @base;
+        _length = length;
+        Kind = kind;
+        Path = path;
+    }
+
+    public string Path { get; }
+
+    public RegionKind Kind { get; }
+
+    public long Length => _length;
+
+    public byte* Base
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        get => _base;
+    }
+
+    /// <summary>Creates (or replaces) a region file of <paramref name="capacity"/> bytes and maps it.</summary>
+    public static Region Create(string path, long capacity, bool overwrite)
+    {
+        var kind = KindOf(path);
+        if (kind == RegionKind.DaxDevice)
+        {
+            long size = DaxDeviceSize(path);
+            if (capacity > size)
+                throw new ArgumentOutOfRangeException(nameof(capacity), $"{path}: capacity {capacity} exceeds the device size {size}");
+            return Map(path, FileMode.Open, size, kind);
+        }
+        if (!overwrite && File.Exists(path))
+            throw new IOException($"{path}: region file already exists (pass overwrite to replace it)");
+        string? dir = System.IO.Path.GetDirectoryName(System.IO.Path.GetFullPath(path));
+        if (dir is not null && !Directory.Exists(dir))
+            throw new DirectoryNotFoundException($"{path}: directory {dir} does not exist");
+        // Truncate to zero first so stale bytes of an old region never survive into the new one.
+        using (var fs = new FileStream(path, FileMode.Create, FileAccess.ReadWrite))
+        {
+            fs.SetLength(capacity);
+        }
+        return Map(path, FileMode.Open, capacity, kind);
+    }
+
+    /// <summary>Opens and maps an existing region file; its whole length is mapped.</summary>
+    public static Region Open(string path)
+    {
+        var kind = KindOf(path);
+        if (!File.Exists(path))
+            throw new FileNotFoundException($"{path}: region file not found", path);
+        long size = kind == RegionKind.DaxDevice ? DaxDeviceSize(path) : new FileInfo(path).Length;
+        if (size <= 0)
+            throw new CorruptionException("region file", 0, $"{path} is empty");
+        return Map(path, FileMode.Open, size, kind);
+    }
+
+    private static Region Map(string path, FileMode mode, long length, RegionKind kind)
+    {
+        var handle = File.OpenHandle(path, mode, FileAccess.ReadWrite, FileShare.ReadWrite);
+        try
+        {
+            nint p = Native.Mmap(0, (nuint)length, Native.ProtRead | Native.ProtWrite, Native.MapShared,
+                (int)handle.DangerousGetHandle(), 0);
+            if (p == Native.MapFailed)
+                throw new IOException($"{path}: mmap of {length} bytes failed (errno {Marshal.GetLastPInvokeError()})");
+            return new Region(handle, (byte*)p, length, kind, path);
+        }
+        catch
+        {
+            handle.Dispose();
+            throw;
+        }
+    }
+
+    internal static RegionKind KindOf(string path)
+    {
+        string full = System.IO.Path.GetFullPath(path);
+        if (full.StartsWith("/dev/dax", StringComparison.Ordinal))
+            return RegionKind.DaxDevice;
+        if (full.StartsWith("/dev/shm/", StringComparison.Ordinal) || full.StartsWith("/run/", StringComparison.Ordinal))
+            return RegionKind.Memory;
+        return RegionKind.File;
+    }
+
+    private static long DaxDeviceSize(string path)
+    {
+        // A device DAX node has no length for stat; the kernel publishes it in sysfs.
+        string name = System.IO.Path.GetFileName(path);
+        string sys = $"/sys/bus/dax/devices/{name}/size";
+        if (!File.Exists(sys))
+            throw new IOException($"{path}: cannot find the device size at {sys}");
+        return long.Parse(File.ReadAllText(sys).Trim(), System.Globalization.CultureInfo.InvariantCulture);
+    }
+
+    /// <summary>Checks that [offset, offset+length) lies inside the mapping.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public void Check(long offset, long length)
+    {
+        if ((ulong)offset > (ulong)_length || (ulong)length > (ulong)(_length - offset))
+            ThrowHelper.OutOfRegion(offset, length, _length);
+    }
+
+    /// <summary>True when [offset, offset+length) lies inside the mapping.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public bool Contains(long offset, long length)
+        => (ulong)offset <= (ulong)_length && (ulong)length <= (ulong)(_length - offset);
+
+    /// <summary>A reference to an unmanaged struct at <paramref name="offset"/>, bounds-checked.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public ref T At<T>(long offset) where T : unmanaged
+    {
+        Check(offset, sizeof(T));
+        return ref Unsafe.AsRef<T>(_base + offset);
+    }
+
+    /// <summary>A 64-bit word shared between processes; must be 8-byte aligned.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public ref long Word(long offset)
+    {
+        if ((offset & 7) != 0)
+            ThrowHelper.Corrupt("shared word", offset, "not 8-byte aligned");
+        return ref At<long>(offset);
+    }
+
+    /// <summary>A read-only span over [offset, offset+length), bounds-checked.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public ReadOnlySpan<byte> Span(long offset, int length)
+    {
+        Check(offset, length);
+        return new ReadOnlySpan<byte>(_base + offset, length);
+    }
+
+    /// <summary>A writable span over [offset, offset+length), bounds-checked.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public Span<byte> WritableSpan(long offset, int length)
+    {
+        Check(offset, length);
+        return new Span<byte>(_base + offset, length);
+    }
+
+    /// <summary>Writes dirty pages of [offset, offset+length) back to the file (no-op on memory regions).</summary>
+    public void Flush(long offset, long length)
+    {
+        if (Kind == RegionKind.Memory)
+            return;
+        Check(offset, length);
+        long start = offset & ~4095L;
+        long end = offset + length;
+        if (Native.Msync((nint)(_base + start), (nuint)(end - start), Native.MsSync) != 0)
+            throw new IOException($"{Path}: msync failed (errno {Marshal.GetLastPInvokeError()})");
+    }
+
+    public void Dispose()
+    {
+        if (_base != null)
+        {
+            Native.Munmap((nint)_base, (nuint)_length);
+            _base = null;
+            _file.Dispose();
+        }
+    }
+}

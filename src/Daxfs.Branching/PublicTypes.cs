@@ -1,0 +1,108 @@
+using Daxfs.Branching.Index;
+using Daxfs.Branching.Media;
+
+namespace Daxfs.Branching;
+
+/// <summary>How a new region is laid out.</summary>
+public sealed record StoreOptions
+{
+    /// <summary>
+    /// Total bytes of the region file. 0 picks the base image's size plus 1 GiB of delta arena (a file on
+    /// tmpfs takes memory only for pages written). For a <c>/dev/dax</c> device, 0 uses the whole device.
+    /// </summary>
+    public long Capacity { get; init; }
+
+    /// <summary>Slots of the branch table: the most branches (main included) that can exist at once. Default 4096.</summary>
+    public int BranchSlots { get; init; } = 4096;
+
+    /// <summary>Replace an existing region file at the path.</summary>
+    public bool Overwrite { get; init; }
+
+    /// <summary>Receives progress while the base image is written.</summary>
+    public IProgress<BuildProgress>? Progress { get; init; }
+}
+
+/// <summary>Attributes of a file, directory or symlink in a branch.</summary>
+/// <param name="Path">The path asked for.</param>
+/// <param name="Inode">Inode number (stable for the life of the inode within a branch lineage).</param>
+/// <param name="Kind">File, directory or symlink.</param>
+/// <param name="Mode">Permission bits (for example 0644), without the type bits.</param>
+/// <param name="Uid">Owner.</param>
+/// <param name="Gid">Group.</param>
+/// <param name="Size">Files: bytes. Symlinks: bytes of the target. Directories: number of entries.</param>
+/// <param name="ModifiedTime">Last change of content.</param>
+/// <param name="ChangedTime">Last change of content or attributes.</param>
+/// <param name="LinkCount">Directories: 2 + subdirectories; otherwise 1.</param>
+public readonly record struct FileStat(string Path, long Inode, NodeKind Kind, uint Mode, uint Uid, uint Gid, long Size,
+    DateTimeOffset ModifiedTime, DateTimeOffset ChangedTime, int LinkCount)
+{
+    internal static FileStat From(string path, in InodeInfo i) => new(path, i.Ino, i.Kind, i.Perm, i.Uid, i.Gid, i.Size,
+        FromNs(i.MtimeNs), FromNs(i.CtimeNs), i.Nlink);
+
+    internal static DateTimeOffset FromNs(long ns) => new(DateTime.UnixEpoch.AddTicks(ns / 100), TimeSpan.Zero);
+
+    internal static long ToNs(DateTimeOffset t) => (t.UtcDateTime - DateTime.UnixEpoch).Ticks * 100;
+
+    /// <summary>Modification time in nanoseconds since the Unix epoch, as stored.</summary>
+    public long ModifiedTimeNs => ToNs(ModifiedTime);
+}
+
+/// <summary>One entry of a directory listing.</summary>
+/// <param name="Name">The entry's name.</param>
+/// <param name="Inode">Its inode number.</param>
+/// <param name="Kind">What it is.</param>
+public readonly record struct DirectoryEntry(string Name, long Inode, NodeKind Kind);
+
+/// <summary>What state a branch is in.</summary>
+public enum BranchStatus
+{
+    /// <summary>Accepts reads and writes.</summary>
+    Live,
+    /// <summary>Has live children, so it accepts reads only.</summary>
+    Frozen,
+    /// <summary>Main: changes only by commits.</summary>
+    Main,
+    /// <summary>Invalidated by a commit or abort elsewhere; every operation fails.</summary>
+    Invalidated,
+}
+
+/// <summary>A summary of one branch.</summary>
+/// <param name="Name">Its name.</param>
+/// <param name="Parent">Its parent's name (null for main).</param>
+/// <param name="Status">Live, frozen, main or invalidated.</param>
+/// <param name="Depth">Forks between it and main (main is 0).</param>
+/// <param name="LogBytes">Bytes of records in its delta log (merged children included).</param>
+/// <param name="Records">Records in its delta log (merged children included).</param>
+/// <param name="Created">When it was forked.</param>
+public readonly record struct BranchInfo(string Name, string? Parent, BranchStatus Status, int Depth, long LogBytes, long Records, DateTimeOffset Created);
+
+/// <summary>One version of main: the result of one commit.</summary>
+/// <param name="Sequence">1 for the first commit, then one more for each.</param>
+/// <param name="Time">When it was committed.</param>
+/// <param name="Message">The commit message.</param>
+/// <param name="SourceBranch">The branch that was committed.</param>
+/// <param name="Records">Records the commit added to main's history.</param>
+/// <param name="Bytes">Bytes of those records.</param>
+public readonly record struct VersionInfo(long Sequence, DateTimeOffset Time, string Message, string SourceBranch, long Records, long Bytes);
+
+/// <summary>Space and counts of a region.</summary>
+/// <param name="Path">The region file.</param>
+/// <param name="Kind">Memory, regular file or DAX device.</param>
+/// <param name="Capacity">Bytes of the region.</param>
+/// <param name="BaseImageBytes">Bytes of the base image.</param>
+/// <param name="ArenaBytes">Bytes of the delta arena.</param>
+/// <param name="ArenaFreeBytes">Bytes of the arena free now.</param>
+/// <param name="ParkedBytes">Bytes given up by ended branches, waiting for read leases to end.</param>
+/// <param name="BaseInodes">Inodes of the base image.</param>
+/// <param name="LiveBranches">Live branches, main included.</param>
+/// <param name="BranchSlots">Slots of the branch table.</param>
+/// <param name="Versions">Versions of main.</param>
+public readonly record struct RegionUsage(string Path, RegionKind Kind, long Capacity, long BaseImageBytes, long ArenaBytes, long ArenaFreeBytes,
+    long ParkedBytes, long BaseInodes, int LiveBranches, int BranchSlots, long Versions);
+
+/// <summary>What opening a region found and repaired.</summary>
+/// <param name="TruncatedLogs">Branch logs whose torn tail was cut back to the longest valid prefix.</param>
+/// <param name="InvalidatedBranches">Branches found stale (their commit or abort had not finished marking them).</param>
+/// <param name="ReleasedSlots">Slots of ended branches released.</param>
+/// <param name="LockTakenOver">The region lock was held by a dead process and taken over.</param>
+public readonly record struct RecoveryReport(IReadOnlyList<string> TruncatedLogs, IReadOnlyList<string> InvalidatedBranches, int ReleasedSlots, bool LockTakenOver);

@@ -1,0 +1,348 @@
+using Daxfs.Branching.Branching;
+using Daxfs.Branching.Format;
+using Daxfs.Branching.Log;
+
+namespace Daxfs.Branching;
+
+public sealed partial class Store
+{
+    /// <summary>The main branch: read-only, changed only by commits.</summary>
+    public Branch Main
+    {
+        get { ThrowIfUnusable(); return new Branch(this, _slots[0]!); }
+    }
+
+    /// <summary>The branch named <paramref name="name"/>.</summary>
+    /// <exception cref="BranchNotFoundException">No live branch has that name.</exception>
+    /// <exception cref="BranchInvalidatedException">The branch of that name was invalidated.</exception>
+    public Branch GetBranch(string name)
+    {
+        ArgumentNullException.ThrowIfNull(name);
+        lock (_gate)
+        {
+            ThrowIfUnusable();
+            if (_byName.TryGetValue(name, out var s))
+                return new Branch(this, s);
+            if (_invalidatedNames.ContainsKey(name))
+                throw new BranchInvalidatedException(name);
+            throw new BranchNotFoundException(name);
+        }
+    }
+
+    /// <summary>True when a live branch has that name.</summary>
+    public bool BranchExists(string name)
+    {
+        lock (_gate) { ThrowIfUnusable(); return _byName.ContainsKey(name); }
+    }
+
+    /// <summary>Every branch this region holds: live ones (main first, then by depth and name) and invalidated ones.</summary>
+    public IReadOnlyList<BranchInfo> ListBranches()
+    {
+        lock (_gate)
+        {
+            ThrowIfUnusable();
+            var list = new List<BranchInfo>();
+            foreach (var s in _slots)
+                if (s is not null && s.Status == BranchState.StatusLive)
+                    list.Add(InfoOf(s));
+            list.Sort((a, b) => a.Depth != b.Depth ? a.Depth.CompareTo(b.Depth) : string.CompareOrdinal(a.Name, b.Name));
+            foreach (var (name, slot) in _invalidatedNames.OrderBy(kv => kv.Key, StringComparer.Ordinal))
+            {
+                ref var raw = ref SlotAt(slot);
+                list.Add(new BranchInfo(name, null, BranchStatus.Invalidated, (int)raw.Depth, 0, 0, FileStat.FromNs(raw.CreatedNs)));
+            }
+            return list;
+        }
+    }
+
+    internal BranchInfo InfoOf(BranchState s)
+    {
+        var status = s.Status != BranchState.StatusLive ? BranchStatus.Invalidated
+            : s.IsMain ? BranchStatus.Main
+            : s.Children.Count > 0 ? BranchStatus.Frozen : BranchStatus.Live;
+        return new BranchInfo(s.Name, s.Parent?.Name, status, s.Depth, s.LogBytes, s.Records, FileStat.FromNs(s.CreatedNs));
+    }
+
+    /// <summary>Why <paramref name="name"/> cannot name a branch, or null when it can.</summary>
+    public static string? BranchNameProblem(string name)
+    {
+        if (string.IsNullOrEmpty(name)) return "a branch name must not be empty";
+        if (name.Length > FormatConstants.MaxBranchName) return $"a branch name has at most {FormatConstants.MaxBranchName} characters";
+        if (name == "main") return "'main' is the name of the main branch";
+        if (!char.IsAsciiLetterOrDigit(name[0])) return "a branch name starts with a letter or digit";
+        foreach (char c in name)
+            if (!char.IsAsciiLetterOrDigit(c) && c != '-' && c != '_' && c != '.')
+                return $"a branch name holds only letters, digits, '-', '_' and '.', not '{c}'";
+        return null;
+    }
+
+    /// <summary>Checks the branch can be used: it is live here and its slot was not reused or ended by another process.</summary>
+    internal void CheckLive(BranchState s)
+    {
+        if (s.Status != BranchState.StatusLive)
+            ThrowHelper.Invalidated(s.Name);
+        ref var slot = ref SlotAt(s.Slot);
+        if (Volatile.Read(ref slot.Generation) != s.Generation || Volatile.Read(ref slot.State) != (uint)SlotState.Live)
+        {
+            s.Status = BranchState.StatusInvalidated;
+            ThrowHelper.Invalidated(s.Name);
+        }
+    }
+
+    /// <summary>Checks the branch accepts writes: live, not main, no live children.</summary>
+    internal void CheckWritable(BranchState s)
+    {
+        CheckLive(s);
+        if (s.IsMain)
+            throw new BranchReadOnlyException(s.Name);
+        int children = (int)Volatile.Read(ref SlotAt(s.Slot).LiveChildren);
+        if (children > 0)
+            throw new BranchFrozenException(s.Name, children);
+    }
+
+    // ------------------------------------------------------------------ fork
+
+    /// <summary>
+    /// Forks a new branch named <paramref name="name"/> whose view equals <paramref name="parent"/>'s now.
+    /// O(1): no data or index is copied. The parent is frozen (read-only) while the child lives.
+    /// </summary>
+    public Branch Fork(Branch parent, string name)
+    {
+        ArgumentNullException.ThrowIfNull(parent);
+        if (!ReferenceEquals(parent.Store, this))
+            throw new ArgumentException("the parent branch belongs to another store", nameof(parent));
+        if (BranchNameProblem(name) is { } why)
+            throw new ArgumentException($"invalid branch name '{name}': {why}", nameof(name));
+        return Locked(() =>
+        {
+            var p = parent.State;
+            CheckLive(p);
+            if (_byName.ContainsKey(name))
+                throw new BranchExistsException(name);
+            int slot = FindSlot(name);
+            ref var raw = ref SlotAt(slot);
+            long generation = raw.Generation + 1;
+            long logId = Interlocked.Increment(ref _region.Word(FormatConstants.ControlOffset + ControlBlock.NextLogIdOffset)) - 1;
+            long now = BaseImageBuilder.NowNs();
+            // Fill the slot while it is not live, then publish it with one store of the state word.
+            Volatile.Write(ref raw.State, (uint)SlotState.Free);
+            var filled = default(BranchSlot);
+            filled.Depth = (uint)(p.Depth + 1);
+            filled.Generation = generation;
+            filled.ParentSlot = (uint)p.Slot;
+            filled.ParentGeneration = p.Generation;
+            filled.ForkEpoch = p.Epoch;
+            filled.LogId = logId;
+            filled.CreatedNs = now;
+            WriteName(ref filled, name);
+            raw = filled;
+            Volatile.Write(ref raw.State, (uint)SlotState.Live);
+            var s = new BranchState
+            {
+                Slot = slot,
+                Generation = generation,
+                Name = name,
+                Parent = p,
+                Depth = p.Depth + 1,
+                CreatedNs = now,
+                Log = null!,
+            };
+            s.Log = new LogAppender(_region, _allocator, SlotOffset(slot), logId, 0, 0, 0, 0, s.OwnBlocks);
+            s.View = p.View;
+            _slots[slot] = s;
+            _byName[name] = s;
+            _invalidatedNames.Remove(name);
+            p.Children.Add(s);
+            Volatile.Write(ref SlotAt(p.Slot).LiveChildren, (uint)p.Children.Count);
+            return new Branch(this, s);
+        });
+    }
+
+    private int _slotHint = 1;
+
+    /// <summary>A free slot; else the slot of an invalidated branch (the one named <paramref name="name"/> first).</summary>
+    private int FindSlot(string name)
+    {
+        if (_invalidatedNames.TryGetValue(name, out int same))
+            return same;
+        int n = _slots.Length;
+        for (int k = 0; k < n - 1; k++)
+        {
+            int i = 1 + (_slotHint - 1 + k) % (n - 1);
+            if (_slots[i] is null && SlotAt(i).State == (uint)SlotState.Free)
+            {
+                _slotHint = i + 1 >= n ? 1 : i + 1;
+                return i;
+            }
+        }
+        foreach (var (oldName, slot) in _invalidatedNames)
+        {
+            _invalidatedNames.Remove(oldName);
+            return slot;
+        }
+        throw new BranchTableFullException(n);
+    }
+
+    // ------------------------------------------------------------------ commit
+
+    /// <summary>
+    /// Commits leaf branch <paramref name="branch"/>: its whole chain (branch → … → main) becomes main's view
+    /// atomically, as one new version. Every other branch is invalidated. No payload bytes move: the chain's
+    /// logs become part of main's history.
+    /// </summary>
+    /// <returns>The new version.</returns>
+    public VersionInfo Commit(Branch branch, string message = "")
+    {
+        ArgumentNullException.ThrowIfNull(branch);
+        ArgumentNullException.ThrowIfNull(message);
+        return Locked(() => CommitToMain(branch.State, message));
+    }
+
+    /// <summary>
+    /// Commits leaf branch <paramref name="branch"/> into its parent only: the parent's view becomes the
+    /// branch's, the branch ends, and its siblings (with their descendants) are invalidated. When the parent
+    /// is main this is the same as <see cref="Commit"/> and returns the new version; otherwise null.
+    /// </summary>
+    public VersionInfo? CommitToParent(Branch branch, string message = "")
+    {
+        ArgumentNullException.ThrowIfNull(branch);
+        ArgumentNullException.ThrowIfNull(message);
+        return Locked<VersionInfo?>(() =>
+        {
+            var b = branch.State;
+            CheckLive(b);
+            if (b.IsMain)
+                throw new InvalidOperationException("main cannot be committed");
+            if (b.Parent!.IsMain)
+                return CommitToMain(b, message);
+            if (b.Children.Count > 0)
+                throw new BranchNotLeafException(b.Name, "commit");
+            var p = b.Parent;
+            CheckLive(p);
+            long time = BaseImageBuilder.NowNs();
+            var child = b.Log.Ref;
+            long epoch = p.Epoch + 1;
+            int len = RecordCodec.EncodeMerge(default, child, epoch, message);
+            long at = p.Log.Reserve(RecordKind.Merge, time, len);
+            RecordCodec.EncodeMerge(p.Log.Body(at, len), child, epoch, message);
+            bool durable = _region.Kind != Media.RegionKind.Memory;
+            if (durable) _region.Flush(0, _region.Length);
+            p.Log.Publish(at, durable); // the commit point
+            p.Epoch = epoch;
+            Volatile.Write(ref SlotAt(p.Slot).Epoch, epoch);
+            p.View = b.View;
+            p.MergedBlocks.AddRange(b.AllBlocks());
+            p.Records += b.Records;
+            p.LogBytes += b.LogBytes;
+            End(b, SlotState.Free, freeBlocks: false);
+            foreach (var sibling in p.Children.ToArray())
+                foreach (var s in sibling.SelfAndDescendants().ToList())
+                    End(s, SlotState.Invalidated, freeBlocks: true);
+            p.Children.Clear();
+            Volatile.Write(ref SlotAt(p.Slot).LiveChildren, 0u);
+            return null;
+        });
+    }
+
+    private VersionInfo CommitToMain(BranchState b, string message)
+    {
+        CheckLive(b);
+        if (b.IsMain)
+            throw new InvalidOperationException("main cannot be committed");
+        if (b.Children.Count > 0)
+            throw new BranchNotLeafException(b.Name, "commit");
+        var main = _slots[0]!;
+        var chain = new List<BranchState>();
+        for (var s = b; !s.IsMain; s = s.Parent!)
+        {
+            CheckLive(s);
+            chain.Add(s);
+        }
+        chain.Reverse();
+        var refs = chain.Where(s => !s.Log.Ref.IsEmpty).Select(s => s.Log.Ref).ToArray();
+        long records = chain.Sum(s => s.Records), bytes = chain.Sum(s => s.LogBytes);
+        long seq = main.Epoch + 1;
+        long time = BaseImageBuilder.NowNs();
+        int len = RecordCodec.EncodeVersion(default, seq, refs, b.Name, message, records, bytes);
+        long at = main.Log.Reserve(RecordKind.Version, time, len);
+        RecordCodec.EncodeVersion(main.Log.Body(at, len), seq, refs, b.Name, message, records, bytes);
+        bool durable = _region.Kind != Media.RegionKind.Memory;
+        if (durable) _region.Flush(0, _region.Length); // the chain's records reach the file before the version does
+        main.Log.Publish(at, durable); // the commit point: from here the version exists
+        main.Epoch = seq;
+        Volatile.Write(ref SlotAt(0).Epoch, seq);
+        main.View = b.View;
+        foreach (var s in chain)
+            main.MergedBlocks.AddRange(s.AllBlocks());
+        var version = new VersionInfo(seq, FileStat.FromNs(time), message, b.Name, records, bytes);
+        _versions.Add(version);
+        // Every other branch is now stale: end the chain (its logs are history) and invalidate the rest.
+        var chainSet = new HashSet<BranchState>(chain);
+        foreach (var top in main.Children.ToArray())
+            foreach (var s in top.SelfAndDescendants().ToList())
+                End(s, chainSet.Contains(s) ? SlotState.Free : SlotState.Invalidated, freeBlocks: !chainSet.Contains(s));
+        main.Children.Clear();
+        Volatile.Write(ref SlotAt(0).LiveChildren, 0u);
+        return version;
+    }
+
+    // ------------------------------------------------------------------ abort, discard
+
+    /// <summary>
+    /// Aborts <paramref name="branch"/>: discards its whole chain back to main, and every branch forked from
+    /// the discarded ones. Other branches are unaffected.
+    /// </summary>
+    public void Abort(Branch branch)
+    {
+        ArgumentNullException.ThrowIfNull(branch);
+        Locked(() =>
+        {
+            var b = branch.State;
+            CheckLive(b);
+            if (b.IsMain)
+                throw new InvalidOperationException("main cannot be aborted");
+            var top = b;
+            while (!top.Parent!.IsMain) top = top.Parent;
+            var all = top.SelfAndDescendants().ToList();
+            // Ending the top first is the commit point: on recovery its descendants have no live parent.
+            foreach (var s in all)
+                End(s, SlotState.Free, freeBlocks: true);
+        });
+    }
+
+    /// <summary>Discards leaf <paramref name="branch"/> alone (one level of backtracking); its parent goes on.</summary>
+    public void Discard(Branch branch)
+    {
+        ArgumentNullException.ThrowIfNull(branch);
+        Locked(() =>
+        {
+            var b = branch.State;
+            CheckLive(b);
+            if (b.IsMain)
+                throw new InvalidOperationException("main cannot be discarded");
+            if (b.Children.Count > 0)
+                throw new BranchNotLeafException(b.Name, "discard");
+            End(b, SlotState.Free, freeBlocks: true);
+        });
+    }
+
+    /// <summary>Ends a branch here and in its slot; parks its blocks for reuse once no lease can see them.</summary>
+    private void End(BranchState s, SlotState to, bool freeBlocks)
+    {
+        ref var slot = ref SlotAt(s.Slot);
+        if (to == SlotState.Invalidated)
+            MarkInvalidated(ref slot);
+        else
+            Volatile.Write(ref slot.State, (uint)SlotState.Free);
+        s.Status = to == SlotState.Invalidated ? BranchState.StatusInvalidated : BranchState.StatusEnded;
+        s.Log.ReleaseSpare();
+        if (freeBlocks)
+            _leases.Park(s.AllBlocks());
+        _slots[s.Slot] = null;
+        _byName.Remove(s.Name);
+        if (to == SlotState.Invalidated)
+            _invalidatedNames[s.Name] = s.Slot;
+        if (s.Parent is { } p && p.Children.Remove(s))
+            Volatile.Write(ref SlotAt(p.Slot).LiveChildren, (uint)p.Children.Count);
+    }
+}

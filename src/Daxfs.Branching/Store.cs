@@ -1,0 +1,375 @@
+using System.Text;
+using Daxfs.Branching.Branching;
+using Daxfs.Branching.Format;
+using Daxfs.Branching.Index;
+using Daxfs.Branching.Log;
+using Daxfs.Branching.Media;
+
+namespace Daxfs.Branching;
+
+/// <summary>
+/// A region opened by this process: the base image, the branch table and every branch's delta log,
+/// with the branch operations (fork, commit, abort, discard) and access to each branch's files.
+/// </summary>
+/// <remarks>
+/// Thread-safe: changes are serialized by an in-process lock and the region's lock; reads take no lock.
+/// Dispose closes the mapping: spans handed out before must not be used after.
+/// </remarks>
+public sealed partial class Store : IDisposable
+{
+    /// <summary>The default directory for regions: memory that every process can map.</summary>
+    public const string DefaultDirectory = "/dev/shm";
+
+    private readonly object _gate = new();
+    private readonly Region _region;
+    private readonly Superblock _super;
+    private readonly BaseImage _base;
+    private readonly BlockAllocator _allocator;
+    private readonly RegionLock _lock;
+    private readonly LeaseTable _leases = new();
+    private readonly BranchState?[] _slots;
+    private readonly Dictionary<string, BranchState> _byName = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, int> _invalidatedNames = new(StringComparer.Ordinal);
+    private readonly List<VersionInfo> _versions = [];
+    private readonly Rec _rec = new();
+    private Exception? _poison;
+    private bool _disposed;
+
+    private Store(Region region, Superblock super, BaseImage baseImage, BlockAllocator allocator)
+    {
+        _region = region;
+        _super = super;
+        _base = baseImage;
+        _allocator = allocator;
+        _lock = new RegionLock(region);
+        _slots = new BranchState?[super.SlotCount];
+    }
+
+    /// <summary>The region file's path.</summary>
+    public string Path => _region.Path;
+
+    /// <summary>What backs the region.</summary>
+    public RegionKind Kind => _region.Kind;
+
+    /// <summary>What opening the region found and repaired.</summary>
+    public RecoveryReport Recovery { get; private set; }
+
+    /// <summary>How long a change waits for the region lock before failing with <see cref="StoreBusyException"/>.</summary>
+    public TimeSpan LockTimeout
+    {
+        get => _lock.Timeout;
+        set => _lock.Timeout = value;
+    }
+
+    /// <summary>A fresh path under <see cref="DefaultDirectory"/> for a region named <paramref name="name"/>.</summary>
+    public static string DefaultPath(string name) => System.IO.Path.Combine(DefaultDirectory, name + ".daxfs");
+
+    internal Region Region => _region;
+
+    internal BaseImage BaseImage => _base;
+
+    // ------------------------------------------------------------------ create
+
+    /// <summary>
+    /// Creates a region at <paramref name="path"/> holding the tree collected by <paramref name="image"/> as its
+    /// base image, with an empty main branch, and opens it.
+    /// </summary>
+    public static Store Create(string path, BaseImageBuilder image, StoreOptions? options = null)
+    {
+        ArgumentNullException.ThrowIfNull(path);
+        ArgumentNullException.ThrowIfNull(image);
+        options ??= new StoreOptions();
+        if (options.BranchSlots < 2 || options.BranchSlots > 1 << 20)
+            throw new ArgumentOutOfRangeException(nameof(options), $"BranchSlots must be between 2 and {1 << 20}, not {options.BranchSlots}");
+        if (options.Capacity < 0)
+            throw new ArgumentOutOfRangeException(nameof(options), "Capacity must not be negative");
+
+        const long page = FormatConstants.PageSize;
+        long slotTable = 2 * page;
+        long slotBytes = FormatConstants.AlignUp((long)options.BranchSlots * BranchSlot.Size, page);
+        long bitmap = slotTable + slotBytes;
+        long estimate = image.EstimateSize();
+        long capacity = options.Capacity;
+        // The bitmap covers every page of the region: size it for the capacity (or an estimate of it).
+        long guess = capacity > 0 ? capacity : bitmap + estimate + (1L << 30) + (1L << 20);
+        long bitmapBytes = FormatConstants.AlignUp((guess / page + 7) / 8 + 8, page);
+        long baseOffset = bitmap + bitmapBytes;
+        const long minArena = 1L << 20;
+        long minimum = FormatConstants.AlignUp(baseOffset + estimate + minArena, page);
+        if (capacity == 0)
+            capacity = FormatConstants.AlignUp(baseOffset + estimate + (1L << 30), page);
+        if (Region.KindOf(path) != RegionKind.DaxDevice && capacity < minimum)
+            throw new ArgumentOutOfRangeException(nameof(options),
+                $"{path}: capacity {capacity} bytes is too small; this tree needs at least {minimum} bytes ({minimum >> 20} MiB)");
+        capacity = capacity / page * page;
+
+        var region = Region.Create(path, capacity, options.Overwrite);
+        try
+        {
+            capacity = region.Length / page * page;
+            long baseLength = image.WriteTo(region, baseOffset, capacity - minArena, options.Progress);
+            long arena = FormatConstants.AlignUp(baseOffset + baseLength, page);
+            if (arena >= capacity)
+                throw new ArgumentOutOfRangeException(nameof(options), $"{path}: capacity {capacity} leaves no room for the delta arena");
+
+            ref var control = ref region.At<ControlBlock>(FormatConstants.ControlOffset);
+            control = default;
+            control.Magic = ControlBlock.MagicValue;
+            control.NextLogId = 1;
+
+            region.WritableSpan(slotTable, (int)slotBytes).Clear();
+            ref var main = ref region.At<BranchSlot>(slotTable);
+            main.State = (uint)SlotState.Live;
+            main.Generation = 1;
+            main.LogId = 1;
+            main.CreatedNs = BaseImageBuilder.NowNs();
+            WriteName(ref main, "main");
+
+            var allocator = new BlockAllocator(region, bitmap, bitmapBytes, arena, capacity - arena);
+            allocator.Rebuild([]);
+
+            ref var sb = ref region.At<Superblock>(FormatConstants.SuperblockOffset);
+            sb = default;
+            sb.FormatVersion = FormatConstants.Version;
+            sb.PageSize = (uint)page;
+            sb.Capacity = capacity;
+            sb.ControlOffset = FormatConstants.ControlOffset;
+            sb.SlotTableOffset = slotTable;
+            sb.SlotCount = (uint)options.BranchSlots;
+            sb.SlotSize = BranchSlot.Size;
+            sb.BitmapOffset = bitmap;
+            sb.BitmapLength = bitmapBytes;
+            sb.BaseOffset = baseOffset;
+            sb.BaseLength = baseLength;
+            sb.ArenaOffset = arena;
+            sb.ArenaLength = capacity - arena;
+            sb.CreatedNs = BaseImageBuilder.NowNs();
+            // Everything else reaches the file before the magic does: a crash mid-build leaves no valid region.
+            region.Flush(0, region.Length);
+            sb.Magic = Superblock.MagicValue;
+            sb.Crc = Crc32C.Compute(region.Span(0, 252));
+            region.Flush(0, page);
+        }
+        catch
+        {
+            region.Dispose();
+            if (Region.KindOf(path) != RegionKind.DaxDevice)
+            {
+                try { File.Delete(path); } catch (IOException) { }
+            }
+            throw;
+        }
+        region.Dispose();
+        return Open(path);
+    }
+
+    private static unsafe void WriteName(ref BranchSlot slot, string name)
+    {
+        var bytes = Encoding.UTF8.GetBytes(name);
+        fixed (byte* p = slot.Name)
+        {
+            var dst = new Span<byte>(p, FormatConstants.MaxBranchName);
+            dst.Clear();
+            bytes.CopyTo(dst);
+        }
+        slot.NameLength = (uint)bytes.Length;
+    }
+
+    // ------------------------------------------------------------------ open
+
+    /// <summary>
+    /// Opens an existing region, validating every structure before use and recovering from a crash:
+    /// torn log tails are cut back to their longest valid prefix, stale branches are marked invalidated,
+    /// and space that nothing reaches is returned to the arena.
+    /// </summary>
+    /// <exception cref="CorruptionException">A structure failed validation; names it and its offset.</exception>
+    /// <exception cref="FormatVersionException">The region has another format version.</exception>
+    public static Store Open(string path)
+    {
+        ArgumentNullException.ThrowIfNull(path);
+        var region = Region.Open(path);
+        try
+        {
+            var sb = ValidateSuperblock(region);
+            ref readonly var control = ref region.At<ControlBlock>(sb.ControlOffset);
+            if (control.Magic != ControlBlock.MagicValue)
+                ThrowHelper.Corrupt("control block", sb.ControlOffset, "bad magic");
+            var baseImage = BaseImage.Open(region, sb.BaseOffset, sb.BaseLength);
+            var allocator = new BlockAllocator(region, sb.BitmapOffset, sb.BitmapLength, sb.ArenaOffset, sb.ArenaLength);
+            var store = new Store(region, sb, baseImage, allocator);
+            store._lock.Acquire();
+            try
+            {
+                store.Recover(store._lock.TookOverFromDead);
+            }
+            finally
+            {
+                store._lock.Release();
+            }
+            return store;
+        }
+        catch
+        {
+            region.Dispose();
+            throw;
+        }
+    }
+
+    private static Superblock ValidateSuperblock(Region region)
+    {
+        if (region.Length < 3 * FormatConstants.PageSize)
+            ThrowHelper.Corrupt("superblock", 0, $"region of {region.Length} bytes is too small to hold a region header");
+        var sb = region.At<Superblock>(0);
+        if (sb.Magic != Superblock.MagicValue)
+            ThrowHelper.Corrupt("superblock", 0, "bad magic: not a daxfs region, or its creation did not finish");
+        uint crc = Crc32C.Compute(region.Span(0, 252));
+        if (crc != sb.Crc)
+            ThrowHelper.Corrupt("superblock", 0, $"checksum mismatch (stored {sb.Crc:X8}, computed {crc:X8})");
+        if (sb.FormatVersion != FormatConstants.Version)
+            throw new FormatVersionException(sb.FormatVersion, FormatConstants.Version);
+        const long page = FormatConstants.PageSize;
+        if (sb.PageSize != page || sb.SlotSize != BranchSlot.Size)
+            ThrowHelper.Corrupt("superblock", 0, $"page size {sb.PageSize} or slot size {sb.SlotSize} unsupported");
+        if (sb.Capacity != region.Length / page * page || sb.Capacity > region.Length)
+            ThrowHelper.Corrupt("superblock", 16, $"capacity {sb.Capacity} does not match the file's {region.Length} bytes");
+        if (sb.ControlOffset != FormatConstants.ControlOffset)
+            ThrowHelper.Corrupt("superblock", 24, "control block offset");
+        if (sb.SlotCount < 2 || sb.SlotCount > 1 << 20)
+            ThrowHelper.Corrupt("superblock", 40, $"slot count {sb.SlotCount} out of range");
+        // The areas follow each other in a fixed order, page-aligned, inside the capacity.
+        long at = 2 * page;
+        Area(ref at, sb.SlotTableOffset, (long)sb.SlotCount * BranchSlot.Size, "slot table", sb.Capacity);
+        Area(ref at, sb.BitmapOffset, sb.BitmapLength, "bitmap", sb.Capacity);
+        Area(ref at, sb.BaseOffset, sb.BaseLength, "base image", sb.Capacity);
+        Area(ref at, sb.ArenaOffset, sb.ArenaLength, "arena", sb.Capacity);
+        if (sb.ArenaOffset + sb.ArenaLength != sb.Capacity)
+            ThrowHelper.Corrupt("superblock", 88, "arena does not end at the capacity");
+        return sb;
+    }
+
+    private static void Area(ref long at, long offset, long length, string name, long capacity)
+    {
+        if (offset < at || offset % FormatConstants.PageSize != 0 || length < 0 || offset > capacity || length > capacity - offset)
+            ThrowHelper.Corrupt("superblock", 0, $"{name} [{offset}, +{length}) misplaced (expected at or after {at}, page-aligned, inside {capacity})");
+        at = offset + length;
+    }
+
+    internal long SlotOffset(int slot) => _super.SlotTableOffset + (long)slot * BranchSlot.Size;
+
+    internal ref BranchSlot SlotAt(int slot) => ref _region.At<BranchSlot>(SlotOffset(slot));
+
+    internal LogCursor Cursor(LogRef r) => new(_region, _allocator.ArenaOffset, _allocator.ArenaEnd, r);
+
+    // ------------------------------------------------------------------ lifecycle
+
+    /// <summary>Closes the region. Spans handed out earlier must not be used afterwards.</summary>
+    public void Dispose()
+    {
+        lock (_gate)
+        {
+            if (_disposed) return;
+            _disposed = true;
+            if (_poison is null)
+            {
+                // Give back blocks reserved but never linked; if the lock cannot be had, the next open reclaims them.
+                try
+                {
+                    _lock.Acquire();
+                    try
+                    {
+                        foreach (var s in _slots)
+                            if (s is not null && s.Status == BranchState.StatusLive)
+                                s.Log.ReleaseSpare();
+                    }
+                    finally
+                    {
+                        _lock.Release();
+                    }
+                }
+                catch (StoreBusyException)
+                {
+                }
+            }
+            _region.Dispose();
+        }
+    }
+
+    internal void ThrowIfUnusable()
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        if (_poison is not null)
+            throw new StorePoisonedException(_poison);
+    }
+
+    /// <summary>
+    /// Runs a change under the in-process lock and the region lock. An unexpected failure inside poisons
+    /// the store: later calls fail instead of writing on top of a half-done change.
+    /// </summary>
+    internal T Locked<T>(Func<T> change)
+    {
+        lock (_gate)
+        {
+            ThrowIfUnusable();
+            _lock.Acquire();
+            try
+            {
+                ReclaimParked();
+                return change();
+            }
+            catch (Exception ex) when (ex is not DaxfsException and not ArgumentException and not InvalidOperationException and not ObjectDisposedException)
+            {
+                _poison = ex;
+                throw;
+            }
+            catch (CorruptionException ex)
+            {
+                _poison = ex;
+                throw;
+            }
+            finally
+            {
+                _lock.Release();
+            }
+        }
+    }
+
+    internal void Locked(Action change) => Locked(() => { change(); return 0; });
+
+    private void ReclaimParked()
+    {
+        foreach (var (offset, pages) in _leases.TakeReclaimable())
+            _allocator.Free(offset, pages);
+    }
+
+    /// <summary>
+    /// Begins a read lease: spans from reads stay valid until it is disposed, even if their branch is
+    /// aborted, discarded or invalidated meanwhile (their space is reused only after the lease ends).
+    /// </summary>
+    /// <remarks>SAFETY: without a lease, a span is valid only while its branch stays live.</remarks>
+    public ReadLease BeginRead()
+    {
+        ThrowIfUnusable();
+        return new ReadLease(_leases, _leases.Begin());
+    }
+
+    /// <summary>Space and counts of the region now.</summary>
+    public RegionUsage Usage
+    {
+        get
+        {
+            lock (_gate)
+            {
+                ThrowIfUnusable();
+                int live = _slots.Count(s => s is not null && s.Status == BranchState.StatusLive);
+                return new RegionUsage(_region.Path, _region.Kind, _super.Capacity, _super.BaseLength, _allocator.ArenaBytes,
+                    _allocator.FreeBytes, _leases.ParkedPages * FormatConstants.PageSize, _base.InodeCount, live, (int)_super.SlotCount, _versions.Count);
+            }
+        }
+    }
+
+    /// <summary>The versions of main, oldest first.</summary>
+    public IReadOnlyList<VersionInfo> Versions
+    {
+        get { lock (_gate) { ThrowIfUnusable(); return _versions.ToArray(); } }
+    }
+}
