@@ -72,29 +72,62 @@ public sealed partial class Branch
     {
         if (offset < 0)
             ThrowHelper.IO(FileSystemError.InvalidArgument, path, $"negative offset {offset}");
-        // The span cannot enter a lambda; copy it out only when it must be split or captured.
-        var copy = data.ToArray();
-        Change(v => WriteCore(v, path, offset, copy, create, append: false));
+        Store.EnterChange();
+        try
+        {
+            Store.CheckWritable(State);
+            WriteCore(State.View, path, offset, data, create, append: false);
+        }
+        catch (Exception ex) when (Store.PoisonIfBroken(ex))
+        {
+            throw;
+        }
+        finally
+        {
+            Store.ExitChange();
+        }
     }
 
     /// <summary>Appends <paramref name="data"/> at the end of <paramref name="path"/> (created if missing).</summary>
     public void Append(string path, ReadOnlySpan<byte> data)
     {
-        var copy = data.ToArray();
-        Change(v => WriteCore(v, path, 0, copy, create: true, append: true));
+        Store.EnterChange();
+        try
+        {
+            Store.CheckWritable(State);
+            WriteCore(State.View, path, 0, data, create: true, append: true);
+        }
+        catch (Exception ex) when (Store.PoisonIfBroken(ex))
+        {
+            throw;
+        }
+        finally
+        {
+            Store.ExitChange();
+        }
     }
 
     /// <summary>Replaces the content of <paramref name="path"/> with <paramref name="data"/> (created if missing).</summary>
     public void WriteAllBytes(string path, ReadOnlySpan<byte> data)
     {
-        var copy = data.ToArray();
-        Change(v =>
+        Store.EnterChange();
+        try
         {
+            Store.CheckWritable(State);
+            var v = State.View;
             long ino = LookupOrCreate(ref v, path, create: true);
             if (v.Info(ino).Size != 0)
                 v = Emit(RecordKind.Truncate, 16, b => RecordCodec.EncodeTruncate(b, ino, 0), path);
-            WriteCore(v, path, 0, copy, create: false, append: false);
-        });
+            WriteCore(v, path, 0, data, create: false, append: false);
+        }
+        catch (Exception ex) when (Store.PoisonIfBroken(ex))
+        {
+            throw;
+        }
+        finally
+        {
+            Store.ExitChange();
+        }
     }
 
     private long LookupOrCreate(ref View v, string path, bool create)
@@ -113,25 +146,17 @@ public sealed partial class Branch
         return ino;
     }
 
-    private void WriteCore(View v, string path, long offset, byte[] data, bool create, bool append)
+    private void WriteCore(View v, string path, long offset, ReadOnlySpan<byte> data, bool create, bool append)
     {
         long ino = LookupOrCreate(ref v, path, create);
         if (append)
             offset = v.Info(ino).Size;
         if (offset > FormatConstants.MaxFileSize - data.Length)
             ThrowHelper.IO(FileSystemError.FileTooLarge, path);
-        if (data.Length == 0)
-            return;
         for (int done = 0; done < data.Length;)
         {
             int n = Math.Min(data.Length - done, FormatConstants.MaxWritePayload);
-            int from = done;
-            long at = offset + done;
-            v = Emit(RecordKind.Write, RecordCodec.WritePayloadOffset + n, b =>
-            {
-                RecordCodec.EncodeWriteHeader(b, ino, at);
-                data.AsSpan(from, n).CopyTo(b[RecordCodec.WritePayloadOffset..]);
-            }, path);
+            v = Store.EmitWrite(State, ino, offset + done, data.Slice(done, n), path);
             done += n;
         }
     }

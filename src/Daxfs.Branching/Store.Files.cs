@@ -15,17 +15,80 @@ public sealed partial class Store
     /// </summary>
     internal View Emit(BranchState s, RecordKind kind, int bodyLength, BodyWriter write, string path)
     {
-        long time = BaseImageBuilder.NowNs();
-        long at = s.Log.Reserve(kind, time, bodyLength);
-        var body = s.Log.Body(at, bodyLength);
+        long at = BeginRecord(s, kind, bodyLength, out var body, out long time);
         write(body);
+        return FinishRecord(s, kind, at, time, bodyLength, path);
+    }
+
+    /// <summary>Appends a write record carrying <paramref name="payload"/> (copied once, into the log).</summary>
+    internal View EmitWrite(BranchState s, long ino, long offset, ReadOnlySpan<byte> payload, string path)
+    {
+        int bodyLength = RecordCodec.WritePayloadOffset + payload.Length;
+        long at = BeginRecord(s, RecordKind.Write, bodyLength, out var body, out long time);
+        RecordCodec.EncodeWriteHeader(body, ino, offset);
+        payload.CopyTo(body[RecordCodec.WritePayloadOffset..]);
+        return FinishRecord(s, RecordKind.Write, at, time, bodyLength, path);
+    }
+
+    private long BeginRecord(BranchState s, RecordKind kind, int bodyLength, out Span<byte> body, out long time)
+    {
+        time = BaseImageBuilder.NowNs();
+        long at = s.Log.Reserve(kind, time, bodyLength);
+        body = s.Log.Body(at, bodyLength);
+        return at;
+    }
+
+    private View FinishRecord(BranchState s, RecordKind kind, long at, long time, int bodyLength, string path)
+    {
         var r = _rec;
-        RecordCodec.Decode(r, kind, time, at, body, at + RecordHeader.Size);
+        RecordCodec.Decode(r, kind, time, at, s.Log.Body(at, bodyLength), at + RecordHeader.Size);
         var next = ViewOps.Apply(s.View, r, path);
         s.Log.Publish(at, flush: false);
         s.View = next;
         s.Records++;
         s.LogBytes += FormatConstants.AlignUp(RecordHeader.Size + bodyLength, 8);
         return next;
+    }
+
+    /// <summary>Enters a change: the in-process lock, then the region lock. Pair with <see cref="ExitChange"/>.</summary>
+    internal void EnterChange()
+    {
+        Monitor.Enter(_gate);
+        try
+        {
+            ThrowIfUnusable();
+            _lock.Acquire();
+        }
+        catch
+        {
+            Monitor.Exit(_gate);
+            throw;
+        }
+        try
+        {
+            ReclaimParked();
+        }
+        catch
+        {
+            ExitChange();
+            throw;
+        }
+    }
+
+    internal void ExitChange()
+    {
+        _lock.Release();
+        Monitor.Exit(_gate);
+    }
+
+    /// <summary>
+    /// Exception filter for changes: an unexpected failure (not a user-facing error) poisons the store so no
+    /// later call writes on top of a half-done change. Always false, so the exception flows on.
+    /// </summary>
+    internal bool PoisonIfBroken(Exception ex)
+    {
+        if (ex is CorruptionException || ex is not (DaxfsException or ArgumentException or InvalidOperationException or ObjectDisposedException))
+            _poison ??= ex;
+        return false;
     }
 }

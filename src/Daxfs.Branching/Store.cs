@@ -307,29 +307,18 @@ public sealed partial class Store : IDisposable
     /// </summary>
     internal T Locked<T>(Func<T> change)
     {
-        lock (_gate)
+        EnterChange();
+        try
         {
-            ThrowIfUnusable();
-            _lock.Acquire();
-            try
-            {
-                ReclaimParked();
-                return change();
-            }
-            catch (Exception ex) when (ex is not DaxfsException and not ArgumentException and not InvalidOperationException and not ObjectDisposedException)
-            {
-                _poison = ex;
-                throw;
-            }
-            catch (CorruptionException ex)
-            {
-                _poison = ex;
-                throw;
-            }
-            finally
-            {
-                _lock.Release();
-            }
+            return change();
+        }
+        catch (Exception ex) when (PoisonIfBroken(ex))
+        {
+            throw;
+        }
+        finally
+        {
+            ExitChange();
         }
     }
 

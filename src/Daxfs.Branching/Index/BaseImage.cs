@@ -247,7 +247,8 @@ internal sealed unsafe class BaseImage
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public void EnsureVerified(long offset, long length)
     {
-        if (length <= 0) return;
+        // Log payloads were checked when their record was; only base data is checked here.
+        if (length <= 0 || (ulong)(offset - _header.DataOffset) >= (ulong)_header.DataLength) return;
         long first = (offset - _header.DataOffset) / FormatConstants.DataChunkSize;
         long last = (offset + length - 1 - _header.DataOffset) / FormatConstants.DataChunkSize;
         for (long c = first; c <= last; c++)

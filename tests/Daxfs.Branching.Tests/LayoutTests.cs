@@ -1,0 +1,147 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using Daxfs.Branching.Format;
+
+namespace Daxfs.Branching.Tests;
+
+/// <summary>The on-media structs must not drift from docs/format.md.</summary>
+public class LayoutTests
+{
+    private static int Off<T>(string field) => (int)Marshal.OffsetOf<T>(field);
+
+    [Fact]
+    public void Superblock_layout()
+    {
+        Assert.Equal(Superblock.Size, Unsafe.SizeOf<Superblock>());
+        Assert.Equal(256, Superblock.Size);
+        Assert.Equal(0, Off<Superblock>(nameof(Superblock.Magic)));
+        Assert.Equal(8, Off<Superblock>(nameof(Superblock.FormatVersion)));
+        Assert.Equal(12, Off<Superblock>(nameof(Superblock.PageSize)));
+        Assert.Equal(16, Off<Superblock>(nameof(Superblock.Capacity)));
+        Assert.Equal(24, Off<Superblock>(nameof(Superblock.ControlOffset)));
+        Assert.Equal(32, Off<Superblock>(nameof(Superblock.SlotTableOffset)));
+        Assert.Equal(40, Off<Superblock>(nameof(Superblock.SlotCount)));
+        Assert.Equal(44, Off<Superblock>(nameof(Superblock.SlotSize)));
+        Assert.Equal(48, Off<Superblock>(nameof(Superblock.BitmapOffset)));
+        Assert.Equal(56, Off<Superblock>(nameof(Superblock.BitmapLength)));
+        Assert.Equal(64, Off<Superblock>(nameof(Superblock.BaseOffset)));
+        Assert.Equal(72, Off<Superblock>(nameof(Superblock.BaseLength)));
+        Assert.Equal(80, Off<Superblock>(nameof(Superblock.ArenaOffset)));
+        Assert.Equal(88, Off<Superblock>(nameof(Superblock.ArenaLength)));
+        Assert.Equal(96, Off<Superblock>(nameof(Superblock.CreatedNs)));
+        Assert.Equal(252, Off<Superblock>(nameof(Superblock.Crc)));
+    }
+
+    [Fact]
+    public void ControlBlock_layout()
+    {
+        Assert.Equal(ControlBlock.Size, Unsafe.SizeOf<ControlBlock>());
+        Assert.Equal(0, Off<ControlBlock>(nameof(ControlBlock.Magic)));
+        Assert.Equal(8, Off<ControlBlock>(nameof(ControlBlock.LockOwner)));
+        Assert.Equal(16, Off<ControlBlock>(nameof(ControlBlock.LockOwnerStart)));
+        Assert.Equal(24, Off<ControlBlock>(nameof(ControlBlock.NextLogId)));
+        Assert.Equal(32, Off<ControlBlock>(nameof(ControlBlock.AllocHint)));
+        Assert.Equal(40, Off<ControlBlock>(nameof(ControlBlock.LockCount)));
+        // Shared words are 8-byte aligned.
+        Assert.All(new[] { 8, 16, 24, 32, 40 }, o => Assert.Equal(0, o % 8));
+    }
+
+    [Fact]
+    public void BranchSlot_layout()
+    {
+        Assert.Equal(BranchSlot.Size, Unsafe.SizeOf<BranchSlot>());
+        Assert.Equal(0, Off<BranchSlot>(nameof(BranchSlot.State)));
+        Assert.Equal(4, Off<BranchSlot>(nameof(BranchSlot.Depth)));
+        Assert.Equal(8, Off<BranchSlot>(nameof(BranchSlot.Generation)));
+        Assert.Equal(16, Off<BranchSlot>(nameof(BranchSlot.ParentSlot)));
+        Assert.Equal(20, Off<BranchSlot>(nameof(BranchSlot.NameLength)));
+        Assert.Equal(24, Off<BranchSlot>(nameof(BranchSlot.ParentGeneration)));
+        Assert.Equal(32, Off<BranchSlot>(nameof(BranchSlot.ForkEpoch)));
+        Assert.Equal(40, Off<BranchSlot>(nameof(BranchSlot.Epoch)));
+        Assert.Equal(48, Off<BranchSlot>(nameof(BranchSlot.LogId)));
+        Assert.Equal(56, Off<BranchSlot>(nameof(BranchSlot.Head)));
+        Assert.Equal(64, Off<BranchSlot>(nameof(BranchSlot.Tail)));
+        Assert.Equal(72, Off<BranchSlot>(nameof(BranchSlot.CreatedNs)));
+        Assert.Equal(80, Off<BranchSlot>(nameof(BranchSlot.LiveChildren)));
+        Assert.Equal(96, Off<BranchSlot>(nameof(BranchSlot.Name)));
+        Assert.Equal(BranchSlot.TailOffset, Off<BranchSlot>(nameof(BranchSlot.Tail)));
+        Assert.Equal(BranchSlot.HeadOffset, Off<BranchSlot>(nameof(BranchSlot.Head)));
+        Assert.Equal(BranchSlot.EpochOffset, Off<BranchSlot>(nameof(BranchSlot.Epoch)));
+    }
+
+    [Fact]
+    public void BlockHeader_layout()
+    {
+        Assert.Equal(BlockHeader.Size, Unsafe.SizeOf<BlockHeader>());
+        Assert.Equal(32, BlockHeader.Size);
+        Assert.Equal(0, Off<BlockHeader>(nameof(BlockHeader.Magic)));
+        Assert.Equal(4, Off<BlockHeader>(nameof(BlockHeader.Pages)));
+        Assert.Equal(8, Off<BlockHeader>(nameof(BlockHeader.LogId)));
+        Assert.Equal(BlockHeader.NextOffset, Off<BlockHeader>(nameof(BlockHeader.Next)));
+        Assert.Equal(24, Off<BlockHeader>(nameof(BlockHeader.Crc)));
+        Assert.Equal(BlockHeader.UsedOffset, Off<BlockHeader>(nameof(BlockHeader.Used)));
+    }
+
+    [Fact]
+    public void RecordHeader_layout()
+    {
+        Assert.Equal(RecordHeader.Size, Unsafe.SizeOf<RecordHeader>());
+        Assert.Equal(0, Off<RecordHeader>(nameof(RecordHeader.Length)));
+        Assert.Equal(4, Off<RecordHeader>(nameof(RecordHeader.Kind)));
+        Assert.Equal(6, Off<RecordHeader>(nameof(RecordHeader.Flags)));
+        Assert.Equal(8, Off<RecordHeader>(nameof(RecordHeader.LogId)));
+        Assert.Equal(16, Off<RecordHeader>(nameof(RecordHeader.TimeNs)));
+        Assert.Equal(RecordHeader.CrcOffset, Off<RecordHeader>(nameof(RecordHeader.Crc)));
+        Assert.Equal(28, Off<RecordHeader>(nameof(RecordHeader.BodyLength)));
+    }
+
+    [Fact]
+    public void Base_structs_layout()
+    {
+        Assert.Equal(BaseHeader.Size, Unsafe.SizeOf<BaseHeader>());
+        Assert.Equal(8, Off<BaseHeader>(nameof(BaseHeader.InodeCount)));
+        Assert.Equal(16, Off<BaseHeader>(nameof(BaseHeader.InodeTableOffset)));
+        Assert.Equal(24, Off<BaseHeader>(nameof(BaseHeader.DirentOffset)));
+        Assert.Equal(32, Off<BaseHeader>(nameof(BaseHeader.DirentCount)));
+        Assert.Equal(40, Off<BaseHeader>(nameof(BaseHeader.NamePoolOffset)));
+        Assert.Equal(48, Off<BaseHeader>(nameof(BaseHeader.NamePoolLength)));
+        Assert.Equal(56, Off<BaseHeader>(nameof(BaseHeader.DataOffset)));
+        Assert.Equal(64, Off<BaseHeader>(nameof(BaseHeader.DataLength)));
+        Assert.Equal(72, Off<BaseHeader>(nameof(BaseHeader.ChunkCrcOffset)));
+        Assert.Equal(80, Off<BaseHeader>(nameof(BaseHeader.ChunkCount)));
+        Assert.Equal(88, Off<BaseHeader>(nameof(BaseHeader.MetaCrc)));
+        Assert.Equal(124, Off<BaseHeader>(nameof(BaseHeader.Crc)));
+
+        Assert.Equal(BaseInode.Size, Unsafe.SizeOf<BaseInode>());
+        Assert.Equal(0, Off<BaseInode>(nameof(BaseInode.Mode)));
+        Assert.Equal(4, Off<BaseInode>(nameof(BaseInode.Uid)));
+        Assert.Equal(8, Off<BaseInode>(nameof(BaseInode.Gid)));
+        Assert.Equal(12, Off<BaseInode>(nameof(BaseInode.ParentIno)));
+        Assert.Equal(16, Off<BaseInode>(nameof(BaseInode.MtimeNs)));
+        Assert.Equal(24, Off<BaseInode>(nameof(BaseInode.ByteSize)));
+        Assert.Equal(32, Off<BaseInode>(nameof(BaseInode.DataOffset)));
+        Assert.Equal(40, Off<BaseInode>(nameof(BaseInode.Subdirs)));
+
+        Assert.Equal(BaseDirent.Size, Unsafe.SizeOf<BaseDirent>());
+        Assert.Equal(0, Off<BaseDirent>(nameof(BaseDirent.NameOffset)));
+        Assert.Equal(4, Off<BaseDirent>(nameof(BaseDirent.NameLength)));
+        Assert.Equal(8, Off<BaseDirent>(nameof(BaseDirent.ChildIno)));
+    }
+
+    [Fact]
+    public void Magic_values_spell_their_names()
+    {
+        Assert.Equal("DAXFSRG1", System.Text.Encoding.ASCII.GetString(BitConverter.GetBytes(Superblock.MagicValue)));
+        Assert.Equal("DAXCTRL1", System.Text.Encoding.ASCII.GetString(BitConverter.GetBytes(ControlBlock.MagicValue)));
+        Assert.Equal("DAXBASE1", System.Text.Encoding.ASCII.GetString(BitConverter.GetBytes(BaseHeader.MagicValue)));
+        Assert.Equal("BLK1", System.Text.Encoding.ASCII.GetString(BitConverter.GetBytes(BlockHeader.MagicValue)));
+    }
+
+    [Fact]
+    public void Crc32C_matches_the_standard_check_value()
+    {
+        // The CRC-32C check value of "123456789" (RFC 3720, appendix B.4).
+        Assert.Equal(0xE3069283u, Crc32C.Compute("123456789"u8));
+        Assert.Equal(0u, Crc32C.Compute([]));
+    }
+}
