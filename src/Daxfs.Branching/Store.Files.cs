@@ -77,8 +77,16 @@ public sealed partial class Store
 
     internal void ExitChange()
     {
-        _lock.Release();
-        Monitor.Exit(_gate);
+        try
+        {
+            if (_poison is null)
+                ReclaimParked();
+        }
+        finally
+        {
+            try { _lock.Release(); }
+            finally { Monitor.Exit(_gate); }
+        }
     }
 
     /// <summary>

@@ -1,0 +1,549 @@
+using System.Text;
+using Daxfs.Branching;
+using Daxfs.Branching.Index;
+using Xunit.Abstractions;
+
+namespace Daxfs.Branching.Tests;
+
+/// <summary>
+/// Seeded random sequences of operations over many branches, checked after every step against a plain
+/// in-memory model of each branch's tree. A failure names the seed and the step; rerun one seed with
+/// DAXFS_MODEL_SEED=N (and DAXFS_MODEL_OPS=N for a longer run).
+/// </summary>
+public class ModelTests(ITestOutputHelper output)
+{
+    private sealed record MNode(NodeKind Kind, byte[] Data, string Target, uint Mode);
+
+    private sealed class MBranch
+    {
+        public required string Name;
+        public MBranch? Parent;
+        public SortedDictionary<string, MNode> Tree = new(StringComparer.Ordinal);
+        public readonly List<MBranch> Children = [];
+        public bool IsMain => Parent is null;
+
+        public IEnumerable<MBranch> SelfAndDescendants()
+        {
+            yield return this;
+            foreach (var c in Children)
+                foreach (var d in c.SelfAndDescendants())
+                    yield return d;
+        }
+    }
+
+    private sealed class ModelError(FileSystemError error) : Exception(error.ToString())
+    {
+        public FileSystemError Error { get; } = error;
+    }
+
+    private static readonly string[] s_names = ["a", "b", "c", "d", "e", "f"];
+
+    public static IEnumerable<object[]> Seeds()
+    {
+        string? one = Environment.GetEnvironmentVariable("DAXFS_MODEL_SEED");
+        if (one is not null)
+        {
+            yield return [int.Parse(one, System.Globalization.CultureInfo.InvariantCulture)];
+            yield break;
+        }
+        foreach (int s in new[] { 1, 2, 3 })
+            yield return [s];
+    }
+
+    [Theory]
+    [MemberData(nameof(Seeds))]
+    public void Random_operations_match_the_model(int seed)
+    {
+        int ops = int.TryParse(Environment.GetEnvironmentVariable("DAXFS_MODEL_OPS"), out int n) ? n : 10_000;
+        var run = new Run(seed, output);
+        try
+        {
+            run.Execute(ops);
+        }
+        catch (Exception ex)
+        {
+            throw new Xunit.Sdk.XunitException($"model test failed: seed {seed}, step {run.Step}, op {run.LastOp}: {ex.GetType().Name}: {ex.Message}\n{ex.StackTrace}");
+        }
+        finally
+        {
+            run.Dispose();
+        }
+    }
+
+    private sealed class Run : IDisposable
+    {
+        private readonly Random _rng;
+        private readonly TempRegion _region;
+        private readonly ITestOutputHelper _out;
+        private readonly MBranch _main;
+        private readonly Dictionary<string, MBranch> _live = new(StringComparer.Ordinal);
+        private readonly List<Branch> _deadHandles = [];
+        private int _nameCounter;
+        private readonly Dictionary<string, int> _opCounts = [];
+        private int _maxDepth;
+        private int _maxLive;
+
+        public Run(int seed, ITestOutputHelper output)
+        {
+            _rng = new Random(seed);
+            _out = output;
+            var image = new BaseImageBuilder()
+                .AddFile("a", "base a"u8)
+                .AddFile("d/b", TempRegion.Pattern(3000, seed))
+                .AddDirectory("d/e")
+                .AddSymlink("c", "a");
+            _region = new TempRegion(image, capacity: 256L << 20, slots: 512);
+            _main = new MBranch { Name = "main" };
+            _main.Tree["/a"] = new MNode(NodeKind.File, "base a"u8.ToArray(), "", 0x1A4);
+            _main.Tree["/d"] = new MNode(NodeKind.Directory, [], "", 0x1ED);
+            _main.Tree["/d/b"] = new MNode(NodeKind.File, TempRegion.Pattern(3000, seed), "", 0x1A4);
+            _main.Tree["/d/e"] = new MNode(NodeKind.Directory, [], "", 0x1ED);
+            _main.Tree["/c"] = new MNode(NodeKind.Symlink, [], "a", 0x1FF);
+            _live["main"] = _main;
+        }
+
+        public int Step { get; private set; }
+
+        public string LastOp { get; private set; } = "";
+
+        private Store Store => _region.Store;
+
+        public void Dispose() => _region.Dispose();
+
+        public void Execute(int ops)
+        {
+            for (Step = 0; Step < ops; Step++)
+            {
+                OneStep();
+                foreach (var b in _live.Values) Check(b);
+                _maxLive = Math.Max(_maxLive, _live.Count);
+            }
+            foreach (var b in _live.Values) Check(b);
+            _out.WriteLine($"{ops} ops; max live branches {_maxLive}; max depth {_maxDepth}; versions {Store.Versions.Count}; "
+                + string.Join(", ", _opCounts.OrderBy(k => k.Key).Select(k => $"{k.Key} {k.Value}")));
+            Assert.True(_maxLive >= 20, $"only {_maxLive} live branches at most");
+        }
+
+        private void Count(string op) => _opCounts[op] = _opCounts.GetValueOrDefault(op) + 1;
+
+        private Branch H(MBranch m) => Store.GetBranch(m.Name);
+
+        private List<MBranch> Leaves() => _live.Values.Where(b => !b.IsMain && b.Children.Count == 0).ToList();
+
+        private T Pick<T>(IReadOnlyList<T> list) => list[_rng.Next(list.Count)];
+
+        /// <summary>Runs one random operation on store and model; returns the branches whose trees to check.</summary>
+        private IEnumerable<MBranch> OneStep()
+        {
+            int roll = _rng.Next(100);
+            if (_live.Count < 30 && roll < 12 || _live.Count < 3)
+                return Fork();
+            // Commits to main end every other branch: let the population grow between them.
+            if (roll < 14) return _live.Count >= 20 || _rng.Next(8) == 0 ? CommitMain() : FileOp();
+            if (roll < 17) return CommitParent();
+            if (roll < 19) return Abort();
+            if (roll < 22) return Discard();
+            if (roll < 23) return Reopen();
+            if (roll < 24) return UseDeadHandle();
+            return FileOp();
+        }
+
+        private IEnumerable<MBranch> Fork()
+        {
+            var leaves = Leaves();
+            var parent = leaves.Count > 0 && _rng.Next(2) == 0 ? Pick(leaves) : Pick(_live.Values.ToList());
+            string name = $"br{++_nameCounter}";
+            LastOp = $"fork {parent.Name} -> {name}";
+            Count("fork");
+            H(parent).Fork(name);
+            var child = new MBranch { Name = name, Parent = parent, Tree = new(parent.Tree, StringComparer.Ordinal) };
+            parent.Children.Add(child);
+            _live[name] = child;
+            _maxDepth = Math.Max(_maxDepth, Depth(child));
+            return [child, parent];
+        }
+
+        private static int Depth(MBranch b) => b.Parent is null ? 0 : 1 + Depth(b.Parent);
+
+        private IEnumerable<MBranch> CommitMain()
+        {
+            var leaves = Leaves();
+            if (leaves.Count == 0) return [];
+            var b = Pick(leaves);
+            LastOp = $"commit {b.Name}";
+            Count("commit");
+            var handle = H(b);
+            var others = _live.Values.Where(x => !x.IsMain && x != b).Select(H).ToList();
+            var v = handle.Commit($"step {Step}");
+            Assert.Equal(Store.Versions.Count, v.Sequence);
+            _main.Tree = b.Tree;
+            foreach (var x in _live.Values.Where(x => !x.IsMain).ToList()) _live.Remove(x.Name);
+            _main.Children.Clear();
+            _deadHandles.AddRange(others);
+            _deadHandles.Add(handle);
+            return _live.Values.ToList();
+        }
+
+        private IEnumerable<MBranch> CommitParent()
+        {
+            var leaves = Leaves().Where(l => !l.Parent!.IsMain).ToList();
+            if (leaves.Count == 0) return [];
+            var b = Pick(leaves);
+            var p = b.Parent!;
+            LastOp = $"commit {b.Name} to parent {p.Name}";
+            Count("commit-to-parent");
+            var handle = H(b);
+            var siblings = p.Children.Where(c => c != b).SelectMany(c => c.SelfAndDescendants()).ToList();
+            var siblingHandles = siblings.Select(H).ToList();
+            Assert.Null(handle.CommitToParent());
+            p.Tree = b.Tree;
+            foreach (var x in siblings) _live.Remove(x.Name);
+            _deadHandles.AddRange(siblingHandles);
+            _live.Remove(b.Name);
+            p.Children.Clear();
+            _deadHandles.Add(handle);
+            return _live.Values.ToList();
+        }
+
+        private IEnumerable<MBranch> Abort()
+        {
+            var candidates = _live.Values.Where(x => !x.IsMain).ToList();
+            if (candidates.Count == 0) return [];
+            var b = Pick(candidates);
+            var top = b;
+            while (!top.Parent!.IsMain) top = top.Parent;
+            LastOp = $"abort {b.Name} (chain top {top.Name})";
+            Count("abort");
+            var gone = top.SelfAndDescendants().ToList();
+            var handles = gone.Select(H).ToList();
+            H(b).Abort();
+            foreach (var x in gone) _live.Remove(x.Name);
+            _main.Children.Remove(top);
+            _deadHandles.AddRange(handles);
+            foreach (var x in gone)
+                Assert.Throws<BranchNotFoundException>(() => Store.GetBranch(x.Name));
+            return _live.Values.ToList();
+        }
+
+        private IEnumerable<MBranch> Discard()
+        {
+            var leaves = Leaves();
+            if (leaves.Count == 0) return [];
+            var b = Pick(leaves);
+            LastOp = $"discard {b.Name}";
+            Count("discard");
+            var handle = H(b);
+            handle.Discard();
+            _live.Remove(b.Name);
+            b.Parent!.Children.Remove(b);
+            _deadHandles.Add(handle);
+            return [b.Parent];
+        }
+
+        private IEnumerable<MBranch> Reopen()
+        {
+            LastOp = "reopen";
+            Count("reopen");
+            string before = ReopenAndRecoveryTests.Snapshot(Store);
+            _region.Reopen();
+            Assert.Equal(before, ReopenAndRecoveryTests.Snapshot(Store));
+            Assert.Empty(Store.Recovery.TruncatedLogs);
+            _deadHandles.Clear(); // handles of the closed store are gone with it
+            return _live.Values.ToList();
+        }
+
+        private IEnumerable<MBranch> UseDeadHandle()
+        {
+            var handles = _deadHandles;
+            if (handles.Count == 0) return [];
+            var h = Pick(handles);
+            LastOp = $"use ended handle {h.Name}";
+            Count("ended-handle");
+            Assert.Throws<BranchInvalidatedException>(() => h.List("/"));
+            Assert.Throws<BranchInvalidatedException>(() => h.WriteAllBytes("x", "1"u8));
+            return [];
+        }
+
+        // ---------------------------------------------------------------- file operations
+
+        private string RandomPath(MBranch b)
+        {
+            var existing = b.Tree.Keys.ToList();
+            if (existing.Count > 0 && _rng.Next(3) > 0)
+            {
+                string p = Pick(existing);
+                return _rng.Next(4) == 0 ? p + "/" + Pick(s_names) : p;
+            }
+            var dirs = b.Tree.Where(kv => kv.Value.Kind == NodeKind.Directory).Select(kv => kv.Key).Prepend("").ToList();
+            return Pick(dirs) + "/" + Pick(s_names);
+        }
+
+        private IEnumerable<MBranch> FileOp()
+        {
+            var b = Pick(_live.Values.ToList());
+            var h = H(b);
+            int kind = _rng.Next(13);
+            string path = RandomPath(b);
+            Action storeOp;
+            Action<MBranch> modelOp;
+            switch (kind)
+            {
+                case 0:
+                case 1:
+                case 2:
+                {
+                    var data = new byte[_rng.Next(0, 300)];
+                    _rng.NextBytes(data);
+                    long offset = _rng.Next(0, 3500);
+                    LastOp = $"{b.Name}: write {path} @{offset} +{data.Length}";
+                    storeOp = () => h.Write(path, offset, data);
+                    modelOp = m => WriteModel(m, path, offset, data, append: false);
+                    break;
+                }
+                case 3:
+                {
+                    var data = Encoding.UTF8.GetBytes($"+{Step}");
+                    LastOp = $"{b.Name}: append {path}";
+                    storeOp = () => h.Append(path, data);
+                    modelOp = m => WriteModel(m, path, 0, data, append: true);
+                    break;
+                }
+                case 4:
+                {
+                    long size = _rng.Next(0, 4000);
+                    LastOp = $"{b.Name}: truncate {path} {size}";
+                    storeOp = () => h.Truncate(path, size);
+                    modelOp = m =>
+                    {
+                        var node = RequireFile(m, path);
+                        var d = node.Data;
+                        var nd = new byte[size];
+                        Array.Copy(d, nd, Math.Min(d.Length, size));
+                        m.Tree[Norm(path)] = node with { Data = nd };
+                    };
+                    break;
+                }
+                case 5:
+                    LastOp = $"{b.Name}: create {path}";
+                    storeOp = () => h.CreateFile(path);
+                    modelOp = m => CreateModel(m, path, new MNode(NodeKind.File, [], "", 0x1A4));
+                    break;
+                case 6:
+                    LastOp = $"{b.Name}: mkdir {path}";
+                    storeOp = () => h.CreateDirectory(path);
+                    modelOp = m => CreateModel(m, path, new MNode(NodeKind.Directory, [], "", 0x1ED));
+                    break;
+                case 7:
+                {
+                    string target = Pick(s_names) + "/" + Pick(s_names);
+                    LastOp = $"{b.Name}: symlink {path} -> {target}";
+                    storeOp = () => h.CreateSymlink(path, target);
+                    modelOp = m => CreateModel(m, path, new MNode(NodeKind.Symlink, [], target, 0x1FF));
+                    break;
+                }
+                case 8:
+                case 9:
+                {
+                    bool recursive = _rng.Next(3) == 0;
+                    LastOp = $"{b.Name}: delete {path}{(recursive ? " -r" : "")}";
+                    storeOp = () => h.Delete(path, recursive);
+                    modelOp = m => DeleteModel(m, path, recursive);
+                    break;
+                }
+                case 10:
+                case 11:
+                {
+                    string to = RandomPath(b);
+                    bool noReplace = _rng.Next(5) == 0;
+                    LastOp = $"{b.Name}: rename {path} -> {to}{(noReplace ? " noreplace" : "")}";
+                    storeOp = () => h.Rename(path, to, noReplace);
+                    modelOp = m => RenameModel(m, path, to, noReplace);
+                    break;
+                }
+                default:
+                {
+                    uint mode = (uint)_rng.Next(0, 0x200);
+                    LastOp = $"{b.Name}: chmod {path} {Convert.ToString(mode, 8)}";
+                    storeOp = () => h.Chmod(path, mode);
+                    modelOp = m =>
+                    {
+                        var node = Resolve(m, path);
+                        m.Tree[Norm(path)] = node with { Mode = mode };
+                    };
+                    break;
+                }
+            }
+            Count(LastOp.Split(':')[1].Trim().Split(' ')[0]);
+            Exception? expected = null;
+            if (b.IsMain) expected = new BranchReadOnlyException("main");
+            else if (b.Children.Count > 0) expected = new BranchFrozenException(b.Name, b.Children.Count);
+            var copy = new MBranch { Name = b.Name, Parent = b.Parent, Tree = new(b.Tree, StringComparer.Ordinal) };
+            if (expected is null)
+            {
+                try { modelOp(copy); }
+                catch (ModelError e) { expected = e; }
+            }
+            var actual = Record.Exception(storeOp);
+            switch (expected)
+            {
+                case null:
+                    Assert.Null(actual);
+                    b.Tree = copy.Tree;
+                    Count("ok");
+                    break;
+                case ModelError me:
+                    var io = Assert.IsType<DaxfsIOException>(actual);
+                    Assert.Equal(me.Error, io.Error);
+                    Count("fs-error");
+                    break;
+                default:
+                    Assert.NotNull(actual);
+                    Assert.Equal(expected.GetType(), actual!.GetType());
+                    break;
+            }
+            return [b];
+        }
+
+        private static string Norm(string path) => "/" + string.Join('/', path.Split('/', StringSplitOptions.RemoveEmptyEntries));
+
+        private static MNode Resolve(MBranch m, string path)
+        {
+            var parts = path.Split('/', StringSplitOptions.RemoveEmptyEntries);
+            string cur = "";
+            MNode node = new(NodeKind.Directory, [], "", 0);
+            foreach (var p in parts)
+            {
+                if (node.Kind != NodeKind.Directory) throw new ModelError(FileSystemError.NotADirectory);
+                cur += "/" + p;
+                if (!m.Tree.TryGetValue(cur, out node!)) throw new ModelError(FileSystemError.NotFound);
+            }
+            return node;
+        }
+
+        private static (string Parent, string Name) ResolveParent(MBranch m, string path)
+        {
+            var parts = path.Split('/', StringSplitOptions.RemoveEmptyEntries);
+            string cur = "";
+            for (int i = 0; i < parts.Length - 1; i++)
+            {
+                cur += "/" + parts[i];
+                if (!m.Tree.TryGetValue(cur, out var node)) throw new ModelError(FileSystemError.NotFound);
+                if (node.Kind != NodeKind.Directory) throw new ModelError(FileSystemError.NotADirectory);
+            }
+            return (cur, parts[^1]);
+        }
+
+        private static MNode RequireFile(MBranch m, string path)
+        {
+            var node = Resolve(m, path);
+            if (node.Kind == NodeKind.Directory) throw new ModelError(FileSystemError.IsADirectory);
+            if (node.Kind != NodeKind.File) throw new ModelError(FileSystemError.InvalidArgument);
+            return node;
+        }
+
+        private static void CreateModel(MBranch m, string path, MNode node)
+        {
+            var (parent, name) = ResolveParent(m, path);
+            string full = parent + "/" + name;
+            if (m.Tree.ContainsKey(full)) throw new ModelError(FileSystemError.Exists);
+            m.Tree[full] = node;
+        }
+
+        private static void WriteModel(MBranch m, string path, long offset, byte[] data, bool append)
+        {
+            MNode node;
+            try
+            {
+                node = Resolve(m, path);
+            }
+            catch (ModelError e) when (e.Error == FileSystemError.NotFound)
+            {
+                CreateModel(m, path, new MNode(NodeKind.File, [], "", 0x1A4));
+                node = m.Tree[Norm(path)];
+            }
+            if (node.Kind == NodeKind.Directory) throw new ModelError(FileSystemError.IsADirectory);
+            if (node.Kind != NodeKind.File) throw new ModelError(FileSystemError.InvalidArgument);
+            if (append) offset = node.Data.Length;
+            if (data.Length == 0) return; // POSIX: writing nothing does not extend the file
+            long end = Math.Max(node.Data.Length, offset + data.Length);
+            var nd = new byte[end];
+            node.Data.CopyTo(nd, 0);
+            data.CopyTo(nd, offset);
+            m.Tree[Norm(path)] = node with { Data = nd };
+        }
+
+        private static bool HasChildren(MBranch m, string dir) => m.Tree.Keys.Any(k => k.StartsWith(dir + "/", StringComparison.Ordinal));
+
+        private static void DeleteModel(MBranch m, string path, bool recursive)
+        {
+            var (parent, name) = ResolveParent(m, path);
+            string full = parent + "/" + name;
+            if (!m.Tree.TryGetValue(full, out var node)) throw new ModelError(FileSystemError.NotFound);
+            if (node.Kind == NodeKind.Directory && HasChildren(m, full))
+            {
+                if (!recursive) throw new ModelError(FileSystemError.NotEmpty);
+                foreach (var k in m.Tree.Keys.Where(k => k.StartsWith(full + "/", StringComparison.Ordinal)).ToList())
+                    m.Tree.Remove(k);
+            }
+            m.Tree.Remove(full);
+        }
+
+        private static void RenameModel(MBranch m, string from, string to, bool noReplace)
+        {
+            var (sp, sn) = ResolveParent(m, from);
+            var (dp, dn) = ResolveParent(m, to);
+            string src = sp + "/" + sn, dst = dp + "/" + dn;
+            if (!m.Tree.TryGetValue(src, out var moving)) throw new ModelError(FileSystemError.NotFound);
+            if (m.Tree.TryGetValue(dst, out var existing))
+            {
+                if (noReplace) throw new ModelError(FileSystemError.Exists);
+                if (src == dst) return;
+                if (moving.Kind == NodeKind.Directory && existing.Kind != NodeKind.Directory) throw new ModelError(FileSystemError.NotADirectory);
+                if (moving.Kind != NodeKind.Directory && existing.Kind == NodeKind.Directory) throw new ModelError(FileSystemError.IsADirectory);
+                if (existing.Kind == NodeKind.Directory && HasChildren(m, dst)) throw new ModelError(FileSystemError.NotEmpty);
+            }
+            if (moving.Kind == NodeKind.Directory && (dp == src || dp.StartsWith(src + "/", StringComparison.Ordinal)))
+                throw new ModelError(FileSystemError.InvalidArgument);
+            var moved = m.Tree.Where(kv => kv.Key == src || kv.Key.StartsWith(src + "/", StringComparison.Ordinal)).ToList();
+            m.Tree.Remove(dst);
+            foreach (var kv in moved) m.Tree.Remove(kv.Key);
+            foreach (var kv in moved) m.Tree[dst + kv.Key[src.Length..]] = kv.Value;
+        }
+
+        // ---------------------------------------------------------------- checking
+
+        private void Check(MBranch m)
+        {
+            var h = H(m);
+            var seen = new List<string>();
+            Walk(h, "/", seen, m);
+            Assert.Equal(m.Tree.Keys, seen.Order(StringComparer.Ordinal));
+        }
+
+        private static void Walk(Branch h, string dir, List<string> seen, MBranch m)
+        {
+            foreach (var e in h.List(dir))
+            {
+                string p = dir == "/" ? "/" + e.Name : dir + "/" + e.Name;
+                seen.Add(p);
+                Assert.True(m.Tree.TryGetValue(p, out var node), $"{m.Name}: {p} exists in the store but not in the model");
+                Assert.Equal(node!.Kind, e.Kind);
+                var st = h.Stat(p);
+                Assert.Equal(node.Mode, st.Mode);
+                switch (e.Kind)
+                {
+                    case NodeKind.File:
+                        Assert.Equal(node.Data.Length, st.Size);
+                        Assert.True(node.Data.AsSpan().SequenceEqual(h.ReadAllBytes(p)), $"{m.Name}: {p} content differs");
+                        break;
+                    case NodeKind.Symlink:
+                        Assert.Equal(node.Target, h.ReadLink(p));
+                        break;
+                    default:
+                        Walk(h, p, seen, m);
+                        break;
+                }
+            }
+        }
+    }
+}
