@@ -8,7 +8,8 @@ public sealed record StoreOptions
 {
     /// <summary>
     /// Total bytes of the region file. 0 picks the base image's size plus 1 GiB of delta arena (a file on
-    /// tmpfs takes memory only for pages written). For a <c>/dev/dax</c> device, 0 uses the whole device.
+    /// tmpfs takes memory only for pages written). A <c>/dev/dax</c> device region always spans the whole
+    /// device: leave this at 0 (or give the device's size).
     /// </summary>
     public long Capacity { get; init; }
 

@@ -200,6 +200,18 @@ internal readonly struct FileData
     /// <summary>For a base file no branch changed: the offset of its bytes; else -1.</summary>
     public long BaseSource { get; }
 
+    /// <summary>The piece at <paramref name="offset"/> (&lt; Size): data (true, with its region offset) or a hole.</summary>
+    public bool Locate(long offset, out long source, out long available)
+    {
+        if (Extents is null && BaseSource >= 0)
+        {
+            source = BaseSource + offset;
+            available = Size - offset;
+            return true;
+        }
+        return ExtentMap.Locate(Extents, offset, Size, out source, out available);
+    }
+
     public static FileData Of(View v, long ino)
     {
         if (LongMap.TryGet(v.Nodes, ino, out var n))

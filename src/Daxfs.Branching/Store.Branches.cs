@@ -100,6 +100,13 @@ public sealed partial class Store
             throw new BranchFrozenException(s.Name, children);
     }
 
+    private void Own(Branch branch)
+    {
+        ArgumentNullException.ThrowIfNull(branch);
+        if (!ReferenceEquals(branch.Store, this))
+            throw new ArgumentException($"branch '{branch.Name}' belongs to another store", nameof(branch));
+    }
+
     // ------------------------------------------------------------------ fork
 
     /// <summary>
@@ -108,9 +115,7 @@ public sealed partial class Store
     /// </summary>
     public Branch Fork(Branch parent, string name)
     {
-        ArgumentNullException.ThrowIfNull(parent);
-        if (!ReferenceEquals(parent.Store, this))
-            throw new ArgumentException("the parent branch belongs to another store", nameof(parent));
+        Own(parent);
         if (BranchNameProblem(name) is { } why)
             throw new ArgumentException($"invalid branch name '{name}': {why}", nameof(name));
         return Locked(() =>
@@ -193,7 +198,7 @@ public sealed partial class Store
     /// <returns>The new version.</returns>
     public VersionInfo Commit(Branch branch, string message = "")
     {
-        ArgumentNullException.ThrowIfNull(branch);
+        Own(branch);
         ArgumentNullException.ThrowIfNull(message);
         return Locked(() => CommitToMain(branch.State, message));
     }
@@ -205,7 +210,7 @@ public sealed partial class Store
     /// </summary>
     public VersionInfo? CommitToParent(Branch branch, string message = "")
     {
-        ArgumentNullException.ThrowIfNull(branch);
+        Own(branch);
         ArgumentNullException.ThrowIfNull(message);
         return Locked<VersionInfo?>(() =>
         {
@@ -274,6 +279,8 @@ public sealed partial class Store
         main.View = b.View;
         foreach (var s in chain)
             main.MergedBlocks.AddRange(s.AllBlocks());
+        main.Records += records;
+        main.LogBytes += bytes;
         var version = new VersionInfo(seq, FileStat.FromNs(time), message, b.Name, records, bytes);
         _versions.Add(version);
         // Every other branch is now stale: end the chain (its logs are history) and invalidate the rest.
@@ -294,7 +301,7 @@ public sealed partial class Store
     /// </summary>
     public void Abort(Branch branch)
     {
-        ArgumentNullException.ThrowIfNull(branch);
+        Own(branch);
         Locked(() =>
         {
             var b = branch.State;
@@ -313,7 +320,7 @@ public sealed partial class Store
     /// <summary>Discards leaf <paramref name="branch"/> alone (one level of backtracking); its parent goes on.</summary>
     public void Discard(Branch branch)
     {
-        ArgumentNullException.ThrowIfNull(branch);
+        Own(branch);
         Locked(() =>
         {
             var b = branch.State;

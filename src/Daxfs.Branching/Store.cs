@@ -90,6 +90,14 @@ public sealed partial class Store : IDisposable
         long bitmap = slotTable + slotBytes;
         long estimate = image.EstimateSize();
         long capacity = options.Capacity;
+        if (Region.KindOf(path) == RegionKind.DaxDevice)
+        {
+            // A device region always spans the whole device.
+            long device = Region.DaxDeviceSize(path);
+            if (capacity != 0 && capacity != device)
+                throw new ArgumentOutOfRangeException(nameof(options), $"{path}: a device region spans the whole device ({device} bytes); leave Capacity at 0");
+            capacity = device;
+        }
         // The bitmap covers every page of the region: size it for the capacity (or an estimate of it).
         long guess = capacity > 0 ? capacity : bitmap + estimate + (1L << 30) + (1L << 20);
         long bitmapBytes = FormatConstants.AlignUp((guess / page + 7) / 8 + 8, page);
@@ -98,7 +106,7 @@ public sealed partial class Store : IDisposable
         long minimum = FormatConstants.AlignUp(baseOffset + estimate + minArena, page);
         if (capacity == 0)
             capacity = FormatConstants.AlignUp(baseOffset + estimate + (1L << 30), page);
-        if (Region.KindOf(path) != RegionKind.DaxDevice && capacity < minimum)
+        if (capacity < minimum)
             throw new ArgumentOutOfRangeException(nameof(options),
                 $"{path}: capacity {capacity} bytes is too small; this tree needs at least {minimum} bytes ({minimum >> 20} MiB)");
         capacity = capacity / page * page;
@@ -115,7 +123,7 @@ public sealed partial class Store : IDisposable
             ref var control = ref region.At<ControlBlock>(FormatConstants.ControlOffset);
             control = default;
             control.Magic = ControlBlock.MagicValue;
-            control.NextLogId = 1;
+            control.NextLogId = 2; // main's log is 1
 
             region.WritableSpan(slotTable, (int)slotBytes).Clear();
             ref var main = ref region.At<BranchSlot>(slotTable);

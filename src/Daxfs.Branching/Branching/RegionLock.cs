@@ -48,10 +48,9 @@ internal sealed class RegionLock
             long holder = Interlocked.CompareExchange(ref owner, s_pid, 0);
             if (holder == 0)
                 break;
-            if (holder == s_pid)
-                throw new InvalidOperationException("the region lock is already held by this process (nested acquisition)");
+            // Another store object of this very process may hold it: that holder is alive, so wait.
             long start = Volatile.Read(ref _region.Word(_ownerStart));
-            if (!IsAlive(holder, start) && Interlocked.CompareExchange(ref owner, s_pid, holder) == holder)
+            if (holder != s_pid && !IsAlive(holder, start) && Interlocked.CompareExchange(ref owner, s_pid, holder) == holder)
             {
                 TookOverFromDead = true;
                 break;

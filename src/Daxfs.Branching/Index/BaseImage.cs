@@ -217,7 +217,9 @@ internal sealed unsafe class BaseImage
     {
         Span<byte> buf = stackalloc byte[4 * 256];
         if (name.Length > 255) return 0;
-        int n = Names.Utf8.GetBytes(name, buf);
+        int n;
+        try { n = Names.Utf8.GetBytes(name, buf); }
+        catch (System.Text.EncoderFallbackException) { return 0; } // no stored name is invalid Unicode
         return Lookup(dirIno, buf[..n]);
     }
 

@@ -40,6 +40,14 @@ internal sealed record Node
     /// <summary>Symlinks: the target.</summary>
     public string? Target { get; init; }
 
+    /// <summary>
+    /// Marks a base inode that the branch removed, so a lookup by inode number (an open handle) does not
+    /// find the base image's copy. Never reachable from a directory.
+    /// </summary>
+    public static Node Tombstone(long ino) => new() { Ino = ino, Kind = 0, Perm = 0, Uid = 0, Gid = 0, MtimeNs = 0, CtimeNs = 0 };
+
+    public bool IsTombstone => Kind == 0;
+
     public static readonly ImmutableSortedDictionary<string, long> EmptyEntries =
         ImmutableSortedDictionary.Create<string, long>(StringComparer.Ordinal);
 }

@@ -35,7 +35,7 @@ internal sealed class View
 
     public bool TryGetNode(long ino, out Node node) => LongMap.TryGet(Nodes, ino, out node);
 
-    public bool Exists(long ino) => LongMap.TryGet(Nodes, ino, out _) || Base.Contains(ino);
+    public bool Exists(long ino) => LongMap.TryGet(Nodes, ino, out var n) ? !n.IsTombstone : Base.Contains(ino);
 
     public InodeInfo Info(long ino)
     {

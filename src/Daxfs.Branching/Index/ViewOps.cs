@@ -97,9 +97,12 @@ internal static class ViewOps
 
     private static void CheckName(string name, string path)
     {
-        string? why = Names.CheckUtf8(Names.Utf8.GetBytes(name));
+        byte[] bytes;
+        try { bytes = Names.Utf8.GetBytes(name); }
+        catch (System.Text.EncoderFallbackException) { ThrowHelper.IO(FileSystemError.InvalidArgument, path, "name is not valid Unicode"); return; }
+        string? why = Names.CheckUtf8(bytes);
         if (why is not null)
-            ThrowHelper.IO(name.Length > 255 ? FileSystemError.NameTooLong : FileSystemError.InvalidArgument, path, why);
+            ThrowHelper.IO(bytes.Length > FormatConstants.MaxNameLength ? FileSystemError.NameTooLong : FileSystemError.InvalidArgument, path, why);
     }
 
     private static View Create(View v, Rec r, string path)
@@ -160,7 +163,9 @@ internal static class ViewOps
             MtimeNs = timeNs,
             CtimeNs = timeNs,
         };
-        var nodes = LongMap.Remove(LongMap.Set(v.Nodes, dir.Ino, dir), child);
+        var nodes = LongMap.Set(v.Nodes, dir.Ino, dir);
+        // A base inode stays in the image: mark it gone so lookups by number (open handles) miss it too.
+        nodes = v.Base.Contains(child) ? LongMap.Set(nodes, child, Node.Tombstone(child)) : LongMap.Remove(nodes, child);
         return v.With(nodes, v.NextIno);
     }
 

@@ -115,7 +115,7 @@ internal sealed unsafe class Region : IDisposable
         return RegionKind.File;
     }
 
-    private static long DaxDeviceSize(string path)
+    internal static long DaxDeviceSize(string path)
     {
         // A device DAX node has no length for stat; the kernel publishes it in sysfs.
         string name = System.IO.Path.GetFileName(path);

@@ -1,0 +1,245 @@
+using BenchmarkDotNet.Attributes;
+using BenchmarkDotNet.Engines;
+
+namespace Daxfs.Branching.Benchmarks;
+
+/// <summary>Fork a branch of main (and discard it, so the slot is reused and the table never fills).</summary>
+[MemoryDiagnoser]
+public class ForkBenchmarks
+{
+    private string _path = "";
+    private Store _store = null!;
+    private Branch _main = null!;
+
+    [GlobalSetup]
+    public void Setup()
+    {
+        _path = Regions.NewPath("fork");
+        var image = new BaseImageBuilder();
+        for (int i = 0; i < 1000; i++) image.AddFile($"dir{i % 10}/file{i}", Regions.Bytes(1000, i));
+        _store = Store.Create(_path, image, new StoreOptions { Capacity = 64L << 20 });
+        _main = _store.Main;
+    }
+
+    [GlobalCleanup]
+    public void Cleanup()
+    {
+        _store.Dispose();
+        Regions.Delete(_path);
+    }
+
+    [Benchmark(Description = "fork + discard")]
+    public void ForkAndDiscard() => _main.Fork("b").Discard();
+}
+
+/// <summary>Resolve a 4 KiB range of a file at several branch depths and touch each span (no copy).</summary>
+[MemoryDiagnoser]
+public class ReadBenchmarks
+{
+    private const int FileSize = 16 << 20;
+    private string _path = "";
+    private Store _store = null!;
+    private FileHandle _handle = null!;
+    private long[] _offsets = [];
+    private int _next;
+    private readonly byte[] _buffer = new byte[4096];
+
+    [Params(1, 8, 64)]
+    public int Depth { get; set; }
+
+    [GlobalSetup]
+    public void Setup()
+    {
+        _path = Regions.NewPath("read");
+        var image = new BaseImageBuilder().AddFile("data.bin", Regions.Bytes(FileSize, 1));
+        _store = Store.Create(_path, image, new StoreOptions { Capacity = FileSize + (256L << 20) });
+        var rng = new Random(42);
+        var b = _store.Main.Fork("d1");
+        // The same 512 scattered 4 KiB writes at every depth, spread evenly over the levels, so reads land on
+        // extents of many layers and only the depth differs between the cases.
+        const int Writes = 512;
+        for (int d = 1; d <= Depth; d++)
+        {
+            if (d > 1) b = b.Fork($"d{d}");
+            for (int i = 0; i < Writes / Depth; i++)
+                b.Write("data.bin", rng.Next(0, FileSize / 4096) * 4096L, Regions.Bytes(4096, d * 1000 + i));
+        }
+        _handle = b.OpenFile("data.bin");
+        _offsets = Enumerable.Range(0, 1024).Select(_ => (long)rng.Next(0, FileSize - 4096)).ToArray();
+    }
+
+    [GlobalCleanup]
+    public void Cleanup()
+    {
+        _store.Dispose();
+        Regions.Delete(_path);
+    }
+
+    [Benchmark(Description = "resolve 4 KiB to spans")]
+    public int Resolve4K()
+    {
+        long offset = _offsets[_next++ & 1023];
+        int touched = 0;
+        foreach (var span in _handle.Read(offset, 4096))
+            touched += span[0] + span.Length;
+        return touched;
+    }
+
+    [Benchmark(Description = "resolve 4 KiB and copy out")]
+    public int ReadCopy4K()
+    {
+        long offset = _offsets[_next++ & 1023];
+        return _handle.Read(offset, _buffer);
+    }
+}
+
+/// <summary>Sequential read of 64 MiB copied out through the spans, against a plain memory copy of the same size.</summary>
+[MemoryDiagnoser]
+public class SequentialReadBenchmarks
+{
+    private const int Size = 64 << 20;
+    private string _path = "";
+    private Store _store = null!;
+    private FileHandle _handle = null!;
+    private byte[] _source = [];
+    private byte[] _destination = [];
+
+    [GlobalSetup]
+    public void Setup()
+    {
+        _path = Regions.NewPath("seq");
+        _source = Regions.Bytes(Size, 3);
+        _destination = new byte[Size];
+        _store = Store.Create(_path, new BaseImageBuilder().AddFile("big.bin", _source), new StoreOptions { Capacity = Size + (64L << 20) });
+        _handle = _store.Main.OpenFile("big.bin");
+        _handle.Read(0, _destination); // first touch verifies the chunks' checksums; measure the steady state
+    }
+
+    [GlobalCleanup]
+    public void Cleanup()
+    {
+        _store.Dispose();
+        Regions.Delete(_path);
+    }
+
+    [Benchmark(Baseline = true, Description = "memory copy 64 MiB")]
+    public void MemoryCopy() => _source.AsSpan().CopyTo(_destination);
+
+    [Benchmark(Description = "read 64 MiB through spans")]
+    public int ReadThroughSpans() => _handle.Read(0, _destination);
+}
+
+/// <summary>Write 4 KiB at a random offset of a file in a branch. The branch is replaced between iterations.</summary>
+[MemoryDiagnoser]
+[SimpleJob(RunStrategy.Throughput, launchCount: 1, warmupCount: 3, iterationCount: 15, invocationCount: 8192)]
+public class WriteBenchmarks
+{
+    private string _path = "";
+    private Store _store = null!;
+    private Branch _branch = null!;
+    private readonly byte[] _payload = Regions.Bytes(4096, 5);
+    private int _i;
+    private int _generation;
+
+    [GlobalSetup]
+    public void Setup()
+    {
+        _path = Regions.NewPath("write");
+        _store = Store.Create(_path, new BaseImageBuilder().AddFile("f.bin", Regions.Bytes(1 << 20, 1)), new StoreOptions { Capacity = 1L << 30 });
+        _branch = _store.Main.Fork("w0");
+    }
+
+    [IterationCleanup]
+    public void NewBranch()
+    {
+        _branch.Discard();
+        _branch = _store.Main.Fork($"w{++_generation}");
+    }
+
+    [GlobalCleanup]
+    public void Cleanup()
+    {
+        _store.Dispose();
+        Regions.Delete(_path);
+    }
+
+    [Benchmark(Description = "write 4 KiB")]
+    public void Write4K() => _branch.Write("f.bin", (_i++ & 255) * 4096L, _payload);
+}
+
+/// <summary>Commit to main a branch holding 1,000 writes (each iteration commits a fresh branch).</summary>
+[MemoryDiagnoser]
+[SimpleJob(RunStrategy.Monitoring, launchCount: 1, warmupCount: 3, iterationCount: 30, invocationCount: 1)]
+public class CommitBenchmarks
+{
+    private string _path = "";
+    private Store _store = null!;
+    private Branch _branch = null!;
+    private int _generation;
+    private readonly byte[] _payload = Regions.Bytes(100, 9);
+
+    [GlobalSetup]
+    public void Setup()
+    {
+        _path = Regions.NewPath("commit");
+        var image = new BaseImageBuilder();
+        for (int i = 0; i < 100; i++) image.AddFile($"f{i}", Regions.Bytes(4096, i));
+        _store = Store.Create(_path, image, new StoreOptions { Capacity = 1L << 30 });
+    }
+
+    [IterationSetup]
+    public void Prepare()
+    {
+        _branch = _store.Main.Fork($"c{++_generation}");
+        for (int i = 0; i < 1000; i++)
+            _branch.Write($"f{i % 100}", i * 7 % 4000, _payload);
+    }
+
+    [GlobalCleanup]
+    public void Cleanup()
+    {
+        _store.Dispose();
+        Regions.Delete(_path);
+    }
+
+    [Benchmark(Description = "commit 1,000 writes")]
+    public VersionInfo Commit() => _branch.Commit("bench");
+}
+
+/// <summary>Open a region holding 1 GiB of delta logs (replay with checksum checks, recovery, index build).</summary>
+[MemoryDiagnoser]
+[SimpleJob(RunStrategy.Monitoring, launchCount: 1, warmupCount: 1, iterationCount: 10, invocationCount: 1)]
+public class ReopenBenchmarks
+{
+    private string _path = "";
+
+    [GlobalSetup]
+    public void Setup()
+    {
+        _path = Regions.NewPath("reopen");
+        using var s = Store.Create(_path, new BaseImageBuilder().AddFile("f.bin", Regions.Bytes(1 << 20, 1)), new StoreOptions { Capacity = 3L << 30 });
+        var payload = Regions.Bytes(1 << 20, 2);
+        // 512 MiB committed to main in 8 versions, 512 MiB in live branches.
+        for (int v = 0; v < 8; v++)
+        {
+            var b = s.Main.Fork($"v{v}");
+            for (int i = 0; i < 64; i++) b.Write($"file{v}-{i}", 0, payload);
+            b.Commit($"v{v}");
+        }
+        for (int k = 0; k < 8; k++)
+        {
+            var b = s.Main.Fork($"live{k}");
+            for (int i = 0; i < 64; i++) b.Write($"live{k}-{i}", 0, payload);
+        }
+    }
+
+    [GlobalCleanup]
+    public void Cleanup() => Regions.Delete(_path);
+
+    [Benchmark(Description = "reopen 1 GiB of logs")]
+    public long Reopen()
+    {
+        using var s = Store.Open(_path);
+        return s.Usage.ArenaFreeBytes;
+    }
+}
