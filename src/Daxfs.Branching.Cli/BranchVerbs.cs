@@ -1,0 +1,90 @@
+using Spectre.Console;
+
+namespace Daxfs.Branching.Cli;
+
+internal static class BranchVerbs
+{
+    public static void WriteTable(IReadOnlyList<BranchInfo> branches)
+    {
+        var t = Output.Table("branch", "parent", "state", "depth", "log", "records", "created");
+        foreach (var b in branches)
+        {
+            string state = b.Status switch
+            {
+                BranchStatus.Live => "[green]live[/]",
+                BranchStatus.Frozen => "[blue]frozen[/]",
+                BranchStatus.Main => "main",
+                _ => "[red]invalidated[/]",
+            };
+            t.AddRow(Output.Escape(b.Name), Output.Escape(b.Parent ?? "-"), state, b.Depth.ToString(System.Globalization.CultureInfo.InvariantCulture),
+                Output.Bytes(b.LogBytes), b.Records.ToString(System.Globalization.CultureInfo.InvariantCulture), Output.Time(b.Created));
+        }
+        Output.Out.Write(t);
+    }
+
+    public static int List(Context c)
+    {
+        using var store = c.Open();
+        var list = store.ListBranches();
+        if (c.Json) Output.WriteJson(list);
+        else WriteTable(list);
+        return Program.Ok;
+    }
+
+    private static string Name(Context c)
+    {
+        string name = c.Args.Arg(0, "NAME");
+        if (name == "main")
+            throw new UsageException("main cannot be committed, aborted or discarded; it changes only by commits of other branches");
+        return name;
+    }
+
+    public static int Create(Context c)
+    {
+        string name = c.Args.Arg(0, "NAME");
+        if (Store.BranchNameProblem(name) is { } why)
+            throw new UsageException($"invalid branch name '{name}': {why}");
+        using var store = c.Open();
+        var parent = store.GetBranch(c.Args.Value("--parent") ?? "main");
+        var b = parent.Fork(name);
+        Console.Out.WriteLine($"created branch '{b.Name}' from '{parent.Name}' (depth {b.Depth})");
+        return Program.Ok;
+    }
+
+    public static int Commit(Context c)
+    {
+        string name = Name(c);
+        using var store = c.Open();
+        var b = store.GetBranch(name);
+        string message = c.Args.Value("--message") ?? $"commit {name}";
+        string parent = b.Parent!.Name;
+        VersionInfo? v = c.Args.Flag("--to-parent") ? b.CommitToParent(message) : b.Commit(message);
+        if (c.Json)
+        {
+            Output.WriteJson(new { branch = name, into = v is null ? parent : "main", version = v });
+            return Program.Ok;
+        }
+        Console.Out.WriteLine(v is { } ver
+            ? $"committed '{name}' to main as version {ver.Sequence}; every other branch is invalidated"
+            : $"committed '{name}' into '{parent}'; its siblings are invalidated");
+        return Program.Ok;
+    }
+
+    public static int Abort(Context c)
+    {
+        string name = Name(c);
+        using var store = c.Open();
+        store.GetBranch(name).Abort();
+        Console.Out.WriteLine($"aborted '{name}' and its chain back to main");
+        return Program.Ok;
+    }
+
+    public static int Discard(Context c)
+    {
+        string name = Name(c);
+        using var store = c.Open();
+        store.GetBranch(name).Discard();
+        Console.Out.WriteLine($"discarded '{name}'");
+        return Program.Ok;
+    }
+}

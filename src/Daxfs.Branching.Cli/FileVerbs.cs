@@ -1,0 +1,239 @@
+using System.Globalization;
+using Daxfs.Branching.Index;
+using Spectre.Console;
+
+namespace Daxfs.Branching.Cli;
+
+internal static class FileVerbs
+{
+    private static readonly CultureInfo s_inv = CultureInfo.InvariantCulture;
+
+    public static int Mkfs(Context c)
+    {
+        string source = c.Args.Arg(0, "SOURCE_DIR");
+        string region = c.RegionPath;
+        if (!Directory.Exists(source))
+            throw new UsageException($"{source}: source directory not found");
+        long capacity = c.Args.Value("--capacity") is { } cap ? Args.ParseSize(cap, "--capacity") : 0;
+        int slots = (int)(c.Args.Long("--slots") ?? 4096);
+        bool force = c.Args.Flag("--force");
+        if (File.Exists(region) && !force)
+            throw new IOException($"{region}: region exists; pass --force to replace it");
+        var builder = BaseImageBuilder.FromDirectory(source, c.Args.Flag("--strict") ? UnsupportedEntryPolicy.Refuse : UnsupportedEntryPolicy.Warn);
+        foreach (var w in builder.Warnings)
+            Console.Error.WriteLine($"daxfs: warning: {w}");
+        var sw = System.Diagnostics.Stopwatch.StartNew();
+        var usage = Output.WithProgress("building base image", report =>
+        {
+            var progress = new SyncProgress<BuildProgress>(p => report(
+                p.BytesTotal > 0 ? (double)p.BytesDone / p.BytesTotal : (double)p.FilesDone / Math.Max(1, p.FilesTotal),
+                $"{p.FilesDone}/{p.FilesTotal} entries"));
+            using var store = Store.Create(region, builder, new StoreOptions { Capacity = capacity, BranchSlots = slots, Overwrite = force, Progress = progress });
+            return store.Usage;
+        });
+        if (c.Json)
+        {
+            Output.WriteJson(new { region, entries = builder.EntryCount, contentBytes = builder.ContentBytes, warnings = builder.Warnings, usage, seconds = sw.Elapsed.TotalSeconds });
+            return Program.Ok;
+        }
+        Console.Out.WriteLine($"built {region}: {builder.EntryCount} entries, {Output.Bytes(builder.ContentBytes)} of content " +
+            $"({Output.Bytes(usage.BaseImageBytes)} stored), capacity {Output.Bytes(usage.Capacity)}, in {sw.Elapsed.TotalSeconds:0.00} s");
+        return Program.Ok;
+    }
+
+    /// <summary>Calls back on the reporting thread (Progress&lt;T&gt; would post to the thread pool).</summary>
+    private sealed class SyncProgress<T>(Action<T> report) : IProgress<T>
+    {
+        public void Report(T value) => report(value);
+    }
+
+    public static int Ls(Context c)
+    {
+        using var store = c.Open();
+        var b = c.OpenBranch(store);
+        string path = c.Args.Positional.Count > 0 ? c.Args.Positional[0] : "/";
+        var st = b.Stat(path);
+        var entries = st.Kind == NodeKind.Directory ? b.List(path) : [new DirectoryEntry(Path.GetFileName(path.TrimEnd('/')), st.Inode, st.Kind)];
+        string Child(string name) => st.Kind != NodeKind.Directory ? path : (path.TrimEnd('/') + "/" + name);
+        if (c.Json)
+        {
+            Output.WriteJson(entries.Select(e => new { name = e.Name, kind = e.Kind, stat = b.Stat(Child(e.Name)) }));
+            return Program.Ok;
+        }
+        if (!c.Args.Flag("--long"))
+        {
+            foreach (var e in entries)
+                Console.Out.WriteLine(e.Kind == NodeKind.Directory ? e.Name + "/" : e.Name);
+            return Program.Ok;
+        }
+        foreach (var e in entries)
+        {
+            var s = b.Stat(Child(e.Name));
+            string name = e.Kind == NodeKind.Symlink ? $"{e.Name} -> {b.ReadLink(Child(e.Name))}" : e.Name;
+            Console.Out.WriteLine($"{Output.Mode(s.Mode, s.Kind)} {s.LinkCount,3} {s.Uid,5} {s.Gid,5} {s.Size,12} {Output.Time(s.ModifiedTime)} {name}");
+        }
+        return Program.Ok;
+    }
+
+    public static int Cat(Context c)
+    {
+        using var store = c.Open();
+        var b = c.OpenBranch(store);
+        string path = c.Args.Arg(0, "PATH");
+        long offset = c.Args.Long("--offset") ?? 0;
+        long length = c.Args.Long("--length") ?? -1;
+        using var lease = store.BeginRead();
+        using var stdout = Console.OpenStandardOutput();
+        foreach (var span in b.Read(path, offset, length))
+            stdout.Write(span); // straight from the mapping to the pipe
+        return Program.Ok;
+    }
+
+    public static int Stat(Context c)
+    {
+        using var store = c.Open();
+        var b = c.OpenBranch(store);
+        string path = c.Args.Arg(0, "PATH");
+        var s = b.Stat(path);
+        if (c.Json)
+        {
+            Output.WriteJson(new
+            {
+                path = s.Path, inode = s.Inode, kind = s.Kind, mode = Convert.ToString(s.Mode, 8), uid = s.Uid, gid = s.Gid, size = s.Size,
+                modified = s.ModifiedTime, changed = s.ChangedTime, links = s.LinkCount,
+                target = s.Kind == NodeKind.Symlink ? b.ReadLink(path) : null,
+            });
+            return Program.Ok;
+        }
+        Console.Out.WriteLine($"  path: {s.Path}");
+        Console.Out.WriteLine($"  kind: {s.Kind.ToString().ToLowerInvariant()}{(s.Kind == NodeKind.Symlink ? " -> " + b.ReadLink(path) : "")}");
+        Console.Out.WriteLine($"  size: {s.Size}");
+        Console.Out.WriteLine($"  mode: {Convert.ToString(s.Mode, 8).PadLeft(4, '0')} ({Output.Mode(s.Mode, s.Kind)})");
+        Console.Out.WriteLine($" owner: {s.Uid}:{s.Gid}");
+        Console.Out.WriteLine($" inode: {s.Inode}   links: {s.LinkCount}");
+        Console.Out.WriteLine($"modify: {Output.Time(s.ModifiedTime)}");
+        Console.Out.WriteLine($"change: {Output.Time(s.ChangedTime)}");
+        return Program.Ok;
+    }
+
+    public static int Put(Context c)
+    {
+        string path = c.Args.Arg(0, "PATH");
+        long? offset = c.Args.Long("--offset");
+        bool append = c.Args.Flag("--append");
+        if (offset is not null && append)
+            throw new UsageException("--offset and --append exclude each other");
+        // Read all of standard input first: a failed read must not leave a half-written file.
+        using var stdin = Console.OpenStandardInput();
+        using var buffer = new MemoryStream();
+        stdin.CopyTo(buffer);
+        var data = buffer.GetBuffer().AsSpan(0, (int)buffer.Length);
+        using var store = c.Open();
+        var b = c.OpenBranch(store);
+        if (append) b.Append(path, data);
+        else if (offset is { } o) b.Write(path, o, data);
+        else b.WriteAllBytes(path, data);
+        return Program.Ok;
+    }
+
+    public static int Rm(Context c)
+    {
+        using var store = c.Open();
+        c.OpenBranch(store).Delete(c.Args.Arg(0, "PATH"), c.Args.Flag("--recursive"));
+        return Program.Ok;
+    }
+
+    public static int Mkdir(Context c)
+    {
+        using var store = c.Open();
+        c.OpenBranch(store).CreateDirectory(c.Args.Arg(0, "PATH"), parents: c.Args.Flag("--parents"));
+        return Program.Ok;
+    }
+
+    public static int Mv(Context c)
+    {
+        using var store = c.Open();
+        c.OpenBranch(store).Rename(c.Args.Arg(0, "FROM"), c.Args.Arg(1, "TO"), c.Args.Flag("--no-replace"));
+        return Program.Ok;
+    }
+
+    public static int Ln(Context c)
+    {
+        if (!c.Args.Flag("--symbolic"))
+            throw new UsageException("only symbolic links exist in a branch: use 'ln -s TARGET PATH'");
+        using var store = c.Open();
+        c.OpenBranch(store).CreateSymlink(c.Args.Arg(1, "PATH"), c.Args.Arg(0, "TARGET"));
+        return Program.Ok;
+    }
+
+    public static int Truncate(Context c)
+    {
+        long size = Args.ParseSize(c.Args.Arg(1, "SIZE"), "SIZE");
+        using var store = c.Open();
+        c.OpenBranch(store).Truncate(c.Args.Arg(0, "PATH"), size);
+        return Program.Ok;
+    }
+
+    public static int Chmod(Context c)
+    {
+        string mode = c.Args.Arg(0, "MODE");
+        uint bits;
+        try { bits = Convert.ToUInt32(mode, 8); }
+        catch (FormatException) { throw new UsageException($"MODE: '{mode}' is not an octal mode like 644 or 0755"); }
+        catch (OverflowException) { throw new UsageException($"MODE: '{mode}' is too large"); }
+        if (bits > 0xFFF)
+            throw new UsageException($"MODE: '{mode}' has bits beyond 07777");
+        using var store = c.Open();
+        c.OpenBranch(store).Chmod(c.Args.Arg(1, "PATH"), bits);
+        return Program.Ok;
+    }
+
+    public static int Diff(Context c)
+    {
+        using var store = c.Open();
+        var b = c.OpenBranch(store);
+        var changes = b.Diff();
+        if (c.Json)
+        {
+            Output.WriteJson(new { branch = b.Name, against = b.Parent?.Name ?? "base image", changes });
+            return Program.Ok;
+        }
+        Console.Out.WriteLine($"{b.Name} against {b.Parent?.Name ?? "the base image"}: {changes.Count} change(s)");
+        foreach (var ch in changes)
+        {
+            string what = ch.Kind switch
+            {
+                ChangeKind.Added => $"+ {ch.Path}",
+                ChangeKind.Deleted => $"- {ch.Path}",
+                ChangeKind.Renamed => $"R {ch.OldPath} -> {ch.Path}",
+                ChangeKind.AttributesChanged => $"A {ch.Path}",
+                _ => $"M {ch.Path}",
+            };
+            string ranges = ch.Ranges.Count == 0 ? "" : " bytes " + string.Join(", ", ch.Ranges.Take(8).Select(r => $"[{r.Offset}, {r.Offset + r.Length})"))
+                + (ch.Ranges.Count > 8 ? $" and {ch.Ranges.Count - 8} more" : "");
+            Console.Out.WriteLine($"  {what}{(ch.Detail is null ? "" : "  (" + ch.Detail + ")")}{ranges}");
+        }
+        return Program.Ok;
+    }
+
+    public static int Export(Context c)
+    {
+        string dest = c.Args.Arg(0, "DEST_DIR");
+        using var store = c.Open();
+        var b = c.OpenBranch(store);
+        using var lease = store.BeginRead();
+        var sw = System.Diagnostics.Stopwatch.StartNew();
+        ExportProgress last = default;
+        Output.WithProgress($"exporting {b.Name}", report =>
+        {
+            b.Export(dest, new SyncProgress<ExportProgress>(p =>
+            {
+                last = p;
+                report(p.TotalBytes > 0 ? (double)p.Bytes / p.TotalBytes : (double)p.Entries / Math.Max(1, p.TotalEntries), $"{p.Entries}/{p.TotalEntries} entries");
+            }));
+            return 0;
+        });
+        Console.Out.WriteLine($"exported {b.Name} to {dest}: {last.Entries} entries, {Output.Bytes(last.Bytes)} in {sw.Elapsed.TotalSeconds:0.00} s");
+        return Program.Ok;
+    }
+}

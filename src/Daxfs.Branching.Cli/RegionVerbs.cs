@@ -1,0 +1,70 @@
+using Spectre.Console;
+
+namespace Daxfs.Branching.Cli;
+
+internal static class RegionVerbs
+{
+    public static int Inspect(Context c)
+    {
+        using var store = c.Open();
+        var u = store.Usage;
+        var branches = store.ListBranches();
+        var versions = store.Versions;
+        if (c.Json)
+        {
+            Output.WriteJson(new { usage = u, branches, versions, recovery = store.Recovery });
+            return Program.Ok;
+        }
+        var o = Output.Out;
+        o.MarkupLine($"[bold]region[/] {Output.Escape(u.Path)} ({u.Kind})");
+        var t = Output.Table("", "");
+        t.HideHeaders();
+        t.AddRow("capacity", Output.Bytes(u.Capacity));
+        t.AddRow("base image", $"{Output.Bytes(u.BaseImageBytes)}, {u.BaseInodes} inodes");
+        t.AddRow("delta arena", $"{Output.Bytes(u.ArenaBytes - u.ArenaFreeBytes)} used of {Output.Bytes(u.ArenaBytes)}" + (u.ParkedBytes > 0 ? $", {Output.Bytes(u.ParkedBytes)} waiting for leases" : ""));
+        t.AddRow("branches", $"{u.LiveBranches} live of {u.BranchSlots} slots");
+        t.AddRow("versions", u.Versions.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        o.Write(t);
+        BranchVerbs.WriteTable(branches);
+        return Program.Ok;
+    }
+
+    public static int Verify(Context c)
+    {
+        using var store = c.Open();
+        var report = Output.WithProgress("verifying", report =>
+        {
+            report(0.1, "checking base data and logs");
+            return store.Verify();
+        });
+        if (c.Json)
+        {
+            Output.WriteJson(new { ok = true, report, recovery = store.Recovery });
+            return Program.Ok;
+        }
+        Output.Out.MarkupLine($"[green]ok[/]: {Output.Bytes(report.BaseDataBytes)} of base data, {report.Logs} logs, {report.Records} records ({Output.Bytes(report.RecordBytes)}) checked");
+        return Program.Ok;
+    }
+
+    public static int Log(Context c)
+    {
+        using var store = c.Open();
+        var versions = store.Versions;
+        if (c.Json)
+        {
+            Output.WriteJson(versions);
+            return Program.Ok;
+        }
+        if (versions.Count == 0)
+        {
+            Output.Out.WriteLine("no versions yet: main is the base image");
+            return Program.Ok;
+        }
+        var t = Output.Table("version", "time", "source", "records", "size", "message");
+        foreach (var v in versions.Reverse())
+            t.AddRow(v.Sequence.ToString(System.Globalization.CultureInfo.InvariantCulture), Output.Time(v.Time), Output.Escape(v.SourceBranch),
+                v.Records.ToString(System.Globalization.CultureInfo.InvariantCulture), Output.Bytes(v.Bytes), Output.Escape(v.Message));
+        Output.Out.Write(t);
+        return Program.Ok;
+    }
+}

@@ -1,0 +1,133 @@
+using System.Text;
+
+namespace Daxfs.Branching.Cli;
+
+/// <summary>A command of the tool.</summary>
+internal sealed record Verb(string Name, string Usage, string Summary, string Example, OptionSpec[] Options, int MinArgs, int MaxArgs,
+    Func<Context, int> Run, bool UsesRegion = true, bool UsesBranch = false, bool HasJson = false)
+{
+    public IReadOnlyList<OptionSpec> AllOptions
+    {
+        get
+        {
+            var all = new List<OptionSpec>(Options);
+            if (UsesRegion) all.Add(Verbs.Region);
+            if (UsesBranch) all.Add(Verbs.Branch);
+            if (HasJson) all.Add(Verbs.JsonOption);
+            return all;
+        }
+    }
+
+    public string Help()
+    {
+        var sb = new StringBuilder();
+        sb.Append("usage: daxfs ").Append(Usage).Append("\n\n").Append(Summary).Append("\n\n");
+        var opts = AllOptions;
+        if (opts.Count > 0)
+        {
+            sb.Append("options:\n");
+            foreach (var o in opts)
+            {
+                string left = (o.Short is null ? "    " : o.Short + ", ") + o.Long + (o.ValueName is null ? "" : " " + o.ValueName);
+                sb.Append("  ").Append(left.PadRight(28)).Append(o.Help).Append('\n');
+            }
+            sb.Append('\n');
+        }
+        sb.Append("example:\n  ").Append(Example.Replace("\n", "\n  ", StringComparison.Ordinal)).Append('\n');
+        return sb.ToString();
+    }
+}
+
+internal static class Verbs
+{
+    public static readonly OptionSpec Region = new("--region", "-r", "PATH", "the region file (default: $DAXFS_REGION)");
+    public static readonly OptionSpec Branch = new("--branch", "-b", "NAME", "the branch to act on (default: main)");
+    public static readonly OptionSpec JsonOption = new("--json", null, null, "print JSON for scripts");
+
+    public static readonly Verb[] All =
+    [
+        new("mkfs", "mkfs SOURCE_DIR -r REGION [--capacity SIZE] [--slots N] [--force] [--strict]",
+            "Builds a region from a directory: its tree becomes the immutable base image, main starts empty.",
+            "daxfs mkfs ./workspace -r /dev/shm/ws.daxfs --capacity 2G",
+            [new("--capacity", null, "SIZE", "region size, e.g. 512M, 4GiB (default: base image + 1 GiB)"),
+             new("--slots", null, "N", "branch table slots (default 4096)"),
+             new("--force", "-f", null, "replace an existing region file"),
+             new("--strict", null, null, "refuse special files and hard links instead of warning")],
+            1, 1, FileVerbs.Mkfs, HasJson: true),
+        new("inspect", "inspect [--json]", "Shows the region: geometry, space used, branches and versions.",
+            "daxfs inspect -r /dev/shm/ws.daxfs", [], 0, 0, RegionVerbs.Inspect, HasJson: true),
+        new("verify", "verify [--json]", "Checks every structure and every checksum of the region. Exit code 3 when corrupt.",
+            "daxfs verify -r /dev/shm/ws.daxfs", [], 0, 0, RegionVerbs.Verify, HasJson: true),
+        new("branch list", "branch list [--json]", "Lists the branches: name, parent, state, depth and log size.",
+            "daxfs branch list -r /dev/shm/ws.daxfs", [], 0, 0, BranchVerbs.List, HasJson: true),
+        new("branch create", "branch create NAME [--parent P]", "Forks a new branch (default parent: main). O(1): nothing is copied.",
+            "daxfs branch create agent-1 -r /dev/shm/ws.daxfs\ndaxfs branch create try-2 --parent agent-1",
+            [new("--parent", "-p", "P", "the branch to fork from (default: main)")], 1, 1, BranchVerbs.Create),
+        new("branch commit", "branch commit NAME [--to-parent] [-m MESSAGE]",
+            "Commits leaf branch NAME: its chain becomes main's next version and every other branch is invalidated;\nwith --to-parent, it merges into its parent only and its siblings are invalidated.",
+            "daxfs branch commit agent-1 -m 'agent 1 passed the tests'",
+            [new("--to-parent", null, null, "merge into the parent branch only"), new("--message", "-m", "MESSAGE", "the version's message")],
+            1, 1, BranchVerbs.Commit, HasJson: true),
+        new("branch abort", "branch abort NAME", "Discards NAME's whole chain back to main, and every branch forked from it.",
+            "daxfs branch abort agent-2", [], 1, 1, BranchVerbs.Abort),
+        new("branch discard", "branch discard NAME", "Discards leaf branch NAME alone; its parent goes on.",
+            "daxfs branch discard try-2", [], 1, 1, BranchVerbs.Discard),
+        new("ls", "ls [PATH] [-l] [--json]", "Lists a directory of a branch.",
+            "daxfs ls /src -l -b agent-1", [new("--long", "-l", null, "show mode, owner, size and time")], 0, 1, FileVerbs.Ls, UsesBranch: true, HasJson: true),
+        new("cat", "cat PATH [--offset N] [--length N]", "Writes a file's bytes (or a range of them) to standard output.",
+            "daxfs cat /src/app.py -b agent-1\ndaxfs cat /data.bin --offset 4096 --length 100",
+            [new("--offset", null, "N", "first byte (default 0)"), new("--length", null, "N", "bytes to write (default: to the end)")],
+            1, 1, FileVerbs.Cat, UsesBranch: true),
+        new("stat", "stat PATH [--json]", "Shows a file's attributes.", "daxfs stat /src/app.py -b agent-1", [], 1, 1, FileVerbs.Stat, UsesBranch: true, HasJson: true),
+        new("put", "put PATH [--offset N] [--append]", "Writes standard input into PATH (created if missing; replaced unless --offset or --append).",
+            "echo 'print(1)' | daxfs put /src/app.py -b agent-1",
+            [new("--offset", null, "N", "write at this offset, keeping the rest of the file"), new("--append", "-a", null, "append at the end")],
+            1, 1, FileVerbs.Put, UsesBranch: true),
+        new("rm", "rm PATH [-r]", "Removes a file, a symlink or an empty directory (-r: a whole tree).",
+            "daxfs rm /build -r -b agent-1", [new("--recursive", "-r", null, "remove a directory and everything under it")], 1, 1, FileVerbs.Rm, UsesRegion: true, UsesBranch: true),
+        new("mkdir", "mkdir PATH [-p]", "Creates a directory.", "daxfs mkdir /a/b/c -p -b agent-1",
+            [new("--parents", "-p", null, "create missing parents; no error if it exists")], 1, 1, FileVerbs.Mkdir, UsesBranch: true),
+        new("mv", "mv FROM TO", "Renames or moves a file or directory (POSIX rules: a file replaces a file, a directory an empty directory).",
+            "daxfs mv /src/old.py /src/new.py -b agent-1", [new("--no-replace", "-n", null, "fail if TO exists")], 2, 2, FileVerbs.Mv, UsesBranch: true),
+        new("ln", "ln -s TARGET PATH", "Creates a symbolic link PATH pointing at TARGET.", "daxfs ln -s ../lib/util.py /src/util.py -b agent-1",
+            [new("--symbolic", "-s", null, "make a symbolic link (the only kind there is)")], 2, 2, FileVerbs.Ln, UsesBranch: true),
+        new("truncate", "truncate PATH SIZE", "Sets a file's size: shorter drops bytes, longer adds zeros.", "daxfs truncate /log.txt 0 -b agent-1",
+            [], 2, 2, FileVerbs.Truncate, UsesBranch: true),
+        new("chmod", "chmod MODE PATH", "Sets permission bits (octal).", "daxfs chmod 755 /run.sh -b agent-1", [], 2, 2, FileVerbs.Chmod, UsesBranch: true),
+        new("diff", "diff [-b BRANCH] [--json]", "What BRANCH changed against its parent: added, deleted, modified (with byte ranges), renamed, attribute changes.",
+            "daxfs diff -b agent-1", [], 0, 0, FileVerbs.Diff, UsesBranch: true, HasJson: true),
+        new("log", "log [--json]", "The versions of main: sequence, time, message, source branch, size.", "daxfs log -r /dev/shm/ws.daxfs",
+            [], 0, 0, RegionVerbs.Log, HasJson: true),
+        new("export", "export DEST_DIR [-b BRANCH]", "Writes a branch's whole tree into a new directory.", "daxfs export ./out -b agent-1",
+            [], 1, 1, FileVerbs.Export, UsesBranch: true),
+        new("demo", "demo [--region PATH] [--keep]", "Forks a workspace three ways, lets three agents edit it, commits the one that passes its check.",
+            "daxfs demo", [new("--keep", null, null, "keep the region file at the end")], 0, 0, Demo.Run, UsesRegion: true),
+    ];
+
+    public static (Verb Verb, int Words)? Find(IReadOnlyList<string> args)
+    {
+        if (args.Count >= 2)
+        {
+            var two = All.FirstOrDefault(v => v.Name == args[0] + " " + args[1]);
+            if (two is not null) return (two, 2);
+        }
+        var one = All.FirstOrDefault(v => v.Name == args[0]);
+        if (one is not null) return (one, 1);
+        if (args[0] == "branch")
+            throw new UsageException(args.Count < 2 ? "'branch' needs a subcommand: list, create, commit, abort, discard" : $"unknown branch subcommand '{args[1]}' (list, create, commit, abort, discard)");
+        return null;
+    }
+
+    public static string Overview()
+    {
+        var sb = new StringBuilder();
+        sb.Append("daxfs: a speculative-branching, versioned memory store.\n\n");
+        sb.Append("usage: daxfs COMMAND [ARGS] [-r REGION] [-b BRANCH] [--json]\n\ncommands:\n");
+        foreach (var v in All)
+            sb.Append("  ").Append(v.Name.PadRight(16)).Append(v.Summary.Split('\n')[0]).Append('\n');
+        sb.Append("\nThe region defaults to $DAXFS_REGION. Sizes accept 4096, 64M, 4GiB.\n");
+        sb.Append("Exit codes: 0 ok, 1 the operation failed, 2 usage error, 3 the region is corrupt.\n");
+        sb.Append("Run 'daxfs COMMAND --help' for a command's options and an example.\n");
+        return sb.ToString();
+    }
+}

@@ -1,0 +1,229 @@
+using System.Text.Json;
+
+namespace Daxfs.Branching.Cli.Tests;
+
+public class CliTests
+{
+    private static void Ok(Cli.Result r)
+        => Assert.True(r.Code == 0, $"exit {r.Code}\nstdout: {r.Out}\nstderr: {r.Err}");
+
+    private static void Fails(Cli.Result r, int code, string messagePart)
+    {
+        Assert.True(r.Code == code, $"expected exit {code}, got {r.Code}\nstdout: {r.Out}\nstderr: {r.Err}");
+        Assert.Contains(messagePart, r.Err, StringComparison.Ordinal);
+        Assert.StartsWith("daxfs: ", r.Err, StringComparison.Ordinal);
+    }
+
+    private static Workspace Built()
+    {
+        var ws = new Workspace();
+        Ok(Cli.Run(null, "mkfs", ws.Source, "-r", ws.Region, "--capacity", "64M"));
+        return ws;
+    }
+
+    [Fact]
+    public void Help_lists_every_verb_and_each_verb_shows_an_example()
+    {
+        var r = Cli.Run(null, "--help");
+        Ok(r);
+        foreach (var verb in new[] { "mkfs", "inspect", "verify", "branch list", "branch create", "branch commit", "branch abort", "branch discard",
+            "ls", "cat", "stat", "put", "rm", "mkdir", "mv", "ln", "truncate", "chmod", "diff", "log", "export", "demo" })
+        {
+            Assert.Contains(verb, r.Out, StringComparison.Ordinal);
+            var h = Cli.Run(null, [.. verb.Split(' '), "--help"]);
+            Ok(h);
+            Assert.Contains("usage: daxfs " + verb, h.Out, StringComparison.Ordinal);
+            Assert.Contains("example:", h.Out, StringComparison.Ordinal);
+        }
+        Assert.Equal(2, Cli.Run(null).Code);
+    }
+
+    [Fact]
+    public void Mkfs_inspect_verify_and_log_with_json()
+    {
+        using var ws = Built();
+        var inspect = ws.Run("inspect", "--json");
+        Ok(inspect);
+        var usage = inspect.Json.GetProperty("usage");
+        Assert.Equal(64L << 20, usage.GetProperty("capacity").GetInt64());
+        Assert.Equal(5, usage.GetProperty("baseInodes").GetInt64()); // root, README.md, lib, lib/util.py, data.bin
+        Assert.Equal("main", inspect.Json.GetProperty("branches")[0].GetProperty("name").GetString());
+        var verify = ws.Run("verify", "--json");
+        Ok(verify);
+        Assert.True(verify.Json.GetProperty("ok").GetBoolean());
+        Assert.Equal(0, ws.Run("log", "--json").Json.GetArrayLength());
+        var human = ws.Run("inspect");
+        Ok(human);
+        Assert.Contains("capacity", human.Out, StringComparison.Ordinal);
+        // mkfs refuses to overwrite without --force, then replaces with it.
+        Fails(Cli.Run(null, "mkfs", ws.Source, "-r", ws.Region), 1, "--force");
+        Ok(Cli.Run(null, "mkfs", ws.Source, "-r", ws.Region, "--force", "--json"));
+    }
+
+    [Fact]
+    public void Branch_lifecycle_and_file_verbs_end_to_end()
+    {
+        using var ws = Built();
+        Ok(ws.Run("branch", "create", "agent"));
+        Ok(ws.RunWithInput("print('hi')\n", "put", "/lib/app.py", "-b", "agent"));
+        Assert.Equal("print('hi')\n", ws.Run("cat", "/lib/app.py", "-b", "agent").Out);
+        Ok(ws.RunWithInput("!", "put", "/lib/app.py", "-b", "agent", "--append"));
+        Ok(ws.RunWithInput("P", "put", "/lib/app.py", "-b", "agent", "--offset", "0"));
+        Assert.Equal("Print('hi')\n!", ws.Run("cat", "/lib/app.py", "-b", "agent").Out);
+        Assert.Equal("int", ws.Run("cat", "/lib/app.py", "-b", "agent", "--offset", "2", "--length", "3").Out);
+        Ok(ws.Run("mkdir", "/a/b/c", "-p", "-b", "agent"));
+        Ok(ws.Run("mv", "/README.md", "/a/README.md", "-b", "agent"));
+        Ok(ws.Run("ln", "-s", "../lib/util.py", "/a/link", "-b", "agent"));
+        Ok(ws.Run("truncate", "/data.bin", "1K", "-b", "agent"));
+        Ok(ws.Run("chmod", "600", "/lib/util.py", "-b", "agent"));
+        Ok(ws.Run("rm", "/a/b", "-r", "-b", "agent"));
+
+        var ls = ws.Run("ls", "/a", "--json", "-b", "agent");
+        Ok(ls);
+        var names = ls.Json.EnumerateArray().Select(e => e.GetProperty("name").GetString()).ToList();
+        Assert.Equal(new[] { "README.md", "link" }, names);
+        var stat = ws.Run("stat", "/data.bin", "--json", "-b", "agent").Json;
+        Assert.Equal(1024, stat.GetProperty("size").GetInt64());
+        Assert.Equal("600", ws.Run("stat", "/lib/util.py", "--json", "-b", "agent").Json.GetProperty("mode").GetString());
+        Assert.Contains("link -> ../lib/util.py", ws.Run("ls", "/a", "-l", "-b", "agent").Out, StringComparison.Ordinal);
+
+        var diff = ws.Run("diff", "-b", "agent", "--json");
+        Ok(diff);
+        var kinds = diff.Json.GetProperty("changes").EnumerateArray()
+            .Select(c => c.GetProperty("kind").GetString() + " " + c.GetProperty("path").GetString()).ToList();
+        Assert.Contains("added /lib/app.py", kinds);
+        Assert.Contains("renamed /a/README.md", kinds);
+        Assert.Contains("modified /data.bin", kinds);
+        Assert.Contains("attributesChanged /lib/util.py", kinds);
+        Assert.Contains("added /a/link", kinds);
+
+        var list = ws.Run("branch", "list", "--json");
+        Ok(list);
+        Assert.Equal(2, list.Json.GetArrayLength());
+
+        var commit = ws.Run("branch", "commit", "agent", "-m", "agent wins", "--json");
+        Ok(commit);
+        Assert.Equal(1, commit.Json.GetProperty("version").GetProperty("sequence").GetInt64());
+        var log = ws.Run("log", "--json");
+        Assert.Equal("agent wins", log.Json[0].GetProperty("message").GetString());
+        Assert.Equal("agent", log.Json[0].GetProperty("sourceBranch").GetString());
+        Assert.Equal("Print('hi')\n!", ws.Run("cat", "/lib/app.py").Out);
+
+        string dest = Path.Combine(ws.Root, "export");
+        Ok(ws.Run("export", dest));
+        Assert.Equal("Print('hi')\n!", File.ReadAllText(Path.Combine(dest, "lib/app.py")));
+        Assert.Equal(1024, new FileInfo(Path.Combine(dest, "data.bin")).Length);
+    }
+
+    [Fact]
+    public void Commit_to_parent_abort_and_discard()
+    {
+        using var ws = Built();
+        Ok(ws.Run("branch", "create", "p"));
+        Ok(ws.Run("branch", "create", "c1", "--parent", "p"));
+        Ok(ws.Run("branch", "create", "c2", "--parent", "p"));
+        Fails(ws.RunWithInput("x", "put", "/x", "-b", "p"), 1, "frozen");
+        Ok(ws.RunWithInput("one", "put", "/one", "-b", "c1"));
+        Ok(ws.Run("branch", "commit", "c1", "--to-parent"));
+        Assert.Equal("one", ws.Run("cat", "/one", "-b", "p").Out);
+        Fails(ws.Run("cat", "/one", "-b", "c2"), 1, "invalidated");
+        Ok(ws.Run("branch", "create", "leaf", "--parent", "p"));
+        Ok(ws.Run("branch", "discard", "leaf"));
+        Fails(ws.Run("branch", "discard", "leaf"), 1, "not found");
+        Ok(ws.Run("branch", "create", "deep", "--parent", "p"));
+        Ok(ws.Run("branch", "abort", "deep"));
+        Fails(ws.Run("ls", "-b", "p"), 1, "not found");
+        Assert.Equal(0, ws.Run("log", "--json").Json.GetArrayLength());
+    }
+
+    [Fact]
+    public void Bad_input_gets_a_clear_message_and_the_right_exit_code()
+    {
+        using var ws = Built();
+        Fails(Cli.Run(null, "ls", "-r", "/dev/shm/no-such-region.daxfs"), 1, "region not found");
+        Fails(Cli.Run(null, "ls"), 2, "no region");
+        Fails(ws.Run("ls", "-b", "nope"), 1, "branch 'nope' not found");
+        Fails(ws.Run("truncate", "/data.bin", "12Q", "-b", "main"), 2, "unknown unit");
+        Fails(ws.Run("truncate", "/data.bin", "abc"), 2, "not a size");
+        Fails(Cli.Run(null, "mkfs", ws.Source, "-r", ws.Region + ".2", "--capacity", "lots"), 2, "not a size");
+        Fails(ws.Run("cat", "../etc/passwd"), 2, "'..' is not allowed");
+        Fails(ws.Run("branch", "create", "a/b"), 2, "invalid branch name");
+        Fails(ws.Run("branch", "create", "main"), 2, "invalid branch name");
+        Fails(ws.Run("frobnicate"), 2, "unknown command");
+        Fails(ws.Run("ls", "--bogus"), 2, "unknown option");
+        Fails(ws.Run("cat"), 2, "takes 1 argument");
+        Fails(ws.Run("chmod", "999", "/data.bin"), 2, "octal");
+        Fails(ws.RunWithInput("x", "put", "/x"), 1, "read-only");
+        Fails(ws.Run("cat", "/lib"), 1, "is a directory");
+        Fails(ws.Run("branch", "commit", "main"), 2, "main cannot");
+        Ok(ws.Run("branch", "create", "dup"));
+        Fails(ws.Run("branch", "create", "dup"), 1, "already exists");
+    }
+
+    [Fact]
+    public void A_failed_command_changes_nothing()
+    {
+        using var ws = Built();
+        Ok(ws.Run("branch", "create", "b"));
+        Ok(ws.RunWithInput("keep", "put", "/keep", "-b", "b"));
+        string before = ws.Run("inspect", "--json").Out + ws.Run("diff", "-b", "b", "--json").Out;
+        Fails(ws.RunWithInput("x", "put", "/lib/util.py/x", "-b", "b"), 1, "not a directory");
+        Fails(ws.Run("mv", "/nope", "/x", "-b", "b"), 1, "no such file");
+        Fails(ws.Run("rm", "/lib", "-b", "b"), 1, "not empty");
+        Fails(ws.Run("mkdir", "/lib", "-b", "b"), 1, "exists");
+        string after = ws.Run("inspect", "--json").Out + ws.Run("diff", "-b", "b", "--json").Out;
+        Assert.Equal(before, after);
+    }
+
+    [Fact]
+    public void A_corrupted_region_exits_with_3()
+    {
+        using var ws = Built();
+        var bytes = File.ReadAllBytes(ws.Region);
+        bytes[16] ^= 0xFF; // the superblock's capacity
+        File.WriteAllBytes(ws.Region, bytes);
+        var r = ws.Run("verify");
+        Fails(r, 3, "region corrupt: superblock");
+        Fails(ws.Run("ls"), 3, "superblock");
+    }
+
+    [Fact]
+    public void A_second_process_sees_what_the_first_committed()
+    {
+        using var ws = Built();
+        Ok(ws.Run("branch", "create", "w"));
+        Ok(ws.RunWithInput("from another process", "put", "/shared.txt", "-b", "w"));
+        Ok(ws.Run("branch", "commit", "w"));
+        Assert.Equal("from another process", ws.Run("cat", "/shared.txt").Out);
+    }
+
+    [Fact]
+    public void Demo_runs_and_cleans_up()
+    {
+        string region = Path.Combine("/dev/shm", $"daxfs-demo-test-{Guid.NewGuid():N}.daxfs");
+        var r = Cli.Run(null, "demo", "--region", region);
+        Ok(r);
+        Assert.Contains("agent-b: return a + b -> test passes", r.Out, StringComparison.Ordinal);
+        Assert.Contains("agent-a: invalidated", r.Out, StringComparison.Ordinal);
+        Assert.Contains("committed agent-b as version 1", r.Out, StringComparison.Ordinal);
+        Assert.False(File.Exists(region));
+        var kept = Cli.Run(null, "demo", "--region", region, "--keep");
+        Ok(kept);
+        Assert.True(File.Exists(region));
+        var log = Cli.Run(null, "log", "--json", "-r", region);
+        Assert.Equal("agent-b", log.Json[0].GetProperty("sourceBranch").GetString());
+        File.Delete(region);
+    }
+
+    [Fact]
+    public void Size_strings_parse()
+    {
+        Assert.Equal(4096, Args.ParseSize("4096", "x"));
+        Assert.Equal(64L << 20, Args.ParseSize("64M", "x"));
+        Assert.Equal(4L << 30, Args.ParseSize("4GiB", "x"));
+        Assert.Equal(1536, Args.ParseSize("1.5K", "x"));
+        Assert.Throws<UsageException>(() => Args.ParseSize("1.5", "x"));
+        Assert.Throws<UsageException>(() => Args.ParseSize("-1", "x"));
+        Assert.Throws<UsageException>(() => Args.ParseSize("", "x"));
+    }
+}
