@@ -84,7 +84,7 @@ public sealed partial class Branch
         }
         finally
         {
-            Store.ExitChange();
+            Store.ExitChange(changed: true);
         }
     }
 
@@ -103,7 +103,7 @@ public sealed partial class Branch
         }
         finally
         {
-            Store.ExitChange();
+            Store.ExitChange(changed: true);
         }
     }
 
@@ -126,7 +126,7 @@ public sealed partial class Branch
         }
         finally
         {
-            Store.ExitChange();
+            Store.ExitChange(changed: true);
         }
     }
 

@@ -76,6 +76,7 @@ public sealed partial class Branch
     private View ReadView()
     {
         Store.ThrowIfUnusable();
+        Store.EnsureCurrent();
         Store.CheckLive(State);
         return State.View;
     }

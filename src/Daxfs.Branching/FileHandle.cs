@@ -34,6 +34,7 @@ public sealed class FileHandle
     private FileData Current()
     {
         _store.ThrowIfUnusable();
+        _store.EnsureCurrent();
         _store.CheckLive(_state);
         var v = _state.View;
         if (!ReferenceEquals(v, _view))

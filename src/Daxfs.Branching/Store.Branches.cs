@@ -18,6 +18,7 @@ public sealed partial class Store
     public Branch GetBranch(string name)
     {
         ArgumentNullException.ThrowIfNull(name);
+        EnsureCurrent();
         lock (_gate)
         {
             ThrowIfUnusable();
@@ -32,12 +33,14 @@ public sealed partial class Store
     /// <summary>True when a live branch has that name.</summary>
     public bool BranchExists(string name)
     {
+        EnsureCurrent();
         lock (_gate) { ThrowIfUnusable(); return _byName.ContainsKey(name); }
     }
 
     /// <summary>Every branch this region holds: live ones (main first, then by depth and name) and invalidated ones.</summary>
     public IReadOnlyList<BranchInfo> ListBranches()
     {
+        EnsureCurrent();
         lock (_gate)
         {
             ThrowIfUnusable();
@@ -233,6 +236,7 @@ public sealed partial class Store
             bool durable = _region.Kind != Media.RegionKind.Memory;
             if (durable) _region.Flush(0, _region.Length);
             p.Log.Publish(at, durable); // the commit point
+            if (!child.IsEmpty) _mergedLogs.Add(child.LogId);
             p.Epoch = epoch;
             Volatile.Write(ref SlotAt(p.Slot).Epoch, epoch);
             p.View = b.View;
@@ -274,6 +278,7 @@ public sealed partial class Store
         bool durable = _region.Kind != Media.RegionKind.Memory;
         if (durable) _region.Flush(0, _region.Length); // the chain's records reach the file before the version does
         main.Log.Publish(at, durable); // the commit point: from here the version exists
+        foreach (var r in refs) _mergedLogs.Add(r.LogId);
         main.Epoch = seq;
         Volatile.Write(ref SlotAt(0).Epoch, seq);
         main.View = b.View;

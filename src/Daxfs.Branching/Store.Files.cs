@@ -8,6 +8,9 @@ public sealed partial class Store
 {
     internal delegate void BodyWriter(Span<byte> body);
 
+    /// <summary>True while this store holds the region lock (inside a change).</summary>
+    private bool _held;
+
     /// <summary>
     /// Appends one record to <paramref name="s"/>'s log and makes it part of the branch's view. The record is
     /// applied to the view before it is published, so a change that fails (not found, exists …) leaves the
@@ -64,26 +67,38 @@ public sealed partial class Store
             Monitor.Exit(_gate);
             throw;
         }
+        _held = true;
         try
         {
+            if (_lock.TookOverFromDead)
+                Volatile.Write(ref _seen, -2); // a dead holder may have left a change half-done: re-derive everything
+            if (Volatile.Read(ref ChangeCounter) != _seen)
+                SyncLocked(alone: false);
             ReclaimParked();
         }
-        catch
+        catch (Exception ex)
         {
-            ExitChange();
+            PoisonIfBroken(ex);
+            ExitChange(changed: false);
             throw;
         }
     }
 
-    internal void ExitChange()
+    /// <summary>Leaves a change; <paramref name="changed"/> tells other processes to re-read the region.</summary>
+    internal void ExitChange(bool changed)
     {
         try
         {
             if (_poison is null)
+            {
                 ReclaimParked();
+                if (changed)
+                    Volatile.Write(ref _seen, Interlocked.Increment(ref ChangeCounter));
+            }
         }
         finally
         {
+            _held = false;
             try { _lock.Release(); }
             finally { Monitor.Exit(_gate); }
         }

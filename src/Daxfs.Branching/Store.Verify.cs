@@ -20,6 +20,7 @@ public sealed partial class Store
     /// <exception cref="CorruptionException">Names the first structure that fails, and its offset.</exception>
     public VerifyReport Verify()
     {
+        EnsureCurrent();
         lock (_gate)
         {
             ThrowIfUnusable();

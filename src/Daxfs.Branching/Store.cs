@@ -26,7 +26,7 @@ public sealed partial class Store : IDisposable
     private readonly BaseImage _base;
     private readonly BlockAllocator _allocator;
     private readonly RegionLock _lock;
-    private readonly LeaseTable _leases = new();
+    private readonly LeaseTable _leases;
     private readonly BranchState?[] _slots;
     private readonly Dictionary<string, BranchState> _byName = new(StringComparer.Ordinal);
     private readonly Dictionary<string, int> _invalidatedNames = new(StringComparer.Ordinal);
@@ -42,6 +42,7 @@ public sealed partial class Store : IDisposable
         _base = baseImage;
         _allocator = allocator;
         _lock = new RegionLock(region);
+        _leases = new LeaseTable(region);
         _slots = new BranchState?[super.SlotCount];
     }
 
@@ -208,7 +209,16 @@ public sealed partial class Store : IDisposable
             store._lock.Acquire();
             try
             {
-                store.Recover(store._lock.TookOverFromDead);
+                int others = store._leases.Register();
+                try
+                {
+                    store.SyncLocked(alone: others == 0);
+                }
+                catch
+                {
+                    store._leases.Unregister();
+                    throw;
+                }
             }
             finally
             {
@@ -279,15 +289,21 @@ public sealed partial class Store : IDisposable
             _disposed = true;
             if (_poison is null)
             {
-                // Give back blocks reserved but never linked; if the lock cannot be had, the next open reclaims them.
+                // Give back blocks reserved but never linked, and parked space no lease still needs; what cannot
+                // be given back now (the lock is busy, or another process's lease still sees it) is reclaimed by
+                // the next open that finds the region with no other process.
                 try
                 {
+                    _lock.Timeout = TimeSpan.FromSeconds(2);
                     _lock.Acquire();
                     try
                     {
                         foreach (var s in _slots)
                             if (s is not null && s.Status == BranchState.StatusLive)
                                 s.Log.ReleaseSpare();
+                        _leases.Unregister();
+                        ReclaimParked();
+                        Interlocked.Increment(ref ChangeCounter);
                     }
                     finally
                     {
@@ -298,6 +314,7 @@ public sealed partial class Store : IDisposable
                 {
                 }
             }
+            _leases.Unregister();
             _region.Dispose();
         }
     }
@@ -326,7 +343,7 @@ public sealed partial class Store : IDisposable
         }
         finally
         {
-            ExitChange();
+            ExitChange(changed: true);
         }
     }
 
@@ -346,6 +363,7 @@ public sealed partial class Store : IDisposable
     public ReadLease BeginRead()
     {
         ThrowIfUnusable();
+        EnsureCurrent();
         return new ReadLease(_leases, _leases.Begin());
     }
 
@@ -354,6 +372,7 @@ public sealed partial class Store : IDisposable
     {
         get
         {
+            EnsureCurrent();
             lock (_gate)
             {
                 ThrowIfUnusable();
@@ -367,6 +386,6 @@ public sealed partial class Store : IDisposable
     /// <summary>The versions of main, oldest first.</summary>
     public IReadOnlyList<VersionInfo> Versions
     {
-        get { lock (_gate) { ThrowIfUnusable(); return _versions.ToArray(); } }
+        get { EnsureCurrent(); lock (_gate) { ThrowIfUnusable(); return _versions.ToArray(); } }
     }
 }

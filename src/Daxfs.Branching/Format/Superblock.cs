@@ -42,11 +42,17 @@ internal struct Superblock
 /// The shared mutable words of the region, one page after the superblock. Changed only with
 /// <see cref="System.Threading.Interlocked"/> or volatile stores.
 /// <code>
-///  0 Magic u64 "DAXCTRL1"  8 LockOwner i64 (pid holding the region lock, 0 = free)
-/// 16 LockOwnerStart i64 (that process's start time, to tell a reused pid apart)
+///  0 Magic u64 "DAXCTRL1"  8 LockOwner i64 (process word of the region lock's holder, 0 = free)
+/// 16 Reserved i64
 /// 24 NextLogId i64         32 AllocHint i64 (page index where the next allocation search starts)
-/// 40 LockCount i64 (acquisitions, for diagnostics)   48 Reserved[80]
+/// 40 LockCount i64 (acquisitions, for diagnostics)
+/// 48 ChangeCounter i64 (bumped by every change; a process whose last seen value differs re-reads the region)
+/// 56 ReclaimEpoch i64 (space given up is parked under the current value, which then advances)
+/// 64 Reserved[64]
 /// </code>
+/// The process table follows at <see cref="ProcessTableOffset"/> (relative to the control block):
+/// <see cref="ProcessSlots"/> entries of 16 bytes, each <c>Owner i64</c> (see <see cref="ProcessWord"/>, 0 = free)
+/// and <c>LeaseEpoch i64</c> (the oldest reclamation epoch that process's read leases may still see, 0 = none).
 /// </summary>
 [StructLayout(LayoutKind.Explicit, Size = Size)]
 internal struct ControlBlock
@@ -59,6 +65,11 @@ internal struct ControlBlock
     public const int NextLogIdOffset = 24;
     public const int AllocHintOffset = 32;
     public const int LockCountOffset = 40;
+    public const int ChangeCounterOffset = 48;
+    public const int ReclaimEpochOffset = 56;
+    public const int ProcessTableOffset = 512;
+    public const int ProcessEntrySize = 16;
+    public const int ProcessSlots = 64;
 
     [FieldOffset(0)] public ulong Magic;
     [FieldOffset(LockOwnerOffset)] public long LockOwner;
@@ -66,4 +77,20 @@ internal struct ControlBlock
     [FieldOffset(NextLogIdOffset)] public long NextLogId;
     [FieldOffset(AllocHintOffset)] public long AllocHint;
     [FieldOffset(LockCountOffset)] public long LockCount;
+    [FieldOffset(ChangeCounterOffset)] public long ChangeCounter;
+    [FieldOffset(ReclaimEpochOffset)] public long ReclaimEpoch;
+}
+
+/// <summary>
+/// A process's identity in one 64-bit word, so it is read and compared atomically: the pid in the low 22
+/// bits (Linux pids are below 2^22) and the process start time (clock ticks since boot) above. A reused
+/// pid has another start time, so a dead owner is never mistaken for a live one.
+/// </summary>
+internal static class ProcessWord
+{
+    public static long Make(long pid, long startTicks) => (startTicks << 22) | (pid & 0x3FFFFF);
+
+    public static int Pid(long word) => (int)(word & 0x3FFFFF);
+
+    public static long Start(long word) => (long)((ulong)word >> 22);
 }

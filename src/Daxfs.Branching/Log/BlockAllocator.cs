@@ -137,9 +137,14 @@ internal sealed unsafe class BlockAllocator
     /// <summary>Recounts the free pages from the bitmap (after another process changed it).</summary>
     public void Recount()
     {
-        long free = 0;
-        for (long p = _arenaFirstPage; p < _arenaEndPage; p++)
-            if (!IsSet(p)) free++;
-        _freePages = free;
+        long used = 0;
+        long p = _arenaFirstPage;
+        for (; p < _arenaEndPage && (p & 63) != 0; p++)
+            if (IsSet(p)) used++;
+        for (; p + 64 <= _arenaEndPage; p += 64)
+            used += BitOperations.PopCount(Word(p >> 6));
+        for (; p < _arenaEndPage; p++)
+            if (IsSet(p)) used++;
+        _freePages = _arenaEndPage - _arenaFirstPage - used;
     }
 }

@@ -106,6 +106,16 @@ internal sealed unsafe class LogAppender
         return at;
     }
 
+    /// <summary>Moves to the position another process (or an earlier open) published; keeps any spare block.</summary>
+    public void Resume(long head, long lastBlock, long lastBlockEnd, long tail)
+    {
+        Head = head;
+        LastBlock = lastBlock;
+        LastBlockEnd = lastBlockEnd;
+        Tail = tail;
+        _reservedEnd = 0;
+    }
+
     /// <summary>Writable body of the record reserved at <paramref name="at"/>.</summary>
     public Span<byte> Body(long at, int bodyLength) => _region.WritableSpan(at + RecordHeader.Size, bodyLength);
 

@@ -35,6 +35,19 @@ internal sealed unsafe class LogCursor
         }
     }
 
+    /// <summary>
+    /// A cursor that resumes a log at <paramref name="position"/> inside <paramref name="block"/> (a block this
+    /// process already walked), to replay only the records published since.
+    /// </summary>
+    public LogCursor(Region region, long arenaStart, long arenaEnd, LogRef logRef, long block, long position)
+        : this(region, arenaStart, arenaEnd, logRef with { Head = block })
+    {
+        if (position < _block + BlockHeader.Size || position > _blockEnd || (position & 7) != 0)
+            ThrowHelper.Corrupt("record", position, $"log {logRef.LogId}: resume position outside block {block}");
+        _pos = position;
+        ValidEnd = position;
+    }
+
     /// <summary>Region offset of the current record's header.</summary>
     public long Offset { get; private set; }
 

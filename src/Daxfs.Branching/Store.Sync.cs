@@ -1,0 +1,392 @@
+using System.Text;
+using Daxfs.Branching.Branching;
+using Daxfs.Branching.Format;
+using Daxfs.Branching.Index;
+using Daxfs.Branching.Log;
+
+namespace Daxfs.Branching;
+
+public sealed partial class Store
+{
+    /// <summary>The region's change counter when this process last brought its picture up to date.</summary>
+    private long _seen = -1;
+
+    /// <summary>Logs merged into some history (by a merge or a version record): each may be merged only once.</summary>
+    private readonly HashSet<long> _mergedLogs = [];
+
+    private ref long ChangeCounter => ref _region.Word(FormatConstants.ControlOffset + ControlBlock.ChangeCounterOffset);
+
+    /// <summary>
+    /// Brings this process's picture up to date if another process changed the region since. Cheap when
+    /// nothing changed: one shared-word read. Called before every read and change.
+    /// </summary>
+    internal void EnsureCurrent()
+    {
+        if (Volatile.Read(ref ChangeCounter) == Volatile.Read(ref _seen) || _held && Monitor.IsEntered(_gate))
+            return;
+        EnterChange(); // syncs on entry
+        ExitChange(changed: false);
+    }
+
+    /// <summary>
+    /// Brings this process's picture of the region up to date, under the region lock. Starting from nothing
+    /// (on open) it replays every log; afterwards it replays only what other processes appended since,
+    /// notices branches they forked or ended, and derives which branches are stale.
+    /// </summary>
+    /// <remarks>
+    /// Validity is derived, never trusted from a state word alone: a branch is live only if its slot says
+    /// so, its parent is live with the generation it was forked from, and its parent's epoch (merges into
+    /// it, counted from its log) still equals the one it was forked at. So a commit that died after its
+    /// commit point but before marking the losers still invalidates them. The derived states are written
+    /// back. With <paramref name="alone"/> (no other process has the region open) a torn log tail is cut
+    /// back to its longest valid prefix and free space is rebuilt from what is reachable.
+    /// </remarks>
+    private void SyncLocked(bool alone)
+    {
+        long counter = Volatile.Read(ref ChangeCounter);
+        var truncated = new List<string>();
+        var invalidated = new List<string>();
+        int released = 0;
+        uint count = _super.SlotCount;
+
+        var raw = new BranchSlot[count];
+        var names = new string?[count];
+        for (int i = 0; i < count; i++)
+        {
+            raw[i] = SlotAt(i);
+            if (raw[i].State != (uint)SlotState.Free)
+                names[i] = CheckSlot(i, in raw[i]);
+        }
+        if (raw[0].State != (uint)SlotState.Live || names[0] != "main" || raw[0].Depth != 0)
+            ThrowHelper.Corrupt("branch slot 0", SlotOffset(0), "slot 0 is not the live main branch");
+
+        // Main first: its new versions.
+        if (_slots[0] is null)
+        {
+            var main = NewState(0, in raw[0], "main", null);
+            main.View = View.Initial(_base);
+            _slots[0] = main;
+            _byName["main"] = main;
+        }
+        CatchUp(_slots[0]!, in raw[0], alone, truncated);
+
+        // Branches this process knew that ended or were replaced since.
+        for (int i = 1; i < count; i++)
+        {
+            var st = _slots[i];
+            if (st is not null && (raw[i].State != (uint)SlotState.Live || raw[i].Generation != st.Generation))
+                Forget(st, raw[i].State == (uint)SlotState.Invalidated ? BranchState.StatusInvalidated : BranchState.StatusEnded);
+        }
+
+        // Live slots, parents before children (depth strictly grows, so parent links cannot loop).
+        var order = Enumerable.Range(1, (int)count - 1).Where(i => raw[i].State == (uint)SlotState.Live).OrderBy(i => raw[i].Depth).ToList();
+        var stale = new HashSet<int>();
+        foreach (int i in order)
+        {
+            ref readonly var s = ref raw[i];
+            int p = (int)s.ParentSlot;
+            var parent = p < count ? _slots[p] : null;
+            bool parentMatches = p < count && p != i && raw[p].State == (uint)SlotState.Live && raw[p].Generation == s.ParentGeneration && s.Depth == raw[p].Depth + 1;
+            bool valid = parent is not null && parentMatches && s.ForkEpoch == parent.Epoch;
+            if (!valid)
+            {
+                if (_slots[i] is { } gone)
+                    Forget(gone, BranchState.StatusInvalidated);
+                // Under a stale parent, or a commit into the parent came after the fork: invalidated.
+                // Under an ended parent (abort, discard): ended with it.
+                if (parentMatches && (stale.Contains(p) || parent is not null))
+                {
+                    stale.Add(i);
+                    invalidated.Add(names[i]!);
+                }
+                else
+                {
+                    released++;
+                }
+                continue;
+            }
+            var st = _slots[i];
+            if (st is null)
+            {
+                st = NewState(i, in s, names[i]!, parent);
+                st.View = parent!.View;
+                if (_byName.ContainsKey(names[i]!))
+                    ThrowHelper.Corrupt($"branch slot {i}", SlotOffset(i), $"name '{names[i]}' is used by two live branches");
+                _slots[i] = st;
+                _byName[names[i]!] = st;
+                _invalidatedNames.Remove(names[i]!);
+            }
+            CatchUp(st, in s, alone, truncated);
+        }
+
+        // Families, derived fields and names, written back.
+        foreach (var st in _slots)
+            st?.Children.Clear();
+        foreach (var st in _slots)
+            if (st?.Parent is { } par) par.Children.Add(st);
+        for (int i = 1; i < count; i++)
+        {
+            if (_slots[i] is not null)
+                continue;
+            ref var slot = ref SlotAt(i);
+            if (slot.State == (uint)SlotState.Live)
+            {
+                if (stale.Contains(i) && !_mergedLogs.Contains(slot.LogId))
+                    MarkInvalidated(ref slot); // invalidated by a commit elsewhere
+                else
+                    Volatile.Write(ref slot.State, (uint)SlotState.Free); // committed (its log is history) or ended with its parent
+            }
+            if (slot.State == (uint)SlotState.Invalidated && names[i] is { } n && !_byName.ContainsKey(n))
+                _invalidatedNames[n] = i;
+        }
+        foreach (var key in _invalidatedNames.Where(kv => SlotAt(kv.Value).State != (uint)SlotState.Invalidated).Select(kv => kv.Key).ToList())
+            _invalidatedNames.Remove(key);
+        foreach (var st in _slots)
+        {
+            if (st is null) continue;
+            ref var slot = ref SlotAt(st.Slot);
+            if (slot.Epoch != st.Epoch) Volatile.Write(ref slot.Epoch, st.Epoch);
+            if (slot.LiveChildren != (uint)st.Children.Count) Volatile.Write(ref slot.LiveChildren, (uint)st.Children.Count);
+        }
+
+        if (alone)
+        {
+            // Free space: whatever a live branch or main's history reaches is in use; the rest is free.
+            var used = new List<(long, long)>();
+            foreach (var st in _slots)
+                if (st is not null) used.AddRange(st.AllBlocks());
+            _allocator.Rebuild(used);
+            long maxLog = _mergedLogs.Count == 0 ? 1 : _mergedLogs.Max();
+            foreach (var st in _slots)
+                if (st is not null) maxLog = Math.Max(maxLog, st.Log.LogId);
+            ref long next = ref _region.Word(FormatConstants.ControlOffset + ControlBlock.NextLogIdOffset);
+            if (Volatile.Read(ref next) <= maxLog)
+                Volatile.Write(ref next, maxLog + 1);
+        }
+        else
+        {
+            _allocator.Recount();
+        }
+
+        if (_seen == -1)
+            Recovery = new RecoveryReport(truncated, invalidated, released, _lock.TookOverFromDead);
+        Volatile.Write(ref _seen, counter);
+    }
+
+    /// <summary>Ends this process's picture of a branch another process ended (no space is touched here).</summary>
+    private void Forget(BranchState st, int status)
+    {
+        st.Status = status;
+        _slots[st.Slot] = null;
+        if (_byName.TryGetValue(st.Name, out var named) && ReferenceEquals(named, st))
+            _byName.Remove(st.Name);
+        st.Parent?.Children.Remove(st);
+    }
+
+    private static void MarkInvalidated(ref BranchSlot slot)
+    {
+        Volatile.Write(ref slot.State, (uint)SlotState.Invalidated);
+        Volatile.Write(ref slot.Tail, 0);
+        Volatile.Write(ref slot.Head, 0);
+    }
+
+    /// <summary>Checks a used slot's fields; returns its name.</summary>
+    private unsafe string CheckSlot(int i, in BranchSlot s)
+    {
+        long at = SlotOffset(i);
+        if (s.State > (uint)SlotState.Invalidated)
+            ThrowHelper.Corrupt($"branch slot {i}", at, $"unknown state {s.State}");
+        if (s.NameLength == 0 || s.NameLength > FormatConstants.MaxBranchName)
+            ThrowHelper.Corrupt($"branch slot {i}", at, $"name length {s.NameLength} out of range");
+        string name;
+        fixed (byte* p = s.Name)
+        {
+            var bytes = new ReadOnlySpan<byte>(p, (int)s.NameLength);
+            string? why = i == 0 ? (bytes.SequenceEqual("main"u8) ? null : "slot 0 is not named main") : BranchNameProblem(Encoding.ASCII.GetString(bytes));
+            if (why is not null)
+                ThrowHelper.Corrupt($"branch slot {i}", at, $"bad name: {why}");
+            name = Encoding.ASCII.GetString(bytes);
+        }
+        if (s.State != (uint)SlotState.Live)
+            return name;
+        if (i != 0 && (s.ParentSlot >= _super.SlotCount || s.Depth == 0 || s.Depth >= _super.SlotCount))
+            ThrowHelper.Corrupt($"branch slot {i}", at, $"parent slot {s.ParentSlot} or depth {s.Depth} out of range");
+        if (s.Epoch < 0 || s.ForkEpoch < 0 || s.LogId <= 0)
+            ThrowHelper.Corrupt($"branch slot {i}", at, "negative epoch or log id");
+        if (s.Tail != 0 && (s.Head == 0 || s.Tail < _allocator.ArenaOffset || s.Tail > _allocator.ArenaEnd))
+            ThrowHelper.Corrupt($"branch slot {i}", at, $"tail {s.Tail} outside the arena");
+        return name;
+    }
+
+    private BranchState NewState(int slot, in BranchSlot s, string name, BranchState? parent)
+    {
+        var st = new BranchState
+        {
+            Slot = slot,
+            Generation = s.Generation,
+            Name = name,
+            Parent = parent,
+            Depth = (int)s.Depth,
+            CreatedNs = s.CreatedNs,
+            Log = null!,
+        };
+        st.Log = new LogAppender(_region, _allocator, SlotOffset(slot), s.LogId, 0, 0, 0, 0, st.OwnBlocks);
+        return st;
+    }
+
+    /// <summary>
+    /// Replays what the slot's log holds beyond what this process applied. A record that fails validation
+    /// is a torn tail: with <paramref name="alone"/> the log is cut back to its longest valid prefix,
+    /// otherwise it is reported. Damage inside a merged log is corruption.
+    /// </summary>
+    private void CatchUp(BranchState st, in BranchSlot s, bool alone, List<string> truncated)
+    {
+        var log = st.Log;
+        if (s.LogId != log.LogId)
+            ThrowHelper.Corrupt($"branch slot {st.Slot}", SlotOffset(st.Slot), $"log id changed from {log.LogId} to {s.LogId}");
+        long head = s.Tail == 0 ? 0 : s.Head;
+        if (s.Tail == log.Tail && (head == log.Head || s.Tail == 0))
+            return;
+        if (log.Head != 0 && head != log.Head)
+            ThrowHelper.Corrupt($"branch slot {st.Slot}", SlotOffset(st.Slot), $"log head moved from {log.Head} to {head}");
+        if (log.Tail != 0 && s.Tail != 0 && s.Tail < log.Tail && s.Tail >= log.LastBlock && s.Tail <= log.LastBlockEnd)
+            ThrowHelper.Corrupt($"branch slot {st.Slot}", SlotOffset(st.Slot), $"log tail went back from {log.Tail} to {s.Tail}");
+        var logRef = new LogRef(s.LogId, head, s.Tail);
+        LogCursor? cursor = null;
+        bool torn = false;
+        try
+        {
+            cursor = log.Head == 0 ? Cursor(logRef) : new LogCursor(_region, _allocator.ArenaOffset, _allocator.ArenaEnd, logRef, log.LastBlock, log.Tail);
+        }
+        catch (CorruptionException) when (log.Head == 0)
+        {
+            torn = true; // the first block is unreadable: nothing of this log survives
+        }
+        if (cursor is not null)
+        {
+            var view = st.View;
+            long epoch = st.Epoch;
+            torn = Replay(st, ref view, cursor, ref epoch);
+            st.View = view;
+            st.Epoch = epoch;
+        }
+        if (torn && !alone)
+            ThrowHelper.Corrupt($"branch slot {st.Slot}", SlotOffset(st.Slot), $"log of branch '{st.Name}' fails validation while other processes have the region open");
+        long tail = cursor is null ? 0 : torn ? cursor.ValidEnd : s.Tail;
+        if (cursor is not null && tail == cursor.Blocks[0].Offset + BlockHeader.Size && log.Head == 0)
+            tail = 0; // nothing valid in the first block
+        if (torn)
+        {
+            truncated.Add(st.Name);
+            if (alone)
+            {
+                ref var slot = ref SlotAt(st.Slot);
+                Volatile.Write(ref slot.Tail, tail);
+                if (tail == 0) Volatile.Write(ref slot.Head, 0);
+            }
+        }
+        if (cursor is not null && tail != 0)
+        {
+            // Blocks newly reached, up to the one holding the tail (the resume block is already counted).
+            for (int k = log.Head == 0 ? 0 : 1; k < cursor.Blocks.Count; k++)
+            {
+                st.OwnBlocks.Add(cursor.Blocks[k]);
+                if (cursor.Blocks[k].Offset == cursor.ValidBlock) break;
+            }
+            log.Resume(head, cursor.ValidBlock, cursor.ValidBlockEnd, tail);
+        }
+        else if (tail == 0)
+        {
+            log.Resume(0, 0, 0, 0);
+        }
+    }
+
+    /// <summary>
+    /// Walks a log from the cursor and every log it merges (depth-first, in order), applying each record to
+    /// <paramref name="view"/>. Returns true when the root log failed validation (a torn tail) and the walk stopped there.
+    /// </summary>
+    private bool Replay(BranchState owner, ref View view, LogCursor root, ref long epoch)
+    {
+        var stack = new Stack<LogCursor>();
+        stack.Push(root);
+        var r = new Rec();
+        while (stack.Count > 0)
+        {
+            var c = stack.Peek();
+            bool more;
+            try
+            {
+                more = c.MoveNext();
+            }
+            catch (CorruptionException) when (ReferenceEquals(c, root))
+            {
+                return true;
+            }
+            if (!more)
+            {
+                stack.Pop();
+                if (!ReferenceEquals(c, root))
+                    owner.MergedBlocks.AddRange(c.Blocks);
+                continue;
+            }
+            var kind = (RecordKind)c.Header.Kind;
+            RecordCodec.Decode(r, kind, c.Header.TimeNs, c.Offset, c.Body, c.BodyOffset);
+            bool own = ReferenceEquals(c, root);
+            switch (kind)
+            {
+                case RecordKind.Merge:
+                    if (owner.IsMain && own)
+                        ThrowHelper.Corrupt("record", c.Offset, "a merge record in main's own log");
+                    if (own)
+                    {
+                        if (r.Epoch != epoch + 1)
+                            ThrowHelper.Corrupt("record", c.Offset, $"merge epoch {r.Epoch} does not follow {epoch}");
+                        epoch = r.Epoch;
+                    }
+                    PushLog(stack, r.Logs[0], c.Offset);
+                    break;
+                case RecordKind.Version:
+                    if (!owner.IsMain || !own)
+                        ThrowHelper.Corrupt("record", c.Offset, "a version record outside main's own log");
+                    if (r.Seq != epoch + 1)
+                        ThrowHelper.Corrupt("record", c.Offset, $"version {r.Seq} does not follow {epoch}");
+                    epoch = r.Seq;
+                    _versions.Add(new VersionInfo(r.Seq, FileStat.FromNs(r.TimeNs), r.Message, r.Source, r.Size, r.FileOffset));
+                    owner.Records += r.Size;
+                    owner.LogBytes += r.FileOffset;
+                    for (int k = r.Logs.Length - 1; k >= 0; k--)
+                        PushLog(stack, r.Logs[k], c.Offset);
+                    break;
+                default:
+                    if (owner.IsMain && own)
+                        ThrowHelper.Corrupt("record", c.Offset, $"a {kind} record in main's own log (main changes only by commits)");
+                    try
+                    {
+                        view = ViewOps.Apply(view, r, null);
+                    }
+                    catch (DaxfsIOException ex)
+                    {
+                        ThrowHelper.Corrupt("record", c.Offset, $"{kind} does not apply: {ex.Message}");
+                    }
+                    if (!owner.IsMain)
+                    {
+                        owner.Records++;
+                        owner.LogBytes += c.Header.Length;
+                    }
+                    break;
+            }
+            if (stack.Count > FormatConstants.MaxMergeNesting)
+                ThrowHelper.Corrupt("record", c.Offset, "merges nested too deep");
+        }
+        return false;
+    }
+
+    private void PushLog(Stack<LogCursor> stack, LogRef r, long at)
+    {
+        if (r.IsEmpty)
+            return;
+        if (!_mergedLogs.Add(r.LogId))
+            ThrowHelper.Corrupt("record", at, $"log {r.LogId} is merged twice (or merges itself)");
+        stack.Push(Cursor(r));
+    }
+}
