@@ -144,7 +144,9 @@ public sealed partial class Store
             filled.CreatedNs = now;
             WriteName(ref filled, name);
             raw = filled;
+            FaultPoints.Hit("fork.slot-filled");
             Volatile.Write(ref raw.State, (uint)SlotState.Live);
+            FaultPoints.Hit("fork.published");
             var s = new BranchState
             {
                 Slot = slot,
@@ -236,6 +238,7 @@ public sealed partial class Store
             bool durable = _region.Kind != Media.RegionKind.Memory;
             if (durable) _region.Flush(0, _region.Length);
             p.Log.Publish(at, durable); // the commit point
+            FaultPoints.Hit("commit-parent.published");
             if (!child.IsEmpty) _mergedLogs.Add(child.LogId);
             p.Epoch = epoch;
             Volatile.Write(ref SlotAt(p.Slot).Epoch, epoch);
@@ -244,6 +247,7 @@ public sealed partial class Store
             p.Records += b.Records;
             p.LogBytes += b.LogBytes;
             End(b, SlotState.Free, freeBlocks: false);
+            FaultPoints.Hit("commit-parent.invalidating");
             foreach (var sibling in p.Children.ToArray())
                 foreach (var s in sibling.SelfAndDescendants().ToList())
                     End(s, SlotState.Invalidated, freeBlocks: true);
@@ -277,10 +281,13 @@ public sealed partial class Store
         RecordCodec.EncodeVersion(main.Log.Body(at, len), seq, refs, b.Name, message, records, bytes);
         bool durable = _region.Kind != Media.RegionKind.Memory;
         if (durable) _region.Flush(0, _region.Length); // the chain's records reach the file before the version does
+        FaultPoints.Hit("commit.before-publish");
         main.Log.Publish(at, durable); // the commit point: from here the version exists
+        FaultPoints.Hit("commit.published");
         foreach (var r in refs) _mergedLogs.Add(r.LogId);
         main.Epoch = seq;
         Volatile.Write(ref SlotAt(0).Epoch, seq);
+        FaultPoints.Hit("commit.epoch-stored");
         main.View = b.View;
         foreach (var s in chain)
             main.MergedBlocks.AddRange(s.AllBlocks());
@@ -290,9 +297,14 @@ public sealed partial class Store
         _versions.Add(version);
         // Every other branch is now stale: end the chain (its logs are history) and invalidate the rest.
         var chainSet = new HashSet<BranchState>(chain);
+        bool first = true;
         foreach (var top in main.Children.ToArray())
             foreach (var s in top.SelfAndDescendants().ToList())
+            {
                 End(s, chainSet.Contains(s) ? SlotState.Free : SlotState.Invalidated, freeBlocks: !chainSet.Contains(s));
+                if (first) FaultPoints.Hit("commit.invalidating");
+                first = false;
+            }
         main.Children.Clear();
         Volatile.Write(ref SlotAt(0).LiveChildren, 0u);
         return version;
@@ -318,7 +330,10 @@ public sealed partial class Store
             var all = top.SelfAndDescendants().ToList();
             // Ending the top first is the commit point: on recovery its descendants have no live parent.
             foreach (var s in all)
+            {
                 End(s, SlotState.Free, freeBlocks: true);
+                FaultPoints.Hit("abort.top-ended");
+            }
         });
     }
 
@@ -335,6 +350,7 @@ public sealed partial class Store
             if (b.Children.Count > 0)
                 throw new BranchNotLeafException(b.Name, "discard");
             End(b, SlotState.Free, freeBlocks: true);
+            FaultPoints.Hit("discard.ended");
         });
     }
 

@@ -9,7 +9,10 @@ namespace Daxfs.Branching;
 /// <param name="Logs">Delta logs walked (live branches' own logs and every log merged into them or into main).</param>
 /// <param name="Records">Records whose checksum was checked.</param>
 /// <param name="RecordBytes">Bytes of those records.</param>
-public readonly record struct VerifyReport(long BaseDataBytes, long Logs, long Records, long RecordBytes);
+/// <param name="ReachableBytes">Bytes of the log blocks that live branches and main's history reach.</param>
+/// <param name="ArenaUsedBytes">Bytes of the arena marked in use (reachable blocks, plus blocks reserved by
+/// live processes or parked for read leases).</param>
+public readonly record struct VerifyReport(long BaseDataBytes, long Logs, long Records, long RecordBytes, long ReachableBytes, long ArenaUsedBytes);
 
 public sealed partial class Store
 {
@@ -27,6 +30,8 @@ public sealed partial class Store
             _base.VerifyAllData();
             long logs = 0, records = 0, bytes = 0;
             var seen = new HashSet<long>();
+            var blocks = new HashSet<long>();
+            long reachable = 0;
             var stack = new Stack<LogRef>();
             foreach (var s in _slots)
                 if (s is not null && s.Status == BranchState.StatusLive)
@@ -39,7 +44,9 @@ public sealed partial class Store
                     continue;
                 logs++;
                 var c = Cursor(logRef);
-                while (c.MoveNext())
+                try
+                {
+                    while (c.MoveNext())
                 {
                     records++;
                     bytes += c.Header.Length;
@@ -49,9 +56,15 @@ public sealed partial class Store
                         RecordCodec.Decode(r, kind, c.Header.TimeNs, c.Offset, c.Body, c.BodyOffset);
                         foreach (var child in r.Logs) stack.Push(child);
                     }
+                    }
+                }
+                finally
+                {
+                    foreach (var b in c.Blocks)
+                        if (blocks.Add(b.Offset)) reachable += b.Pages * FormatConstants.PageSize;
                 }
             }
-            return new VerifyReport(_base.DataLength, logs, records, bytes);
+            return new VerifyReport(_base.DataLength, logs, records, bytes, reachable, _allocator.ArenaBytes - _allocator.FreeBytes);
         }
     }
 }

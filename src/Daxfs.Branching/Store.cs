@@ -352,7 +352,10 @@ public sealed partial class Store : IDisposable
     private void ReclaimParked()
     {
         foreach (var (offset, pages) in _leases.TakeReclaimable())
+        {
             _allocator.Free(offset, pages);
+            FaultPoints.Hit("reclaim.freeing");
+        }
     }
 
     /// <summary>

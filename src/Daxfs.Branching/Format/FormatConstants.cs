@@ -28,7 +28,7 @@ internal static class FormatConstants
     public const int MaxBranchName = 64;
 
     /// <summary>Smallest delta-log block a branch starts with.</summary>
-    public const int MinBlockSize = 16 * 1024;
+    public const int MinBlockSize = 4 * 1024;
 
     /// <summary>Largest block a log grows to for small records (bigger records get a block of their own size).</summary>
     public const int MaxBlockSize = 1024 * 1024;

@@ -1,0 +1,264 @@
+using System.Diagnostics;
+using System.Text;
+using Daxfs.Branching;
+using Daxfs.Branching.Branching;
+using Xunit.Abstractions;
+
+namespace Daxfs.Branching.Tests;
+
+/// <summary>Several stores on one region, child processes killed at named fault points, and a stress run.</summary>
+public class MultiProcessTests(ITestOutputHelper output)
+{
+    private static readonly string s_worker = Path.Combine(AppContext.BaseDirectory, "Daxfs.Branching.Worker.dll");
+
+    private static (int Code, string Out, string Err) Worker(IDictionary<string, string>? env, params string[] args)
+    {
+        var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        psi.ArgumentList.Add(s_worker);
+        foreach (var a in args) psi.ArgumentList.Add(a);
+        psi.Environment.Remove("DAXFS_FAULT_POINT");
+        if (env is not null)
+            foreach (var kv in env) psi.Environment[kv.Key] = kv.Value;
+        using var p = Process.Start(psi)!;
+        var o = p.StandardOutput.ReadToEndAsync();
+        var e = p.StandardError.ReadToEndAsync();
+        if (!p.WaitForExit(180_000))
+        {
+            p.Kill(true);
+            throw new TimeoutException("worker did not finish");
+        }
+        return (p.ExitCode, o.Result, e.Result);
+    }
+
+    private static string Text(Branch b, string path) => Encoding.UTF8.GetString(b.ReadAllBytes(path));
+
+    [Fact]
+    public void Two_stores_on_one_region_see_each_others_changes()
+    {
+        using var r = new TempRegion();
+        using var other = Store.Open(r.RegionPath);
+        var a = r.Store.Main.Fork("a");
+        a.WriteAllBytes("x", "1"u8);
+        var aThere = other.GetBranch("a");
+        Assert.Equal("1", Text(aThere, "x"));
+        aThere.Append("x", "2"u8);          // the other store appends to the same branch
+        Assert.Equal("12", Text(a, "x"));   // and this one sees it on its next read
+        a.Append("x", "3"u8);
+        Assert.Equal("123", Text(aThere, "x"));
+        var sibling = other.Main.Fork("sibling");
+        Assert.Equal(BranchStatus.Live, r.Store.GetBranch("sibling").Info.Status);
+        a.Commit("from the first store");
+        Assert.Throws<BranchInvalidatedException>(() => sibling.List());
+        Assert.Equal("123", Text(other.Main, "x"));
+        Assert.Single(other.Versions);
+        var v = other.Main.Fork("b");
+        v.WriteAllBytes("y", "from the second store"u8);
+        v.CommitToParent("second");
+        Assert.Equal(2, r.Store.Versions.Count);
+        Assert.Equal("from the second store", Text(r.Store.Main, "y"));
+        var rep = r.Store.Verify();
+        Assert.Equal(rep.ReachableBytes, rep.ArenaUsedBytes);
+    }
+
+    [Fact]
+    public void A_lease_in_one_process_keeps_spans_valid_while_another_process_ends_the_branch()
+    {
+        using var r = new TempRegion();
+        var x = r.Store.Main.Fork("other");
+        var payload = TempRegion.Pattern(300_000, 11);
+        x.Write("data", 0, payload);
+        using (r.Store.BeginRead())
+        {
+            var range = x.Read("data");
+            // Another process discards the branch, then forks and writes enough to reuse freed space.
+            var w = Worker(null, "op", r.RegionPath, "reclaim");
+            Assert.True(w.Code == 0, w.Err);
+            using (var third = Store.Open(r.RegionPath))
+            {
+                var filler = third.GetBranch("after");
+                for (int i = 0; i < 8; i++) filler.Write($"f{i}", 0, new byte[100_000]);
+            }
+            Assert.Equal(payload, range.ToArray());
+            Assert.Throws<BranchInvalidatedException>(() => x.List());
+        }
+    }
+
+    public static IEnumerable<object[]> FaultCases()
+    {
+        foreach (var (point, op) in new[]
+        {
+            ("fork.slot-filled", "fork"), ("fork.published", "fork"),
+            ("append.reserved", "write"), ("append.linked", "write"), ("append.reserved", "write-small"),
+            ("commit.before-publish", "commit"), ("commit.published", "commit"), ("commit.epoch-stored", "commit"), ("commit.invalidating", "commit"),
+            ("commit-parent.published", "commit-parent"), ("commit-parent.invalidating", "commit-parent"),
+            ("abort.top-ended", "abort"), ("discard.ended", "discard"), ("reclaim.freeing", "reclaim"),
+        })
+            yield return [point, op];
+    }
+
+    /// <summary>The state every crash test starts from: main, a branch a, a chain p → c with a sibling c2, and other.</summary>
+    private static TempRegion Prepared()
+    {
+        var r = new TempRegion();
+        var a = r.Store.Main.Fork("a");
+        a.WriteAllBytes("a.txt", "A"u8);
+        a.Write("big.bin", 0, new byte[50_000]);
+        var p = r.Store.Main.Fork("p");
+        p.WriteAllBytes("p.txt", "P"u8);
+        var c = p.Fork("c");
+        c.WriteAllBytes("c.txt", "C"u8);
+        p.Fork("c2").WriteAllBytes("c2.txt", "C2"u8);
+        r.Store.Main.Fork("other").Write("o.bin", 0, new byte[100_000]);
+        r.Store.Dispose();
+        return r;
+    }
+
+    [Theory]
+    [MemberData(nameof(FaultCases))]
+    public void Kill_at_a_fault_point_then_reopen_finds_a_consistent_region(string point, string op)
+    {
+        Assert.Contains(point, FaultPoints.All);
+        using var r = Prepared();
+        var before = Store.Open(r.RegionPath);
+        string snapshotBefore = ReopenAndRecoveryTests.Snapshot(before);
+        before.Dispose();
+
+        var w = Worker(new Dictionary<string, string> { ["DAXFS_FAULT_POINT"] = point }, "op", r.RegionPath, op);
+        Assert.True(w.Code == 137, $"worker was not killed at {point}: exit {w.Code}\n{w.Out}\n{w.Err}");
+        Assert.Contains($"fault point {point}", w.Err);
+
+        var s = r.Reopen();
+        var report = s.Verify();
+        Assert.Equal(report.ReachableBytes, report.ArenaUsedBytes); // leaked space came back
+        string after = ReopenAndRecoveryTests.Snapshot(s);
+        int versions = s.Versions.Count;
+        switch (op)
+        {
+            case "commit":
+                if (versions == 0)
+                {
+                    Assert.Equal(snapshotBefore, after); // not committed: nothing changed
+                }
+                else
+                {
+                    // Committed whole: main has a's changes, every other branch is invalidated.
+                    Assert.Equal(1, versions);
+                    Assert.Equal("A", Text(s.Main, "a.txt"));
+                    Assert.Equal(50_000, s.Main.Stat("big.bin").Size);
+                    Assert.Single(s.ListBranches(), b => b.Status != BranchStatus.Invalidated);
+                    Assert.Throws<BranchInvalidatedException>(() => s.GetBranch("other"));
+                }
+                Assert.True(point == "commit.before-publish" ? versions == 0 : versions == 1, $"{point}: {versions} versions");
+                break;
+            case "commit-parent":
+                var p = s.GetBranch("p");
+                if (point == "commit-parent.published" || point == "commit-parent.invalidating")
+                {
+                    Assert.Equal("C", Text(p, "c.txt"));
+                    Assert.Throws<BranchInvalidatedException>(() => s.GetBranch("c2"));
+                    Assert.Throws<BranchNotFoundException>(() => s.GetBranch("c"));
+                    Assert.Equal(BranchStatus.Live, p.Info.Status);
+                }
+                Assert.Equal(0, versions);
+                break;
+            case "abort":
+                Assert.Throws<BranchNotFoundException>(() => s.GetBranch("p"));
+                Assert.Throws<BranchNotFoundException>(() => s.GetBranch("c"));
+                Assert.Throws<BranchNotFoundException>(() => s.GetBranch("c2"));
+                Assert.Equal("A", Text(s.GetBranch("a"), "a.txt"));
+                break;
+            case "discard":
+            case "reclaim":
+                Assert.Throws<BranchNotFoundException>(() => s.GetBranch("other"));
+                Assert.Equal("A", Text(s.GetBranch("a"), "a.txt"));
+                break;
+            case "fork":
+                Assert.Equal(point == "fork.published", s.BranchExists("forked"));
+                break;
+            default: // writes: the record is either whole or absent
+                var a = s.GetBranch("a");
+                Assert.True(Text(a, "a.txt") is "A" or "A+");
+                Assert.Equal(50_000, a.Stat("big.bin").Size is 50_000 or 200_000 ? 50_000 : -1);
+                break;
+        }
+        // The region keeps working: the survivors can still be committed.
+        var next = s.Main.Fork("after-crash");
+        next.WriteAllBytes("z", "z"u8);
+        next.Commit("after the crash");
+        var s2 = r.Reopen();
+        Assert.Equal(versions + 1, s2.Versions.Count);
+        var final = s2.Verify();
+        Assert.Equal(final.ReachableBytes, final.ArenaUsedBytes);
+    }
+
+    [Fact]
+    public void A_dead_lock_holder_blocks_the_others_only_briefly()
+    {
+        using var r = Prepared();
+        using var live = Store.Open(r.RegionPath);
+        live.LockTimeout = TimeSpan.FromSeconds(20);
+        // The worker dies holding the region lock, half way through a commit.
+        var w = Worker(new Dictionary<string, string> { ["DAXFS_FAULT_POINT"] = "commit.epoch-stored" }, "op", r.RegionPath, "commit");
+        Assert.Equal(137, w.Code);
+        var sw = Stopwatch.StartNew();
+        live.Main.Fork("next");                 // takes the lock over from the dead process
+        double ms = sw.Elapsed.TotalMilliseconds;
+        output.WriteLine($"took the lock over from a dead holder and re-derived the region in {ms:0.0} ms");
+        Assert.Single(live.Versions);           // the commit it died in counts: its commit point had passed
+        Assert.Throws<BranchInvalidatedException>(() => live.GetBranch("other"));
+        Assert.Equal("A", Text(live.Main, "a.txt"));
+    }
+
+    [Fact]
+    public async Task Four_processes_at_once_lose_no_committed_write()
+    {
+        double seconds = double.TryParse(Environment.GetEnvironmentVariable("DAXFS_STRESS_SECONDS"), out double s) ? s : 8;
+        using var r = new TempRegion(capacity: 1L << 30, slots: 64);
+        r.Store.Dispose();
+        var journals = Enumerable.Range(0, 4).Select(i => Path.Combine(r.Directory_, $"journal-{i}.txt")).ToArray();
+        var workers = Enumerable.Range(0, 4).Select(i => Task.Run(() =>
+            Worker(null, "stress", r.RegionPath, i.ToString(System.Globalization.CultureInfo.InvariantCulture),
+                seconds.ToString(System.Globalization.CultureInfo.InvariantCulture), journals[i], (100 + i).ToString(System.Globalization.CultureInfo.InvariantCulture)))).ToArray();
+        foreach (var result in await Task.WhenAll(workers))
+        {
+            Assert.True(result.Code == 0, result.Err);
+            output.WriteLine(result.Out.Trim());
+        }
+        var store = r.Reopen();
+        var lines = journals.Where(File.Exists).SelectMany(File.ReadAllLines).Select(l => l.Split('\t')).ToList();
+        var committedVersions = lines.Select(l => long.Parse(l[0], System.Globalization.CultureInfo.InvariantCulture)).Distinct().Count();
+        output.WriteLine($"{store.Versions.Count} versions, {lines.Count} committed files");
+        Assert.True(store.Versions.Count > 0);
+        Assert.Equal(store.Versions.Count, committedVersions); // every version was reported by exactly one worker
+        Assert.Equal(Enumerable.Range(1, store.Versions.Count).Select(i => (long)i), store.Versions.Select(v => v.Sequence));
+        foreach (var l in lines)
+            Assert.Equal(l[2], Text(store.Main, l[1]));
+        var rep = store.Verify();
+        Assert.Equal(rep.ReachableBytes, rep.ArenaUsedBytes);
+    }
+
+    [Fact]
+    public void Used_space_reaches_a_steady_state_under_a_long_workload()
+    {
+        using var r = new TempRegion(capacity: 128L << 20);
+        var s = r.Store;
+        var rng = new Random(5);
+        var used = new List<long>();
+        for (int round = 0; round < 300; round++)
+        {
+            var b = s.Main.Fork($"r{round}");
+            var c = b.Fork("child");
+            c.Write("f", 0, new byte[rng.Next(1000, 200_000)]);
+            switch (round % 3)
+            {
+                case 0: c.Abort(); break;
+                case 1: c.Discard(); b.Discard(); break;
+                default: c.CommitToParent(); b.Abort(); break;
+            }
+            if (round % 30 == 29)
+                used.Add(s.Usage.ArenaBytes - s.Usage.ArenaFreeBytes);
+        }
+        output.WriteLine("arena used every 30 rounds: " + string.Join(", ", used));
+        Assert.All(used, u => Assert.Equal(0, u)); // nothing survives these rounds, so nothing stays in use
+    }
+}

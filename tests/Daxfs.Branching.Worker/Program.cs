@@ -1,0 +1,104 @@
+// A child process for the crash and stress tests.
+//   worker op REGION OPERATION          one operation (see Ops), typically with DAXFS_FAULT_POINT armed
+//   worker stress REGION ID SECONDS JOURNAL SEED
+//                                       random forks, writes, commits and aborts for a bounded time; every
+//                                       commit that returned is appended to JOURNAL before the next step
+using System.Text;
+using Daxfs.Branching;
+
+if (args.Length < 2)
+{
+    Console.Error.WriteLine("usage: worker op REGION OPERATION | worker stress REGION ID SECONDS JOURNAL SEED");
+    return 2;
+}
+return args[0] switch
+{
+    "op" => Ops.Run(args[1], args[2]),
+    "stress" => Stress.Run(args[1], int.Parse(args[2], System.Globalization.CultureInfo.InvariantCulture),
+        double.Parse(args[3], System.Globalization.CultureInfo.InvariantCulture), args[4], int.Parse(args[5], System.Globalization.CultureInfo.InvariantCulture)),
+    _ => 2,
+};
+
+internal static class Ops
+{
+    public static int Run(string region, string op)
+    {
+        using var s = Store.Open(region);
+        switch (op)
+        {
+            case "fork": s.Main.Fork("forked"); break;
+            case "write": s.GetBranch("a").Write("big.bin", 0, new byte[200_000]); break;
+            case "write-small": s.GetBranch("a").Append("a.txt", "+"u8); break;
+            case "commit": s.GetBranch("a").Commit("crash test"); break;
+            case "commit-parent": s.GetBranch("c").CommitToParent("crash test"); break;
+            case "abort": s.GetBranch("c").Abort(); break;
+            case "discard": s.GetBranch("other").Discard(); break;
+            case "reclaim":
+                s.GetBranch("other").Discard();
+                s.Main.Fork("after"); // the next change reclaims the parked space
+                break;
+            default: Console.Error.WriteLine($"unknown op {op}"); return 2;
+        }
+        return 0;
+    }
+}
+
+internal static class Stress
+{
+    public static int Run(string region, int id, double seconds, string journal, int seed)
+    {
+        var rng = new Random(seed);
+        var deadline = DateTime.UtcNow.AddSeconds(seconds);
+        using var store = Store.Open(region);
+        store.LockTimeout = TimeSpan.FromSeconds(60);
+        using var log = new StreamWriter(journal, append: true) { AutoFlush = true };
+        int n = 0, commits = 0, invalidated = 0, aborts = 0;
+        while (DateTime.UtcNow < deadline)
+        {
+            string name = $"w{id}-{n++}";
+            Branch b;
+            try
+            {
+                b = store.Main.Fork(name);
+            }
+            catch (BranchTableFullException)
+            {
+                Thread.Sleep(1);
+                continue;
+            }
+            var written = new List<(string Path, string Content)>();
+            try
+            {
+                int files = rng.Next(1, 6);
+                for (int f = 0; f < files; f++)
+                {
+                    string path = $"/w{id}/{name}-{f}.txt";
+                    string content = $"worker {id} branch {name} file {f} {rng.Next()}";
+                    b.CreateDirectory($"/w{id}", parents: true);
+                    b.WriteAllBytes(path, Encoding.UTF8.GetBytes(content));
+                    if (Encoding.UTF8.GetString(b.ReadAllBytes(path)) != content)
+                        throw new InvalidOperationException($"read back of {path} differs");
+                    written.Add((path, content));
+                }
+                if (rng.Next(3) > 0)
+                {
+                    var v = b.Commit($"worker {id} {name}");
+                    commits++;
+                    foreach (var (path, content) in written)
+                        log.WriteLine($"{v.Sequence}\t{path}\t{content}");
+                }
+                else
+                {
+                    b.Abort();
+                    aborts++;
+                }
+            }
+            catch (BranchInvalidatedException)
+            {
+                invalidated++; // another worker committed first
+            }
+        }
+        Console.WriteLine($"worker {id}: {n} branches, {commits} commits, {aborts} aborts, {invalidated} invalidated");
+        return 0;
+    }
+}
