@@ -143,6 +143,7 @@ public sealed partial class Store
             filled.LogId = logId;
             filled.CreatedNs = now;
             WriteName(ref filled, name);
+            filled.IdentityCrc = BranchSlot.ComputeIdentityCrc(in filled);
             raw = filled;
             FaultPoints.Hit("fork.slot-filled");
             Volatile.Write(ref raw.State, (uint)SlotState.Live);

@@ -198,6 +198,9 @@ public sealed partial class Store
             ThrowHelper.Corrupt($"branch slot {i}", at, $"unknown state {s.State}");
         if (s.NameLength == 0 || s.NameLength > FormatConstants.MaxBranchName)
             ThrowHelper.Corrupt($"branch slot {i}", at, $"name length {s.NameLength} out of range");
+        uint identity = BranchSlot.ComputeIdentityCrc(in s);
+        if (identity != s.IdentityCrc)
+            ThrowHelper.Corrupt($"branch slot {i}", at, $"identity checksum mismatch (stored {s.IdentityCrc:X8}, computed {identity:X8})");
         string name;
         fixed (byte* p = s.Name)
         {

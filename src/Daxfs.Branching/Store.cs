@@ -133,6 +133,7 @@ public sealed partial class Store : IDisposable
             main.LogId = 1;
             main.CreatedNs = BaseImageBuilder.NowNs();
             WriteName(ref main, "main");
+            main.IdentityCrc = BranchSlot.ComputeIdentityCrc(in main);
 
             var allocator = new BlockAllocator(region, bitmap, bitmapBytes, arena, capacity - arena);
             allocator.Rebuild([]);

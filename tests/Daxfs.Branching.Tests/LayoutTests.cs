@@ -63,6 +63,7 @@ public class LayoutTests
         Assert.Equal(64, Off<BranchSlot>(nameof(BranchSlot.Tail)));
         Assert.Equal(72, Off<BranchSlot>(nameof(BranchSlot.CreatedNs)));
         Assert.Equal(80, Off<BranchSlot>(nameof(BranchSlot.LiveChildren)));
+        Assert.Equal(84, Off<BranchSlot>(nameof(BranchSlot.IdentityCrc)));
         Assert.Equal(96, Off<BranchSlot>(nameof(BranchSlot.Name)));
         Assert.Equal(BranchSlot.TailOffset, Off<BranchSlot>(nameof(BranchSlot.Tail)));
         Assert.Equal(BranchSlot.HeadOffset, Off<BranchSlot>(nameof(BranchSlot.Head)));

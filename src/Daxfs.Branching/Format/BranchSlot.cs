@@ -21,7 +21,7 @@ internal enum SlotState : uint
 ///  16 ParentSlot u32  20 NameLength u32          24 ParentGeneration i64
 ///  32 ForkEpoch i64 (parent's Epoch when forked) 40 Epoch i64 (commits merged into this branch)
 ///  48 LogId i64       56 Head i64 (first block, 0 = empty log)   64 Tail i64 (end of last published record)
-///  72 CreatedNs i64   80 LiveChildren u32          84 Reserved u32
+///  72 CreatedNs i64   80 LiveChildren u32          84 IdentityCrc u32 (see <see cref="ComputeIdentityCrc"/>)
 ///  88 Reserved i64    96 Name[64] UTF-8           160 Reserved[96]
 /// </code>
 /// </summary>
@@ -50,5 +50,25 @@ internal unsafe struct BranchSlot
     [FieldOffset(TailOffset)] public long Tail;
     [FieldOffset(72)] public long CreatedNs;
     [FieldOffset(LiveChildrenOffset)] public uint LiveChildren;
+    [FieldOffset(84)] public uint IdentityCrc;
     [FieldOffset(NameOffset)] public fixed byte Name[FormatConstants.MaxBranchName];
+
+    /// <summary>
+    /// CRC32C of the fields a fork writes once and never changes: bytes 4..40 (depth, generation, parent,
+    /// name length, parent generation, fork epoch), 48..56 (log id), 72..80 (creation time) and the name.
+    /// The words that change afterwards (state, epoch, head, tail, live children) are single atomic stores
+    /// and are checked against the logs instead.
+    /// </summary>
+    public static uint ComputeIdentityCrc(in BranchSlot slot)
+    {
+        fixed (BranchSlot* p = &slot)
+        {
+            var bytes = new ReadOnlySpan<byte>(p, Size);
+            uint crc = Crc32C.Append(Crc32C.Seed, bytes[4..40]);
+            crc = Crc32C.Append(crc, bytes[48..56]);
+            crc = Crc32C.Append(crc, bytes[72..80]);
+            crc = Crc32C.Append(crc, bytes[NameOffset..(NameOffset + FormatConstants.MaxBranchName)]);
+            return Crc32C.Finish(crc);
+        }
+    }
 }
