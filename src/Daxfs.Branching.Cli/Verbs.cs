@@ -100,6 +100,13 @@ internal static class Verbs
             [], 0, 0, RegionVerbs.Log, HasJson: true),
         new("export", "export DEST_DIR [-b BRANCH]", "Writes a branch's whole tree into a new directory.", "daxfs export ./out -b agent-1",
             [], 1, 1, FileVerbs.Export, UsesBranch: true),
+        new("mount", "mount MOUNTPOINT -r REGION -b BRANCH [--background] [--read-only]",
+            "Mounts a branch at a directory through FUSE, so any program works inside it (main is always read-only).\nNeeds root and /dev/fuse (apt-get install fuse3). Stays in the foreground unless --background.",
+            "daxfs mount /mnt/agent -r /dev/shm/ws.daxfs -b agent-1 --background",
+            [new("--background", null, null, "detach the server and return once mounted"), new("--read-only", null, null, "refuse writes (EROFS)")],
+            1, 1, MountVerbs.Mount, UsesBranch: true),
+        new("unmount", "unmount MOUNTPOINT", "Unmounts a mounted branch (also clears the mount of a server that crashed).",
+            "daxfs unmount /mnt/agent", [], 1, 1, MountVerbs.Unmount, UsesRegion: false),
         new("demo", "demo [--region PATH] [--keep]", "Forks a workspace three ways, lets three agents edit it, commits the one that passes its check.",
             "daxfs demo", [new("--keep", null, null, "keep the region file at the end")], 0, 0, Demo.Run, UsesRegion: true),
     ];

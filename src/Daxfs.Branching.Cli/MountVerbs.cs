@@ -1,0 +1,73 @@
+using System.Diagnostics;
+using System.Runtime.InteropServices;
+using Daxfs.Branching.Fuse;
+
+namespace Daxfs.Branching.Cli;
+
+internal static class MountVerbs
+{
+    public static int Mount(Context c)
+    {
+        string mountpoint = c.Args.Arg(0, "MOUNTPOINT");
+        string region = c.RegionPath;
+        string branch = c.BranchName;
+        bool readOnly = c.Args.Flag("--read-only");
+        if (BranchMount.FuseProblem() is { } problem)
+            throw new IOException(problem);
+        if (!File.Exists(region))
+            throw new FileNotFoundException($"{region}: region not found", region);
+        if (!Directory.Exists(mountpoint))
+            throw new UsageException($"{mountpoint}: mount point is not a directory");
+        using (var store = Store.Open(region))
+            store.GetBranch(branch); // fail here, with a clear message, for a missing or invalidated branch
+        if (c.Args.Flag("--background"))
+            return Background(c, mountpoint, region, branch, readOnly);
+
+        using var cancel = new CancellationTokenSource();
+        using var term = PosixSignalRegistration.Create(PosixSignal.SIGTERM, ctx => { ctx.Cancel = true; cancel.Cancel(); });
+        using var intr = PosixSignalRegistration.Create(PosixSignal.SIGINT, ctx => { ctx.Cancel = true; cancel.Cancel(); });
+        BranchMount.Run(region, branch, mountpoint, new MountOptions { ReadOnly = readOnly }, () =>
+        {
+            Console.Out.WriteLine($"mounted branch '{branch}' at {mountpoint}{(readOnly || branch == "main" ? " (read-only)" : "")}; unmount with 'daxfs unmount {mountpoint}' or Ctrl-C");
+            Console.Out.Flush();
+        }, cancel.Token);
+        return Program.Ok;
+    }
+
+    /// <summary>Starts the server as a detached process and returns once the mount is in place.</summary>
+    private static int Background(Context c, string mountpoint, string region, string branch, bool readOnly)
+    {
+        string log = Path.Combine(Path.GetTempPath(), $"daxfs-mount-{Environment.ProcessId}.log");
+        var psi = new ProcessStartInfo("setsid") { UseShellExecute = false };
+        foreach (var a in new[] { "sh", "-c", "exec \"$@\" </dev/null >>\"$DAXFS_MOUNT_LOG\" 2>&1", "sh",
+            Environment.ProcessPath ?? "dotnet", typeof(Program).Assembly.Location, "mount", mountpoint, "-r", region, "-b", branch })
+            psi.ArgumentList.Add(a);
+        if (readOnly) psi.ArgumentList.Add("--read-only");
+        psi.Environment["DAXFS_MOUNT_LOG"] = log;
+        using var child = Process.Start(psi) ?? throw new IOException("cannot start the mount server");
+        var deadline = DateTime.UtcNow.AddSeconds(30);
+        while (DateTime.UtcNow < deadline)
+        {
+            if (BranchMount.IsMounted(mountpoint))
+            {
+                Console.Out.WriteLine($"mounted branch '{branch}' at {mountpoint} in the background (server pid {child.Id}; log {log}); unmount with 'daxfs unmount {mountpoint}'");
+                return Program.Ok;
+            }
+            if (child.HasExited)
+                break;
+            Thread.Sleep(20);
+        }
+        string why = File.Exists(log) ? File.ReadAllText(log).Trim() : "no output";
+        throw new IOException($"the mount server did not mount {mountpoint}: {why}");
+    }
+
+    public static int Unmount(Context c)
+    {
+        string mountpoint = c.Args.Arg(0, "MOUNTPOINT");
+        if (!BranchMount.IsMounted(mountpoint))
+            throw new IOException($"{mountpoint}: not mounted");
+        BranchMount.Unmount(mountpoint);
+        Console.Out.WriteLine($"unmounted {mountpoint}");
+        return Program.Ok;
+    }
+}

@@ -1,0 +1,608 @@
+using System.Collections.Concurrent;
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using System.Text;
+using Daxfs.Branching.Index;
+
+namespace Daxfs.Branching.Fuse;
+
+/// <summary>
+/// Serves one branch to the kernel over a /dev/fuse connection: reads requests, answers them from the
+/// branch, and writes file data straight from the mapped region into the reply (writev with vectors that
+/// point into the mapping), so our process never copies it.
+/// </summary>
+internal sealed unsafe class FuseServer
+{
+    private const int BufferSize = (1 << 20) + 64 * 1024; // max_write plus headers
+    private static readonly byte[] s_zeros = new byte[64 * 1024];
+
+    private readonly int _fd;
+    private readonly Store _store;
+    private readonly Branch _branch;
+    private readonly bool _readOnly;
+    private readonly ConcurrentDictionary<long, byte> _known = new();
+    private readonly ConcurrentDictionary<ulong, List<(string Name, InodeAttributes Attributes)>> _dirs = new();
+    private long _nextFh = 1;
+    private object? _lastView;
+    private volatile bool _stale;
+    private volatile bool _stopped;
+    private readonly TextWriter _log;
+
+    public FuseServer(int fd, Store store, Branch branch, bool readOnly, TextWriter log)
+    {
+        _fd = fd;
+        _store = store;
+        _branch = branch;
+        _readOnly = readOnly || branch.IsMain;
+        _log = log;
+        _known[FuseProtocol.RootId] = 0;
+    }
+
+    public TimeSpan EntryTimeout { get; init; } = TimeSpan.FromSeconds(1);
+
+    /// <summary>Serves with <paramref name="threads"/> threads until the file system is unmounted.</summary>
+    public void Run(int threads)
+    {
+        try { _lastView = _branch.CurrentViewToken(); } catch (DaxfsException) { _stale = true; }
+        var workers = Enumerable.Range(0, threads).Select(i => new Thread(Loop) { IsBackground = true, Name = $"fuse-{i}" }).ToList();
+        foreach (var t in workers) t.Start();
+        var watcher = new Thread(Watch) { IsBackground = true, Name = "fuse-watch" };
+        watcher.Start();
+        foreach (var t in workers) t.Join();
+        _stopped = true;
+        watcher.Join();
+    }
+
+    // ------------------------------------------------------------------ watching for changes made elsewhere
+
+    /// <summary>
+    /// Notices changes this mount did not make (a commit that invalidated the branch, another process writing
+    /// into it, a new version of main) and tells the kernel to drop what it cached, so no stale data is served.
+    /// </summary>
+    private void Watch()
+    {
+        while (!_stopped)
+        {
+            Thread.Sleep(100);
+            object? view;
+            try
+            {
+                view = _branch.CurrentViewToken();
+            }
+            catch (BranchInvalidatedException)
+            {
+                if (!_stale)
+                {
+                    _stale = true;
+                    InvalidateAll();
+                }
+                continue;
+            }
+            catch (DaxfsException)
+            {
+                continue;
+            }
+            catch (ObjectDisposedException)
+            {
+                return;
+            }
+            if (!ReferenceEquals(view, Volatile.Read(ref _lastView)))
+            {
+                Volatile.Write(ref _lastView, view);
+                InvalidateAll();
+            }
+        }
+    }
+
+    private void InvalidateAll()
+    {
+        var iov = stackalloc FuseNative.IoVec[2];
+        foreach (var ino in _known.Keys)
+        {
+            var h = new FuseOutHeader { Len = (uint)(sizeof(FuseOutHeader) + sizeof(FuseNotifyInvalInode)), Error = FuseProtocol.NotifyInvalInode, Unique = 0 };
+            var body = new FuseNotifyInvalInode { Ino = (ulong)ino, Offset = 0, Length = 0 };
+            iov[0] = new FuseNative.IoVec { Base = &h, Length = (nuint)sizeof(FuseOutHeader) };
+            iov[1] = new FuseNative.IoVec { Base = &body, Length = (nuint)sizeof(FuseNotifyInvalInode) };
+            FuseNative.Writev(_fd, iov, 2); // an inode the kernel already forgot answers ENOENT: nothing to drop
+        }
+    }
+
+    /// <summary>Records that this mount changed the branch, so the watcher does not take it for a change from elsewhere.</summary>
+    private void Changed()
+    {
+        try { Volatile.Write(ref _lastView, _branch.CurrentViewToken()); }
+        catch (DaxfsException) { }
+    }
+
+    // ------------------------------------------------------------------ the request loop
+
+    private void Loop()
+    {
+        byte* buffer = (byte*)NativeMemory.AlignedAlloc(BufferSize, 4096);
+        try
+        {
+            while (true)
+            {
+                nint n = FuseNative.Read(_fd, buffer, BufferSize);
+                if (n < 0)
+                {
+                    int errno = FuseNative.LastError;
+                    if (errno is FuseNative.EINTR or FuseNative.EAGAIN or FuseNative.ENOENT)
+                        continue; // interrupted, or the request was withdrawn
+                    if (errno is FuseNative.ENODEV or FuseNative.ECONNABORTED)
+                        return; // unmounted
+                    _log.WriteLine($"daxfs mount: reading /dev/fuse failed: {FuseNative.Describe(errno)}");
+                    return;
+                }
+                if (n < sizeof(FuseInHeader))
+                    continue;
+                ref var header = ref Unsafe.AsRef<FuseInHeader>(buffer);
+                var body = new ReadOnlySpan<byte>(buffer + sizeof(FuseInHeader), (int)n - sizeof(FuseInHeader));
+                if (header.Opcode == FuseProtocol.Destroy)
+                {
+                    ReplyEmpty(header.Unique);
+                    return;
+                }
+                try
+                {
+                    Dispatch(ref header, body);
+                }
+                catch (Exception e)
+                {
+                    int errno = ErrnoOf(e);
+                    if (errno == FuseNative.EIO)
+                        _log.WriteLine($"daxfs mount: opcode {header.Opcode} on inode {header.NodeId}: {e.GetType().Name}: {e.Message}");
+                    ReplyError(header.Unique, errno);
+                }
+            }
+        }
+        finally
+        {
+            NativeMemory.AlignedFree(buffer);
+        }
+    }
+
+    internal static int ErrnoOf(Exception e) => e switch
+    {
+        DaxfsIOException io => io.Error switch
+        {
+            FileSystemError.TooManyLinks => 40,
+            _ => io.Errno,
+        },
+        BranchInvalidatedException or BranchNotFoundException => FuseNative.ESTALE,
+        BranchReadOnlyException => FuseNative.EROFS,
+        RegionFullException => FuseNative.ENOSPC,
+        StoreBusyException => FuseNative.EAGAIN,
+        ArgumentException => FuseNative.EINVAL,
+        _ => FuseNative.EIO,
+    };
+
+    private static string CString(ReadOnlySpan<byte> body, out ReadOnlySpan<byte> rest)
+    {
+        int nul = body.IndexOf((byte)0);
+        if (nul < 0) throw new DaxfsIOException(FileSystemError.InvalidArgument, "request", "name without terminator");
+        rest = body[(nul + 1)..];
+        return Encoding.UTF8.GetString(body[..nul]);
+    }
+
+    private void RequireWritable()
+    {
+        if (_readOnly)
+            throw new BranchReadOnlyException(_branch.Name, "mounted read-only");
+    }
+
+    private void Dispatch(ref FuseInHeader h, ReadOnlySpan<byte> body)
+    {
+        long node = (long)h.NodeId;
+        switch (h.Opcode)
+        {
+            case FuseProtocol.Init:
+                DoInit(h.Unique, body);
+                return;
+            case FuseProtocol.Forget:
+            case FuseProtocol.BatchForget:
+            case FuseProtocol.Interrupt:
+                return; // no reply
+            case FuseProtocol.Lookup:
+            {
+                string name = CString(body, out _);
+                var a = _branch.LookupChild(node, name);
+                ReplyEntry(h.Unique, in a);
+                return;
+            }
+            case FuseProtocol.GetAttr:
+            {
+                var a = _branch.GetAttributes(node);
+                ReplyAttr(h.Unique, in a);
+                return;
+            }
+            case FuseProtocol.SetAttr:
+            {
+                var s = MemoryMarshal.Read<FuseSetAttrIn>(body);
+                RequireWritable();
+                long? size = (s.Valid & FuseProtocol.FattrSize) != 0 ? (long)s.Size : null;
+                uint? mode = (s.Valid & FuseProtocol.FattrMode) != 0 ? s.Mode & 0xFFF : null;
+                uint? uid = (s.Valid & FuseProtocol.FattrUid) != 0 ? s.Uid : null;
+                uint? gid = (s.Valid & FuseProtocol.FattrGid) != 0 ? s.Gid : null;
+                long? mtime = (s.Valid & FuseProtocol.FattrMtimeNow) != 0 ? (DateTime.UtcNow - DateTime.UnixEpoch).Ticks * 100
+                    : (s.Valid & FuseProtocol.FattrMtime) != 0 ? (long)s.Mtime * 1_000_000_000L + s.MtimeNsec : null;
+                InodeAttributes a = size is null && mode is null && uid is null && gid is null && mtime is null
+                    ? _branch.GetAttributes(node) // atime or ctime only: not stored
+                    : _branch.SetInodeAttributes(node, size, mode, uid, gid, mtime);
+                Changed();
+                ReplyAttr(h.Unique, in a);
+                return;
+            }
+            case FuseProtocol.ReadLink:
+                ReplyBytes(h.Unique, Encoding.UTF8.GetBytes(_branch.ReadLinkInode(node)));
+                return;
+            case FuseProtocol.Symlink:
+            {
+                string name = CString(body, out var rest);
+                string target = CString(rest, out _);
+                RequireWritable();
+                var a = _branch.CreateInode(node, name, NodeKind.Symlink, 0x1FF, h.Uid, h.Gid, target);
+                Changed();
+                ReplyEntry(h.Unique, in a);
+                return;
+            }
+            case FuseProtocol.Mknod:
+            {
+                uint mode = MemoryMarshal.Read<uint>(body);
+                string name = CString(body[16..], out _);
+                if ((mode & 0xF000) != 0x8000)
+                    throw new DaxfsIOException(FileSystemError.InvalidArgument, name, "only regular files can be created");
+                RequireWritable();
+                var a = _branch.CreateInode(node, name, NodeKind.File, mode & 0xFFF, h.Uid, h.Gid, "");
+                Changed();
+                ReplyEntry(h.Unique, in a);
+                return;
+            }
+            case FuseProtocol.Mkdir:
+            {
+                uint mode = MemoryMarshal.Read<uint>(body);
+                string name = CString(body[8..], out _);
+                RequireWritable();
+                var a = _branch.CreateInode(node, name, NodeKind.Directory, mode & 0xFFF, h.Uid, h.Gid, "");
+                Changed();
+                ReplyEntry(h.Unique, in a);
+                return;
+            }
+            case FuseProtocol.Unlink:
+            case FuseProtocol.Rmdir:
+            {
+                string name = CString(body, out _);
+                RequireWritable();
+                _branch.RemoveEntry(node, name, directory: h.Opcode == FuseProtocol.Rmdir);
+                Changed();
+                ReplyEmpty(h.Unique);
+                return;
+            }
+            case FuseProtocol.Rename:
+            case FuseProtocol.Rename2:
+            {
+                long newDir = (long)MemoryMarshal.Read<ulong>(body);
+                uint flags = h.Opcode == FuseProtocol.Rename2 ? MemoryMarshal.Read<uint>(body[8..]) : 0;
+                var names = body[(h.Opcode == FuseProtocol.Rename2 ? 16 : 8)..];
+                string oldName = CString(names, out var rest);
+                string newName = CString(rest, out _);
+                if ((flags & ~FuseProtocol.RenameNoReplace) != 0)
+                    throw new DaxfsIOException(FileSystemError.InvalidArgument, oldName, "rename flags other than RENAME_NOREPLACE are not supported");
+                RequireWritable();
+                _branch.RenameEntry(node, oldName, newDir, newName, noReplace: (flags & FuseProtocol.RenameNoReplace) != 0);
+                Changed();
+                ReplyEmpty(h.Unique);
+                return;
+            }
+            case FuseProtocol.Link:
+                ReplyError(h.Unique, FuseNative.EPERM); // a branch has no hard links
+                return;
+            case FuseProtocol.Open:
+            {
+                uint flags = MemoryMarshal.Read<uint>(body);
+                if ((flags & 3) != 0) RequireWritable(); // O_WRONLY or O_RDWR
+                _branch.GetAttributes(node);
+                ReplyOpen(h.Unique, 0, FuseProtocol.KeepCache);
+                return;
+            }
+            case FuseProtocol.Create:
+            {
+                uint mode = MemoryMarshal.Read<uint>(body[4..]);
+                string name = CString(body[16..], out _);
+                RequireWritable();
+                var a = _branch.CreateInode(node, name, NodeKind.File, mode & 0xFFF, h.Uid, h.Gid, "");
+                Changed();
+                ReplyCreate(h.Unique, in a);
+                return;
+            }
+            case FuseProtocol.Read:
+            {
+                var r = MemoryMarshal.Read<FuseReadIn>(body);
+                ReplyData(h.Unique, _branch.ReadInode(node, (long)r.Offset, r.Size));
+                return;
+            }
+            case FuseProtocol.Write:
+            {
+                var w = MemoryMarshal.Read<FuseWriteIn>(body);
+                var data = body.Slice(sizeof(FuseWriteIn), (int)w.Size);
+                RequireWritable();
+                _branch.WriteInode(node, (long)w.Offset, data);
+                Changed();
+                Span<byte> reply = stackalloc byte[8];
+                reply.Clear();
+                MemoryMarshal.Write(reply, w.Size);
+                ReplyBytes(h.Unique, reply);
+                return;
+            }
+            case FuseProtocol.StatFs:
+            {
+                var u = _store.Usage;
+                var s = new FuseStatfsOut
+                {
+                    Blocks = (ulong)(u.Capacity / 4096),
+                    Bfree = (ulong)(u.ArenaFreeBytes / 4096),
+                    Bavail = _readOnly ? 0 : (ulong)(u.ArenaFreeBytes / 4096),
+                    Files = 1UL << 32,
+                    Ffree = (1UL << 32) - (ulong)u.BaseInodes,
+                    Bsize = 4096,
+                    NameLen = 255,
+                    Frsize = 4096,
+                };
+                ReplyStruct(h.Unique, in s);
+                return;
+            }
+            case FuseProtocol.Release:
+            case FuseProtocol.Flush:
+            case FuseProtocol.Fsync:
+            case FuseProtocol.FsyncDir:
+            case FuseProtocol.Access:
+                ReplyEmpty(h.Unique);
+                return;
+            case FuseProtocol.OpenDir:
+            {
+                var list = _branch.ReadDirectory(node);
+                ulong fh = (ulong)Interlocked.Increment(ref _nextFh);
+                _dirs[fh] = list;
+                ReplyOpen(h.Unique, fh, 0);
+                return;
+            }
+            case FuseProtocol.ReleaseDir:
+            {
+                ulong fh = MemoryMarshal.Read<ulong>(body);
+                _dirs.TryRemove(fh, out _);
+                ReplyEmpty(h.Unique);
+                return;
+            }
+            case FuseProtocol.ReadDir:
+            case FuseProtocol.ReadDirPlus:
+                DoReadDir(ref h, body, plus: h.Opcode == FuseProtocol.ReadDirPlus);
+                return;
+            default:
+                // xattrs, locks, ioctl, poll, bmap, fallocate, lseek, copy_file_range: the kernel falls back or reports it.
+                ReplyError(h.Unique, h.Opcode == FuseProtocol.Fallocate ? FuseNative.EOPNOTSUPP : FuseNative.ENOSYS);
+                return;
+        }
+    }
+
+    private void DoInit(ulong unique, ReadOnlySpan<byte> body)
+    {
+        var i = MemoryMarshal.Read<FuseInitIn>(body);
+        if (i.Major != FuseProtocol.Major)
+        {
+            ReplyError(unique, FuseNative.EPROTO);
+            return;
+        }
+        uint wanted = FuseProtocol.AsyncRead | FuseProtocol.BigWrites | FuseProtocol.AutoInvalData | FuseProtocol.DoReaddirplus
+            | FuseProtocol.ReaddirplusAuto | FuseProtocol.ParallelDirops | FuseProtocol.MaxPagesFlag | FuseProtocol.CacheSymlinks;
+        var o = new FuseInitOut
+        {
+            Major = FuseProtocol.Major,
+            Minor = Math.Min(FuseProtocol.Minor, i.Minor),
+            MaxReadahead = i.MaxReadahead,
+            Flags = i.Flags & wanted,
+            MaxBackground = 64,
+            CongestionThreshold = 48,
+            MaxWrite = 1 << 20,
+            TimeGran = 1,
+            MaxPages = 256,
+        };
+        ReplyStruct(unique, in o);
+    }
+
+    private void DoReadDir(ref FuseInHeader h, ReadOnlySpan<byte> body, bool plus)
+    {
+        var r = MemoryMarshal.Read<FuseReadIn>(body);
+        long node = (long)h.NodeId;
+        if (!_dirs.TryGetValue(r.Fh, out var list))
+            list = _branch.ReadDirectory(node);
+        int size = (int)Math.Min(r.Size, 1 << 20);
+        var buffer = new byte[size];
+        int used = 0;
+        // Entry k (k = 0 ".", 1 "..", then the children) is resumed with offset k; each entry's cookie is k + 1.
+        for (long k = (long)r.Offset; k < list.Count + 2; k++)
+        {
+            string name;
+            long ino;
+            uint type;
+            InodeAttributes attrs = default;
+            bool dot = k < 2;
+            if (k == 0) { name = "."; ino = node; type = 4; }
+            else if (k == 1) { name = ".."; ino = node == FuseProtocol.RootId ? node : _branch.ParentOf(node); type = 4; }
+            else
+            {
+                (name, attrs) = list[(int)(k - 2)];
+                ino = attrs.Ino;
+                type = attrs.Kind switch { NodeKind.Directory => 4u, NodeKind.Symlink => 10u, _ => 8u };
+            }
+            int nameLen = Encoding.UTF8.GetByteCount(name);
+            int direntSize = (24 + nameLen + 7) & ~7;
+            int entrySize = plus ? sizeof(FuseEntryOut) + direntSize : direntSize;
+            if (used + entrySize > size)
+                break;
+            var span = buffer.AsSpan(used, entrySize);
+            span.Clear();
+            int at = 0;
+            if (plus)
+            {
+                var e = dot ? default : Entry(in attrs);
+                MemoryMarshal.Write(span, in e);
+                at = sizeof(FuseEntryOut);
+                if (!dot) _known[ino] = 0;
+            }
+            MemoryMarshal.Write(span[at..], (ulong)ino);
+            MemoryMarshal.Write(span[(at + 8)..], (ulong)(k + 1));
+            MemoryMarshal.Write(span[(at + 16)..], (uint)nameLen);
+            MemoryMarshal.Write(span[(at + 20)..], type);
+            Encoding.UTF8.GetBytes(name, span[(at + 24)..]);
+            used += entrySize;
+        }
+        ReplyBytes(h.Unique, buffer.AsSpan(0, used));
+    }
+
+    // ------------------------------------------------------------------ replies
+
+    private FuseAttr ToAttr(in InodeAttributes a)
+    {
+        uint type = a.Kind switch { NodeKind.Directory => 0x4000u, NodeKind.Symlink => 0xA000u, _ => 0x8000u };
+        ulong sec = (ulong)(a.MtimeNs / 1_000_000_000L);
+        uint nsec = (uint)(a.MtimeNs % 1_000_000_000L);
+        ulong csec = (ulong)(a.CtimeNs / 1_000_000_000L);
+        uint cnsec = (uint)(a.CtimeNs % 1_000_000_000L);
+        long size = a.Kind == NodeKind.Directory ? 4096 : a.Size;
+        return new FuseAttr
+        {
+            Ino = (ulong)a.Ino,
+            Size = (ulong)size,
+            Blocks = (ulong)((size + 511) / 512),
+            Atime = sec,
+            AtimeNsec = nsec,
+            Mtime = sec,
+            MtimeNsec = nsec,
+            Ctime = csec,
+            CtimeNsec = cnsec,
+            Mode = type | (a.Mode & 0xFFF),
+            Nlink = (uint)a.Nlink,
+            Uid = a.Uid,
+            Gid = a.Gid,
+            BlkSize = 4096,
+        };
+    }
+
+    private FuseEntryOut Entry(in InodeAttributes a)
+    {
+        long sec = (long)EntryTimeout.TotalSeconds;
+        uint nsec = (uint)((EntryTimeout.Ticks % TimeSpan.TicksPerSecond) * 100);
+        return new FuseEntryOut
+        {
+            NodeId = (ulong)a.Ino,
+            Generation = 1,
+            EntryValid = (ulong)sec,
+            EntryValidNsec = nsec,
+            AttrValid = (ulong)sec,
+            AttrValidNsec = nsec,
+            Attr = ToAttr(in a),
+        };
+    }
+
+    private void ReplyEntry(ulong unique, in InodeAttributes a)
+    {
+        _known[a.Ino] = 0;
+        var e = Entry(in a);
+        ReplyStruct(unique, in e);
+    }
+
+    private void ReplyAttr(ulong unique, in InodeAttributes a)
+    {
+        var o = new FuseAttrOut
+        {
+            AttrValid = (ulong)(long)EntryTimeout.TotalSeconds,
+            AttrValidNsec = (uint)((EntryTimeout.Ticks % TimeSpan.TicksPerSecond) * 100),
+            Attr = ToAttr(in a),
+        };
+        ReplyStruct(unique, in o);
+    }
+
+    private void ReplyOpen(ulong unique, ulong fh, uint flags)
+    {
+        var o = new FuseOpenOut { Fh = fh, OpenFlags = flags };
+        ReplyStruct(unique, in o);
+    }
+
+    private void ReplyCreate(ulong unique, in InodeAttributes a)
+    {
+        _known[a.Ino] = 0;
+        Span<byte> reply = stackalloc byte[sizeof(FuseEntryOut) + sizeof(FuseOpenOut)];
+        var e = Entry(in a);
+        MemoryMarshal.Write(reply, in e);
+        var o = new FuseOpenOut { Fh = 0, OpenFlags = FuseProtocol.KeepCache };
+        MemoryMarshal.Write(reply[sizeof(FuseEntryOut)..], in o);
+        ReplyBytes(unique, reply);
+    }
+
+    private void ReplyStruct<T>(ulong unique, in T value) where T : unmanaged
+    {
+        fixed (T* p = &value)
+            ReplyBytes(unique, new ReadOnlySpan<byte>(p, sizeof(T)));
+    }
+
+    private void ReplyEmpty(ulong unique) => ReplyBytes(unique, default);
+
+    private void ReplyBytes(ulong unique, ReadOnlySpan<byte> body)
+    {
+        var h = new FuseOutHeader { Len = (uint)(sizeof(FuseOutHeader) + body.Length), Error = 0, Unique = unique };
+        fixed (byte* b = body)
+        {
+            var iov = stackalloc FuseNative.IoVec[2];
+            iov[0] = new FuseNative.IoVec { Base = &h, Length = (nuint)sizeof(FuseOutHeader) };
+            iov[1] = new FuseNative.IoVec { Base = b, Length = (nuint)body.Length };
+            Send(iov, body.Length == 0 ? 1 : 2);
+        }
+    }
+
+    private void ReplyError(ulong unique, int errno)
+    {
+        var h = new FuseOutHeader { Len = (uint)sizeof(FuseOutHeader), Error = -errno, Unique = unique };
+        var iov = stackalloc FuseNative.IoVec[1];
+        iov[0] = new FuseNative.IoVec { Base = &h, Length = (nuint)sizeof(FuseOutHeader) };
+        Send(iov, 1);
+    }
+
+    /// <summary>Replies to a read with vectors pointing into the mapping: the kernel copies from there, we never do.</summary>
+    private void ReplyData(ulong unique, ReadResult data)
+    {
+        const int MaxVectors = 64;
+        var iov = stackalloc FuseNative.IoVec[MaxVectors + 1];
+        var h = new FuseOutHeader { Len = (uint)(sizeof(FuseOutHeader) + data.Length), Error = 0, Unique = unique };
+        iov[0] = new FuseNative.IoVec { Base = &h, Length = (nuint)sizeof(FuseOutHeader) };
+        int count = 1;
+        var e = new ReadResult.RawEnumerator(data);
+        while (e.MoveNext(out byte* p, out int len))
+        {
+            if (count == MaxVectors + 1)
+            {
+                // A read spanning very many extents: gather the rest into one buffer.
+                ReplyDataCopied(unique, data);
+                return;
+            }
+            iov[count++] = new FuseNative.IoVec { Base = p, Length = (nuint)len };
+        }
+        Send(iov, count);
+    }
+
+    private void ReplyDataCopied(ulong unique, ReadResult data)
+    {
+        var buffer = data.ToArray();
+        ReplyBytes(unique, buffer);
+    }
+
+    private void Send(FuseNative.IoVec* iov, int count)
+    {
+        nint n = FuseNative.Writev(_fd, iov, count);
+        if (n < 0)
+        {
+            int errno = FuseNative.LastError;
+            if (errno != FuseNative.ENOENT) // ENOENT: the request was interrupted and is gone
+                _log.WriteLine($"daxfs mount: reply failed: {FuseNative.Describe(errno)}");
+        }
+    }
+}

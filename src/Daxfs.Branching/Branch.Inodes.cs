@@ -1,0 +1,209 @@
+using Daxfs.Branching.Format;
+using Daxfs.Branching.Index;
+
+namespace Daxfs.Branching;
+
+/// <summary>Attributes of an inode for adapters that address files by inode number (the mount).</summary>
+internal readonly record struct InodeAttributes(long Ino, NodeKind Kind, uint Mode, uint Uid, uint Gid, long Size, long MtimeNs, long CtimeNs, int Nlink);
+
+/// <summary>
+/// The branch addressed by inode numbers and names within a directory, as a kernel file system interface
+/// does. Used by the mount adapter; every call has the same checks and errors as the path API.
+/// </summary>
+public sealed partial class Branch
+{
+    internal const long RootInode = View.RootIno;
+
+    private static InodeAttributes Attr(in InodeInfo i) => new(i.Ino, i.Kind, i.Perm, i.Uid, i.Gid, i.Size, i.MtimeNs, i.CtimeNs, i.Nlink);
+
+    /// <summary>The branch's current view, after checking it is usable (re-reading the region if another process changed it).</summary>
+    internal object CurrentViewToken() => ReadView();
+
+    internal InodeAttributes GetAttributes(long ino)
+    {
+        var v = ReadView();
+        if (!v.Exists(ino))
+            ThrowHelper.IO(FileSystemError.NotFound, $"inode {ino}");
+        var i = v.Info(ino);
+        return Attr(in i);
+    }
+
+    internal InodeAttributes LookupChild(long parent, string name)
+    {
+        var v = ReadView();
+        RequireDir(v, parent);
+        long ino = v.Lookup(parent, name);
+        if (ino == 0)
+            ThrowHelper.IO(FileSystemError.NotFound, name);
+        var i = v.Info(ino);
+        return Attr(in i);
+    }
+
+    internal List<(string Name, InodeAttributes Attributes)> ReadDirectory(long ino)
+    {
+        var v = ReadView();
+        RequireDir(v, ino);
+        var list = new List<(string, InodeAttributes)>();
+        foreach (var (name, child) in v.Entries(ino))
+        {
+            var i = v.Info(child);
+            list.Add((name, Attr(in i)));
+        }
+        return list;
+    }
+
+    internal long ParentOf(long dirIno)
+    {
+        var v = ReadView();
+        RequireDir(v, dirIno);
+        return v.ParentOf(dirIno);
+    }
+
+    private static void RequireDir(View v, long ino)
+    {
+        if (!v.Exists(ino))
+            ThrowHelper.IO(FileSystemError.NotFound, $"inode {ino}");
+        if (v.KindOf(ino) != NodeKind.Directory)
+            ThrowHelper.IO(FileSystemError.NotADirectory, $"inode {ino}");
+    }
+
+    /// <remarks>SAFETY: see <see cref="ReadResult"/>.</remarks>
+    internal ReadResult ReadInode(long ino, long offset, long length)
+    {
+        var v = ReadView();
+        if (!v.Exists(ino))
+            ThrowHelper.IO(FileSystemError.NotFound, $"inode {ino}");
+        RequireFile(v, ino, $"inode {ino}");
+        var d = FileData.Of(v, ino);
+        return Clip(Store, in d, offset, length, $"inode {ino}");
+    }
+
+    internal string ReadLinkInode(long ino)
+    {
+        var v = ReadView();
+        if (!v.Exists(ino) || v.KindOf(ino) != NodeKind.Symlink)
+            ThrowHelper.IO(FileSystemError.InvalidArgument, $"inode {ino}", "not a symbolic link");
+        return v.LinkTarget(ino);
+    }
+
+    /// <summary>Creates a file, directory or symlink named <paramref name="name"/> in directory <paramref name="parent"/>.</summary>
+    internal InodeAttributes CreateInode(long parent, string name, NodeKind kind, uint mode, uint uid, uint gid, string target)
+    {
+        Names.Validate(name, name);
+        return Change(v =>
+        {
+            RequireDir(v, parent);
+            if (v.Lookup(parent, name) != 0)
+                ThrowHelper.IO(FileSystemError.Exists, name);
+            long ino = v.NextIno;
+            var kindRecord = kind switch { NodeKind.Directory => RecordKind.Mkdir, NodeKind.Symlink => RecordKind.Symlink, _ => RecordKind.CreateFile };
+            int len = RecordCodec.EncodeCreate(default, parent, ino, mode, uid, gid, name, target);
+            var next = Emit(kindRecord, len, b => RecordCodec.EncodeCreate(b, parent, ino, mode, uid, gid, name, target), name);
+            var i = next.Info(ino);
+            return Attr(in i);
+        });
+    }
+
+    /// <summary>Removes entry <paramref name="name"/> of <paramref name="parent"/>; <paramref name="directory"/> says whether it must be one (rmdir) or must not (unlink).</summary>
+    internal void RemoveEntry(long parent, string name, bool directory) => Change(v =>
+    {
+        RequireDir(v, parent);
+        long ino = v.Lookup(parent, name);
+        if (ino == 0)
+            ThrowHelper.IO(FileSystemError.NotFound, name);
+        bool isDir = v.KindOf(ino) == NodeKind.Directory;
+        if (directory && !isDir)
+            ThrowHelper.IO(FileSystemError.NotADirectory, name);
+        if (!directory && isDir)
+            ThrowHelper.IO(FileSystemError.IsADirectory, name);
+        int len = RecordCodec.EncodeRemove(default, parent, name);
+        Emit(RecordKind.Remove, len, b => RecordCodec.EncodeRemove(b, parent, name), name);
+    });
+
+    internal void RenameEntry(long parent, string name, long newParent, string newName, bool noReplace)
+    {
+        Names.Validate(newName, newName);
+        Change(v =>
+        {
+            var flags = noReplace ? RenameFlags.NoReplace : RenameFlags.None;
+            int len = RecordCodec.EncodeRename(default, parent, name, newParent, newName, flags);
+            Emit(RecordKind.Rename, len, b => RecordCodec.EncodeRename(b, parent, name, newParent, newName, flags), name + " -> " + newName);
+        });
+    }
+
+    /// <summary>Writes at an offset of a file given by inode (the bytes are copied once, into the log).</summary>
+    internal void WriteInode(long ino, long offset, ReadOnlySpan<byte> data)
+    {
+        if (offset < 0 || offset > FormatConstants.MaxFileSize - data.Length)
+            ThrowHelper.IO(FileSystemError.FileTooLarge, $"inode {ino}");
+        Store.EnterChange();
+        try
+        {
+            Store.CheckWritable(State);
+            var v = State.View;
+            if (!v.Exists(ino))
+                ThrowHelper.IO(FileSystemError.NotFound, $"inode {ino}");
+            RequireFile(v, ino, $"inode {ino}");
+            for (int done = 0; done < data.Length;)
+            {
+                int n = Math.Min(data.Length - done, FormatConstants.MaxWritePayload);
+                Store.EmitWrite(State, ino, offset + done, data.Slice(done, n), $"inode {ino}");
+                done += n;
+            }
+        }
+        catch (Exception ex) when (Store.PoisonIfBroken(ex))
+        {
+            throw;
+        }
+        finally
+        {
+            Store.ExitChange(changed: true);
+        }
+    }
+
+    /// <summary>Changes attributes of an inode: size (files), mode, owner, modification time; each only when given.</summary>
+    internal InodeAttributes SetInodeAttributes(long ino, long? size, uint? mode, uint? uid, uint? gid, long? mtimeNs) => Change(v =>
+    {
+        if (!v.Exists(ino))
+            ThrowHelper.IO(FileSystemError.NotFound, $"inode {ino}");
+        if (size is { } sz)
+        {
+            RequireFile(v, ino, $"inode {ino}");
+            if (sz < 0 || sz > FormatConstants.MaxFileSize)
+                ThrowHelper.IO(FileSystemError.InvalidArgument, $"inode {ino}", $"size {sz}");
+            if (v.Info(ino).Size != sz)
+                v = Emit(RecordKind.Truncate, 16, b => RecordCodec.EncodeTruncate(b, ino, sz), $"inode {ino}");
+        }
+        var mask = AttrMask.None;
+        if (mode is not null) mask |= AttrMask.Mode;
+        if (uid is not null) mask |= AttrMask.Uid;
+        if (gid is not null) mask |= AttrMask.Gid;
+        if (mtimeNs is not null) mask |= AttrMask.Mtime;
+        if (mask != AttrMask.None)
+        {
+            uint m = mode ?? 0, u = uid ?? 0, g = gid ?? 0;
+            long t = mtimeNs ?? 0;
+            v = Emit(RecordKind.SetAttr, 32, b => RecordCodec.EncodeSetAttr(b, ino, mask, m, u, g, t), $"inode {ino}");
+        }
+        var i = v.Info(ino);
+        return Attr(in i);
+    });
+
+    /// <summary>True when the branch accepts writes now (live, not main, no live children).</summary>
+    internal bool IsWritable
+    {
+        get
+        {
+            try
+            {
+                Store.EnsureCurrent();
+                Store.CheckWritable(State);
+                return true;
+            }
+            catch (BranchException)
+            {
+                return false;
+            }
+        }
+    }
+}
