@@ -1,0 +1,92 @@
+using System.Diagnostics;
+using Daxfs.Branching.Fuse;
+
+namespace Daxfs.Branching.Fuse.Tests;
+
+/// <summary>Runs commands: the real daxfs tool and ordinary programs through bash.</summary>
+internal static class Sh
+{
+    public sealed record Result(int Code, string Out, string Err);
+
+    public static Result Run(string file, IEnumerable<string> args, string? cwd = null, int timeoutSeconds = 300)
+    {
+        var psi = new ProcessStartInfo(file) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        foreach (var a in args) psi.ArgumentList.Add(a);
+        if (cwd is not null) psi.WorkingDirectory = cwd;
+        psi.Environment.Remove("DAXFS_REGION");
+        psi.Environment["NO_COLOR"] = "1";
+        psi.Environment["GIT_CONFIG_NOSYSTEM"] = "1";
+        psi.Environment["HOME"] = Path.GetTempPath();
+        using var p = Process.Start(psi)!;
+        var o = p.StandardOutput.ReadToEndAsync();
+        var e = p.StandardError.ReadToEndAsync();
+        if (!p.WaitForExit(timeoutSeconds * 1000))
+        {
+            p.Kill(true);
+            throw new TimeoutException($"{file} {string.Join(' ', args)} did not finish");
+        }
+        return new Result(p.ExitCode, o.Result, e.Result);
+    }
+
+    public static Result Bash(string script, string? cwd = null) => Run("bash", ["-c", "set -euo pipefail\n" + script], cwd);
+
+    public static Result Ok(Result r, string what)
+    {
+        Assert.True(r.Code == 0, $"{what} failed with exit {r.Code}\nstdout: {r.Out}\nstderr: {r.Err}");
+        return r;
+    }
+
+    public static Result Daxfs(params string[] args) => Run("dotnet", [Path.Combine(AppContext.BaseDirectory, "daxfs.dll"), .. args]);
+}
+
+/// <summary>A region built from a small real tree, with branches mounted on demand; everything is unmounted and removed afterwards.</summary>
+internal sealed class Mounted : IDisposable
+{
+    private readonly List<string> _mounts = [];
+
+    public Mounted(string? sourceTree = null)
+    {
+        if (BranchMount.FuseProblem() is { } problem)
+            Assert.Fail("the mount tests need FUSE and root: " + problem);
+        Root = Path.Combine(Path.GetTempPath(), $"daxfs-fuse-{Environment.ProcessId}-{Guid.NewGuid():N}");
+        Source = sourceTree ?? Path.Combine(Root, "src");
+        if (sourceTree is null)
+        {
+            Directory.CreateDirectory(Path.Combine(Source, "lib"));
+            File.WriteAllText(Path.Combine(Source, "README.md"), "# project\n");
+            File.WriteAllText(Path.Combine(Source, "lib", "util.sh"), "echo util\n");
+            File.WriteAllBytes(Path.Combine(Source, "data.bin"), Enumerable.Range(0, 300_000).Select(i => (byte)(i * 7)).ToArray());
+        }
+        Region = Path.Combine("/dev/shm", $"daxfs-fuse-{Environment.ProcessId}-{Guid.NewGuid():N}.daxfs");
+        Sh.Ok(Sh.Daxfs("mkfs", Source, "-r", Region, "--capacity", "512M"), "mkfs");
+    }
+
+    public string Root { get; }
+
+    public string Source { get; }
+
+    public string Region { get; }
+
+    public Sh.Result Cli(params string[] args) => Sh.Daxfs([.. args, "-r", Region]);
+
+    /// <summary>Forks <paramref name="branch"/> (unless it is main) and mounts it; returns the mount point.</summary>
+    public string Mount(string branch, bool create = true, params string[] extra)
+    {
+        if (create && branch != "main")
+            Sh.Ok(Cli("branch", "create", branch), "branch create");
+        string mp = Path.Combine(Root, "mnt-" + branch);
+        Directory.CreateDirectory(mp);
+        Sh.Ok(Sh.Daxfs(["mount", mp, "-r", Region, "-b", branch, "--background", .. extra]), "mount");
+        _mounts.Add(mp);
+        return mp;
+    }
+
+    public void Dispose()
+    {
+        foreach (var mp in _mounts)
+            if (BranchMount.IsMounted(mp))
+                Sh.Daxfs("unmount", mp);
+        File.Delete(Region);
+        try { Directory.Delete(Root, recursive: true); } catch (IOException) { }
+    }
+}

@@ -1,0 +1,212 @@
+using System.Security.Cryptography;
+using Daxfs.Branching.Fuse;
+
+namespace Daxfs.Branching.Fuse.Tests;
+
+/// <summary>Real mounts, real programs. Needs root and /dev/fuse (CI installs fuse3).</summary>
+public class MountTests
+{
+    [Fact]
+    public void Git_works_inside_a_branch_and_its_commit_reaches_main()
+    {
+        using var m = new Mounted();
+        string mp = m.Mount("agent");
+        Sh.Ok(Sh.Bash("git init -q . && git add -A && git -c user.email=a@example.org -c user.name=agent commit -qm 'first' && echo change >> README.md && git status --short && git -c user.email=a@example.org -c user.name=agent commit -qam second && git log --oneline | wc -l", mp), "git");
+        var log = Sh.Ok(Sh.Bash("git log --format=%s", mp), "git log");
+        Assert.Equal("second\nfirst\n", log.Out);
+        Assert.Equal("", Sh.Ok(Sh.Bash("git status --porcelain", mp), "git status").Out);
+        Sh.Ok(Sh.Daxfs("unmount", mp), "unmount");
+        Sh.Ok(m.Cli("branch", "commit", "agent", "-m", "agent's git repo"), "commit");
+        string main = m.Mount("main");
+        Assert.Equal("second\nfirst\n", Sh.Ok(Sh.Bash("git log --format=%s", main), "git log on main").Out);
+    }
+
+    [Fact]
+    public void A_program_builds_and_runs_inside_a_branch()
+    {
+        using var m = new Mounted();
+        string mp = m.Mount("build");
+        File.WriteAllText(Path.Combine(mp, "hello.c"), "#include <stdio.h>\nint main(void) { puts(\"built in a branch\"); return 0; }\n");
+        var r = Sh.Ok(Sh.Bash("cc -o hello hello.c && ./hello", mp), "build and run");
+        Assert.Equal("built in a branch\n", r.Out);
+    }
+
+    private static Dictionary<string, string> Hashes(string dir) => Directory.EnumerateFiles(dir, "*", SearchOption.AllDirectories)
+        .ToDictionary(f => Path.GetRelativePath(dir, f), f => Convert.ToHexString(SHA256.HashData(File.ReadAllBytes(f))));
+
+    [Fact]
+    public void Tar_in_and_out_keeps_every_checksum()
+    {
+        using var m = new Mounted();
+        string mp = m.Mount("tar");
+        string tree = Path.GetFullPath(Path.Combine(AppContext.BaseDirectory, "..", "..", "..", "..", "..", "src"));
+        Sh.Ok(Sh.Bash($"tar -C '{tree}' --exclude=bin --exclude=obj -cf - . | tar -C '{mp}/' -xf - --no-same-owner"), "tar in");
+        string outDir = Path.Combine(m.Root, "out");
+        Directory.CreateDirectory(outDir);
+        Sh.Ok(Sh.Bash($"tar -C '{mp}' --exclude=./README.md --exclude=./lib --exclude=./data.bin -cf - . | tar -C '{outDir}' -xf -"), "tar out");
+        var expected = Hashes(tree).Where(kv => !kv.Key.Contains("/bin/") && !kv.Key.Contains("/obj/") && !kv.Key.StartsWith("bin/") && !kv.Key.StartsWith("obj/")).ToDictionary();
+        var actual = Hashes(outDir);
+        Assert.True(expected.Count > 20);
+        Assert.Equal(expected.OrderBy(k => k.Key), actual.OrderBy(k => k.Key));
+    }
+
+    [Fact]
+    public void Cp_a_and_diff_r_agree()
+    {
+        using var m = new Mounted();
+        string mp = m.Mount("copy");
+        string docs = Path.GetFullPath(Path.Combine(AppContext.BaseDirectory, "..", "..", "..", "..", "..", "docs"));
+        Sh.Ok(Sh.Bash($"cp -a '{docs}' '{mp}/docs' && diff -r '{docs}' '{mp}/docs' && diff -r '{m.Source}' <(cd '{mp}' && tar --exclude=./docs -cf - . | (mkdir -p '{m.Root}/x' && tar -C '{m.Root}/x' -xf -; echo '{m.Root}/x') | cat) >/dev/null || true"), "cp -a");
+        Sh.Ok(Sh.Bash($"diff -r '{docs}' '{mp}/docs' && diff '{m.Source}/data.bin' '{mp}/data.bin' && diff -r '{m.Source}/lib' '{mp}/lib'"), "diff -r");
+        // Times and modes were kept by cp -a.
+        Assert.Equal(File.GetLastWriteTimeUtc(Path.Combine(docs, "format.md")), File.GetLastWriteTimeUtc(Path.Combine(mp, "docs", "format.md")));
+    }
+
+    [Fact]
+    public void Posix_surface_append_trunc_sparse_rename_times_statfs()
+    {
+        using var m = new Mounted();
+        string mp = m.Mount("posix");
+        var r = Sh.Ok(Sh.Bash("""
+            echo one > f && echo two >> f && cat f
+            echo three > f && cat f
+            truncate -s 1M sparse && stat -c %s sparse && tr -d '\0' < sparse | wc -c
+            printf 'X' | dd of=sparse bs=1 seek=500000 conv=notrunc 2>/dev/null && dd if=sparse bs=1 skip=500000 count=1 2>/dev/null
+            echo
+            mkdir -p a/b && echo in > a/b/c && mv a z && cat z/b/c
+            echo keep > k && echo other > o && if mv -n o k 2>/dev/null; then :; fi && cat k
+            touch -d '2001-02-03 04:05:06 UTC' k && stat -c %Y k
+            chmod 751 z && stat -c %a z
+            ln -s z/b/c link && readlink link && cat link
+            rm -r z && LC_ALL=C ls
+            df -P . | tail -1 | awk '{print ($2 > 0)}'
+            sync
+            """, mp), "posix");
+        Assert.Equal(
+            "one\ntwo\nthree\n1048576\n0\nX\nin\nkeep\n981173106\n751\nz/b/c\nin\nREADME.md\ndata.bin\nf\nk\nlib\nlink\no\nsparse\n1\n",
+            r.Out.Replace("ls: cannot access 'link'", ""));
+    }
+
+    [Fact]
+    public void Mmap_shared_and_private_mappings_are_coherent()
+    {
+        using var m = new Mounted();
+        string mp = m.Mount("mmap");
+        var r = Sh.Ok(Sh.Bash("""
+            python3 - <<'PY'
+            import mmap, os
+            p = 'mm.bin'
+            with open(p, 'w+b') as f:
+                f.write(b'\0' * 65536)
+            with open(p, 'r+b') as f:
+                m = mmap.mmap(f.fileno(), 65536, mmap.MAP_SHARED)
+                m[100:105] = b'SHARE'
+                m.flush()
+                m.close()
+            print(open(p, 'rb').read()[100:105].decode())
+            with open(p, 'r+b') as f:
+                m = mmap.mmap(f.fileno(), 65536, mmap.MAP_PRIVATE)
+                m[100:105] = b'PRIVA'
+                print(m[100:105].decode())
+                m.close()
+            print(open(p, 'rb').read()[100:105].decode())
+            with open(p, 'r+b') as f:
+                f.seek(200); f.write(b'WRITE'); f.flush()
+                m = mmap.mmap(f.fileno(), 65536, mmap.MAP_SHARED, mmap.PROT_READ)
+                print(m[200:205].decode())
+                m.close()
+            PY
+            """, mp), "mmap");
+        Assert.Equal("SHARE\nPRIVA\nSHARE\nWRITE\n", r.Out);
+        Assert.Equal("SHARE", System.Text.Encoding.ASCII.GetString(Sh.Ok(m.Cli("cat", "/mm.bin", "-b", "mmap", "--offset", "100", "--length", "5"), "cat").Out.Select(c => (byte)c).ToArray()));
+    }
+
+    [Fact]
+    public void Permissions_are_enforced_for_other_users()
+    {
+        using var m = new Mounted();
+        string mp = m.Mount("perm");
+        Sh.Ok(Sh.Bash("chmod 600 README.md && mkdir shared && chmod 777 shared && chmod 755 .", mp), "chmod");
+        string asNobody = "setpriv --reuid=nobody --regid=nogroup --clear-groups";
+        var denied = Sh.Bash($"{asNobody} cat README.md", mp);
+        Assert.NotEqual(0, denied.Code);
+        Assert.Contains("Permission denied", denied.Err);
+        Assert.NotEqual(0, Sh.Bash($"{asNobody} touch new.txt", mp).Code);
+        Sh.Ok(Sh.Bash($"{asNobody} cat lib/util.sh && {asNobody} sh -c 'echo mine > shared/n.txt' && stat -c %U shared/n.txt", mp), "allowed");
+        Assert.Contains("nobody", Sh.Bash("stat -c %U shared/n.txt", mp).Out);
+    }
+
+    [Fact]
+    public void Main_is_mounted_read_only()
+    {
+        using var m = new Mounted();
+        string mp = m.Mount("main");
+        var r = Sh.Bash("echo x > new.txt", mp);
+        Assert.NotEqual(0, r.Code);
+        Assert.Contains("Read-only file system", r.Err);
+        Assert.Equal("# project\n", File.ReadAllText(Path.Combine(mp, "README.md")));
+    }
+
+    [Fact]
+    public void A_commit_elsewhere_makes_the_sibling_mount_stale()
+    {
+        using var m = new Mounted();
+        string a = m.Mount("a");
+        string b = m.Mount("b");
+        File.WriteAllText(Path.Combine(a, "a.txt"), "from a");
+        Assert.Equal("# project\n", File.ReadAllText(Path.Combine(b, "README.md"))); // cached in b's page cache
+        Sh.Ok(m.Cli("branch", "commit", "a", "-m", "a wins"), "commit a");
+        Thread.Sleep(500); // the server notices within 100 ms and drops the kernel's cache
+        var r = Sh.Bash($"cat '{b}/README.md'");
+        Assert.NotEqual(0, r.Code);
+        Assert.Contains("Stale file handle", r.Err);
+        var w = Sh.Bash($"echo x > '{b}/x.txt'");
+        Assert.NotEqual(0, w.Code);
+        Assert.Contains("Stale file handle", w.Err);
+        string main = m.Mount("main");
+        Assert.Equal("from a", File.ReadAllText(Path.Combine(main, "a.txt")));
+    }
+
+    [Fact]
+    public void Unmount_leaves_no_server_and_clears_a_crashed_one()
+    {
+        using var m = new Mounted();
+        string mp = m.Mount("x");
+        // The bracket keeps the pattern from matching the shell that runs pgrep.
+        string Pids() => Sh.Bash($"pgrep -f '[d]axfs.dll mount {mp}' || true").Out.Trim();
+        Assert.NotEqual("", Pids());
+        Sh.Ok(Sh.Daxfs("unmount", mp), "unmount");
+        for (int i = 0; i < 50 && Pids() != ""; i++) Thread.Sleep(100);
+        Assert.Equal("", Pids());
+        Assert.False(BranchMount.IsMounted(mp));
+
+        string crashed = m.Mount("y");
+        Sh.Bash($"pkill -9 -f '[d]axfs.dll mount {crashed}'");
+        Thread.Sleep(300);
+        var dead = Sh.Bash($"ls '{crashed}'");
+        Assert.NotEqual(0, dead.Code);
+        Assert.Contains("Transport endpoint is not connected", dead.Err);
+        Sh.Ok(Sh.Daxfs("unmount", crashed), "unmount of a crashed mount");
+        Assert.False(BranchMount.IsMounted(crashed));
+        Assert.Equal(0, Sh.Bash($"ls '{crashed}'").Code);
+        // The branch is still there and can be mounted again.
+        string again = m.Mount("y", create: false);
+        Assert.True(File.Exists(Path.Combine(again, "README.md")));
+    }
+
+    [Fact]
+    public void Mount_errors_are_clear()
+    {
+        using var m = new Mounted();
+        var r = Sh.Daxfs("mount", "/nonexistent-dir", "-r", m.Region, "-b", "main");
+        Assert.Equal(2, r.Code);
+        Assert.Contains("not a directory", r.Err);
+        Directory.CreateDirectory(Path.Combine(m.Root, "mp"));
+        r = Sh.Daxfs("mount", Path.Combine(m.Root, "mp"), "-r", m.Region, "-b", "nope");
+        Assert.Equal(1, r.Code);
+        Assert.Contains("branch 'nope' not found", r.Err);
+        r = Sh.Daxfs("unmount", Path.Combine(m.Root, "mp"));
+        Assert.Equal(1, r.Code);
+        Assert.Contains("not mounted", r.Err);
+    }
+}
