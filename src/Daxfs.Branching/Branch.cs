@@ -42,7 +42,7 @@ public sealed partial class Branch
     {
         get
         {
-            try { Store.CheckLive(State); return true; }
+            try { Store.EnsureCurrent(); Store.CheckLive(State); return true; }
             catch (BranchInvalidatedException) { return false; }
         }
     }
@@ -50,7 +50,7 @@ public sealed partial class Branch
     /// <summary>A summary of the branch now.</summary>
     public BranchInfo Info
     {
-        get { Store.ThrowIfUnusable(); Store.CheckLive(State); return Store.InfoOf(State); }
+        get { Store.ThrowIfUnusable(); Store.EnsureCurrent(); Store.CheckLive(State); return Store.InfoOf(State); }
     }
 
     /// <summary>Forks a child of this branch. See <see cref="Store.Fork"/>.</summary>

@@ -240,7 +240,7 @@ public sealed partial class Store
             if (durable) _region.Flush(0, _region.Length);
             p.Log.Publish(at, durable); // the commit point
             FaultPoints.Hit("commit-parent.published");
-            if (!child.IsEmpty) _mergedLogs.Add(child.LogId);
+            _mergedLogs.Add(child.LogId);
             p.Epoch = epoch;
             Volatile.Write(ref SlotAt(p.Slot).Epoch, epoch);
             p.View = b.View;
@@ -273,7 +273,7 @@ public sealed partial class Store
             chain.Add(s);
         }
         chain.Reverse();
-        var refs = chain.Where(s => !s.Log.Ref.IsEmpty).Select(s => s.Log.Ref).ToArray();
+        var refs = chain.Select(s => s.Log.Ref).ToArray(); // empty logs too: recovery learns every chain member was committed
         long records = chain.Sum(s => s.Records), bytes = chain.Sum(s => s.LogBytes);
         long seq = main.Epoch + 1;
         long time = BaseImageBuilder.NowNs();

@@ -74,7 +74,11 @@ public sealed partial class Store
                 Volatile.Write(ref _seen, -2); // a dead holder may have left a change half-done: re-derive everything
             if (Volatile.Read(ref ChangeCounter) != _seen)
                 SyncLocked(alone: false);
-            ReclaimParked();
+            // Bump the counter on entry too: if this process dies inside the change, readers elsewhere still
+            // see that something moved, take the lock over and re-derive, instead of reading a stale picture.
+            Volatile.Write(ref _seen, Interlocked.Increment(ref ChangeCounter));
+            if (ReclaimParked() > 0)
+                Volatile.Write(ref _seen, Interlocked.Increment(ref ChangeCounter));
         }
         catch (Exception ex)
         {
@@ -91,7 +95,9 @@ public sealed partial class Store
         {
             if (_poison is null)
             {
-                ReclaimParked();
+                // Space returned to the bitmap is a change too: other processes recount their free pages.
+                if (ReclaimParked() > 0)
+                    changed = true;
                 if (changed)
                     Volatile.Write(ref _seen, Interlocked.Increment(ref ChangeCounter));
             }

@@ -177,6 +177,7 @@ public sealed partial class Store
     private void Forget(BranchState st, int status)
     {
         st.Status = status;
+        st.Log.ReleaseSpare(); // a block this process reserved for it and never published
         _slots[st.Slot] = null;
         if (_byName.TryGetValue(st.Name, out var named) && ReferenceEquals(named, st))
             _byName.Remove(st.Name);
@@ -311,6 +312,9 @@ public sealed partial class Store
     private bool Replay(BranchState owner, ref View view, LogCursor root, ref long epoch)
     {
         var stack = new Stack<LogCursor>();
+        // Within one walk a log may be reached once: a second reference is a loop or a log merged twice.
+        // (Across walks a log is legitimately walked again, when a history that merged it is merged in turn.)
+        var reached = new HashSet<long> { root.LogId };
         stack.Push(root);
         var r = new Rec();
         while (stack.Count > 0)
@@ -346,7 +350,7 @@ public sealed partial class Store
                             ThrowHelper.Corrupt("record", c.Offset, $"merge epoch {r.Epoch} does not follow {epoch}");
                         epoch = r.Epoch;
                     }
-                    PushLog(stack, r.Logs[0], c.Offset);
+                    PushLog(stack, reached, r.Logs[0], c.Offset);
                     break;
                 case RecordKind.Version:
                     if (!owner.IsMain || !own)
@@ -358,7 +362,7 @@ public sealed partial class Store
                     owner.Records += r.Size;
                     owner.LogBytes += r.FileOffset;
                     for (int k = r.Logs.Length - 1; k >= 0; k--)
-                        PushLog(stack, r.Logs[k], c.Offset);
+                        PushLog(stack, reached, r.Logs[k], c.Offset);
                     break;
                 default:
                     if (owner.IsMain && own)
@@ -384,12 +388,13 @@ public sealed partial class Store
         return false;
     }
 
-    private void PushLog(Stack<LogCursor> stack, LogRef r, long at)
+    private void PushLog(Stack<LogCursor> stack, HashSet<long> reached, LogRef r, long at)
     {
+        if (!reached.Add(r.LogId))
+            ThrowHelper.Corrupt("record", at, $"log {r.LogId} is merged twice (or merges itself)");
+        _mergedLogs.Add(r.LogId);
         if (r.IsEmpty)
             return;
-        if (!_mergedLogs.Add(r.LogId))
-            ThrowHelper.Corrupt("record", at, $"log {r.LogId} is merged twice (or merges itself)");
         stack.Push(Cursor(r));
     }
 }

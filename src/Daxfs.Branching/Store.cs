@@ -121,8 +121,8 @@ public sealed partial class Store : IDisposable
             if (arena >= capacity)
                 throw new ArgumentOutOfRangeException(nameof(options), $"{path}: capacity {capacity} leaves no room for the delta arena");
 
+            region.WritableSpan(FormatConstants.ControlOffset, FormatConstants.PageSize).Clear(); // the process table too
             ref var control = ref region.At<ControlBlock>(FormatConstants.ControlOffset);
-            control = default;
             control.Magic = ControlBlock.MagicValue;
             control.NextLogId = 2; // main's log is 1
 
@@ -350,13 +350,17 @@ public sealed partial class Store : IDisposable
 
     internal void Locked(Action change) => Locked(() => { change(); return 0; });
 
-    private void ReclaimParked()
+    /// <summary>Returns parked space no lease can still see to the bitmap; the number of blocks returned.</summary>
+    private int ReclaimParked()
     {
+        int n = 0;
         foreach (var (offset, pages) in _leases.TakeReclaimable())
         {
             _allocator.Free(offset, pages);
+            n++;
             FaultPoints.Hit("reclaim.freeing");
         }
+        return n;
     }
 
     /// <summary>

@@ -38,9 +38,12 @@ public class LayoutTests
         Assert.Equal(ControlBlock.Size, Unsafe.SizeOf<ControlBlock>());
         Assert.Equal(0, Off<ControlBlock>(nameof(ControlBlock.Magic)));
         Assert.Equal(8, Off<ControlBlock>(nameof(ControlBlock.LockOwner)));
-        Assert.Equal(16, Off<ControlBlock>(nameof(ControlBlock.LockOwnerStart)));
+        Assert.Equal(16, Off<ControlBlock>(nameof(ControlBlock.Reserved16)));
         Assert.Equal(24, Off<ControlBlock>(nameof(ControlBlock.NextLogId)));
-        Assert.Equal(32, Off<ControlBlock>(nameof(ControlBlock.AllocHint)));
+        Assert.Equal(32, Off<ControlBlock>(nameof(ControlBlock.Reserved32)));
+        Assert.Equal(48, Off<ControlBlock>(nameof(ControlBlock.ChangeCounter)));
+        Assert.Equal(56, Off<ControlBlock>(nameof(ControlBlock.ReclaimEpoch)));
+        Assert.True(ControlBlock.ProcessTableOffset + ControlBlock.ProcessSlots * ControlBlock.ProcessEntrySize <= FormatConstants.PageSize);
         Assert.Equal(40, Off<ControlBlock>(nameof(ControlBlock.LockCount)));
         // Shared words are 8-byte aligned.
         Assert.All(new[] { 8, 16, 24, 32, 40 }, o => Assert.Equal(0, o % 8));

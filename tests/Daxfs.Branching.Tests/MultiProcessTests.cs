@@ -58,6 +58,18 @@ public class MultiProcessTests(ITestOutputHelper output)
         Assert.Equal("from the second store", Text(r.Store.Main, "y"));
         var rep = r.Store.Verify();
         Assert.Equal(rep.ReachableBytes, rep.ArenaUsedBytes);
+
+        // Nested commits seen from the other store: c into p here, then p into main there.
+        var p = r.Store.Main.Fork("p");
+        p.WriteAllBytes("p.txt", "P"u8);
+        var c = p.Fork("c");
+        c.WriteAllBytes("c.txt", "C"u8);
+        c.CommitToParent("c into p");
+        Assert.Equal("C", Text(other.GetBranch("p"), "c.txt")); // the other store replays the merge
+        other.GetBranch("p").Commit("p into main");
+        Assert.Equal("C", Text(r.Store.Main, "c.txt"));       // and this one replays p's log, merge included
+        Assert.Equal(3, r.Store.Versions.Count);
+        Assert.Equal(r.Store.Usage.ArenaFreeBytes, other.Usage.ArenaFreeBytes);
     }
 
     [Fact]

@@ -39,13 +39,14 @@ internal sealed class RegionLock
         _pipeline = Build(_timeout);
     }
 
+    /// <summary>How long to wait; kept between 10 ms and 24 h (the range the retry pipeline accepts).</summary>
     public TimeSpan Timeout
     {
         get => _timeout;
         set
         {
-            _timeout = value;
-            _pipeline = Build(value);
+            _timeout = value < TimeSpan.FromMilliseconds(10) ? TimeSpan.FromMilliseconds(10) : value > TimeSpan.FromHours(24) ? TimeSpan.FromHours(24) : value;
+            _pipeline = Build(_timeout);
         }
     }
 
@@ -69,7 +70,10 @@ internal sealed class RegionLock
     {
         TookOverFromDead = false;
         if (TryAcquire())
+        {
+            Interlocked.Increment(ref _region.Word(FormatConstants.ControlOffset + ControlBlock.LockCountOffset));
             return;
+        }
         long holder = 0;
         try
         {

@@ -44,7 +44,7 @@ internal struct Superblock
 /// <code>
 ///  0 Magic u64 "DAXCTRL1"  8 LockOwner i64 (process word of the region lock's holder, 0 = free)
 /// 16 Reserved i64
-/// 24 NextLogId i64         32 AllocHint i64 (page index where the next allocation search starts)
+/// 24 NextLogId i64         32 Reserved i64
 /// 40 LockCount i64 (acquisitions, for diagnostics)
 /// 48 ChangeCounter i64 (bumped by every change; a process whose last seen value differs re-reads the region)
 /// 56 ReclaimEpoch i64 (space given up is parked under the current value, which then advances)
@@ -61,9 +61,9 @@ internal struct ControlBlock
     public const ulong MagicValue = 0x314C_5254_4358_4144; // "DAXCTRL1"
 
     public const int LockOwnerOffset = 8;
-    public const int LockOwnerStartOffset = 16;
+    public const int Reserved16Offset = 16;
     public const int NextLogIdOffset = 24;
-    public const int AllocHintOffset = 32;
+    public const int Reserved32Offset = 32;
     public const int LockCountOffset = 40;
     public const int ChangeCounterOffset = 48;
     public const int ReclaimEpochOffset = 56;
@@ -73,9 +73,9 @@ internal struct ControlBlock
 
     [FieldOffset(0)] public ulong Magic;
     [FieldOffset(LockOwnerOffset)] public long LockOwner;
-    [FieldOffset(LockOwnerStartOffset)] public long LockOwnerStart;
+    [FieldOffset(Reserved16Offset)] public long Reserved16;
     [FieldOffset(NextLogIdOffset)] public long NextLogId;
-    [FieldOffset(AllocHintOffset)] public long AllocHint;
+    [FieldOffset(Reserved32Offset)] public long Reserved32;
     [FieldOffset(LockCountOffset)] public long LockCount;
     [FieldOffset(ChangeCounterOffset)] public long ChangeCounter;
     [FieldOffset(ReclaimEpochOffset)] public long ReclaimEpoch;

@@ -51,6 +51,9 @@ internal sealed unsafe class LogCursor
     /// <summary>Region offset of the current record's header.</summary>
     public long Offset { get; private set; }
 
+    /// <summary>The log being walked.</summary>
+    public long LogId => _ref.LogId;
+
     public RecordHeader Header;
 
     /// <summary>End of the last record that validated (where a torn log would be cut).</summary>

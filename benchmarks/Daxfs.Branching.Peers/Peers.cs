@@ -1,0 +1,616 @@
+using System.Diagnostics;
+using Daxfs.Branching.Fuse;
+
+namespace Daxfs.Branching.Peers;
+
+/// <summary>The scenarios, each run on every system that can run here.</summary>
+internal sealed class Peers(string work, string ws, string region, Report report, bool root, bool quick)
+{
+    private int _n;
+    private string Fresh(string name) => Path.Combine(work, $"{name}-{++_n}");
+
+    private static string Daxfs => Path.Combine(AppContext.BaseDirectory, "daxfs.dll");
+
+    private string? NeedRoot(string what) => root ? null : $"{what} needs root";
+
+    private void Try(string scenario, string system, Func<string?> check, Func<Figure> run)
+    {
+        string? why = check();
+        if (why is not null) { report.Skip(scenario, system, why); return; }
+        try { report.Add(run()); }
+        catch (Exception e) when (e is InvalidOperationException or IOException)
+        {
+            report.Skip(scenario, system, "failed: " + e.Message.Split('\n')[0]);
+        }
+    }
+
+    // ------------------------------------------------------------------ fork
+
+    public void Fork()
+    {
+        Console.WriteLine("fork a workspace:");
+        int reps = quick ? 5 : 20;
+        Try("fork", "ours (library)", () => null, () =>
+        {
+            using var s = Store.Open(region);
+            s.Main.Fork("warm").Discard();
+            var samples = new List<double>();
+            for (int i = 0; i < 200; i++)
+            {
+                Branch? b = null;
+                samples.Add(Sh.TimeMs(() => b = s.Main.Fork($"f{i}")));
+                b!.Discard();
+            }
+            return new Figure("fork", "ours (library)", "ms", samples);
+        });
+        Try("fork", "ours (CLI branch create)", () => File.Exists(Daxfs) ? null : "daxfs.dll not beside the runner", () =>
+        {
+            var samples = new List<double>();
+            for (int i = 0; i < reps; i++)
+                samples.Add(Sh.TimeMs(() => Sh.Run("dotnet", Daxfs, "branch", "create", $"cli{i}", "-r", region)));
+            using (var s = Store.Open(region))
+                for (int i = 0; i < reps; i++) s.GetBranch($"cli{i}").Discard();
+            return new Figure("fork", "ours (CLI branch create)", "ms", samples, "a whole process: .NET start-up included");
+        });
+        Try("fork", "cp -a (tmpfs)", () => null, () =>
+        {
+            var samples = new List<double>();
+            for (int i = 0; i < Math.Min(reps, 5); i++)
+            {
+                string dest = Fresh("copy");
+                samples.Add(Sh.TimeMs(() => Sh.Run("cp", "-a", ws, dest)));
+                Directory.Delete(dest, true);
+            }
+            return new Figure("fork", "cp -a (tmpfs)", "ms", samples);
+        });
+        Try("fork", "overlayfs (mkdir+mount)", () => NeedRoot("mount -t overlay"), () =>
+        {
+            var samples = new List<double>();
+            for (int i = 0; i < reps; i++)
+            {
+                string o = Fresh("ovl");
+                samples.Add(Sh.TimeMs(() => OverlayMount(o)));
+                Sh.Run("umount", Path.Combine(o, "m"));
+            }
+            return new Figure("fork", "overlayfs (mkdir+mount)", "ms", samples);
+        });
+        Try("fork", "btrfs snapshot", BtrfsCheck, () =>
+        {
+            string mnt = BtrfsWithWorkspace();
+            var samples = new List<double>();
+            for (int i = 0; i < reps; i++)
+                samples.Add(Sh.TimeMs(() => Sh.Run("btrfs", "subvolume", "snapshot", Path.Combine(mnt, "ws"), Path.Combine(mnt, $"snap{i}"))));
+            return new Figure("fork", "btrfs snapshot", "ms", samples, "subvolume snapshot on a loop file in /dev/shm");
+        });
+        Try("fork", "git worktree add", () => Sh.Has("git") ? null : "git not found", () =>
+        {
+            string repo = GitRepo();
+            var samples = new List<double>();
+            for (int i = 0; i < Math.Min(reps, 5); i++)
+                samples.Add(Sh.TimeMs(() => Sh.Run("git", "-C", repo, "worktree", "add", "-q", Path.Combine(work, $"wt{i}"))));
+            return new Figure("fork", "git worktree add", "ms", samples);
+        });
+    }
+
+    private void OverlayMount(string o)
+    {
+        foreach (var d in new[] { "u", "w", "m" }) Directory.CreateDirectory(Path.Combine(o, d));
+        Sh.Run("mount", "-t", "overlay", "overlay", "-o", $"lowerdir={ws},upperdir={o}/u,workdir={o}/w", Path.Combine(o, "m"));
+    }
+
+    private string? BtrfsCheck() => NeedRoot("a loop mount") ?? (Sh.Has("mkfs.btrfs") ? null : "mkfs.btrfs not found (apt-get install btrfs-progs)");
+
+    private string? _btrfs;
+
+    /// <summary>A btrfs file system on a loop file in /dev/shm holding the workspace as subvolume "ws".</summary>
+    private string BtrfsWithWorkspace()
+    {
+        if (_btrfs is not null) return _btrfs;
+        long size = Math.Max(2L << 30, Workspace.Size(ws) * 6);
+        string img = Path.Combine(work, "btrfs.img");
+        using (var f = new FileStream(img, FileMode.Create)) f.SetLength(size);
+        Sh.Run("mkfs.btrfs", "-q", img);
+        string mnt = Path.Combine(work, "btrfs");
+        Directory.CreateDirectory(mnt);
+        Sh.Run("mount", "-o", "loop", img, mnt);
+        Sh.Run("btrfs", "subvolume", "create", Path.Combine(mnt, "ws"));
+        Sh.Bash($"cp -a '{ws}/.' '{mnt}/ws/'");
+        return _btrfs = mnt;
+    }
+
+    private string? _repo;
+
+    private string GitRepo()
+    {
+        if (_repo is not null) return _repo;
+        string repo = Path.Combine(work, "repo");
+        Sh.Run("cp", "-a", ws, repo);
+        Sh.Bash("git init -q . && git add -A && git -c user.email=b@example.org -c user.name=bench commit -qm base", repo);
+        return _repo = repo;
+    }
+
+    // ------------------------------------------------------------------ scaling
+
+    public void Scaling()
+    {
+        Console.WriteLine("fork scaling:");
+        var sizes = quick ? new[] { 10L << 20, 100L << 20 } : new[] { 10L << 20, 100L << 20, 1L << 30, 4L << 30 };
+        foreach (long size in sizes)
+        {
+            string label = size >= 1L << 30 ? $"{size >> 30} GiB" : $"{size >> 20} MiB";
+            Try($"fork, workspace {label}", "ours (library)", () => null, () =>
+            {
+                string dir = Fresh("scale");
+                long bytes = Workspace.Generate(dir, (int)Math.Clamp(size / (80 * 1024), 100, 20000), size, seed: 2);
+                string r = Fresh("scale.daxfs");
+                using var s = Store.Create(r, BaseImageBuilder.FromDirectory(dir), new StoreOptions { Capacity = bytes + (256L << 20) });
+                Directory.Delete(dir, true);
+                s.Main.Fork("warm").Discard();
+                var samples = new List<double>();
+                for (int i = 0; i < 100; i++)
+                {
+                    Branch? b = null;
+                    samples.Add(Sh.TimeMs(() => b = s.Main.Fork($"f{i}")));
+                    b!.Discard();
+                }
+                s.Dispose();
+                File.Delete(r);
+                return new Figure($"fork, workspace {label}", "ours (library)", "ms", samples);
+            });
+        }
+        foreach (int depth in new[] { 1, 8, 64 })
+        {
+            Try($"fork at depth {depth}", "ours (library)", () => null, () =>
+            {
+                using var s = Store.Open(region);
+                var b = s.Main.Fork($"d1-{depth}");
+                for (int d = 2; d < depth; d++) b = b.Fork($"d{d}-{depth}");
+                var parent = b;
+                var samples = new List<double>();
+                for (int i = 0; i < 100; i++)
+                {
+                    Branch? c = null;
+                    samples.Add(Sh.TimeMs(() => c = depth == 1 ? s.Main.Fork($"x{i}") : parent.Fork($"x{i}")));
+                    c!.Discard();
+                }
+                b.Abort();
+                return new Figure($"fork at depth {depth}", "ours (library)", "ms", samples);
+            });
+        }
+        // Space: 100 forks, each changing 1 MiB of one file.
+        long wsBytes = Workspace.Size(ws);
+        var target = Workspace.Pick(ws, 1)[0];
+        Try("space for 100 forks × 1 MiB", "ours (library)", () => null, () =>
+        {
+            using var s = Store.Open(region);
+            long before = s.Usage.ArenaBytes - s.Usage.ArenaFreeBytes;
+            var payload = new byte[1 << 20];
+            new Random(3).NextBytes(payload);
+            for (int i = 0; i < 100; i++) s.Main.Fork($"sp{i}").Write(target, 0, payload);
+            long grown = s.Usage.ArenaBytes - s.Usage.ArenaFreeBytes - before;
+            for (int i = 0; i < 100; i++) s.GetBranch($"sp{i}").Discard();
+            double overheadPct = (grown - 100.0 * (1 << 20)) / wsBytes * 100;
+            return new Figure("space for 100 forks × 1 MiB", "ours (library)", "MiB", [grown / (double)(1 << 20)],
+                $"beyond the 100 MiB changed: {overheadPct:0.###}% of the workspace");
+        });
+        Try("space for 100 forks × 1 MiB", "overlayfs", () => NeedRoot("mount -t overlay"), () =>
+        {
+            var dirs = new List<string>();
+            for (int i = 0; i < 100; i++)
+            {
+                string o = Fresh("ovlspace");
+                OverlayMount(o);
+                using (var f = new FileStream(Path.Combine(o, "m", target), FileMode.Open, FileAccess.Write)) f.Write(new byte[1 << 20]);
+                Sh.Run("umount", Path.Combine(o, "m"));
+                dirs.Add(o);
+            }
+            long bytes = long.Parse(Sh.Bash($"du -sb {string.Join(' ', dirs.Select(d => $"'{d}/u'"))} | awk '{{s+=$1}} END {{print s}}'").Trim(), System.Globalization.CultureInfo.InvariantCulture);
+            return new Figure("space for 100 forks × 1 MiB", "overlayfs", "MiB", [bytes / (double)(1 << 20)], "copy-up copies the whole file");
+        });
+        Try("space for 100 forks × 1 MiB", "btrfs snapshot", BtrfsCheck, () =>
+        {
+            string mnt = BtrfsWithWorkspace();
+            Sh.Run("btrfs", "filesystem", "sync", mnt);
+            long Used() => long.Parse(Sh.Bash($"df -B1 --output=used '{mnt}' | tail -1").Trim(), System.Globalization.CultureInfo.InvariantCulture);
+            long before = Used();
+            for (int i = 0; i < 100; i++)
+            {
+                string snap = Path.Combine(mnt, $"space{i}");
+                Sh.Run("btrfs", "subvolume", "snapshot", Path.Combine(mnt, "ws"), snap);
+                using var f = new FileStream(Path.Combine(snap, target), FileMode.Open, FileAccess.Write);
+                f.Write(new byte[1 << 20]);
+            }
+            Sh.Run("btrfs", "filesystem", "sync", mnt);
+            return new Figure("space for 100 forks × 1 MiB", "btrfs snapshot", "MiB", [(Used() - before) / (double)(1 << 20)]);
+        });
+        report.Skip("space for 100 forks × 1 MiB", "cp -a (tmpfs)", $"would copy the workspace 100 times ({100 * wsBytes >> 20} MiB); its cost is 100 × the workspace by construction");
+    }
+
+    // ------------------------------------------------------------------ reads
+
+    public void Read()
+    {
+        Console.WriteLine("reads:");
+        long size = quick ? 128L << 20 : 1L << 30;
+        string label = quick ? "128 MiB" : "1 GiB";
+        string bigDir = Fresh("big");
+        Directory.CreateDirectory(bigDir);
+        string bigFile = Path.Combine(bigDir, "big.bin");
+        using (var f = new FileStream(bigFile, FileMode.Create))
+        {
+            var buf = new byte[1 << 20];
+            var rng = new Random(4);
+            for (long d = 0; d < size; d += buf.Length) { rng.NextBytes(buf); f.Write(buf); }
+        }
+        string bigRegion = Fresh("big.daxfs");
+        Store.Create(bigRegion, BaseImageBuilder.FromDirectory(bigDir), new StoreOptions { Capacity = size + (256L << 20) }).Dispose();
+        int reps = quick ? 3 : 5;
+        var buffer = new byte[1 << 20];
+
+        Figure Seq(string system, Func<long> readAll) => new($"sequential read {label}", system, "MiB/s",
+            Enumerable.Range(0, reps).Select(_ =>
+            {
+                Sh.DropCaches();
+                long n = 0;
+                double ms = Sh.TimeMs(() => n = readAll());
+                if (n != size) throw new InvalidOperationException($"read {n} bytes, expected {size}");
+                return size / (double)(1 << 20) / (ms / 1000);
+            }).ToList());
+
+        long ReadFile(string path)
+        {
+            using var h = File.OpenHandle(path, FileMode.Open, FileAccess.Read);
+            long off = 0;
+            int n;
+            while ((n = RandomAccess.Read(h, buffer, off)) > 0) off += n;
+            return off;
+        }
+
+        Figure Rand(string system, Func<long, int> read4k)
+        {
+            var rng = new Random(5);
+            var offsets = Enumerable.Range(0, 20000).Select(_ => rng.NextInt64(0, size / 4096) * 4096).ToArray();
+            return new Figure("4 KiB random read", system, "ms", Enumerable.Range(0, reps).Select(_ =>
+            {
+                Sh.DropCaches();
+                double ms = Sh.TimeMs(() => { foreach (var o in offsets) if (read4k(o) != 4096) throw new InvalidOperationException("short read"); });
+                return ms / offsets.Length;
+            }).ToList(), "per read, 20,000 reads at random aligned offsets");
+        }
+
+        using (var s = Store.Open(bigRegion))
+        {
+            var h = s.Main.OpenFile("big.bin");
+            Try($"sequential read {label}", "ours (spans, copied out)", () => null, () => Seq("ours (spans, copied out)", () =>
+            {
+                long off = 0;
+                while (off < size) off += h.Read(off, buffer);
+                return off;
+            }));
+            Try("4 KiB random read", "ours (spans)", () => null, () => Rand("ours (spans)", o => h.Read(o, buffer.AsSpan(0, 4096))));
+        }
+        Try($"sequential read {label}", "tmpfs file", () => null, () => Seq("tmpfs file", () => ReadFile(bigFile)));
+        using (var th = File.OpenHandle(bigFile, FileMode.Open, FileAccess.Read))
+            Try("4 KiB random read", "tmpfs file", () => null, () => Rand("tmpfs file", o => RandomAccess.Read(th, buffer.AsSpan(0, 4096), o)));
+        string? problem = BranchMount.FuseProblem();
+        WithMount(bigRegion, "main", problem, mp =>
+        {
+            string p = Path.Combine(mp, "big.bin");
+            Try($"sequential read {label}", "ours (mount)", () => null, () => Seq("ours (mount)", () => ReadFile(p)));
+            using var mh = File.OpenHandle(p, FileMode.Open, FileAccess.Read);
+            Try("4 KiB random read", "ours (mount)", () => null, () => Rand("ours (mount)", o => RandomAccess.Read(mh, buffer.AsSpan(0, 4096), o)));
+        });
+        if (root)
+        {
+            string o = Fresh("ovlread");
+            foreach (var d in new[] { "u", "w", "m" }) Directory.CreateDirectory(Path.Combine(o, d));
+            Sh.Run("mount", "-t", "overlay", "overlay", "-o", $"lowerdir={bigDir},upperdir={o}/u,workdir={o}/w", Path.Combine(o, "m"));
+            string p = Path.Combine(o, "m", "big.bin");
+            Try($"sequential read {label}", "overlayfs (tmpfs lower)", () => null, () => Seq("overlayfs (tmpfs lower)", () => ReadFile(p)));
+            using (var oh = File.OpenHandle(p, FileMode.Open, FileAccess.Read))
+                Try("4 KiB random read", "overlayfs (tmpfs lower)", () => null, () => Rand("overlayfs (tmpfs lower)", off => RandomAccess.Read(oh, buffer.AsSpan(0, 4096), off)));
+            Sh.Run("umount", Path.Combine(o, "m"));
+        }
+        else
+        {
+            report.Skip($"sequential read {label}", "overlayfs (tmpfs lower)", "mount -t overlay needs root");
+        }
+        File.Delete(bigRegion);
+        Directory.Delete(bigDir, true);
+    }
+
+    /// <summary>Mounts a branch in this process for the duration of <paramref name="body"/>.</summary>
+    private void WithMount(string regionPath, string branch, string? problem, Action<string> body)
+    {
+        if (problem is not null)
+        {
+            report.Skip("mount", "ours (mount)", problem);
+            return;
+        }
+        string mp = Fresh("mnt");
+        Directory.CreateDirectory(mp);
+        using var ready = new ManualResetEventSlim();
+        using var cancel = new CancellationTokenSource();
+        Exception? failure = null;
+        var server = new Thread(() =>
+        {
+            try { BranchMount.Run(regionPath, branch, mp, new MountOptions(), ready.Set, cancel.Token); }
+            catch (Exception e) { failure = e; ready.Set(); }
+        }) { IsBackground = true };
+        server.Start();
+        ready.Wait();
+        if (failure is not null) throw new InvalidOperationException("mount failed: " + failure.Message);
+        try { body(mp); }
+        finally
+        {
+            cancel.Cancel();
+            server.Join(TimeSpan.FromSeconds(10));
+        }
+    }
+
+    // ------------------------------------------------------------------ metadata and git status
+
+    public void Metadata()
+    {
+        Console.WriteLine("metadata:");
+        string? problem = BranchMount.FuseProblem();
+        string meta = Fresh("meta");
+        for (int i = 0; i < 10000; i++)
+        {
+            string d = Path.Combine(meta, $"d{i % 100:000}");
+            Directory.CreateDirectory(d);
+            File.WriteAllBytes(Path.Combine(d, $"f{i:00000}"), [(byte)i]);
+        }
+        string metaRegion = Fresh("meta.daxfs");
+        Store.Create(metaRegion, BaseImageBuilder.FromDirectory(meta), new StoreOptions { Capacity = 256L << 20 }).Dispose();
+        int reps = quick ? 3 : 7;
+        Figure StatAll(string system, string dir) => new("stat+readdir of 10,000 files", system, "ms", Enumerable.Range(0, reps).Select(rep =>
+        {
+            Sh.DropCaches();
+            return Sh.TimeMs(() =>
+            {
+                int n = 0;
+                foreach (var f in Directory.EnumerateFiles(dir, "*", SearchOption.AllDirectories)) { _ = File.GetUnixFileMode(f); n++; }
+                if (n != 10000) throw new InvalidOperationException($"saw {n} files");
+            });
+        }).ToList(), "first walk after dropping caches");
+        Try("stat+readdir of 10,000 files", "tmpfs", () => null, () => StatAll("tmpfs", meta));
+        WithMount(metaRegion, "main", problem, mp => Try("stat+readdir of 10,000 files", "ours (mount)", () => null, () => StatAll("ours (mount)", mp)));
+
+        if (!Sh.Has("git")) { report.Skip("git status", "all", "git not found"); return; }
+        // A real tree with history: this repository's own sources, or the workspace.
+        string repo = Fresh("gitrepo");
+        string source = Path.GetFullPath(Path.Combine(AppContext.BaseDirectory, "..", "..", "..", "..", ".."));
+        if (Directory.Exists(Path.Combine(source, ".git")))
+            Sh.Run("git", "clone", "-q", source, repo);
+        else
+            Sh.Bash($"cp -a '{GitRepo()}' '{repo}'");
+        Sh.Bash("git status --porcelain >/dev/null", repo); // refresh the index so both start clean
+        string gitRegion = Fresh("git.daxfs");
+        Store.Create(gitRegion, BaseImageBuilder.FromDirectory(repo), new StoreOptions { Capacity = Workspace.Size(repo) + (256L << 20) }).Dispose();
+        Figure Status(string system, string dir) => new("git status", system, "ms", Enumerable.Range(0, reps).Select(_ =>
+            Sh.TimeMs(() => Sh.Bash("git status --porcelain >/dev/null", dir))).ToList(), $"{Directory.EnumerateFiles(dir, "*", SearchOption.AllDirectories).Count()} files incl. .git; warm");
+        Try("git status", "tmpfs", () => null, () => Status("tmpfs", repo));
+        using (var s = Store.Open(gitRegion)) s.Main.Fork("status");
+        WithMount(gitRegion, "status", problem, mp =>
+        {
+            Sh.Bash("git status --porcelain >/dev/null", mp); // the index is rewritten once for the new inode numbers
+            Try("git status", "ours (mount)", () => null, () => Status("ours (mount)", mp));
+        });
+    }
+
+    // ------------------------------------------------------------------ edit, commit, abort
+
+    public void EditCommitAbort()
+    {
+        Console.WriteLine("edit 100 files, then commit or abort:");
+        var targets = Workspace.Pick(ws, 100);
+        int reps = quick ? 3 : 5;
+        foreach (bool rewrite in new[] { false, true })
+        {
+            string how = rewrite ? "rewrite each" : "1 byte each";
+            void Edit(Func<string, string> pathOf)
+            {
+                foreach (var t in targets)
+                {
+                    string p = pathOf(t);
+                    if (rewrite) { var len = new FileInfo(p).Length; File.WriteAllBytes(p, new byte[len]); }
+                    else using (var f = new FileStream(p, FileMode.Open, FileAccess.Write)) f.WriteByte(0x5A);
+                }
+            }
+            Try($"commit 100 files ({how})", "ours (library)", () => null, () =>
+            {
+                using var s = Store.Open(region);
+                var samples = new List<double>();
+                for (int i = 0; i < reps; i++)
+                {
+                    var b = s.Main.Fork($"edit{_n++}");
+                    foreach (var t in targets)
+                    {
+                        if (rewrite) b.Write(t, 0, new byte[b.Stat(t).Size]);
+                        else b.Write(t, 0, [0x5A]);
+                    }
+                    samples.Add(Sh.TimeMs(() => b.Commit("edit")));
+                }
+                return new Figure($"commit 100 files ({how})", "ours (library)", "ms", samples, "the commit step: the chain becomes main");
+            });
+            Try($"abort after 100 edits ({how})", "ours (library)", () => null, () =>
+            {
+                using var s = Store.Open(region);
+                var samples = new List<double>();
+                for (int i = 0; i < reps; i++)
+                {
+                    var b = s.Main.Fork($"abort{_n++}");
+                    foreach (var t in targets) b.Write(t, 0, rewrite ? new byte[b.Stat(t).Size] : [0x5A]);
+                    samples.Add(Sh.TimeMs(b.Abort));
+                }
+                return new Figure($"abort after 100 edits ({how})", "ours (library)", "ms", samples);
+            });
+            Try($"commit 100 files ({how})", "cp back (tmpfs)", () => null, () =>
+            {
+                var samples = new List<double>();
+                for (int i = 0; i < reps; i++)
+                {
+                    string copy = Fresh("cpedit");
+                    Sh.Run("cp", "-a", ws, copy);
+                    Edit(t => Path.Combine(copy, t));
+                    string main = Fresh("cpmain");
+                    Sh.Run("cp", "-a", ws, main);
+                    samples.Add(Sh.TimeMs(() => { foreach (var t in targets) File.Copy(Path.Combine(copy, t), Path.Combine(main, t), overwrite: true); }));
+                    Directory.Delete(copy, true);
+                    Directory.Delete(main, true);
+                }
+                return new Figure($"commit 100 files ({how})", "cp back (tmpfs)", "ms", samples, "copying the 100 edited files back into the main tree");
+            });
+            Try($"abort after 100 edits ({how})", "cp -a copy (rm -rf)", () => null, () =>
+            {
+                var samples = new List<double>();
+                for (int i = 0; i < reps; i++)
+                {
+                    string copy = Fresh("cpabort");
+                    Sh.Run("cp", "-a", ws, copy);
+                    Edit(t => Path.Combine(copy, t));
+                    samples.Add(Sh.TimeMs(() => Directory.Delete(copy, true)));
+                }
+                return new Figure($"abort after 100 edits ({how})", "cp -a copy (rm -rf)", "ms", samples);
+            });
+            Try($"commit 100 files ({how})", "overlayfs (copy upper down)", () => NeedRoot("mount -t overlay"), () =>
+            {
+                var samples = new List<double>();
+                for (int i = 0; i < reps; i++)
+                {
+                    string lower = Fresh("ovllower");
+                    Sh.Run("cp", "-a", ws, lower);
+                    string o = Fresh("ovledit");
+                    foreach (var d in new[] { "u", "w", "m" }) Directory.CreateDirectory(Path.Combine(o, d));
+                    Sh.Run("mount", "-t", "overlay", "overlay", "-o", $"lowerdir={lower},upperdir={o}/u,workdir={o}/w", Path.Combine(o, "m"));
+                    Edit(t => Path.Combine(o, "m", t));
+                    Sh.Run("umount", Path.Combine(o, "m"));
+                    samples.Add(Sh.TimeMs(() => Sh.Run("cp", "-a", $"{o}/u/.", $"{lower}/")));
+                    Directory.Delete(lower, true);
+                }
+                return new Figure($"commit 100 files ({how})", "overlayfs (copy upper down)", "ms", samples);
+            });
+            Try($"abort after 100 edits ({how})", "overlayfs (umount, rm upper)", () => NeedRoot("mount -t overlay"), () =>
+            {
+                var samples = new List<double>();
+                for (int i = 0; i < reps; i++)
+                {
+                    string o = Fresh("ovlabort");
+                    OverlayMount(o);
+                    Edit(t => Path.Combine(o, "m", t));
+                    samples.Add(Sh.TimeMs(() => { Sh.Run("umount", Path.Combine(o, "m")); Directory.Delete(o, true); }));
+                }
+                return new Figure($"abort after 100 edits ({how})", "overlayfs (umount, rm upper)", "ms", samples);
+            });
+            Try($"commit 100 files ({how})", "btrfs (snapshot swap)", BtrfsCheck, () =>
+            {
+                string mnt = BtrfsWithWorkspace();
+                var samples = new List<double>();
+                for (int i = 0; i < reps; i++)
+                {
+                    string snap = Path.Combine(mnt, $"edit{_n++}");
+                    Sh.Run("btrfs", "subvolume", "snapshot", Path.Combine(mnt, "ws"), snap);
+                    Edit(t => Path.Combine(snap, t));
+                    string old = Path.Combine(mnt, $"old{_n++}");
+                    samples.Add(Sh.TimeMs(() =>
+                    {
+                        Directory.Move(Path.Combine(mnt, "ws"), old);
+                        Directory.Move(snap, Path.Combine(mnt, "ws"));
+                        Sh.Run("btrfs", "subvolume", "delete", old);
+                    }));
+                }
+                return new Figure($"commit 100 files ({how})", "btrfs (snapshot swap)", "ms", samples, "rename the snapshot over the original, delete the old one");
+            });
+            Try($"abort after 100 edits ({how})", "btrfs (subvolume delete)", BtrfsCheck, () =>
+            {
+                string mnt = BtrfsWithWorkspace();
+                var samples = new List<double>();
+                for (int i = 0; i < reps; i++)
+                {
+                    string snap = Path.Combine(mnt, $"ab{_n++}");
+                    Sh.Run("btrfs", "subvolume", "snapshot", Path.Combine(mnt, "ws"), snap);
+                    Edit(t => Path.Combine(snap, t));
+                    samples.Add(Sh.TimeMs(() => Sh.Run("btrfs", "subvolume", "delete", snap)));
+                }
+                return new Figure($"abort after 100 edits ({how})", "btrfs (subvolume delete)", "ms", samples);
+            });
+            Try($"abort after 100 edits ({how})", "git worktree remove", () => Sh.Has("git") ? null : "git not found", () =>
+            {
+                string repo = GitRepo();
+                var samples = new List<double>();
+                for (int i = 0; i < Math.Min(reps, 3); i++)
+                {
+                    string wt = Path.Combine(work, $"wtab{_n++}");
+                    Sh.Run("git", "-C", repo, "worktree", "add", "-q", wt);
+                    Edit(t => Path.Combine(wt, t));
+                    samples.Add(Sh.TimeMs(() => Sh.Run("git", "-C", repo, "worktree", "remove", "--force", wt)));
+                }
+                return new Figure($"abort after 100 edits ({how})", "git worktree remove", "ms", samples);
+            });
+        }
+    }
+
+    // ------------------------------------------------------------------ agents
+
+    public void Agents()
+    {
+        Console.WriteLine("agent workload:");
+        if (BranchMount.FuseProblem() is { } problem) { report.Skip("8 agents: fork, edit, git status, commit one", "ours (mounts)", problem); return; }
+        if (!Sh.Has("git")) { report.Skip("8 agents: fork, edit, git status, commit one", "ours (mounts)", "git not found"); return; }
+        string repo = GitRepo();
+        Sh.Bash("git status --porcelain >/dev/null", repo);
+        string agentRegion = Fresh("agents.daxfs");
+        Store.Create(agentRegion, BaseImageBuilder.FromDirectory(repo), new StoreOptions { Capacity = Workspace.Size(repo) + (2L << 30) }).Dispose();
+        var targets = Workspace.Pick(ws, 80);
+        int reps = quick ? 1 : 3;
+        Try("8 agents: fork, edit, git status, commit one", "ours (mounts)", () => null, () =>
+        {
+            var samples = new List<double>();
+            for (int rep = 0; rep < reps; rep++)
+            {
+                samples.Add(Sh.TimeMs(() =>
+                {
+                    using var s = Store.Open(agentRegion);
+                    var names = Enumerable.Range(0, 8).Select(i => $"agent{rep}-{i}").ToList();
+                    foreach (var n in names) s.Main.Fork(n);
+                    Parallel.ForEach(names, new ParallelOptions { MaxDegreeOfParallelism = 8 }, n =>
+                        WithMount(agentRegion, n, null, mp =>
+                        {
+                            foreach (var t in targets.Skip(names.IndexOf(n) * 10).Take(10))
+                                using (var f = new FileStream(Path.Combine(mp, t), FileMode.Open, FileAccess.Write)) f.WriteByte(1);
+                            Sh.Bash("git status --porcelain >/dev/null", mp);
+                        }));
+                    s.GetBranch(names[0]).Commit("agent 0 wins");
+                }));
+            }
+            return new Figure("8 agents: fork, edit, git status, commit one", "ours (mounts)", "ms", samples, "mount, 10 edits and git status per agent, in parallel");
+        });
+        Try("8 agents: fork, edit, git status, commit one", "overlayfs", () => NeedRoot("mount -t overlay"), () =>
+        {
+            var samples = new List<double>();
+            for (int rep = 0; rep < reps; rep++)
+            {
+                string lower = Fresh("agentlower");
+                Sh.Run("cp", "-a", repo, lower);
+                samples.Add(Sh.TimeMs(() =>
+                {
+                    var dirs = Enumerable.Range(0, 8).Select(_ => Fresh("agentovl")).ToList();
+                    Parallel.ForEach(dirs, new ParallelOptions { MaxDegreeOfParallelism = 8 }, o =>
+                    {
+                        foreach (var d in new[] { "u", "w", "m" }) Directory.CreateDirectory(Path.Combine(o, d));
+                        Sh.Run("mount", "-t", "overlay", "overlay", "-o", $"lowerdir={lower},upperdir={o}/u,workdir={o}/w", Path.Combine(o, "m"));
+                        foreach (var t in targets.Skip(dirs.IndexOf(o) * 10).Take(10))
+                            using (var f = new FileStream(Path.Combine(o, "m", t), FileMode.Open, FileAccess.Write)) f.WriteByte(1);
+                        Sh.Bash("git status --porcelain >/dev/null", Path.Combine(o, "m"));
+                        Sh.Run("umount", Path.Combine(o, "m"));
+                    });
+                    Sh.Run("cp", "-a", $"{dirs[0]}/u/.", $"{lower}/");
+                    foreach (var o in dirs) Directory.Delete(o, true);
+                }));
+                Directory.Delete(lower, true);
+            }
+            return new Figure("8 agents: fork, edit, git status, commit one", "overlayfs", "ms", samples, "8 overlay mounts, the winner's upper copied down");
+        });
+    }
+}
