@@ -13,7 +13,7 @@ namespace Daxfs.Branching.Fuse;
 /// </summary>
 internal sealed unsafe class FuseServer
 {
-    private const int BufferSize = (1 << 20) + 64 * 1024; // max_write plus headers
+    private const int BufferSize = (4 << 20) + 64 * 1024; // max_write plus headers
     private static readonly byte[] s_zeros = new byte[64 * 1024];
 
     private readonly int _fd;
@@ -39,6 +39,9 @@ internal sealed unsafe class FuseServer
     }
 
     public TimeSpan EntryTimeout { get; init; } = TimeSpan.FromSeconds(1);
+
+    /// <summary>Called once the kernel accepted the INIT reply (its readahead settings are final then).</summary>
+    public Action? Initialized { get; init; }
 
     /// <summary>Serves with <paramref name="threads"/> threads until the file system is unmounted.</summary>
     public void Run(int threads)
@@ -398,15 +401,16 @@ internal sealed unsafe class FuseServer
         {
             Major = FuseProtocol.Major,
             Minor = Math.Min(FuseProtocol.Minor, i.Minor),
-            MaxReadahead = i.MaxReadahead,
+            MaxReadahead = Math.Max(i.MaxReadahead, 4u << 20),
             Flags = i.Flags & wanted,
             MaxBackground = 64,
             CongestionThreshold = 48,
-            MaxWrite = 1 << 20,
+            MaxWrite = 4 << 20,
             TimeGran = 1,
-            MaxPages = 256,
+            MaxPages = 1024, // the kernel caps this at its own limit (256 on older kernels)
         };
         ReplyStruct(unique, in o);
+        Initialized?.Invoke();
     }
 
     private void DoReadDir(ref FuseInHeader h, ReadOnlySpan<byte> body, bool plus)
