@@ -45,7 +45,18 @@ internal static class BranchVerbs
         if (Store.BranchNameProblem(name) is { } why)
             throw new UsageException($"invalid branch name '{name}': {why}");
         using var store = c.Open();
-        var parent = store.GetBranch(c.Args.Value("--parent") ?? "main");
+        if (c.Args.Value("--from") is { } from && c.Args.Value("--parent") is not null)
+            throw new UsageException("--from and --parent exclude each other");
+        Branch parent;
+        if (c.Args.Value("--from") is { } reference)
+        {
+            try { parent = store.Resolve(reference); }
+            catch (ArgumentOutOfRangeException e) { throw new UsageException($"--from {reference}: {e.Message.Split(" (Parameter")[0]}"); }
+        }
+        else
+        {
+            parent = store.GetBranch(c.Args.Value("--parent") ?? "main");
+        }
         var b = parent.Fork(name);
         Console.Out.WriteLine($"created branch '{b.Name}' from '{parent.Name}' (depth {b.Depth})");
         return Program.Ok;

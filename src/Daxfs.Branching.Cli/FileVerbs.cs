@@ -191,14 +191,31 @@ internal static class FileVerbs
     public static int Diff(Context c)
     {
         using var store = c.Open();
-        var b = c.OpenBranch(store);
-        var changes = b.Diff();
+        string? from = c.Args.Value("--from"), to = c.Args.Value("--to");
+        IReadOnlyList<Change> changes;
+        string newer, older;
+        if (from is not null || to is not null)
+        {
+            if (c.Args.Value("--at") is not null || c.Args.Value("--branch") is not null)
+                throw new UsageException("--from/--to exclude -b and --at");
+            var a = Ref(store, from ?? throw new UsageException("--to needs --from"), "--from");
+            var b2 = Ref(store, to ?? "main", "--to");
+            changes = a.DiffTo(b2);
+            (older, newer) = (a.Name, b2.Name);
+        }
+        else
+        {
+            var b = c.OpenBranch(store);
+            changes = b.Diff();
+            newer = b.Name;
+            older = b.Info.Status is BranchStatus.Main or BranchStatus.Version ? "the version before" : b.Parent?.Name ?? "the base image";
+        }
         if (c.Json)
         {
-            Output.WriteJson(new { branch = b.Name, against = b.Parent?.Name ?? "base image", changes });
+            Output.WriteJson(new { branch = newer, against = older, changes });
             return Program.Ok;
         }
-        Console.Out.WriteLine($"{b.Name} against {b.Parent?.Name ?? "the base image"}: {changes.Count} change(s)");
+        Console.Out.WriteLine($"{newer} against {older}: {changes.Count} change(s)");
         foreach (var ch in changes)
         {
             string what = ch.Kind switch
@@ -214,6 +231,12 @@ internal static class FileVerbs
             Console.Out.WriteLine($"  {what}{(ch.Detail is null ? "" : "  (" + ch.Detail + ")")}{ranges}");
         }
         return Program.Ok;
+    }
+
+    private static Branch Ref(Store store, string reference, string option)
+    {
+        try { return store.Resolve(reference); }
+        catch (ArgumentOutOfRangeException e) { throw new UsageException($"{option} {reference}: {e.Message.Split(" (Parameter")[0]}"); }
     }
 
     public static int Export(Context c)

@@ -103,5 +103,16 @@ internal sealed class Context(Args args)
         return store;
     }
 
-    public Branch OpenBranch(Store store) => store.GetBranch(BranchName);
+    /// <summary>The branch named by -b, or with --at the version or tag it names (read-only).</summary>
+    public Branch OpenBranch(Store store)
+    {
+        if (Args.Value("--at") is { } at)
+        {
+            if (Args.Value("--branch") is not null)
+                throw new UsageException("--at and -b exclude each other: --at names a version of main");
+            try { return store.Resolve(at); }
+            catch (ArgumentOutOfRangeException e) { throw new UsageException($"--at {at}: {e.Message.Split(" (Parameter")[0]}"); }
+        }
+        return store.GetBranch(BranchName);
+    }
 }

@@ -46,13 +46,44 @@ internal static class RegionVerbs
         return Program.Ok;
     }
 
+    public static int Tag(Context c)
+    {
+        using var store = c.Open();
+        if (c.Args.Flag("--list") || c.Args.Positional.Count == 0 && !c.Args.Flag("--delete"))
+        {
+            var tags = store.Tags;
+            if (c.Json) Output.WriteJson(tags);
+            else foreach (var (tagName, tagVersion) in tags) Console.Out.WriteLine($"{tagName}\tversion {tagVersion}");
+            return Program.Ok;
+        }
+        string name = c.Args.Arg(0, "NAME");
+        if (c.Args.Flag("--delete"))
+        {
+            store.DeleteTag(name);
+            Console.Out.WriteLine($"deleted tag '{name}'");
+            return Program.Ok;
+        }
+        if (Store.BranchNameProblem(name) is { } why)
+            throw new UsageException($"invalid tag name '{name}': {why}");
+        long version = c.Args.Positional.Count > 1
+            ? (long.TryParse(c.Args.Positional[1].TrimStart('@'), System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out long v) ? v
+                : throw new UsageException($"VERSION: '{c.Args.Positional[1]}' is not a version number"))
+            : store.Versions.Count;
+        if (version > store.Versions.Count)
+            throw new UsageException($"VERSION: no version {version} (main is at version {store.Versions.Count})");
+        store.Tag(name, version);
+        Console.Out.WriteLine($"tagged version {version} as '{name}'");
+        return Program.Ok;
+    }
+
     public static int Log(Context c)
     {
         using var store = c.Open();
         var versions = store.Versions;
+        var tags = store.Tags.GroupBy(kv => kv.Value).ToDictionary(g => g.Key, g => string.Join(", ", g.Select(kv => kv.Key)));
         if (c.Json)
         {
-            Output.WriteJson(versions);
+            Output.WriteJson(versions.Select(v => new { v.Sequence, v.Time, v.Message, v.SourceBranch, v.Records, v.Bytes, tags = tags.GetValueOrDefault(v.Sequence) }));
             return Program.Ok;
         }
         if (versions.Count == 0)
@@ -60,10 +91,10 @@ internal static class RegionVerbs
             Output.Out.WriteLine("no versions yet: main is the base image");
             return Program.Ok;
         }
-        var t = Output.Table("version", "time", "source", "records", "size", "message");
+        var t = Output.Table("version", "time", "source", "records", "size", "tags", "message");
         foreach (var v in versions.Reverse())
             t.AddRow(v.Sequence.ToString(System.Globalization.CultureInfo.InvariantCulture), Output.Time(v.Time), Output.Escape(v.SourceBranch),
-                v.Records.ToString(System.Globalization.CultureInfo.InvariantCulture), Output.Bytes(v.Bytes), Output.Escape(v.Message));
+                v.Records.ToString(System.Globalization.CultureInfo.InvariantCulture), Output.Bytes(v.Bytes), Output.Escape(tags.GetValueOrDefault(v.Sequence) ?? ""), Output.Escape(v.Message));
         Output.Out.Write(t);
         return Program.Ok;
     }

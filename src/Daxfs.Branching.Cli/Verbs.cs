@@ -4,7 +4,7 @@ namespace Daxfs.Branching.Cli;
 
 /// <summary>A command of the tool.</summary>
 internal sealed record Verb(string Name, string Usage, string Summary, string Example, OptionSpec[] Options, int MinArgs, int MaxArgs,
-    Func<Context, int> Run, bool UsesRegion = true, bool UsesBranch = false, bool HasJson = false)
+    Func<Context, int> Run, bool UsesRegion = true, bool UsesBranch = false, bool HasJson = false, bool HasAt = false)
 {
     public IReadOnlyList<OptionSpec> AllOptions
     {
@@ -14,6 +14,7 @@ internal sealed record Verb(string Name, string Usage, string Summary, string Ex
             if (UsesRegion) all.Add(Verbs.Region);
             if (UsesBranch) all.Add(Verbs.Branch);
             if (HasJson) all.Add(Verbs.JsonOption);
+            if (HasAt) all.Add(Verbs.At);
             return all;
         }
     }
@@ -43,6 +44,7 @@ internal static class Verbs
     public static readonly OptionSpec Region = new("--region", "-r", "PATH", "the region file (default: $DAXFS_REGION)");
     public static readonly OptionSpec Branch = new("--branch", "-b", "NAME", "the branch to act on (default: main)");
     public static readonly OptionSpec JsonOption = new("--json", null, null, "print JSON for scripts");
+    public static readonly OptionSpec At = new("--at", null, "REF", "read main as of a version (number) or tag, instead of a branch");
 
     public static readonly Verb[] All =
     [
@@ -60,9 +62,9 @@ internal static class Verbs
             "daxfs verify -r /dev/shm/ws.daxfs", [], 0, 0, RegionVerbs.Verify, HasJson: true),
         new("branch list", "branch list [--json]", "Lists the branches: name, parent, state, depth and log size.",
             "daxfs branch list -r /dev/shm/ws.daxfs", [], 0, 0, BranchVerbs.List, HasJson: true),
-        new("branch create", "branch create NAME [--parent P]", "Forks a new branch (default parent: main). O(1): nothing is copied.",
-            "daxfs branch create agent-1 -r /dev/shm/ws.daxfs\ndaxfs branch create try-2 --parent agent-1",
-            [new("--parent", "-p", "P", "the branch to fork from (default: main)")], 1, 1, BranchVerbs.Create),
+        new("branch create", "branch create NAME [--parent P | --from REF]", "Forks a new branch (default parent: main). O(1): nothing is copied.\nWith --from, forks main as of a past version or tag (to replay against an old state).",
+            "daxfs branch create agent-1 -r /dev/shm/ws.daxfs\ndaxfs branch create try-2 --parent agent-1\ndaxfs branch create replay --from v1.0",
+            [new("--parent", "-p", "P", "the branch to fork from (default: main)"), new("--from", null, "REF", "fork main as of this version number or tag")], 1, 1, BranchVerbs.Create),
         new("branch commit", "branch commit NAME [--to-parent] [-m MESSAGE]",
             "Commits leaf branch NAME: its chain becomes main's next version and every other branch is invalidated;\nwith --to-parent, it merges into its parent only and its siblings are invalidated.",
             "daxfs branch commit agent-1 -m 'agent 1 passed the tests'",
@@ -73,12 +75,12 @@ internal static class Verbs
         new("branch discard", "branch discard NAME", "Discards leaf branch NAME alone; its parent goes on.",
             "daxfs branch discard try-2", [], 1, 1, BranchVerbs.Discard),
         new("ls", "ls [PATH] [-l] [--json]", "Lists a directory of a branch.",
-            "daxfs ls /src -l -b agent-1", [new("--long", "-l", null, "show mode, owner, size and time")], 0, 1, FileVerbs.Ls, UsesBranch: true, HasJson: true),
+            "daxfs ls /src -l -b agent-1\ndaxfs ls /src --at 3", [new("--long", "-l", null, "show mode, owner, size and time")], 0, 1, FileVerbs.Ls, UsesBranch: true, HasJson: true, HasAt: true),
         new("cat", "cat PATH [--offset N] [--length N]", "Writes a file's bytes (or a range of them) to standard output.",
             "daxfs cat /src/app.py -b agent-1\ndaxfs cat /data.bin --offset 4096 --length 100",
             [new("--offset", null, "N", "first byte (default 0)"), new("--length", null, "N", "bytes to write (default: to the end)")],
-            1, 1, FileVerbs.Cat, UsesBranch: true),
-        new("stat", "stat PATH [--json]", "Shows a file's attributes.", "daxfs stat /src/app.py -b agent-1", [], 1, 1, FileVerbs.Stat, UsesBranch: true, HasJson: true),
+            1, 1, FileVerbs.Cat, UsesBranch: true, HasAt: true),
+        new("stat", "stat PATH [--json]", "Shows a file's attributes.", "daxfs stat /src/app.py -b agent-1", [], 1, 1, FileVerbs.Stat, UsesBranch: true, HasJson: true, HasAt: true),
         new("put", "put PATH [--offset N] [--append]", "Writes standard input into PATH (created if missing; replaced unless --offset or --append).",
             "echo 'print(1)' | daxfs put /src/app.py -b agent-1",
             [new("--offset", null, "N", "write at this offset, keeping the rest of the file"), new("--append", "-a", null, "append at the end")],
@@ -94,12 +96,17 @@ internal static class Verbs
         new("truncate", "truncate PATH SIZE", "Sets a file's size: shorter drops bytes, longer adds zeros.", "daxfs truncate /log.txt 0 -b agent-1",
             [], 2, 2, FileVerbs.Truncate, UsesBranch: true),
         new("chmod", "chmod MODE PATH", "Sets permission bits (octal).", "daxfs chmod 755 /run.sh -b agent-1", [], 2, 2, FileVerbs.Chmod, UsesBranch: true),
-        new("diff", "diff [-b BRANCH] [--json]", "What BRANCH changed against its parent: added, deleted, modified (with byte ranges), renamed, attribute changes.",
-            "daxfs diff -b agent-1", [], 0, 0, FileVerbs.Diff, UsesBranch: true, HasJson: true),
+        new("diff", "diff [-b BRANCH | --at REF | --from REF --to REF] [--json]",
+            "What changed: BRANCH against its parent, version REF against the version before, or between any two refs\n(branches, version numbers, tags): added, deleted, modified (with byte ranges), renamed, attribute changes.",
+            "daxfs diff -b agent-1\ndaxfs diff --at 3\ndaxfs diff --from v1.0 --to main",
+            [new("--from", null, "REF", "the older side"), new("--to", null, "REF", "the newer side")], 0, 0, FileVerbs.Diff, UsesBranch: true, HasJson: true, HasAt: true),
         new("log", "log [--json]", "The versions of main: sequence, time, message, source branch, size.", "daxfs log -r /dev/shm/ws.daxfs",
             [], 0, 0, RegionVerbs.Log, HasJson: true),
-        new("export", "export DEST_DIR [-b BRANCH]", "Writes a branch's whole tree into a new directory.", "daxfs export ./out -b agent-1",
-            [], 1, 1, FileVerbs.Export, UsesBranch: true),
+        new("export", "export DEST_DIR [-b BRANCH | --at REF]", "Writes a branch's (or a version's) whole tree into a new directory.", "daxfs export ./out -b agent-1\ndaxfs export ./v3 --at 3",
+            [], 1, 1, FileVerbs.Export, UsesBranch: true, HasAt: true),
+        new("tag", "tag NAME [VERSION] | tag --delete NAME | tag --list [--json]", "Names a version of main (default: the latest); tags are kept by compaction and survive reopening.",
+            "daxfs tag v1.0\ndaxfs tag before-refactor 3\ndaxfs tag --list",
+            [new("--delete", "-d", null, "remove the tag"), new("--list", "-l", null, "list the tags")], 0, 2, RegionVerbs.Tag, HasJson: true),
         new("mount", "mount MOUNTPOINT -r REGION -b BRANCH [--background] [--read-only]",
             "Mounts a branch at a directory through FUSE, so any program works inside it (main is always read-only).\nNeeds root and /dev/fuse (apt-get install fuse3). Stays in the foreground unless --background.",
             "daxfs mount /mnt/agent -r /dev/shm/ws.daxfs -b agent-1 --background",

@@ -14,13 +14,13 @@ public sealed partial class Branch
 {
     /// <summary>
     /// What this branch changed against its parent: added, deleted, modified (with byte ranges), renamed and
-    /// attribute changes. For main, against the base image.
+    /// attribute changes. For main (and for a past version of it), against the version before; for a branch
+    /// forked from a past version, against that version.
     /// </summary>
     public IReadOnlyList<Change> Diff()
     {
         var v = ReadView();
-        var older = State.Parent is { } p ? p.View : View.Initial(v.Base);
-        return DiffEngine.Compare(older, v);
+        return DiffEngine.Compare(Store.OlderViewOf(State), v);
     }
 
     /// <summary>What <paramref name="newer"/> has that this branch does not (this branch is the older side).</summary>

@@ -65,6 +65,8 @@ public enum BranchStatus
     Main,
     /// <summary>Invalidated by a commit or abort elsewhere; every operation fails.</summary>
     Invalidated,
+    /// <summary>A past version of main: read-only, can be forked.</summary>
+    Version,
 }
 
 /// <summary>A summary of one branch.</summary>

@@ -61,6 +61,7 @@ public sealed partial class Store
     internal BranchInfo InfoOf(BranchState s)
     {
         var status = s.Status != BranchState.StatusLive ? BranchStatus.Invalidated
+            : s.IsSnapshot ? BranchStatus.Version
             : s.IsMain ? BranchStatus.Main
             : s.Children.Count > 0 ? BranchStatus.Frozen : BranchStatus.Live;
         return new BranchInfo(s.Name, s.Parent?.Name, status, s.Depth, s.LogBytes, s.Records, FileStat.FromNs(s.CreatedNs));
@@ -84,6 +85,8 @@ public sealed partial class Store
     {
         if (s.Status != BranchState.StatusLive)
             ThrowHelper.Invalidated(s.Name);
+        if (s.IsSnapshot)
+            return; // a past version of main: immutable, valid while the store is open
         ref var slot = ref SlotAt(s.Slot);
         if (Volatile.Read(ref slot.Generation) != s.Generation || Volatile.Read(ref slot.State) != (uint)SlotState.Live)
         {
@@ -98,6 +101,8 @@ public sealed partial class Store
         CheckLive(s);
         if (s.IsMain)
             throw new BranchReadOnlyException(s.Name);
+        if (s.IsSnapshot)
+            throw new BranchReadOnlyException(s.Name, $"'{s.Name}' is a past version of main and read-only; fork it to change it");
         int children = (int)Volatile.Read(ref SlotAt(s.Slot).LiveChildren);
         if (children > 0)
             throw new BranchFrozenException(s.Name, children);
@@ -125,6 +130,13 @@ public sealed partial class Store
         {
             var p = parent.State;
             CheckLive(p);
+            long baseVersion = -1;
+            if (p.IsSnapshot)
+            {
+                // A fork of a past version: a child of main based on that version, which later commits leave alone.
+                baseVersion = p.SnapshotOf;
+                p = _slots[0]!;
+            }
             if (_byName.ContainsKey(name))
                 throw new BranchExistsException(name);
             int slot = FindSlot(name);
@@ -139,7 +151,8 @@ public sealed partial class Store
             filled.Generation = generation;
             filled.ParentSlot = (uint)p.Slot;
             filled.ParentGeneration = p.Generation;
-            filled.ForkEpoch = p.Epoch;
+            filled.ForkEpoch = baseVersion >= 0 ? baseVersion : p.Epoch;
+            filled.Flags = baseVersion >= 0 ? BranchSlot.FlagDetached : 0;
             filled.LogId = logId;
             filled.CreatedNs = now;
             WriteName(ref filled, name);
@@ -159,7 +172,9 @@ public sealed partial class Store
                 Log = null!,
             };
             s.Log = new LogAppender(_region, _allocator, SlotOffset(slot), logId, 0, 0, 0, 0, s.OwnBlocks);
-            s.View = p.View;
+            s.View = baseVersion >= 0 ? _versionViews[(int)baseVersion] : p.View;
+            s.Detached = baseVersion >= 0;
+            s.BaseVersion = baseVersion >= 0 ? baseVersion : p.IsMain ? p.Epoch : p.BaseVersion;
             _slots[slot] = s;
             _byName[name] = s;
             _invalidatedNames.Remove(name);
@@ -222,8 +237,8 @@ public sealed partial class Store
         {
             var b = branch.State;
             CheckLive(b);
-            if (b.IsMain)
-                throw new InvalidOperationException("main cannot be committed");
+            if (b.IsMain || b.IsSnapshot)
+                throw new InvalidOperationException($"{b.Name} cannot be committed: fork a branch from it");
             if (b.Parent!.IsMain)
                 return CommitToMain(b, message);
             if (b.Children.Count > 0)
@@ -261,8 +276,8 @@ public sealed partial class Store
     private VersionInfo CommitToMain(BranchState b, string message)
     {
         CheckLive(b);
-        if (b.IsMain)
-            throw new InvalidOperationException("main cannot be committed");
+        if (b.IsMain || b.IsSnapshot)
+            throw new InvalidOperationException($"{b.Name} cannot be committed: fork a branch from it");
         if (b.Children.Count > 0)
             throw new BranchNotLeafException(b.Name, "commit");
         var main = _slots[0]!;
@@ -273,6 +288,8 @@ public sealed partial class Store
             chain.Add(s);
         }
         chain.Reverse();
+        if (chain[0].Detached && chain[0].BaseVersion != main.Epoch)
+            throw new BranchStaleBaseException(b.Name, chain[0].BaseVersion, main.Epoch);
         var refs = chain.Select(s => s.Log.Ref).ToArray(); // empty logs too: recovery learns every chain member was committed
         long records = chain.Sum(s => s.Records), bytes = chain.Sum(s => s.LogBytes);
         long seq = main.Epoch + 1;
@@ -290,24 +307,26 @@ public sealed partial class Store
         Volatile.Write(ref SlotAt(0).Epoch, seq);
         FaultPoints.Hit("commit.epoch-stored");
         main.View = b.View;
+        _versionViews.Add(b.View);
         foreach (var s in chain)
             main.MergedBlocks.AddRange(s.AllBlocks());
         main.Records += records;
         main.LogBytes += bytes;
         var version = new VersionInfo(seq, FileStat.FromNs(time), message, b.Name, records, bytes);
         _versions.Add(version);
-        // Every other branch is now stale: end the chain (its logs are history) and invalidate the rest.
+        // Every other branch is now stale: end the chain (its logs are history) and invalidate the rest,
+        // except chains forked from past versions, which were never based on main's state.
         var chainSet = new HashSet<BranchState>(chain);
         bool first = true;
-        foreach (var top in main.Children.ToArray())
+        foreach (var top in main.Children.Where(c => !c.Detached || chainSet.Contains(c)).ToArray())
             foreach (var s in top.SelfAndDescendants().ToList())
             {
                 End(s, chainSet.Contains(s) ? SlotState.Free : SlotState.Invalidated, freeBlocks: !chainSet.Contains(s));
                 if (first) FaultPoints.Hit("commit.invalidating");
                 first = false;
             }
-        main.Children.Clear();
-        Volatile.Write(ref SlotAt(0).LiveChildren, 0u);
+        main.Children.RemoveAll(c => c.Status != BranchState.StatusLive);
+        Volatile.Write(ref SlotAt(0).LiveChildren, (uint)main.Children.Count);
         return version;
     }
 
@@ -324,8 +343,8 @@ public sealed partial class Store
         {
             var b = branch.State;
             CheckLive(b);
-            if (b.IsMain)
-                throw new InvalidOperationException("main cannot be aborted");
+            if (b.IsMain || b.IsSnapshot)
+                throw new InvalidOperationException($"{b.Name} cannot be aborted");
             var top = b;
             while (!top.Parent!.IsMain) top = top.Parent;
             var all = top.SelfAndDescendants().ToList();
@@ -346,8 +365,8 @@ public sealed partial class Store
         {
             var b = branch.State;
             CheckLive(b);
-            if (b.IsMain)
-                throw new InvalidOperationException("main cannot be discarded");
+            if (b.IsMain || b.IsSnapshot)
+                throw new InvalidOperationException($"{b.Name} cannot be discarded");
             if (b.Children.Count > 0)
                 throw new BranchNotLeafException(b.Name, "discard");
             End(b, SlotState.Free, freeBlocks: true);

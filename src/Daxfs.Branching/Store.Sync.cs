@@ -11,8 +11,14 @@ public sealed partial class Store
     /// <summary>The region's change counter when this process last brought its picture up to date.</summary>
     private long _seen = -1;
 
-    /// <summary>Logs merged into some history (by a merge or a version record): each may be merged only once.</summary>
+    /// <summary>Logs merged into some history (by a merge or a version record).</summary>
     private readonly HashSet<long> _mergedLogs = [];
+
+    /// <summary>Main's view after each version (index = version; 0 = the base image). Persistent views share structure.</summary>
+    private readonly List<View> _versionViews = [];
+
+    /// <summary>Tags: name → version.</summary>
+    private readonly SortedDictionary<string, long> _tags = new(StringComparer.Ordinal);
 
     private ref long ChangeCounter => ref _region.Word(FormatConstants.ControlOffset + ControlBlock.ChangeCounterOffset);
 
@@ -22,6 +28,7 @@ public sealed partial class Store
     /// </summary>
     internal void EnsureCurrent()
     {
+        ThrowIfUnusable();
         if (Volatile.Read(ref ChangeCounter) == Volatile.Read(ref _seen) || _held && Monitor.IsEntered(_gate))
             return;
         EnterChange(); // syncs on entry
@@ -65,6 +72,7 @@ public sealed partial class Store
         {
             var main = NewState(0, in raw[0], "main", null);
             main.View = View.Initial(_base);
+            _versionViews.Add(main.View);
             _slots[0] = main;
             _byName["main"] = main;
         }
@@ -87,7 +95,11 @@ public sealed partial class Store
             int p = (int)s.ParentSlot;
             var parent = p < count ? _slots[p] : null;
             bool parentMatches = p < count && p != i && raw[p].State == (uint)SlotState.Live && raw[p].Generation == s.ParentGeneration && s.Depth == raw[p].Depth + 1;
-            bool valid = parent is not null && parentMatches && s.ForkEpoch == parent.Epoch;
+            // A branch forked from a past version of main is not invalidated by later commits: it never was
+            // based on main's current state. Any other branch is stale once its parent's epoch moved on.
+            bool detached = (s.Flags & BranchSlot.FlagDetached) != 0 && p == 0;
+            bool valid = parent is not null && parentMatches
+                && (detached ? s.ForkEpoch >= 0 && s.ForkEpoch < _versionViews.Count : s.ForkEpoch == parent.Epoch);
             if (!valid)
             {
                 if (_slots[i] is { } gone)
@@ -109,7 +121,9 @@ public sealed partial class Store
             if (st is null)
             {
                 st = NewState(i, in s, names[i]!, parent);
-                st.View = parent!.View;
+                st.View = detached ? _versionViews[(int)s.ForkEpoch] : parent!.View;
+                st.Detached = detached;
+                st.BaseVersion = detached ? s.ForkEpoch : parent!.IsMain ? parent.Epoch : parent.BaseVersion;
                 if (_byName.ContainsKey(names[i]!))
                     ThrowHelper.Corrupt($"branch slot {i}", SlotOffset(i), $"name '{names[i]}' is used by two live branches");
                 _slots[i] = st;
@@ -317,8 +331,14 @@ public sealed partial class Store
         var reached = new HashSet<long> { root.LogId };
         stack.Push(root);
         var r = new Rec();
+        long pendingVersion = 0; // a version whose chain is being replayed; its view is taken when the walk is back at main's log
         while (stack.Count > 0)
         {
+            if (pendingVersion != 0 && stack.Count == 1)
+            {
+                _versionViews.Add(view);
+                pendingVersion = 0;
+            }
             var c = stack.Peek();
             bool more;
             try
@@ -363,6 +383,16 @@ public sealed partial class Store
                     owner.LogBytes += r.FileOffset;
                     for (int k = r.Logs.Length - 1; k >= 0; k--)
                         PushLog(stack, reached, r.Logs[k], c.Offset);
+                    pendingVersion = r.Seq;
+                    break;
+                case RecordKind.Tag:
+                    if (!owner.IsMain || !own)
+                        ThrowHelper.Corrupt("record", c.Offset, "a tag record outside main's own log");
+                    if (BranchNameProblem(r.Name) is { } why)
+                        ThrowHelper.Corrupt("record", c.Offset, $"bad tag name: {why}");
+                    if (r.Flags != 0) _tags.Remove(r.Name);
+                    else if (r.Seq < 0 || r.Seq > epoch) ThrowHelper.Corrupt("record", c.Offset, $"tag '{r.Name}' names version {r.Seq}, beyond {epoch}");
+                    else _tags[r.Name] = r.Seq;
                     break;
                 default:
                     if (owner.IsMain && own)
@@ -385,6 +415,8 @@ public sealed partial class Store
             if (stack.Count > FormatConstants.MaxMergeNesting)
                 ThrowHelper.Corrupt("record", c.Offset, "merges nested too deep");
         }
+        if (pendingVersion != 0)
+            _versionViews.Add(view);
         return false;
     }
 

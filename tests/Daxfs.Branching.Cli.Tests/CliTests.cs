@@ -216,6 +216,45 @@ public class CliTests
     }
 
     [Fact]
+    public void Versions_tags_time_travel_and_diffs_between_refs()
+    {
+        using var ws = Built();
+        Ok(ws.Run("branch", "create", "one"));
+        Ok(ws.RunWithInput("first", "put", "/v.txt", "-b", "one"));
+        Ok(ws.Run("branch", "commit", "one", "-m", "first"));
+        Ok(ws.Run("tag", "v1"));
+        Ok(ws.Run("branch", "create", "two"));
+        Ok(ws.RunWithInput("second", "put", "/v.txt", "-b", "two"));
+        Ok(ws.Run("branch", "commit", "two", "-m", "second"));
+        Assert.Equal("first", ws.Run("cat", "/v.txt", "--at", "v1").Out);
+        Assert.Equal("first", ws.Run("cat", "/v.txt", "--at", "1").Out);
+        Assert.Equal("second", ws.Run("cat", "/v.txt").Out);
+        Assert.Contains("v.txt", ws.Run("ls", "--at", "1").Out, StringComparison.Ordinal);
+        Assert.DoesNotContain("v.txt", ws.Run("ls", "--at", "0").Out, StringComparison.Ordinal);
+        Assert.Equal(5, ws.Run("stat", "/v.txt", "--at", "v1", "--json").Json.GetProperty("size").GetInt64());
+        var log = ws.Run("log", "--json").Json;
+        Assert.Equal("v1", log[0].GetProperty("tags").GetString());
+        Assert.Contains("v1\tversion 1", ws.Run("tag", "--list").Out, StringComparison.Ordinal);
+        var diff = ws.Run("diff", "--from", "v1", "--to", "main", "--json");
+        Ok(diff);
+        Assert.Equal("modified", diff.Json.GetProperty("changes")[0].GetProperty("kind").GetString());
+        Assert.Contains("/v.txt", ws.Run("diff", "--at", "2").Out, StringComparison.Ordinal);
+        // Replay against version 1: a branch of the past that later commits leave alone, and that cannot commit over them.
+        Ok(ws.Run("branch", "create", "replay", "--from", "v1"));
+        Assert.Equal("first", ws.Run("cat", "/v.txt", "-b", "replay").Out);
+        Fails(ws.Run("branch", "commit", "replay"), 1, "base is stale");
+        string dest = Path.Combine(ws.Root, "v1");
+        Ok(ws.Run("export", dest, "--at", "v1"));
+        Assert.Equal("first", File.ReadAllText(Path.Combine(dest, "v.txt")));
+        Fails(ws.Run("cat", "/v.txt", "--at", "9"), 2, "no version 9");
+        Fails(ws.RunWithInput("x", "put", "/x", "--at", "1"), 2, "unknown option");
+        Fails(ws.Run("tag", "v1"), 1, "already names version 1");
+        Fails(ws.Run("tag", "bad/name"), 2, "invalid tag name");
+        Ok(ws.Run("tag", "--delete", "v1"));
+        Fails(ws.Run("cat", "/v.txt", "--at", "v1"), 1, "not found");
+    }
+
+    [Fact]
     public void Size_strings_parse()
     {
         Assert.Equal(4096, Args.ParseSize("4096", "x"));

@@ -168,6 +168,20 @@ public class FileApiTests
     }
 
     [Fact]
+    public void A_closed_store_refuses_calls_instead_of_touching_unmapped_memory()
+    {
+        using var r = new TempRegion();
+        var main = r.Store.Main;
+        var h = main.OpenFile("src/a.txt");
+        r.Store.Dispose();
+        Assert.Throws<ObjectDisposedException>(() => main.ReadAllBytes("src/a.txt"));
+        Assert.Throws<ObjectDisposedException>(() => h.Read(0, 1));
+        Assert.Throws<ObjectDisposedException>(() => r.Store.AtVersion(0));
+        Assert.Throws<ObjectDisposedException>(() => r.Store.Versions);
+        r.Reopen();
+    }
+
+    [Fact]
     public void Invalid_ranges_are_rejected_with_the_path()
     {
         using var r = new TempRegion();

@@ -80,6 +80,8 @@ public class ModelTests(ITestOutputHelper output)
         private readonly List<Branch> _deadHandles = [];
         private int _nameCounter;
         private readonly Dictionary<string, int> _opCounts = [];
+        /// <summary>Main's tree after each version (index = version).</summary>
+        private readonly List<SortedDictionary<string, MNode>> _history = [];
         private int _maxDepth;
         private int _maxLive;
 
@@ -100,6 +102,7 @@ public class ModelTests(ITestOutputHelper output)
             _main.Tree["/d/e"] = new MNode(NodeKind.Directory, [], "", 0x1ED);
             _main.Tree["/c"] = new MNode(NodeKind.Symlink, [], "a", 0x1FF);
             _live["main"] = _main;
+            _history.Add(new SortedDictionary<string, MNode>(_main.Tree, StringComparer.Ordinal));
         }
 
         public int Step { get; private set; }
@@ -119,6 +122,7 @@ public class ModelTests(ITestOutputHelper output)
                 _maxLive = Math.Max(_maxLive, _live.Count);
             }
             foreach (var b in _live.Values) Check(b);
+            CheckHistory();
             _out.WriteLine($"{ops} ops; max live branches {_maxLive}; max depth {_maxDepth}; versions {Store.Versions.Count}; "
                 + string.Join(", ", _opCounts.OrderBy(k => k.Key).Select(k => $"{k.Key} {k.Value}")));
             Assert.True(_maxLive >= 20, $"only {_maxLive} live branches at most");
@@ -177,6 +181,8 @@ public class ModelTests(ITestOutputHelper output)
             var v = handle.Commit($"step {Step}");
             Assert.Equal(Store.Versions.Count, v.Sequence);
             _main.Tree = b.Tree;
+            _history.Add(new SortedDictionary<string, MNode>(b.Tree, StringComparer.Ordinal));
+            Assert.Equal(_history.Count - 1, v.Sequence);
             foreach (var x in _live.Values.Where(x => !x.IsMain).ToList()) _live.Remove(x.Name);
             _main.Children.Clear();
             _deadHandles.AddRange(others);
@@ -248,6 +254,7 @@ public class ModelTests(ITestOutputHelper output)
             _region.Reopen();
             Assert.Equal(before, ReopenAndRecoveryTests.Snapshot(Store));
             Assert.Empty(Store.Recovery.TruncatedLogs);
+            CheckHistory();
             _deadHandles.Clear(); // handles of the closed store are gone with it
             return _live.Values.ToList();
         }
@@ -512,9 +519,21 @@ public class ModelTests(ITestOutputHelper output)
 
         // ---------------------------------------------------------------- checking
 
-        private void Check(MBranch m)
+        /// <summary>Every version of main reads as main's model did right after that commit.</summary>
+        private void CheckHistory()
         {
-            var h = H(m);
+            Assert.Equal(_history.Count - 1, Store.Versions.Count);
+            for (int k = 0; k < _history.Count; k++)
+            {
+                var snapshot = new MBranch { Name = $"main@{k}", Tree = _history[k] };
+                CheckHandle(Store.AtVersion(k), snapshot);
+            }
+        }
+
+        private void Check(MBranch m) => CheckHandle(H(m), m);
+
+        private static void CheckHandle(Branch h, MBranch m)
+        {
             var seen = new List<string>();
             Walk(h, "/", seen, m);
             Assert.Equal(m.Tree.Keys, seen.Order(StringComparer.Ordinal));

@@ -18,6 +18,15 @@ internal sealed class BranchState
     public required LogAppender Log;
     public required long CreatedNs;
 
+    /// <summary>Forked from a past version of main (<see cref="BaseVersion"/>): commits to main do not invalidate it.</summary>
+    public bool Detached;
+
+    /// <summary>The version of main the branch's chain started from.</summary>
+    public long BaseVersion;
+
+    /// <summary>For a read-only view of a past version (not a branch): that version; otherwise -1.</summary>
+    public long SnapshotOf = -1;
+
     private View _view = null!;
 
     /// <summary>The branch's current tree; replaced whole by each change, never mutated.</summary>
@@ -51,6 +60,8 @@ internal sealed class BranchState
     }
 
     public bool IsMain => Slot == 0;
+
+    public bool IsSnapshot => SnapshotOf >= 0;
 
     public IEnumerable<BranchState> SelfAndDescendants()
     {

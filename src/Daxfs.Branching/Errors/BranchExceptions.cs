@@ -67,6 +67,27 @@ public sealed class BranchNotLeafException : BranchException
         : base(branch, $"cannot {operation} branch '{branch}': it has live children (only a leaf can be {operation}ed)") { }
 }
 
+/// <summary>
+/// The branch's chain was forked from a past version of main, and main has moved on since: committing it
+/// would silently undo the versions in between. Rebase it onto main first.
+/// </summary>
+public sealed class BranchStaleBaseException : BranchException
+{
+    /// <summary>Creates the exception.</summary>
+    public BranchStaleBaseException(string branch, long baseVersion, long mainVersion)
+        : base(branch, $"cannot commit '{branch}' to main: its base is stale (forked from version {baseVersion}, main is at version {mainVersion}); rebase it first")
+    {
+        BaseVersion = baseVersion;
+        MainVersion = mainVersion;
+    }
+
+    /// <summary>The version the branch's chain was forked from.</summary>
+    public long BaseVersion { get; }
+
+    /// <summary>Main's version now.</summary>
+    public long MainVersion { get; }
+}
+
 /// <summary>The branch table has no free slot left (every slot holds a live branch).</summary>
 public sealed class BranchTableFullException : DaxfsException
 {

@@ -63,4 +63,5 @@ internal enum RecordKind : ushort
     SetAttr = 8,
     Merge = 9,
     Version = 10,
+    Tag = 11,
 }

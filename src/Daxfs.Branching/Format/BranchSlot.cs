@@ -22,7 +22,8 @@ internal enum SlotState : uint
 ///  32 ForkEpoch i64 (parent's Epoch when forked) 40 Epoch i64 (commits merged into this branch)
 ///  48 LogId i64       56 Head i64 (first block, 0 = empty log)   64 Tail i64 (end of last published record)
 ///  72 CreatedNs i64   80 LiveChildren u32          84 IdentityCrc u32 (see <see cref="ComputeIdentityCrc"/>)
-///  88 Reserved i64    96 Name[64] UTF-8           160 Reserved[96]
+///  88 Flags u32 (1 = forked from a past version of main)   92 Reserved u32
+///  96 Name[64] UTF-8  160 Reserved[96]
 /// </code>
 /// </summary>
 [StructLayout(LayoutKind.Explicit, Size = Size)]
@@ -51,11 +52,18 @@ internal unsafe struct BranchSlot
     [FieldOffset(72)] public long CreatedNs;
     [FieldOffset(LiveChildrenOffset)] public uint LiveChildren;
     [FieldOffset(84)] public uint IdentityCrc;
+    [FieldOffset(FlagsOffset)] public uint Flags;
+
+    public const int FlagsOffset = 88;
+
+    /// <summary><see cref="Flags"/> bit: the branch was forked from version <see cref="ForkEpoch"/> of main, not from main's current state.</summary>
+    public const uint FlagDetached = 1;
     [FieldOffset(NameOffset)] public fixed byte Name[FormatConstants.MaxBranchName];
 
     /// <summary>
     /// CRC32C of the fields a fork writes once and never changes: bytes 4..40 (depth, generation, parent,
-    /// name length, parent generation, fork epoch), 48..56 (log id), 72..80 (creation time) and the name.
+    /// name length, parent generation, fork epoch), 48..56 (log id), 72..80 (creation time), 88..96 (flags)
+    /// and the name.
     /// The words that change afterwards (state, epoch, head, tail, live children) are single atomic stores
     /// and are checked against the logs instead.
     /// </summary>
@@ -67,6 +75,7 @@ internal unsafe struct BranchSlot
             uint crc = Crc32C.Append(Crc32C.Seed, bytes[4..40]);
             crc = Crc32C.Append(crc, bytes[48..56]);
             crc = Crc32C.Append(crc, bytes[72..80]);
+            crc = Crc32C.Append(crc, bytes[88..96]);
             crc = Crc32C.Append(crc, bytes[NameOffset..(NameOffset + FormatConstants.MaxBranchName)]);
             return Crc32C.Finish(crc);
         }

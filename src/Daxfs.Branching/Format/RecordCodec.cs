@@ -168,6 +168,19 @@ internal static class RecordCodec
         return len;
     }
 
+    /// <summary>Tag (in main's log): names a version, or with <paramref name="deleted"/> removes the name.</summary>
+    public static int EncodeTag(Span<byte> dst, long seq, string name, bool deleted)
+    {
+        int nl = Utf8Length(name);
+        int len = 16 + nl;
+        if (dst.Length < len) return len;
+        BinaryPrimitives.WriteInt64LittleEndian(dst, seq);
+        BinaryPrimitives.WriteUInt32LittleEndian(dst[8..], deleted ? 1u : 0u);
+        BinaryPrimitives.WriteUInt32LittleEndian(dst[12..], (uint)nl);
+        s_utf8.GetBytes(name, dst[16..]);
+        return len;
+    }
+
     private static void WriteRef(Span<byte> dst, LogRef r)
     {
         BinaryPrimitives.WriteInt64LittleEndian(dst, r.LogId);
@@ -274,6 +287,17 @@ internal static class RecordCodec
                 r.Logs = logs;
                 r.Source = Str(body.Slice(p, (int)sl), recordOffset);
                 r.Message = Str(body.Slice(p + (int)sl, (int)ml), recordOffset);
+                break;
+            }
+            case RecordKind.Tag:
+            {
+                Need(body, 16, recordOffset);
+                r.Seq = I64(body, 0);
+                r.Flags = U32(body, 8);
+                uint nl = U32(body, 12);
+                if (nl > Format.FormatConstants.MaxBranchName) Bad(recordOffset, "tag name length out of range");
+                Need(body, 16 + (int)nl, recordOffset);
+                r.Name = Str(body.Slice(16, (int)nl), recordOffset);
                 break;
             }
             default:

@@ -129,9 +129,14 @@ internal sealed unsafe class Region : IDisposable
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public void Check(long offset, long length)
     {
+        if (_base == null)
+            ThrowDisposed();
         if ((ulong)offset > (ulong)_length || (ulong)length > (ulong)(_length - offset))
             ThrowHelper.OutOfRegion(offset, length, _length);
     }
+
+    [System.Diagnostics.CodeAnalysis.DoesNotReturn]
+    private void ThrowDisposed() => throw new ObjectDisposedException(nameof(Region), $"{Path}: the region was closed");
 
     /// <summary>True when [offset, offset+length) lies inside the mapping.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

@@ -1,0 +1,116 @@
+using Daxfs.Branching.Branching;
+using Daxfs.Branching.Format;
+using Daxfs.Branching.Index;
+
+namespace Daxfs.Branching;
+
+public sealed partial class Store
+{
+    /// <summary>Main as it was at version <paramref name="version"/> (0 = the base image): a read-only view.</summary>
+    /// <remarks>
+    /// Reads work as on any branch. Forking it makes a branch based on that version; such a branch is not
+    /// invalidated by later commits, and can be committed to main only while main is still at that version.
+    /// </remarks>
+    /// <exception cref="ArgumentOutOfRangeException">No such version.</exception>
+    public Branch AtVersion(long version)
+    {
+        EnsureCurrent();
+        lock (_gate)
+        {
+            ThrowIfUnusable();
+            if (version < 0 || version >= _versionViews.Count)
+                throw new ArgumentOutOfRangeException(nameof(version), $"no version {version}: main has versions 0 (the base image) to {_versionViews.Count - 1}");
+            var st = new BranchState
+            {
+                Slot = -1,
+                Generation = 0,
+                Name = $"main@{version}",
+                Parent = null,
+                Depth = 0,
+                CreatedNs = version == 0 ? 0 : FileStat.ToNs(_versions[(int)version - 1].Time),
+                Log = null!,
+                SnapshotOf = version,
+                BaseVersion = version,
+            };
+            st.View = _versionViews[(int)version];
+            return new Branch(this, st);
+        }
+    }
+
+    /// <summary>
+    /// The branch or version a reference names: <c>main</c>, a branch name, a tag, or a version number
+    /// (<c>3</c> or <c>@3</c>).
+    /// </summary>
+    public Branch Resolve(string reference)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(reference);
+        string r = reference.StartsWith('@') ? reference[1..] : reference;
+        if (r.Length > 0 && r.All(char.IsAsciiDigit) && long.TryParse(r, out long v))
+            return AtVersion(v);
+        EnsureCurrent();
+        long? tagged = null;
+        lock (_gate)
+        {
+            ThrowIfUnusable();
+            if (_tags.TryGetValue(reference, out long t) && !_byName.ContainsKey(reference))
+                tagged = t;
+        }
+        return tagged is { } tv ? AtVersion(tv) : GetBranch(reference);
+    }
+
+    /// <summary>The tags: name → version of main.</summary>
+    public IReadOnlyDictionary<string, long> Tags
+    {
+        get { EnsureCurrent(); lock (_gate) { ThrowIfUnusable(); return new SortedDictionary<string, long>(_tags, StringComparer.Ordinal); } }
+    }
+
+    /// <summary>Names version <paramref name="version"/> of main <paramref name="name"/> (same rules as branch names). Tags survive reopening.</summary>
+    public void Tag(string name, long version)
+    {
+        if (BranchNameProblem(name) is { } why)
+            throw new ArgumentException($"invalid tag name '{name}': {why}", nameof(name));
+        Locked(() =>
+        {
+            if (version < 0 || version >= _versionViews.Count)
+                throw new ArgumentOutOfRangeException(nameof(version), $"no version {version}: main has versions 0 to {_versionViews.Count - 1}");
+            if (_tags.TryGetValue(name, out long existing))
+                throw new DaxfsException($"tag '{name}' already names version {existing}; delete it first");
+            AppendTag(name, version, deleted: false);
+            _tags[name] = version;
+        });
+    }
+
+    /// <summary>Removes tag <paramref name="name"/>.</summary>
+    public void DeleteTag(string name)
+    {
+        ArgumentNullException.ThrowIfNull(name);
+        Locked(() =>
+        {
+            if (!_tags.TryGetValue(name, out long v))
+                throw new DaxfsException($"no tag '{name}'");
+            AppendTag(name, v, deleted: true);
+            _tags.Remove(name);
+        });
+    }
+
+    private void AppendTag(string name, long version, bool deleted)
+    {
+        var main = _slots[0]!;
+        int len = RecordCodec.EncodeTag(default, version, name, deleted);
+        long at = main.Log.Reserve(RecordKind.Tag, BaseImageBuilder.NowNs(), len);
+        RecordCodec.EncodeTag(main.Log.Body(at, len), version, name, deleted);
+        main.Log.Publish(at, _region.Kind != Media.RegionKind.Memory);
+    }
+
+    /// <summary>The view a diff of <paramref name="s"/> "against its parent" starts from.</summary>
+    internal View OlderViewOf(BranchState s)
+    {
+        if (s.IsSnapshot)
+            return _versionViews[(int)Math.Max(0, s.SnapshotOf - 1)];
+        if (s.IsMain)
+            return _versionViews[Math.Max(0, _versionViews.Count - 2)];
+        if (s.Detached && s.Parent!.IsMain)
+            return _versionViews[(int)s.BaseVersion];
+        return s.Parent!.View;
+    }
+}
