@@ -243,9 +243,7 @@ internal sealed unsafe class FuseServer
             {
                 string name = CString(body, out var rest);
                 string target = CString(rest, out _);
-                RequireWritable();
-                var a = _branch.CreateInode(node, name, NodeKind.Symlink, 0x1FF, h.Uid, h.Gid, target);
-                Changed();
+                var a = Create(node, name, NodeKind.Symlink, 0x1FF, ref h, target);
                 ReplyEntry(h.Unique, in a);
                 return;
             }
@@ -255,9 +253,7 @@ internal sealed unsafe class FuseServer
                 string name = CString(body[16..], out _);
                 if ((mode & 0xF000) != 0x8000)
                     throw new DaxfsIOException(FileSystemError.InvalidArgument, name, "only regular files can be created");
-                RequireWritable();
-                var a = _branch.CreateInode(node, name, NodeKind.File, mode & 0xFFF, h.Uid, h.Gid, "");
-                Changed();
+                var a = Create(node, name, NodeKind.File, mode, ref h, "");
                 ReplyEntry(h.Unique, in a);
                 return;
             }
@@ -265,9 +261,7 @@ internal sealed unsafe class FuseServer
             {
                 uint mode = MemoryMarshal.Read<uint>(body);
                 string name = CString(body[8..], out _);
-                RequireWritable();
-                var a = _branch.CreateInode(node, name, NodeKind.Directory, mode & 0xFFF, h.Uid, h.Gid, "");
-                Changed();
+                var a = Create(node, name, NodeKind.Directory, mode, ref h, "");
                 ReplyEntry(h.Unique, in a);
                 return;
             }
@@ -312,9 +306,7 @@ internal sealed unsafe class FuseServer
             {
                 uint mode = MemoryMarshal.Read<uint>(body[4..]);
                 string name = CString(body[16..], out _);
-                RequireWritable();
-                var a = _branch.CreateInode(node, name, NodeKind.File, mode & 0xFFF, h.Uid, h.Gid, "");
-                Changed();
+                var a = Create(node, name, NodeKind.File, mode, ref h, "");
                 ReplyCreate(h.Unique, in a);
                 return;
             }
@@ -385,6 +377,15 @@ internal sealed unsafe class FuseServer
                 ReplyError(h.Unique, h.Opcode == FuseProtocol.Fallocate ? FuseNative.EOPNOTSUPP : FuseNative.ENOSYS);
                 return;
         }
+    }
+
+    /// <summary>Creates an entry owned by the calling user (mkdir, mknod, create, symlink).</summary>
+    private InodeAttributes Create(long parent, string name, NodeKind kind, uint mode, ref FuseInHeader h, string target)
+    {
+        RequireWritable();
+        var a = _branch.CreateInode(parent, name, kind, mode & 0xFFF, h.Uid, h.Gid, target);
+        Changed();
+        return a;
     }
 
     private void DoInit(ulong unique, ReadOnlySpan<byte> body)

@@ -25,26 +25,7 @@ public class CorruptionTests
         return (path, bytes, sb.BaseOffset, sb.ArenaOffset);
     }
 
-    /// <summary>Opens the region and reads every branch whole; returns the outcome as text.</summary>
-    private static string OpenAndReadAll(string path)
-    {
-        try
-        {
-            using var s = Store.Open(path);
-            s.Verify();
-            return ReopenAndRecoveryTests.Snapshot(s);
-        }
-        catch (CorruptionException e)
-        {
-            Assert.False(string.IsNullOrEmpty(e.Structure));
-            Assert.Contains("offset", e.Message);
-            return "corrupt";
-        }
-        catch (FormatVersionException)
-        {
-            return "version";
-        }
-    }
+    private static string OpenAndReadAll(string path) => HostileRegionTests.Outcome(path);
 
     [Fact]
     public void Damaged_headers_name_the_structure()

@@ -53,7 +53,7 @@ public class HostileRegionTests(ITestOutputHelper output)
     }
 
     /// <summary>Opens the region and reads everything; returns "corrupt", "version" or a snapshot of a consistent region.</summary>
-    private static string Outcome(string path)
+    internal static string Outcome(string path)
     {
         var task = Task.Run(() =>
         {
