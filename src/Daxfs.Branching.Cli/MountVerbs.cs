@@ -31,6 +31,9 @@ internal static class MountVerbs
             Console.Out.WriteLine($"mounted branch '{branch}' at {mountpoint}{(readOnly || branch == "main" ? " (read-only)" : "")}; unmount with 'daxfs unmount {mountpoint}' or Ctrl-C");
             Console.Out.Flush();
         }, cancel.Token);
+        // A background server logs to a file its parent named; after a clean unmount there is nothing to keep.
+        if (Environment.GetEnvironmentVariable("DAXFS_MOUNT_LOG") is { Length: > 0 } log)
+            File.Delete(log);
         return Program.Ok;
     }
 
