@@ -168,6 +168,25 @@ public class MountTests
     }
 
     [Fact]
+    public void A_child_forked_from_another_shell_freezes_the_mounted_branch()
+    {
+        using var m = new Mounted();
+        string mp = m.Mount("parent");
+        File.WriteAllText(Path.Combine(mp, "before.txt"), "ok");
+        Sh.Ok(m.Cli("branch", "create", "child", "--parent", "parent"), "fork a child");
+        var r = Sh.Bash($"echo x > '{mp}/after.txt'");
+        Assert.NotEqual(0, r.Code);
+        Assert.Contains("Read-only file system", r.Err);
+        Assert.Equal("ok", File.ReadAllText(Path.Combine(mp, "before.txt")));
+        Sh.Ok(m.Cli("branch", "discard", "child"), "discard the child");
+        Sh.Ok(Sh.Bash($"echo x > '{mp}/after.txt'"), "write after the child ended");
+        // Another process writing into the mounted branch is seen through the mount.
+        Sh.Ok(Sh.Run("bash", ["-c", $"echo from-cli | dotnet '{Path.Combine(AppContext.BaseDirectory, "daxfs.dll")}' put /cli.txt -r '{m.Region}' -b parent"]), "put from another process");
+        Thread.Sleep(500);
+        Assert.Equal("from-cli\n", File.ReadAllText(Path.Combine(mp, "cli.txt")));
+    }
+
+    [Fact]
     public void Unmount_leaves_no_server_and_clears_a_crashed_one()
     {
         using var m = new Mounted();

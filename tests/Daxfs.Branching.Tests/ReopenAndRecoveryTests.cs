@@ -126,6 +126,29 @@ public class ReopenAndRecoveryTests
         Assert.Equal("keep+more", Encoding.UTF8.GetString(s2.GetBranch("a").ReadAllBytes("f")));
     }
 
+    [Fact]
+    public void Commits_on_a_regular_file_region_flush_and_reopen_whole()
+    {
+        // On a regular file a commit msyncs the chain, then the version record and the tail (docs/concurrency.md).
+        using var r = new TempRegion(capacity: 8L << 20, onDisk: true);
+        Assert.Equal(Daxfs.Branching.Media.RegionKind.File, r.Store.Kind);
+        var a = r.Store.Main.Fork("a");
+        a.Write("big", 0, TempRegion.Pattern(300_000, 4));
+        var c = a.Fork("c");
+        c.WriteAllBytes("c", "C"u8);
+        c.CommitToParent("into a");
+        a.Commit("durable");
+        var bytes = File.ReadAllBytes(r.RegionPath); // what the file holds now, read through the page cache
+        string copy = r.RegionPath + ".copy";
+        File.WriteAllBytes(copy, bytes);
+        using var s = Store.Open(copy);
+        Assert.Single(s.Versions);
+        Assert.Equal(TempRegion.Pattern(300_000, 4), s.Main.ReadAllBytes("big"));
+        Assert.Equal("C", Encoding.UTF8.GetString(s.Main.ReadAllBytes("c")));
+        s.Dispose();
+        File.Delete(copy);
+    }
+
     internal static BranchSlot SlotInfo(TempRegion r, string name)
     {
         var s = r.Store;
