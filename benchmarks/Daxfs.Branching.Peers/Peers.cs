@@ -18,9 +18,10 @@ internal sealed class Peers(string work, string ws, string region, Report report
         string? why = check();
         if (why is not null) { report.Skip(scenario, system, why); return; }
         try { report.Add(run()); }
-        catch (Exception e) when (e is InvalidOperationException or IOException)
+        catch (Exception e)
         {
-            report.Skip(scenario, system, "failed: " + e.Message.Split('\n')[0]);
+            // A peer that breaks on this machine is reported, not fatal: the other figures still stand.
+            report.Skip(scenario, system, $"failed: {e.GetType().Name}: {e.Message.Split('\n')[0]}");
         }
     }
 
