@@ -105,6 +105,12 @@ public sealed partial class Store
     /// <summary>The view a diff of <paramref name="s"/> "against its parent" starts from.</summary>
     internal View OlderViewOf(BranchState s)
     {
+        lock (_gate) // the list of version views grows under this lock
+            return OlderViewOfLocked(s);
+    }
+
+    private View OlderViewOfLocked(BranchState s)
+    {
         if (s.IsSnapshot)
             return _versionViews[(int)Math.Max(0, s.SnapshotOf - 1)];
         if (s.IsMain)
