@@ -111,6 +111,4 @@ internal sealed class Args
             throw new UsageException($"{what}: '{text}' is not a whole number of bytes");
         return (long)bytes;
     }
-
-    public IEnumerable<string> OptionNames => _options.Keys;
 }

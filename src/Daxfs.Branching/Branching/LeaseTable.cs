@@ -73,11 +73,6 @@ internal sealed class LeaseTable
         _entry = -1;
     }
 
-    public int ActiveCount
-    {
-        get { lock (_gate) return _active.Values.Sum(); }
-    }
-
     public long ParkedPages
     {
         get { lock (_gate) return _parked.Sum(p => p.Blocks.Sum(b => b.Pages)); }
