@@ -81,6 +81,36 @@ internal static class BranchVerbs
         return Program.Ok;
     }
 
+    public static int Rebase(Context c)
+    {
+        string name = Name(c);
+        string target = c.Args.Value("--as") ?? name + "-rebased";
+        if (Store.BranchNameProblem(target) is { } why)
+            throw new UsageException($"invalid branch name '{target}': {why}");
+        using var store = c.Open();
+        var b = store.GetBranch(name);
+        try
+        {
+            var rebased = store.Rebase(b, target);
+            if (c.Json) Output.WriteJson(new { branch = name, rebased = rebased.Name, conflicts = Array.Empty<RebaseConflict>() });
+            else Console.Out.WriteLine($"rebased '{name}' onto main at version {store.Versions.Count} as '{rebased.Name}'; '{name}' is unchanged");
+            return Program.Ok;
+        }
+        catch (RebaseConflictException e)
+        {
+            if (c.Json)
+                Output.WriteJson(new { branch = name, rebased = (string?)null, conflicts = e.Conflicts });
+            else
+                foreach (var conflict in e.Conflicts)
+                    Console.Out.WriteLine($"conflict: {conflict.Path}: {conflict.Reason}"
+                        + (conflict.Ours.Count + conflict.Theirs.Count > 0 ? $" (branch bytes {Ranges(conflict.Ours)}; main bytes {Ranges(conflict.Theirs)})" : ""));
+            Console.Error.WriteLine($"daxfs: {e.Message}");
+            return Program.Failed;
+        }
+    }
+
+    private static string Ranges(IReadOnlyList<ByteRange> ranges) => ranges.Count == 0 ? "-" : string.Join(", ", ranges.Select(r => $"[{r.Offset}, {r.Offset + r.Length})"));
+
     public static int Abort(Context c)
     {
         string name = Name(c);

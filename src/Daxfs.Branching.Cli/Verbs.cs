@@ -70,6 +70,10 @@ internal static class Verbs
             "daxfs branch commit agent-1 -m 'agent 1 passed the tests'",
             [new("--to-parent", null, null, "merge into the parent branch only"), new("--message", "-m", "MESSAGE", "the version's message")],
             1, 1, BranchVerbs.Commit, HasJson: true),
+        new("branch rebase", "branch rebase NAME [--as NEW] [--json]",
+            "Re-applies what NAME (forked from a past version) changed onto main as it is now, as branch NEW\n(default NAME-rebased); NAME is left as it was. Colliding paths and byte ranges are listed, and nothing is created.",
+            "daxfs branch rebase replay --as replay-on-main",
+            [new("--as", null, "NEW", "the name of the rebased branch")], 1, 1, BranchVerbs.Rebase, HasJson: true),
         new("branch abort", "branch abort NAME", "Discards NAME's whole chain back to main, and every branch forked from it.",
             "daxfs branch abort agent-2", [], 1, 1, BranchVerbs.Abort),
         new("branch discard", "branch discard NAME", "Discards leaf branch NAME alone; its parent goes on.",
@@ -128,7 +132,7 @@ internal static class Verbs
         var one = All.FirstOrDefault(v => v.Name == args[0]);
         if (one is not null) return (one, 1);
         if (args[0] == "branch")
-            throw new UsageException(args.Count < 2 ? "'branch' needs a subcommand: list, create, commit, abort, discard" : $"unknown branch subcommand '{args[1]}' (list, create, commit, abort, discard)");
+            throw new UsageException(args.Count < 2 ? "'branch' needs a subcommand: list, create, commit, rebase, abort, discard" : $"unknown branch subcommand '{args[1]}' (list, create, commit, rebase, abort, discard)");
         return null;
     }
 

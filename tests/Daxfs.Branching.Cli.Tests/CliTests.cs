@@ -26,7 +26,7 @@ public class CliTests
     {
         var r = Cli.Run(null, "--help");
         Ok(r);
-        foreach (var verb in new[] { "mkfs", "inspect", "verify", "branch list", "branch create", "branch commit", "branch abort", "branch discard",
+        foreach (var verb in new[] { "mkfs", "inspect", "verify", "branch list", "branch create", "branch commit", "branch rebase", "branch abort", "branch discard", "tag", "mount", "unmount",
             "ls", "cat", "stat", "put", "rm", "mkdir", "mv", "ln", "truncate", "chmod", "diff", "log", "export", "demo" })
         {
             Assert.Contains(verb, r.Out, StringComparison.Ordinal);
@@ -243,6 +243,17 @@ public class CliTests
         Ok(ws.Run("branch", "create", "replay", "--from", "v1"));
         Assert.Equal("first", ws.Run("cat", "/v.txt", "-b", "replay").Out);
         Fails(ws.Run("branch", "commit", "replay"), 1, "base is stale");
+        Ok(ws.RunWithInput("replayed", "put", "/replay.txt", "-b", "replay"));
+        var rebase = ws.Run("branch", "rebase", "replay", "--json");
+        Ok(rebase);
+        Assert.Equal("replay-rebased", rebase.Json.GetProperty("rebased").GetString());
+        Assert.Equal("second", ws.Run("cat", "/v.txt", "-b", "replay-rebased").Out);
+        Assert.Equal("replayed", ws.Run("cat", "/replay.txt", "-b", "replay-rebased").Out);
+        Ok(ws.RunWithInput("clash", "put", "/v.txt", "-b", "replay"));
+        var conflict = ws.Run("branch", "rebase", "replay", "--as", "again", "--json");
+        Assert.Equal(1, conflict.Code);
+        Assert.Equal("/v.txt", conflict.Json.GetProperty("conflicts")[0].GetProperty("path").GetString());
+        Assert.Contains("conflict", conflict.Err, StringComparison.Ordinal);
         string dest = Path.Combine(ws.Root, "v1");
         Ok(ws.Run("export", dest, "--at", "v1"));
         Assert.Equal("first", File.ReadAllText(Path.Combine(dest, "v.txt")));

@@ -118,3 +118,64 @@ public class VersionTests
         Assert.Equal(changes.Select(c => c.Path), s.Main.Diff().Select(c => c.Path));
     }
 }
+
+/// <summary>Rebase of a branch forked from a past version onto main as it is now.</summary>
+public class RebaseTests
+{
+    private static string Text(Branch b, string path) => Encoding.UTF8.GetString(b.ReadAllBytes(path));
+
+    [Fact]
+    public void Non_colliding_changes_are_re_applied_onto_current_main()
+    {
+        using var r = new TempRegion();
+        var s = r.Store;
+        var m = s.Main.Fork("m1");
+        m.WriteAllBytes("main-only.txt", "main"u8);
+        m.Write("src/big.bin", 0, "MAIN"u8);          // main changes the head of the big file
+        m.Commit("v1");
+        var old = s.AtVersion(0).Fork("feature");      // the feature started from the base image
+        old.Write("src/big.bin", 100_000, "FEATURE"u8); // other bytes of the same file
+        old.CreateDirectory("new/dir", parents: true);
+        old.WriteAllBytes("new/dir/f.txt", "f"u8);
+        old.Rename("src/a.txt", "src/renamed.txt");
+        old.Chmod("src/b.txt", 0x180);
+        old.Delete("empty");
+        Assert.Throws<BranchStaleBaseException>(() => old.Commit());
+
+        var rebased = s.Rebase(old, "feature-rebased");
+        Assert.Equal("main", Text(rebased, "main-only.txt"));
+        var big = rebased.ReadAllBytes("src/big.bin");
+        Assert.Equal("MAIN", Encoding.ASCII.GetString(big, 0, 4));
+        Assert.Equal("FEATURE", Encoding.ASCII.GetString(big, 100_000, 7));
+        Assert.Equal("f", Text(rebased, "new/dir/f.txt"));
+        Assert.Equal("alpha\n", Text(rebased, "src/renamed.txt"));
+        Assert.False(rebased.Exists("src/a.txt"));
+        Assert.Equal(0x180u, rebased.Stat("src/b.txt").Mode);
+        Assert.False(rebased.Exists("empty"));
+        Assert.True(old.IsLive); // the original is left as it was
+        Assert.Equal(2, rebased.Commit("rebased feature").Sequence);
+    }
+
+    [Fact]
+    public void Colliding_changes_are_reported_with_paths_and_ranges_and_nothing_is_created()
+    {
+        using var r = new TempRegion();
+        var s = r.Store;
+        var m = s.Main.Fork("m1");
+        m.Write("src/big.bin", 1000, new byte[100]);
+        m.Delete("README.md");
+        m.Commit("v1");
+        var old = s.AtVersion(0).Fork("feature");
+        old.Write("src/big.bin", 1050, new byte[10]);    // overlaps main's [1000, 1100)
+        old.Append("README.md", "more"u8);               // main deleted it
+        old.WriteAllBytes("ok.txt", "fine"u8);
+        var ex = Assert.Throws<RebaseConflictException>(() => s.Rebase(old, "feature-rebased"));
+        var big = Assert.Single(ex.Conflicts, c => c.Path == "/src/big.bin");
+        Assert.Equal(new[] { new ByteRange(1050, 10) }, big.Ours);
+        Assert.Equal(new[] { new ByteRange(1000, 100) }, big.Theirs);
+        Assert.Contains(ex.Conflicts, c => c.Path == "/README.md" && c.Reason.Contains("deleted", StringComparison.Ordinal));
+        Assert.Equal(2, ex.Conflicts.Count);
+        Assert.False(s.BranchExists("feature-rebased"));
+        Assert.True(old.IsLive);
+    }
+}
