@@ -75,8 +75,7 @@ public sealed partial class Branch
 
     private View ReadView()
     {
-        Store.ThrowIfUnusable();
-        Store.EnsureCurrent();
+        Store.EnsureCurrent(); // also refuses a closed or poisoned store
         Store.CheckLive(State);
         return State.View;
     }

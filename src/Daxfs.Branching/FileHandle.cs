@@ -33,8 +33,7 @@ public sealed class FileHandle
 
     private FileData Current()
     {
-        _store.ThrowIfUnusable();
-        _store.EnsureCurrent();
+        _store.EnsureCurrent(); // also refuses a closed or poisoned store
         _store.CheckLive(_state);
         var v = _state.View;
         if (!ReferenceEquals(v, _view))
