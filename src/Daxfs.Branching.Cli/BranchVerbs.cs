@@ -50,8 +50,7 @@ internal static class BranchVerbs
         Branch parent;
         if (c.Args.Value("--from") is { } reference)
         {
-            try { parent = store.Resolve(reference); }
-            catch (ArgumentOutOfRangeException e) { throw new UsageException($"--from {reference}: {e.Message.Split(" (Parameter")[0]}"); }
+            parent = Context.Resolve(store, reference, "--from");
         }
         else
         {

@@ -198,8 +198,8 @@ internal static class FileVerbs
         {
             if (c.Args.Value("--at") is not null || c.Args.Value("--branch") is not null)
                 throw new UsageException("--from/--to exclude -b and --at");
-            var a = Ref(store, from ?? throw new UsageException("--to needs --from"), "--from");
-            var b2 = Ref(store, to ?? "main", "--to");
+            var a = Context.Resolve(store, from ?? throw new UsageException("--to needs --from"), "--from");
+            var b2 = Context.Resolve(store, to ?? "main", "--to");
             changes = a.DiffTo(b2);
             (older, newer) = (a.Name, b2.Name);
         }
@@ -231,12 +231,6 @@ internal static class FileVerbs
             Console.Out.WriteLine($"  {what}{(ch.Detail is null ? "" : "  (" + ch.Detail + ")")}{ranges}");
         }
         return Program.Ok;
-    }
-
-    private static Branch Ref(Store store, string reference, string option)
-    {
-        try { return store.Resolve(reference); }
-        catch (ArgumentOutOfRangeException e) { throw new UsageException($"{option} {reference}: {e.Message.Split(" (Parameter")[0]}"); }
     }
 
     public static int Export(Context c)

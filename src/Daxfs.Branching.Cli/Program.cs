@@ -110,9 +110,15 @@ internal sealed class Context(Args args)
         {
             if (Args.Value("--branch") is not null)
                 throw new UsageException("--at and -b exclude each other: --at names a version of main");
-            try { return store.Resolve(at); }
-            catch (ArgumentOutOfRangeException e) { throw new UsageException($"--at {at}: {e.Message.Split(" (Parameter")[0]}"); }
+            return Resolve(store, at, "--at");
         }
         return store.GetBranch(BranchName);
+    }
+
+    /// <summary>The branch, version or tag <paramref name="reference"/> names; a version that does not exist is a usage error.</summary>
+    public static Branch Resolve(Store store, string reference, string option)
+    {
+        try { return store.Resolve(reference); }
+        catch (ArgumentOutOfRangeException e) { throw new UsageException($"{option} {reference}: {e.Message.Split(" (Parameter")[0]}"); }
     }
 }

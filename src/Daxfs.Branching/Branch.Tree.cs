@@ -43,18 +43,18 @@ public sealed partial class Branch
         if (File.Exists(destination) || Directory.Exists(destination) && Directory.EnumerateFileSystemEntries(destination).Any())
             throw new IOException($"{destination}: export destination exists and is not an empty directory");
         long totalEntries = 0, totalBytes = 0;
-        Walk(v, View.RootIno, "", (_, ino) =>
+        foreach (var (_, ino) in v.Walk())
         {
             totalEntries++;
             var i = v.Info(ino);
             if (i.Kind == NodeKind.File) totalBytes += i.Size;
-        });
+        }
         Directory.CreateDirectory(destination);
         long entries = 0, bytes = 0;
         var last = DateTime.MinValue;
         bool root = Geteuid() == 0;
         var dirs = new List<(string Path, long Ino)>();
-        Walk(v, View.RootIno, "", (rel, ino) =>
+        foreach (var (rel, ino) in v.Walk())
         {
             string target = Path.Combine(destination, rel);
             var info = v.Info(ino);
@@ -88,7 +88,7 @@ public sealed partial class Branch
                 last = DateTime.UtcNow;
                 progress.Report(new ExportProgress(entries, bytes, totalEntries, totalBytes));
             }
-        });
+        }
         // Directory modes and times last: writing into them would change their times, and a read-only mode would stop the writes.
         dirs.Reverse();
         foreach (var (path, ino) in dirs.Append((destination, View.RootIno)))
@@ -98,17 +98,6 @@ public sealed partial class Branch
             Directory.SetLastWriteTimeUtc(path, FileStat.FromNs(info.MtimeNs).UtcDateTime);
         }
         progress?.Report(new ExportProgress(entries, bytes, totalEntries, totalBytes));
-    }
-
-    private static void Walk(View v, long dir, string rel, Action<string, long> visit)
-    {
-        foreach (var (name, ino) in v.Entries(dir))
-        {
-            string p = rel.Length == 0 ? name : rel + "/" + name;
-            visit(p, ino);
-            if (v.KindOf(ino) == NodeKind.Directory)
-                Walk(v, ino, p, visit);
-        }
     }
 
     [DllImport("libc", EntryPoint = "geteuid")]

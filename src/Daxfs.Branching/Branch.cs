@@ -80,7 +80,7 @@ public sealed partial class Branch
         return State.View;
     }
 
-    private static long Resolve(View v, string path)
+    internal static long Resolve(View v, string path)
     {
         long ino = View.RootIno;
         foreach (var part in Names.Split(path))

@@ -94,20 +94,8 @@ internal static class DiffEngine
     private static Dictionary<long, Entry> Index(View v)
     {
         var map = new Dictionary<long, Entry>();
-        var stack = new Stack<(long Ino, string Path)>();
-        stack.Push((View.RootIno, ""));
-        while (stack.Count > 0)
-        {
-            var (dir, path) = stack.Pop();
-            foreach (var (name, ino) in v.Entries(dir))
-            {
-                string p = path + "/" + name;
-                var info = v.Info(ino);
-                map[ino] = new Entry(p, info);
-                if (info.Kind == NodeKind.Directory)
-                    stack.Push((ino, p));
-            }
-        }
+        foreach (var (path, ino) in v.Walk())
+            map[ino] = new Entry("/" + path, v.Info(ino));
         return map;
     }
 

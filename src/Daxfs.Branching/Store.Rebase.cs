@@ -145,7 +145,7 @@ public sealed partial class Store
         foreach (var c in changes.Where(c => c.Kind == ChangeKind.Added).OrderBy(c => c.Path.Count(ch => ch == '/')).ThenBy(c => c.Path, StringComparer.Ordinal))
         {
             EnsureParents(target, c.Path, ours);
-            long ino = Resolve(ours, c.Path);
+            long ino = Branch.Resolve(ours, c.Path);
             var info = ours.Info(ino);
             switch (c.NodeKind)
             {
@@ -164,7 +164,7 @@ public sealed partial class Store
         }
         foreach (var c in changes.Where(c => c.Kind == ChangeKind.Modified))
         {
-            long ino = Resolve(ours, c.Path);
+            long ino = Branch.Resolve(ours, c.Path);
             var info = ours.Info(ino);
             if (c.NodeKind == NodeKind.Symlink)
             {
@@ -178,7 +178,7 @@ public sealed partial class Store
         }
         foreach (var c in changes.Where(c => c.Kind == ChangeKind.AttributesChanged))
         {
-            var info = ours.Info(Resolve(ours, c.Path));
+            var info = ours.Info(Branch.Resolve(ours, c.Path));
             target.Chmod(c.Path, info.Perm);
             target.Chown(c.Path, info.Uid, info.Gid);
         }
@@ -194,18 +194,6 @@ public sealed partial class Store
         int slash = path.LastIndexOf('/');
         if (slash > 0 && !target.Exists(path[..slash]))
             target.CreateDirectory(path[..slash], parents: true);
-    }
-
-    private static long Resolve(View v, string path)
-    {
-        long ino = View.RootIno;
-        foreach (var part in Names.Split(path))
-        {
-            ino = v.Lookup(ino, part);
-            if (ino == 0)
-                ThrowHelper.IO(FileSystemError.NotFound, path);
-        }
-        return ino;
     }
 
     private static void CopyRange(Branch target, string path, View ours, long ino, ByteRange range)

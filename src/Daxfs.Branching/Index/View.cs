@@ -83,6 +83,24 @@ internal sealed class View
             yield return e;
     }
 
+    /// <summary>Every entry below directory <paramref name="dir"/>, depth first, parents before children, with its path relative to it.</summary>
+    public IEnumerable<(string Path, long Ino)> Walk(long dir = RootIno)
+    {
+        var stack = new Stack<(long Dir, string Path)>();
+        stack.Push((dir, ""));
+        while (stack.Count > 0)
+        {
+            var (d, path) = stack.Pop();
+            foreach (var (name, ino) in Entries(d))
+            {
+                string p = path.Length == 0 ? name : path + "/" + name;
+                yield return (p, ino);
+                if (KindOf(ino) == NodeKind.Directory)
+                    stack.Push((ino, p));
+            }
+        }
+    }
+
     public string LinkTarget(long ino)
         => LongMap.TryGet(Nodes, ino, out var n) ? n.Target ?? "" : Base.LinkTarget(ino);
 
