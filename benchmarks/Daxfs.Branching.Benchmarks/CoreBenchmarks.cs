@@ -243,3 +243,51 @@ public class ReopenBenchmarks
         return s.Usage.ArenaFreeBytes;
     }
 }
+
+/// <summary>Diff of two versions that differ in 100 files of a 10,000-file tree, and time-travel reads against main.</summary>
+[MemoryDiagnoser]
+public class VersionBenchmarks
+{
+    private string _path = "";
+    private Store _store = null!;
+    private Branch _v1 = null!;
+    private Branch _v2 = null!;
+    private FileHandle _mainFile = null!;
+    private FileHandle _oldFile = null!;
+    private readonly byte[] _buffer = new byte[4096];
+
+    [GlobalSetup]
+    public void Setup()
+    {
+        _path = Regions.NewPath("versions");
+        var image = new BaseImageBuilder();
+        for (int i = 0; i < 10_000; i++) image.AddFile($"d{i % 100:000}/f{i:00000}", Regions.Bytes(2048, i));
+        _store = Store.Create(_path, image, new StoreOptions { Capacity = 256L << 20 });
+        var a = _store.Main.Fork("a");
+        a.WriteAllBytes("marker", "1"u8);
+        a.Commit("v1");
+        var b = _store.Main.Fork("b");
+        for (int i = 0; i < 100; i++) b.Write($"d{i:000}/f{i:00000}", 100, "changed"u8);
+        b.Commit("v2");
+        _v1 = _store.AtVersion(1);
+        _v2 = _store.AtVersion(2);
+        _mainFile = _store.Main.OpenFile("d005/f00005");
+        _oldFile = _store.AtVersion(1).OpenFile("d005/f00005");
+    }
+
+    [GlobalCleanup]
+    public void Cleanup()
+    {
+        _store.Dispose();
+        Regions.Delete(_path);
+    }
+
+    [Benchmark(Description = "diff v1..v2 (100 of 10,000 files)")]
+    public int Diff() => _v1.DiffTo(_v2).Count;
+
+    [Benchmark(Description = "read 4 KiB from main")]
+    public int ReadMain() => _mainFile.Read(0, _buffer);
+
+    [Benchmark(Description = "read 4 KiB from version 1")]
+    public int ReadOld() => _oldFile.Read(0, _buffer);
+}

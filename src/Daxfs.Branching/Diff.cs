@@ -33,54 +33,107 @@ public sealed record Change(ChangeKind Kind, string Path, NodeKind NodeKind, str
 
 internal static class DiffEngine
 {
-    private readonly record struct Entry(string Path, InodeInfo Info);
-
+    /// <summary>
+    /// The changes from <paramref name="older"/> to <paramref name="newer"/>. Only inodes whose node differs
+    /// between the two views' change maps are visited (views share all unchanged structure), and each one's path
+    /// is found through its parent links, so the cost follows the number of changes, not the size of the tree.
+    /// </summary>
     public static List<Change> Compare(View older, View newer)
     {
-        var a = Index(older);
-        var b = Index(newer);
+        var candidates = new SortedSet<long>();
+        LongMap.Diff(older.Nodes, newer.Nodes, ino => candidates.Add(ino));
+        var pathsA = new PathFinder(older);
+        var pathsB = new PathFinder(newer);
         var changes = new List<Change>();
-        foreach (var (ino, nb) in b)
+        foreach (long ino in candidates)
         {
-            if (!a.TryGetValue(ino, out var na))
+            string? pa = pathsA.PathOf(ino), pb = pathsB.PathOf(ino);
+            if (pa is null && pb is null)
+                continue; // created and removed in between, or never named
+            if (pa is null)
             {
-                changes.Add(new Change(ChangeKind.Added, nb.Path, nb.Info.Kind, null, [], Describe(nb.Info)));
+                var ib = newer.Info(ino);
+                changes.Add(new Change(ChangeKind.Added, pb!, ib.Kind, null, [], Describe(ib)));
                 continue;
             }
-            if (na.Info.Kind != nb.Info.Kind)
+            var ia = older.Info(ino);
+            if (pb is null)
             {
-                changes.Add(new Change(ChangeKind.Deleted, na.Path, na.Info.Kind, null, [], null));
-                changes.Add(new Change(ChangeKind.Added, nb.Path, nb.Info.Kind, null, [], Describe(nb.Info)));
+                changes.Add(new Change(ChangeKind.Deleted, pa, ia.Kind, null, [], null));
                 continue;
             }
-            if (na.Path != nb.Path)
-                changes.Add(new Change(ChangeKind.Renamed, nb.Path, nb.Info.Kind, na.Path, [], null));
-            if (nb.Info.Kind == NodeKind.File)
+            var nb = newer.Info(ino);
+            if (ia.Kind != nb.Kind)
+            {
+                changes.Add(new Change(ChangeKind.Deleted, pa, ia.Kind, null, [], null));
+                changes.Add(new Change(ChangeKind.Added, pb, nb.Kind, null, [], Describe(nb)));
+                continue;
+            }
+            if (pa != pb && !pathsA.MovedWithParent(ino, pathsB))
+                changes.Add(new Change(ChangeKind.Renamed, pb, nb.Kind, pa, [], null));
+            if (nb.Kind == NodeKind.File)
             {
                 var ranges = ChangedRanges(FileData.Of(older, ino), FileData.Of(newer, ino));
-                if (ranges.Count > 0 || na.Info.Size != nb.Info.Size)
-                    changes.Add(new Change(ChangeKind.Modified, nb.Path, NodeKind.File, null, ranges,
-                        $"size {na.Info.Size} -> {nb.Info.Size}"));
+                if (ranges.Count > 0 || ia.Size != nb.Size)
+                    changes.Add(new Change(ChangeKind.Modified, pb, NodeKind.File, null, ranges, $"size {ia.Size} -> {nb.Size}"));
             }
-            else if (nb.Info.Kind == NodeKind.Symlink && older.LinkTarget(ino) != newer.LinkTarget(ino))
+            else if (nb.Kind == NodeKind.Symlink && older.LinkTarget(ino) != newer.LinkTarget(ino))
             {
-                changes.Add(new Change(ChangeKind.Modified, nb.Path, NodeKind.Symlink, null, [],
+                changes.Add(new Change(ChangeKind.Modified, pb, NodeKind.Symlink, null, [],
                     $"target {older.LinkTarget(ino)} -> {newer.LinkTarget(ino)}"));
             }
-            if (na.Info.Perm != nb.Info.Perm || na.Info.Uid != nb.Info.Uid || na.Info.Gid != nb.Info.Gid)
+            if (ia.Perm != nb.Perm || ia.Uid != nb.Uid || ia.Gid != nb.Gid)
             {
                 var parts = new List<string>();
-                if (na.Info.Perm != nb.Info.Perm) parts.Add($"mode {Convert.ToString(na.Info.Perm, 8)} -> {Convert.ToString(nb.Info.Perm, 8)}");
-                if (na.Info.Uid != nb.Info.Uid) parts.Add($"uid {na.Info.Uid} -> {nb.Info.Uid}");
-                if (na.Info.Gid != nb.Info.Gid) parts.Add($"gid {na.Info.Gid} -> {nb.Info.Gid}");
-                changes.Add(new Change(ChangeKind.AttributesChanged, nb.Path, nb.Info.Kind, null, [], string.Join(", ", parts)));
+                if (ia.Perm != nb.Perm) parts.Add($"mode {Convert.ToString(ia.Perm, 8)} -> {Convert.ToString(nb.Perm, 8)}");
+                if (ia.Uid != nb.Uid) parts.Add($"uid {ia.Uid} -> {nb.Uid}");
+                if (ia.Gid != nb.Gid) parts.Add($"gid {ia.Gid} -> {nb.Gid}");
+                changes.Add(new Change(ChangeKind.AttributesChanged, pb, nb.Kind, null, [], string.Join(", ", parts)));
             }
         }
-        foreach (var (ino, na) in a)
-            if (!b.ContainsKey(ino))
-                changes.Add(new Change(ChangeKind.Deleted, na.Path, na.Info.Kind, null, [], null));
         changes.Sort((x, y) => string.CompareOrdinal(x.Path, y.Path) is var c && c != 0 ? c : x.Kind.CompareTo(y.Kind));
         return changes;
+    }
+
+    /// <summary>Paths of inodes in one view, found by climbing parent links; names are looked up once per directory.</summary>
+    private sealed class PathFinder(View view)
+    {
+        private readonly Dictionary<long, Dictionary<long, string>> _names = [];
+        private readonly Dictionary<long, string?> _paths = new() { [View.RootIno] = "" };
+
+        /// <summary>The path of <paramref name="ino"/>, or null when no directory of this view names it.</summary>
+        public string? PathOf(long ino)
+        {
+            if (_paths.TryGetValue(ino, out var known))
+                return known;
+            string? result = null;
+            if (view.Exists(ino))
+            {
+                long parent = view.ParentOf(ino);
+                if (parent != ino && view.Exists(parent) && view.KindOf(parent) == NodeKind.Directory && NameIn(parent, ino) is { } name
+                    && PathOf(parent) is { } parentPath)
+                    result = parentPath + "/" + name;
+            }
+            _paths[ino] = result;
+            return result;
+        }
+
+        /// <summary>True when the inode kept its name and parent and only an ancestor moved (the ancestor's rename says it all).</summary>
+        public bool MovedWithParent(long ino, PathFinder other)
+            => view.ParentOf(ino) == other.View.ParentOf(ino) && NameIn(view.ParentOf(ino), ino) == other.NameIn(other.View.ParentOf(ino), ino);
+
+        private View View => view;
+
+        private string? NameIn(long dir, long ino)
+        {
+            if (!_names.TryGetValue(dir, out var names))
+            {
+                names = [];
+                foreach (var (name, child) in view.Entries(dir)) names[child] = name;
+                _names[dir] = names;
+            }
+            return names.TryGetValue(ino, out var n) ? n : null;
+        }
     }
 
     private static string Describe(in InodeInfo i) => i.Kind switch
@@ -89,15 +142,6 @@ internal static class DiffEngine
         NodeKind.Directory => "directory",
         _ => "symlink",
     };
-
-    /// <summary>Every inode reachable from the root, with its path.</summary>
-    private static Dictionary<long, Entry> Index(View v)
-    {
-        var map = new Dictionary<long, Entry>();
-        foreach (var (path, ino) in v.Walk())
-            map[ino] = new Entry("/" + path, v.Info(ino));
-        return map;
-    }
 
     /// <summary>
     /// The byte ranges where two versions of a file differ, found by walking their extent maps side by side:

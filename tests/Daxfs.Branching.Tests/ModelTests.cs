@@ -255,6 +255,7 @@ public class ModelTests(ITestOutputHelper output)
             Assert.Equal(before, ReopenAndRecoveryTests.Snapshot(Store));
             Assert.Empty(Store.Recovery.TruncatedLogs);
             CheckHistory();
+            CheckDiffs();
             _deadHandles.Clear(); // handles of the closed store are gone with it
             return _live.Values.ToList();
         }
@@ -518,6 +519,68 @@ public class ModelTests(ITestOutputHelper output)
         }
 
         // ---------------------------------------------------------------- checking
+
+        /// <summary>
+        /// Each live branch's diff against its parent (main's against the version before) agrees with a plain
+        /// oracle that walks both trees whole and compares inodes, paths, bytes and attributes.
+        /// </summary>
+        private void CheckDiffs()
+        {
+            foreach (var m in _live.Values)
+            {
+                var newer = H(m);
+                var older = m.IsMain
+                    ? Store.AtVersion(Math.Max(0, Store.Versions.Count - 1))
+                    : m.Parent!.IsMain ? Store.Main : H(m.Parent);
+                var diff = newer.Diff();
+                var a = Scan(older);
+                var b = Scan(newer);
+                var expect = new List<string>();
+                var maybeModified = new HashSet<string>();
+                foreach (var (ino, eb) in b)
+                {
+                    if (!a.TryGetValue(ino, out var ea)) { expect.Add($"Added {eb.Path}"); continue; }
+                    if (ea.Kind != eb.Kind) { expect.Add($"Deleted {ea.Path}"); expect.Add($"Added {eb.Path}"); continue; }
+                    bool movedWithParent = ea.ParentIno == eb.ParentIno && ea.Name == eb.Name;
+                    if (ea.Path != eb.Path && !movedWithParent) expect.Add($"Renamed {ea.Path} -> {eb.Path}");
+                    if (ea.Content != eb.Content) expect.Add($"Modified {eb.Path}");
+                    else if (eb.Kind == NodeKind.File) maybeModified.Add($"Modified {eb.Path}"); // same bytes, maybe rewritten
+                    if (ea.Attrs != eb.Attrs) expect.Add($"AttributesChanged {eb.Path}");
+                }
+                foreach (var (ino, ea) in a)
+                    if (!b.ContainsKey(ino)) expect.Add($"Deleted {ea.Path}");
+                var actual = diff.Select(c => c.Kind == ChangeKind.Renamed ? $"Renamed {c.OldPath} -> {c.Path}" : $"{c.Kind} {c.Path}").ToList();
+                var missing = expect.Except(actual).ToList();
+                var extra = actual.Except(expect).Where(x => !maybeModified.Contains(x)).ToList();
+                Assert.True(missing.Count == 0 && extra.Count == 0,
+                    $"{m.Name}: diff disagrees with the oracle; missing [{string.Join(", ", missing)}], extra [{string.Join(", ", extra)}]");
+            }
+        }
+
+        private sealed record Scanned(string Path, string Name, long ParentIno, NodeKind Kind, string Content, string Attrs);
+
+        private static Dictionary<long, Scanned> Scan(Branch h)
+        {
+            var map = new Dictionary<long, Scanned>();
+            void Walk(string dir, long dirIno)
+            {
+                foreach (var e in h.List(dir))
+                {
+                    string p = dir == "/" ? "/" + e.Name : dir + "/" + e.Name;
+                    var st = h.Stat(p);
+                    string content = e.Kind switch
+                    {
+                        NodeKind.File => Convert.ToHexString(System.Security.Cryptography.SHA256.HashData(h.ReadAllBytes(p))),
+                        NodeKind.Symlink => h.ReadLink(p),
+                        _ => "",
+                    };
+                    map[e.Inode] = new Scanned(p, e.Name, dirIno, e.Kind, content, $"{st.Mode}/{st.Uid}/{st.Gid}");
+                    if (e.Kind == NodeKind.Directory) Walk(p, e.Inode);
+                }
+            }
+            Walk("/", h.Stat("/").Inode);
+            return map;
+        }
 
         /// <summary>Every version of main reads as main's model did right after that commit.</summary>
         private void CheckHistory()

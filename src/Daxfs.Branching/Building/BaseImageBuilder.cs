@@ -403,7 +403,7 @@ public sealed class BaseImageBuilder
             n.Uid = e.Uid;
             n.Gid = e.Gid;
             n.MtimeNs = e.MtimeNs;
-            n.ParentIno = e.Kind == NodeKind.Directory ? e.ParentIno : 0;
+            n.ParentIno = e.ParentIno; // every inode names its directory (the root names itself)
             switch (e.Kind)
             {
                 case NodeKind.Directory:

@@ -38,7 +38,7 @@ internal struct BaseHeader
 /// <summary>
 /// One inode of the base image; inode number = index + 1 (the root is 1).
 /// <code>
-///  0 Mode u32 (type and permission bits)   4 Uid u32   8 Gid u32   12 ParentIno u32 (dirs: the containing dir)
+///  0 Mode u32 (type and permission bits)   4 Uid u32   8 Gid u32   12 ParentIno u32 (the containing directory; the root: itself)
 /// 16 MtimeNs i64   24 Size i64 (files: bytes; symlinks: target bytes; dirs: entry count)
 /// 32 DataOffset i64 (files, symlinks: absolute offset of the bytes; dirs: index of the first dirent)
 /// 40 Subdirs u32 (dirs)   44 Reserved[20]

@@ -134,11 +134,11 @@ internal sealed unsafe class BaseImage
                 reached++;
                 ValidateInode(child);
                 ref readonly var c = ref Inode(child);
+                if (c.ParentIno != dir)
+                    ThrowHelper.Corrupt($"base inode {child}", InodeOffset(child), $"parent link {c.ParentIno} does not match directory {dir}");
                 if ((c.Mode & ModeBits.TypeMask) == ModeBits.Directory)
                 {
                     subdirs++;
-                    if (c.ParentIno != dir)
-                        ThrowHelper.Corrupt($"base inode {child}", InodeOffset(child), $"parent link {c.ParentIno} does not match directory {dir}");
                     queue.Enqueue(child);
                 }
             }

@@ -135,6 +135,32 @@ internal static class LongMap
         return Merge(less, greater);
     }
 
+    /// <summary>
+    /// Calls <paramref name="changed"/> for every key whose value differs (by reference) between two maps, or
+    /// that only one holds. Subtrees the maps share are skipped whole, so for maps derived from one another
+    /// the cost follows the number of changes, not the size of the maps.
+    /// </summary>
+    public static void Diff<T>(LongMapNode<T>? a, LongMapNode<T>? b, Action<long> changed) where T : class
+    {
+        if (ReferenceEquals(a, b))
+            return;
+        if (a is null) { foreach (var n in InOrder(b)) changed(n.Key); return; }
+        if (b is null) { foreach (var n in InOrder(a)) changed(n.Key); return; }
+        if (a.Key == b.Key)
+        {
+            if (!ReferenceEquals(a.Value, b.Value)) changed(a.Key);
+            Diff(a.Left, b.Left, changed);
+            Diff(a.Right, b.Right, changed);
+            return;
+        }
+        // Different roots: cut b at a's key, so both sides line up around it.
+        var (less, atLeast) = Split(b, a.Key);
+        var (same, greater) = Split(atLeast, a.Key + 1);
+        if (same is null || !ReferenceEquals(same.Value, a.Value)) changed(a.Key);
+        Diff(a.Left, less, changed);
+        Diff(a.Right, greater, changed);
+    }
+
     /// <summary>In-order traversal (allocates an enumerator; not for hot paths).</summary>
     public static IEnumerable<LongMapNode<T>> InOrder<T>(LongMapNode<T>? root)
     {

@@ -35,7 +35,7 @@ internal sealed record Node
     public ImmutableSortedDictionary<string, long>? Entries { get; init; }
     /// <summary>Directories: how many entries are directories (for the link count).</summary>
     public int Subdirs { get; init; }
-    /// <summary>Directories: the containing directory (the root names itself).</summary>
+    /// <summary>The containing directory (the root names itself). Kept for every kind: a file has one name (no hard links).</summary>
     public long ParentIno { get; init; }
     /// <summary>Symlinks: the target.</summary>
     public string? Target { get; init; }

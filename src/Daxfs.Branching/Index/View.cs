@@ -66,9 +66,9 @@ internal sealed class View
         return Base.Lookup(dirIno, name);
     }
 
-    /// <summary>The parent directory of directory <paramref name="dirIno"/>.</summary>
-    public long ParentOf(long dirIno)
-        => LongMap.TryGet(Nodes, dirIno, out var n) ? n.ParentIno : Base.Inode(dirIno).ParentIno;
+    /// <summary>The directory that holds inode <paramref name="ino"/> (the root: itself).</summary>
+    public long ParentOf(long ino)
+        => LongMap.TryGet(Nodes, ino, out var n) ? n.ParentIno : Base.Inode(ino).ParentIno;
 
     public IEnumerable<(string Name, long Ino)> Entries(long dirIno)
     {
@@ -121,6 +121,7 @@ internal sealed class View
             MtimeNs = b.MtimeNs,
             CtimeNs = b.MtimeNs,
             Size = b.ByteSize,
+            ParentIno = b.ParentIno,
         };
         switch (kind)
         {
@@ -132,7 +133,7 @@ internal sealed class View
                 var builder = ImmutableSortedDictionary.CreateBuilder<string, long>(StringComparer.Ordinal);
                 foreach (var (name, child) in Base.Entries(ino))
                     builder[name] = child;
-                return node with { Entries = builder.ToImmutable(), Subdirs = (int)b.Subdirs, ParentIno = b.ParentIno };
+                return node with { Entries = builder.ToImmutable(), Subdirs = (int)b.Subdirs };
         }
     }
 }

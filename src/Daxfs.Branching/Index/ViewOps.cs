@@ -132,7 +132,7 @@ internal static class ViewOps
             CtimeNs = r.TimeNs,
             Size = kind == NodeKind.Symlink ? RecordCodec.Utf8Length(r.Target) : 0,
             Entries = kind == NodeKind.Directory ? Node.EmptyEntries : null,
-            ParentIno = kind == NodeKind.Directory ? r.ParentIno : 0,
+            ParentIno = r.ParentIno,
             Target = kind == NodeKind.Symlink ? r.Target : null,
         };
         dir = dir with
@@ -230,7 +230,7 @@ internal static class ViewOps
         };
         nodes = LongMap.Set(nodes, dst.Ino, dst);
         var moved = v.With(nodes, v.NextIno).NodeOf(moving);
-        moved = moved with { CtimeNs = r.TimeNs, ParentIno = kind == NodeKind.Directory ? r.DstParent : moved.ParentIno };
+        moved = moved with { CtimeNs = r.TimeNs, ParentIno = r.DstParent };
         nodes = LongMap.Set(nodes, moving, moved);
         return v.With(nodes, v.NextIno);
     }
