@@ -89,29 +89,23 @@ internal sealed class Report
 internal static class Sh
 {
     /// <summary>Runs a command; throws with its output when it fails.</summary>
-    public static string Run(string file, params string[] args)
+    public static string Run(string file, params string[] args) => Exec(file, args, null, $"{file} {string.Join(' ', args)}");
+
+    /// <summary>Runs a bash script with errexit and pipefail, optionally in <paramref name="cwd"/>.</summary>
+    public static string Bash(string script, string? cwd = null)
+        => Exec("bash", ["-c", "set -euo pipefail\n" + script], cwd, $"bash: {script.Split('\n')[0]}…");
+
+    private static string Exec(string file, string[] args, string? cwd, string what)
     {
         var psi = new ProcessStartInfo(file) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
         foreach (var a in args) psi.ArgumentList.Add(a);
-        using var p = Process.Start(psi)!;
-        var o = p.StandardOutput.ReadToEndAsync();
-        var e = p.StandardError.ReadToEndAsync();
-        p.WaitForExit();
-        if (p.ExitCode != 0)
-            throw new InvalidOperationException($"{file} {string.Join(' ', args)} failed ({p.ExitCode}): {e.Result.Trim()}");
-        return o.Result;
-    }
-
-    public static string Bash(string script, string? cwd = null)
-    {
-        var psi = new ProcessStartInfo("bash", ["-c", "set -euo pipefail\n" + script]) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
         if (cwd is not null) psi.WorkingDirectory = cwd;
         using var p = Process.Start(psi)!;
         var o = p.StandardOutput.ReadToEndAsync();
         var e = p.StandardError.ReadToEndAsync();
         p.WaitForExit();
         if (p.ExitCode != 0)
-            throw new InvalidOperationException($"bash failed ({p.ExitCode}): {script.Split('\n')[0]}…: {e.Result.Trim()}");
+            throw new InvalidOperationException($"{what} failed ({p.ExitCode}): {e.Result.Trim()}");
         return o.Result;
     }
 
