@@ -71,7 +71,7 @@ public sealed partial class Branch
                     using (var fs = new FileStream(target, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1))
                     {
                         var data = FileData.Of(v, ino);
-                        foreach (var span in new ReadResult(Store.Region, Store.BaseImage, in data, 0, data.Size))
+                        foreach (var span in new ReadResult(Store.Region, in data, 0, data.Size))
                         {
                             fs.Write(span);
                             bytes += span.Length;

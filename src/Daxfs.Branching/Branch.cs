@@ -77,7 +77,7 @@ public sealed partial class Branch
     {
         Store.EnsureCurrent(); // also refuses a closed or poisoned store
         Store.CheckLive(State);
-        return State.View;
+        return State.IsSnapshot && State.PictureGeneration != Store.PictureGeneration ? Store.SnapshotView(State) : State.View;
     }
 
     internal static long Resolve(View v, string path)
@@ -121,7 +121,7 @@ public sealed partial class Branch
         long start = Math.Min(offset, d.Size);
         long available = d.Size - start;
         long n = length == -1 ? available : Math.Min(length, available);
-        return new ReadResult(store.Region, store.BaseImage, in d, start, n);
+        return new ReadResult(store.Region, in d, start, n);
     }
 
     // ------------------------------------------------------------------ reads

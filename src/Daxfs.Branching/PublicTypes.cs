@@ -86,7 +86,11 @@ public readonly record struct BranchInfo(string Name, string? Parent, BranchStat
 /// <param name="SourceBranch">The branch that was committed.</param>
 /// <param name="Records">Records the commit added to main's history.</param>
 /// <param name="Bytes">Bytes of those records.</param>
-public readonly record struct VersionInfo(long Sequence, DateTimeOffset Time, string Message, string SourceBranch, long Records, long Bytes);
+public readonly record struct VersionInfo(long Sequence, DateTimeOffset Time, string Message, string SourceBranch, long Records, long Bytes)
+{
+    /// <summary>True when compaction folded this version into the base image: it is listed, but can no longer be read.</summary>
+    public bool Folded { get; init; }
+}
 
 /// <summary>Space and counts of a region.</summary>
 /// <param name="Path">The region file.</param>

@@ -1,5 +1,6 @@
 using System.Buffers;
 using System.Runtime.CompilerServices;
+using Daxfs.Branching.Format;
 using Daxfs.Branching.Index;
 using Daxfs.Branching.Media;
 
@@ -23,10 +24,10 @@ public readonly struct ReadResult
     private readonly LongMapNode<Extent>? _extents;
     private readonly long _baseSource;
 
-    internal ReadResult(Region region, BaseImage baseImage, in FileData data, long offset, long length)
+    internal ReadResult(Region region, in FileData data, long offset, long length)
     {
         _region = region;
-        _base = baseImage;
+        _base = data.Base;
         _extents = data.Extents;
         _baseSource = data.BaseSource;
         Offset = offset;
@@ -186,12 +187,16 @@ public readonly struct ReadResult
 /// <summary>What a read needs to know of a file: its size and where its bytes are.</summary>
 internal readonly struct FileData
 {
-    public FileData(long size, LongMapNode<Extent>? extents, long baseSource)
+    public FileData(BaseImage baseImage, long size, LongMapNode<Extent>? extents, long baseSource)
     {
+        Base = baseImage;
         Size = size;
         Extents = extents;
         BaseSource = baseSource;
     }
+
+    /// <summary>The base image of the view the file was read from (its data chunks are verified on first touch).</summary>
+    public BaseImage Base { get; }
 
     public long Size { get; }
 
@@ -215,8 +220,10 @@ internal readonly struct FileData
     public static FileData Of(View v, long ino)
     {
         if (LongMap.TryGet(v.Nodes, ino, out var n))
-            return new FileData(n.Size, n.Extents, -1);
+            return new FileData(v.Base, n.Size, n.Extents, -1);
         ref readonly var b = ref v.Base.Inode(ino);
-        return new FileData(b.ByteSize, null, b.ByteSize == 0 ? -1 : b.DataOffset);
+        if ((b.Flags & BaseInode.FlagSparse) != 0)
+            return new FileData(v.Base, b.ByteSize, v.Base.SparseExtents(ino), -1);
+        return new FileData(v.Base, b.ByteSize, null, b.ByteSize == 0 ? -1 : b.DataOffset);
     }
 }

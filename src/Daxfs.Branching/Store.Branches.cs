@@ -135,6 +135,7 @@ public sealed partial class Store
             {
                 // A fork of a past version: a child of main based on that version, which later commits leave alone.
                 baseVersion = p.SnapshotOf;
+                VersionView(baseVersion); // refuses a version compaction folded away, before anything is written
                 p = _slots[0]!;
             }
             if (_byName.ContainsKey(name))
@@ -172,7 +173,7 @@ public sealed partial class Store
                 Log = null!,
             };
             s.Log = new LogAppender(_region, _allocator, SlotOffset(slot), logId, 0, 0, 0, 0, s.OwnBlocks);
-            s.View = baseVersion >= 0 ? _versionViews[(int)baseVersion] : p.View;
+            s.View = baseVersion >= 0 ? VersionView(baseVersion) : p.View;
             s.Detached = baseVersion >= 0;
             s.BaseVersion = baseVersion >= 0 ? baseVersion : p.IsMain ? p.Epoch : p.BaseVersion;
             _slots[slot] = s;

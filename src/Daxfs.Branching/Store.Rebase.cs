@@ -53,7 +53,7 @@ public sealed partial class Store
                 throw new BranchNotLeafException(b.Name, "rebase");
             var root = b;
             while (!root.Parent!.IsMain) root = root.Parent;
-            baseView = root.Detached ? _versionViews[(int)root.BaseVersion] : _slots[0]!.View;
+            baseView = root.Detached ? VersionView(root.BaseVersion) : _slots[0]!.View;
             ours = b.View;
             theirs = _slots[0]!.View;
         }
@@ -204,7 +204,7 @@ public sealed partial class Store
         for (long at = range.Offset; at < end;)
         {
             int n = (int)Math.Min(buffer.Length, end - at);
-            new ReadResult(target.Store.Region, target.Store.BaseImage, in data, at, n).CopyTo(buffer);
+            new ReadResult(target.Store.Region, in data, at, n).CopyTo(buffer);
             target.Write(path, at, buffer.AsSpan(0, n), create: false);
             at += n;
         }

@@ -67,14 +67,19 @@ public sealed partial class Store
         if (raw[0].State != (uint)SlotState.Live || names[0] != "main" || raw[0].Depth != 0)
             ThrowHelper.Corrupt("branch slot 0", SlotOffset(0), "slot 0 is not the live main branch");
 
-        // Main first: its new versions.
-        if (_slots[0] is null)
+        // Main first: its new versions. A compaction elsewhere (a new Base record) means starting over from its image.
+        if (_slots[0] is not null && !_rebuild && MainGainedBase(in raw[0]))
+            ResetPicture();
+        bool rebuilding = _rebuild;
+        if (_slots[0] is null || _rebuild)
         {
-            var main = NewState(0, in raw[0], "main", null);
-            main.View = View.Initial(_base);
+            var main = _slots[0] ?? NewState(0, in raw[0], "main", null);
+            _currentBase = LatestBase(in raw[0]);
+            main.View = View.Initial(_currentBase);
             _versionViews.Add(main.View);
             _slots[0] = main;
             _byName["main"] = main;
+            _rebuild = false;
         }
         CatchUp(_slots[0]!, in raw[0], alone, truncated);
 
@@ -99,7 +104,7 @@ public sealed partial class Store
             // based on main's current state. Any other branch is stale once its parent's epoch moved on.
             bool detached = (s.Flags & BranchSlot.FlagDetached) != 0 && p == 0;
             bool valid = parent is not null && parentMatches
-                && (detached ? s.ForkEpoch >= 0 && s.ForkEpoch < _versionViews.Count : s.ForkEpoch == parent.Epoch);
+                && (detached ? s.ForkEpoch >= _baseVersion && s.ForkEpoch <= CurrentVersion : s.ForkEpoch == parent.Epoch);
             if (!valid)
             {
                 if (_slots[i] is { } gone)
@@ -118,10 +123,12 @@ public sealed partial class Store
                 continue;
             }
             var st = _slots[i];
+            if (st is not null && rebuilding)
+                st.View = detached ? VersionView(s.ForkEpoch) : parent!.View; // its log is replayed again from its head
             if (st is null)
             {
                 st = NewState(i, in s, names[i]!, parent);
-                st.View = detached ? _versionViews[(int)s.ForkEpoch] : parent!.View;
+                st.View = detached ? VersionView(s.ForkEpoch) : parent!.View;
                 st.Detached = detached;
                 st.BaseVersion = detached ? s.ForkEpoch : parent!.IsMain ? parent.Epoch : parent.BaseVersion;
                 if (_byName.ContainsKey(names[i]!))
@@ -169,6 +176,8 @@ public sealed partial class Store
             var used = new List<(long, long)>();
             foreach (var st in _slots)
                 if (st is not null) used.AddRange(st.AllBlocks());
+            if (_baseRun is { } run)
+                used.Add(run);
             _allocator.Rebuild(used);
             long maxLog = _mergedLogs.Count == 0 ? 1 : _mergedLogs.Max();
             foreach (var st in _slots)
@@ -378,12 +387,25 @@ public sealed partial class Store
                     if (r.Seq != epoch + 1)
                         ThrowHelper.Corrupt("record", c.Offset, $"version {r.Seq} does not follow {epoch}");
                     epoch = r.Seq;
-                    _versions.Add(new VersionInfo(r.Seq, FileStat.FromNs(r.TimeNs), r.Message, r.Source, r.Size, r.FileOffset));
+                    bool folded = r.Seq <= _baseVersion;
+                    _versions.Add(new VersionInfo(r.Seq, FileStat.FromNs(r.TimeNs), r.Message, r.Source, r.Size, r.FileOffset) { Folded = r.Seq < _baseVersion });
                     owner.Records += r.Size;
                     owner.LogBytes += r.FileOffset;
+                    if (folded)
+                    {
+                        // Its changes are in the base image; its logs may already hold other data.
+                        foreach (var l in r.Logs) _mergedLogs.Add(l.LogId);
+                        break;
+                    }
                     for (int k = r.Logs.Length - 1; k >= 0; k--)
                         PushLog(stack, reached, r.Logs[k], c.Offset);
                     pendingVersion = r.Seq;
+                    break;
+                case RecordKind.Base:
+                    if (!owner.IsMain || !own)
+                        ThrowHelper.Corrupt("record", c.Offset, "a base record outside main's own log");
+                    if (r.Seq < 1 || r.Seq > epoch || r.Seq > _baseVersion)
+                        ThrowHelper.Corrupt("record", c.Offset, $"base record folds version {r.Seq}, outside versions 1 to {Math.Min(epoch, _baseVersion)}");
                     break;
                 case RecordKind.Tag:
                     if (!owner.IsMain || !own)

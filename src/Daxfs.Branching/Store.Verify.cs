@@ -27,7 +27,8 @@ public sealed partial class Store
         lock (_gate)
         {
             ThrowIfUnusable();
-            _base.VerifyAllData();
+            var image = _currentBase ?? _base;
+            image.VerifyAllData();
             long logs = 0, records = 0, bytes = 0;
             var seen = new HashSet<long>();
             var blocks = new HashSet<long>();
@@ -54,6 +55,8 @@ public sealed partial class Store
                     if (kind is RecordKind.Merge or RecordKind.Version)
                     {
                         RecordCodec.Decode(r, kind, c.Header.TimeNs, c.Offset, c.Body, c.BodyOffset);
+                        if (kind == RecordKind.Version && r.Seq <= _baseVersion)
+                            continue; // folded into the base image: its logs are no longer in use
                         foreach (var child in r.Logs) stack.Push(child);
                     }
                     }
@@ -64,7 +67,9 @@ public sealed partial class Store
                         if (blocks.Add(b.Offset)) reachable += b.Pages * FormatConstants.PageSize;
                 }
             }
-            return new VerifyReport(_base.DataLength, logs, records, bytes, reachable, _allocator.ArenaBytes - _allocator.FreeBytes);
+            if (_baseRun is { } run)
+                reachable += run.Pages * FormatConstants.PageSize; // the compacted base image lives in the arena
+            return new VerifyReport(image.DataLength, logs, records, bytes, reachable, _allocator.ArenaBytes - _allocator.FreeBytes);
         }
     }
 }

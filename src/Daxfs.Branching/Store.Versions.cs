@@ -18,8 +18,7 @@ public sealed partial class Store
         lock (_gate)
         {
             ThrowIfUnusable();
-            if (version < 0 || version >= _versionViews.Count)
-                throw new ArgumentOutOfRangeException(nameof(version), $"no version {version}: main has versions 0 (the base image) to {_versionViews.Count - 1}");
+            var view = VersionView(version);
             var st = new BranchState
             {
                 Slot = -1,
@@ -32,7 +31,8 @@ public sealed partial class Store
                 SnapshotOf = version,
                 BaseVersion = version,
             };
-            st.View = _versionViews[(int)version];
+            st.View = view;
+            st.PictureGeneration = _pictureGeneration;
             return new Branch(this, st);
         }
     }
@@ -71,8 +71,7 @@ public sealed partial class Store
             throw new ArgumentException($"invalid tag name '{name}': {why}", nameof(name));
         Locked(() =>
         {
-            if (version < 0 || version >= _versionViews.Count)
-                throw new ArgumentOutOfRangeException(nameof(version), $"no version {version}: main has versions 0 to {_versionViews.Count - 1}");
+            VersionView(version); // refuses versions that do not exist or were folded away
             if (_tags.TryGetValue(name, out long existing))
                 throw new DaxfsException($"tag '{name}' already names version {existing}; delete it first");
             AppendTag(name, version, deleted: false);
@@ -112,11 +111,11 @@ public sealed partial class Store
     private View OlderViewOfLocked(BranchState s)
     {
         if (s.IsSnapshot)
-            return _versionViews[(int)Math.Max(0, s.SnapshotOf - 1)];
+            return VersionView(Math.Max(0, s.SnapshotOf - 1));
         if (s.IsMain)
-            return _versionViews[Math.Max(0, _versionViews.Count - 2)];
+            return VersionView(Math.Max(0, CurrentVersion - 1));
         if (s.Detached && s.Parent!.IsMain)
-            return _versionViews[(int)s.BaseVersion];
+            return VersionView(s.BaseVersion);
         return s.Parent!.View;
     }
 }

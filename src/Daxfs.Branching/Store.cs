@@ -67,7 +67,6 @@ public sealed partial class Store : IDisposable
 
     internal Region Region => _region;
 
-    internal BaseImage BaseImage => _base;
 
     // ------------------------------------------------------------------ create
 
@@ -302,6 +301,9 @@ public sealed partial class Store : IDisposable
                         foreach (var s in _slots)
                             if (s is not null && s.Status == BranchState.StatusLive)
                                 s.Log.ReleaseSpare();
+                        foreach (var (offset, pages) in _compactionRuns)
+                            _allocator.Free(offset, pages);
+                        _compactionRuns.Clear();
                         _leases.Unregister();
                         ReclaimParked();
                         Interlocked.Increment(ref ChangeCounter);
@@ -385,8 +387,9 @@ public sealed partial class Store : IDisposable
             {
                 ThrowIfUnusable();
                 int live = _slots.Count(s => s is not null && s.Status == BranchState.StatusLive);
-                return new RegionUsage(_region.Path, _region.Kind, _super.Capacity, _super.BaseLength, _allocator.ArenaBytes,
-                    _allocator.FreeBytes, _leases.ParkedPages * FormatConstants.PageSize, _base.InodeCount, live, (int)_super.SlotCount, _versions.Count);
+                var image = _currentBase ?? _base;
+                return new RegionUsage(_region.Path, _region.Kind, _super.Capacity, image.EndOffset - image.Offset, _allocator.ArenaBytes,
+                    _allocator.FreeBytes, _leases.ParkedPages * FormatConstants.PageSize, image.InodeCount, live, (int)_super.SlotCount, _versions.Count);
             }
         }
     }

@@ -125,6 +125,8 @@ public class LayoutTests
         Assert.Equal(24, Off<BaseInode>(nameof(BaseInode.ByteSize)));
         Assert.Equal(32, Off<BaseInode>(nameof(BaseInode.DataOffset)));
         Assert.Equal(40, Off<BaseInode>(nameof(BaseInode.Subdirs)));
+        Assert.Equal(44, Off<BaseInode>(nameof(BaseInode.Flags)));
+        Assert.Equal(48, Off<BaseInode>(nameof(BaseInode.CtimeNs)));
 
         Assert.Equal(BaseDirent.Size, Unsafe.SizeOf<BaseDirent>());
         Assert.Equal(0, Off<BaseDirent>(nameof(BaseDirent.NameOffset)));

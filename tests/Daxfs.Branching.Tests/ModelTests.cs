@@ -84,6 +84,8 @@ public class ModelTests(ITestOutputHelper output)
         private readonly List<SortedDictionary<string, MNode>> _history = [];
         private int _maxDepth;
         private int _maxLive;
+        /// <summary>The oldest version still readable (the last compaction's).</summary>
+        private int _oldest;
 
         public Run(int seed, ITestOutputHelper output)
         {
@@ -149,6 +151,7 @@ public class ModelTests(ITestOutputHelper output)
             if (roll < 22) return Discard();
             if (roll < 23) return Reopen();
             if (roll < 24) return UseDeadHandle();
+            if (roll == 99 && _rng.Next(2) == 0) return Compact();
             return FileOp();
         }
 
@@ -257,6 +260,27 @@ public class ModelTests(ITestOutputHelper output)
             CheckHistory();
             CheckDiffs();
             _deadHandles.Clear(); // handles of the closed store are gone with it
+            return _live.Values.ToList();
+        }
+
+        private IEnumerable<MBranch> Compact()
+        {
+            int keep = _rng.Next(0, 4);
+            int current = _history.Count - 1;
+            LastOp = $"compact keep {keep} (versions {_oldest} to {current})";
+            Count("compact");
+            var report = Store.Compact(new CompactOptions { Keep = keep });
+            int expect = current - keep > _oldest ? current - keep : -1;
+            Assert.Equal(expect, report.FoldedVersion);
+            if (expect > 0)
+            {
+                Count("compact-folded");
+                Assert.Equal(expect - _oldest, report.RetiredVersions);
+                _oldest = expect;
+            }
+            Assert.Equal(_oldest, Store.OldestVersion);
+            Store.Verify();
+            CheckHistory();
             return _live.Values.ToList();
         }
 
@@ -528,6 +552,11 @@ public class ModelTests(ITestOutputHelper output)
         {
             foreach (var m in _live.Values)
             {
+                if (m.IsMain && Store.Versions.Count >= 1 && Store.Versions.Count - 1 < _oldest)
+                {
+                    Assert.Throws<VersionFoldedException>(() => Store.Main.Diff()); // the version before main's was folded away
+                    continue;
+                }
                 var newer = H(m);
                 var older = m.IsMain
                     ? Store.AtVersion(Math.Max(0, Store.Versions.Count - 1))
@@ -586,7 +615,9 @@ public class ModelTests(ITestOutputHelper output)
         private void CheckHistory()
         {
             Assert.Equal(_history.Count - 1, Store.Versions.Count);
-            for (int k = 0; k < _history.Count; k++)
+            for (int k = 0; k < _oldest; k++)
+                Assert.Throws<VersionFoldedException>(() => Store.AtVersion(k));
+            for (int k = _oldest; k < _history.Count; k++)
             {
                 var snapshot = new MBranch { Name = $"main@{k}", Tree = _history[k] };
                 CheckHandle(Store.AtVersion(k), snapshot);

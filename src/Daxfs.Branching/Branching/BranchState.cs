@@ -27,6 +27,9 @@ internal sealed class BranchState
     /// <summary>For a read-only view of a past version (not a branch): that version; otherwise -1.</summary>
     public long SnapshotOf = -1;
 
+    /// <summary>For a view of a past version: the store's picture generation its <see cref="View"/> was taken in.</summary>
+    public long PictureGeneration;
+
     private View _view = null!;
 
     /// <summary>The branch's current tree; replaced whole by each change, never mutated.</summary>

@@ -64,7 +64,13 @@ public sealed class RegionFullException : DaxfsException
 {
     /// <summary>Creates the exception.</summary>
     public RegionFullException(long requested, long free)
-        : base($"region full: {requested} bytes requested, {free} bytes free in the delta arena")
+        : this(requested, free, $"region full: {requested} bytes requested, {free} bytes free in the delta arena")
+    {
+    }
+
+    /// <summary>Creates the exception with its own message.</summary>
+    public RegionFullException(long requested, long free, string message)
+        : base(message)
     {
         Requested = requested;
         Free = free;

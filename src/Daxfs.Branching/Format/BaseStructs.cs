@@ -41,8 +41,11 @@ internal struct BaseHeader
 ///  0 Mode u32 (type and permission bits)   4 Uid u32   8 Gid u32   12 ParentIno u32 (the containing directory; the root: itself)
 /// 16 MtimeNs i64   24 Size i64 (files: bytes; symlinks: target bytes; dirs: entry count)
 /// 32 DataOffset i64 (files, symlinks: absolute offset of the bytes; dirs: index of the first dirent)
-/// 40 Subdirs u32 (dirs)   44 Reserved[20]
+/// 40 Subdirs u32 (dirs)   44 Flags u32 (bit 0: Sparse)   48 CtimeNs i64 (0: same as MtimeNs)   56 Reserved[8]
 /// </code>
+/// An entry whose Mode is 0 is an unused inode number (only in a base image written by compaction).
+/// A Sparse file's DataOffset points at its extent table in the data area: Count u64, then Count entries
+/// of (FileOffset i64, Length i64, Source i64); bytes no extent covers are holes.
 /// </summary>
 [StructLayout(LayoutKind.Explicit, Size = Size)]
 internal struct BaseInode
@@ -57,6 +60,17 @@ internal struct BaseInode
     [FieldOffset(24)] public long ByteSize;
     [FieldOffset(32)] public long DataOffset;
     [FieldOffset(40)] public uint Subdirs;
+    [FieldOffset(44)] public uint Flags;
+    [FieldOffset(48)] public long CtimeNs;
+
+    /// <summary>Flags bit 0: the file's bytes are described by an extent table (it has holes).</summary>
+    public const uint FlagSparse = 1;
+
+    /// <summary>Bytes of one extent table entry.</summary>
+    public const int ExtentEntrySize = 24;
+
+    /// <summary>The inode's change time: <see cref="CtimeNs"/>, or the modification time when that is 0.</summary>
+    public readonly long ChangeTimeNs => CtimeNs != 0 ? CtimeNs : MtimeNs;
 }
 
 /// <summary>

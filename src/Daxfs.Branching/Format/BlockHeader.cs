@@ -64,4 +64,5 @@ internal enum RecordKind : ushort
     Merge = 9,
     Version = 10,
     Tag = 11,
+    Base = 12,
 }

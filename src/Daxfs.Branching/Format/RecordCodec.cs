@@ -181,6 +181,18 @@ internal static class RecordCodec
         return len;
     }
 
+    /// <summary>Base (in main's log): from here on, main's history starts at version <paramref name="seq"/>, whose tree is the base image at <paramref name="offset"/>.</summary>
+    public static int EncodeBase(Span<byte> dst, long seq, long offset, long length, long nextIno)
+    {
+        const int len = 32;
+        if (dst.Length < len) return len;
+        BinaryPrimitives.WriteInt64LittleEndian(dst, seq);
+        BinaryPrimitives.WriteInt64LittleEndian(dst[8..], offset);
+        BinaryPrimitives.WriteInt64LittleEndian(dst[16..], length);
+        BinaryPrimitives.WriteInt64LittleEndian(dst[24..], nextIno);
+        return len;
+    }
+
     private static void WriteRef(Span<byte> dst, LogRef r)
     {
         BinaryPrimitives.WriteInt64LittleEndian(dst, r.LogId);
@@ -300,6 +312,13 @@ internal static class RecordCodec
                 r.Name = Str(body.Slice(16, (int)nl), recordOffset);
                 break;
             }
+            case RecordKind.Base:
+                Need(body, 32, recordOffset);
+                r.Seq = I64(body, 0);
+                r.FileOffset = I64(body, 8);
+                r.Size = I64(body, 16);
+                r.Ino = I64(body, 24);
+                break;
             default:
                 Bad(recordOffset, $"unknown record kind {(ushort)kind}");
                 break;

@@ -14,6 +14,7 @@ internal sealed unsafe class BaseImage
     private readonly Region _region;
     private readonly BaseHeader _header;
     private readonly long[] _verifiedChunks;
+    private readonly Dictionary<long, LongMapNode<Extent>?> _sparse = [];
 
     private BaseImage(Region region, BaseHeader header)
     {
@@ -24,6 +25,9 @@ internal sealed unsafe class BaseImage
 
     public uint InodeCount => _header.InodeCount;
 
+    /// <summary>The number the first inode created on top of this image takes (inode numbers are never reused).</summary>
+    public long NextIno { get; private set; }
+
     public long Offset { get; private set; }
 
     public long DataOffset => _header.DataOffset;
@@ -32,8 +36,11 @@ internal sealed unsafe class BaseImage
 
     public long EndOffset => _header.ChunkCrcOffset + _header.ChunkCount * 4;
 
-    /// <summary>Opens the base image at <paramref name="offset"/>, validating all of its metadata.</summary>
-    public static BaseImage Open(Region region, long offset, long length)
+    /// <summary>
+    /// Opens the base image at <paramref name="offset"/>, validating all of its metadata. New inodes on top of it
+    /// are numbered from <paramref name="nextIno"/> (0: right after its last inode).
+    /// </summary>
+    public static BaseImage Open(Region region, long offset, long length, long nextIno = 0)
     {
         region.Check(offset, length);
         if (length < BaseHeader.Size)
@@ -68,7 +75,9 @@ internal sealed unsafe class BaseImage
         if (meta != header.MetaCrc)
             ThrowHelper.Corrupt("base metadata", header.InodeTableOffset, $"checksum mismatch (stored {header.MetaCrc:X8}, computed {meta:X8})");
 
-        var image = new BaseImage(region, header) { Offset = offset };
+        if (nextIno != 0 && nextIno <= header.InodeCount)
+            ThrowHelper.Corrupt("base header", offset, $"next inode number {nextIno} is not above the image's {header.InodeCount} inodes");
+        var image = new BaseImage(region, header) { Offset = offset, NextIno = nextIno == 0 ? header.InodeCount + 1L : nextIno };
         image.ValidateTree();
         return image;
     }
@@ -145,8 +154,11 @@ internal sealed unsafe class BaseImage
             if (d.Subdirs != subdirs)
                 ThrowHelper.Corrupt($"base inode {dir}", InodeOffset(dir), $"subdirectory count {d.Subdirs} does not match {subdirs}");
         }
-        if (reached != count)
-            ThrowHelper.Corrupt("base inode table", _header.InodeTableOffset, $"{count - reached} inode(s) not reachable from the root");
+        long unused = 0;
+        for (uint ino = 2; ino <= count; ino++)
+            if (Inode(ino).Mode == 0) unused++; // a number compaction left unused: never named (checked above)
+        if (reached + unused != count)
+            ThrowHelper.Corrupt("base inode table", _header.InodeTableOffset, $"{count - reached - unused} inode(s) not reachable from the root");
     }
 
     private void ValidateInode(uint ino)
@@ -156,8 +168,13 @@ internal sealed unsafe class BaseImage
         {
             case ModeBits.Directory:
                 break;
+            case ModeBits.Regular when (n.Flags & BaseInode.FlagSparse) != 0:
+                _sparse[ino] = ReadExtentTable(ino, in n);
+                break;
             case ModeBits.Regular:
             case ModeBits.Symlink:
+                if ((n.Flags & BaseInode.FlagSparse) != 0)
+                    ThrowHelper.Corrupt($"base inode {ino}", InodeOffset(ino), "a symlink marked sparse");
                 if (n.ByteSize < 0 || n.DataOffset < _header.DataOffset || n.ByteSize > _header.DataOffset + _header.DataLength - n.DataOffset
                     || n.DataOffset > _header.DataOffset + _header.DataLength)
                     ThrowHelper.Corrupt($"base inode {ino}", InodeOffset(ino), $"data [{n.DataOffset}, +{n.ByteSize}) outside the data area");
@@ -169,6 +186,39 @@ internal sealed unsafe class BaseImage
                 break;
         }
     }
+
+    /// <summary>Reads and checks a sparse file's extent table (its chunks are verified first): the file's byte-range map.</summary>
+    private LongMapNode<Extent>? ReadExtentTable(uint ino, in BaseInode n)
+    {
+        long dataEnd = _header.DataOffset + _header.DataLength;
+        string what = $"base inode {ino}";
+        if (n.ByteSize < 0 || n.ByteSize > FormatConstants.MaxFileSize)
+            ThrowHelper.Corrupt(what, InodeOffset(ino), $"size {n.ByteSize} out of range");
+        if (n.DataOffset < _header.DataOffset || n.DataOffset > dataEnd - 8 || (n.DataOffset & 7) != 0)
+            ThrowHelper.Corrupt(what, InodeOffset(ino), $"extent table at {n.DataOffset} outside the data area or unaligned");
+        EnsureVerified(n.DataOffset, 8);
+        long count = Unsafe.ReadUnaligned<long>(_region.Base + n.DataOffset);
+        if (count < 0 || count > (dataEnd - n.DataOffset - 8) / BaseInode.ExtentEntrySize)
+            ThrowHelper.Corrupt(what, n.DataOffset, $"extent count {count} does not fit the data area");
+        EnsureVerified(n.DataOffset, 8 + count * BaseInode.ExtentEntrySize);
+        LongMapNode<Extent>? map = null;
+        long previousEnd = 0;
+        for (long i = 0; i < count; i++)
+        {
+            byte* e = _region.Base + n.DataOffset + 8 + i * BaseInode.ExtentEntrySize;
+            long fileOffset = Unsafe.ReadUnaligned<long>(e), length = Unsafe.ReadUnaligned<long>(e + 8), source = Unsafe.ReadUnaligned<long>(e + 16);
+            if (fileOffset < previousEnd || length <= 0 || length > n.ByteSize - fileOffset)
+                ThrowHelper.Corrupt(what, n.DataOffset, $"extent {i} [{fileOffset}, +{length}) overlaps the one before or runs past the size {n.ByteSize}");
+            if (source < _header.DataOffset || source > dataEnd || length > dataEnd - source)
+                ThrowHelper.Corrupt(what, n.DataOffset, $"extent {i} bytes at {source} lie outside the data area");
+            map = LongMap.Merge(map, LongMap.Single(fileOffset, new Extent(length, source)));
+            previousEnd = fileOffset + length;
+        }
+        return map;
+    }
+
+    /// <summary>A sparse base file's byte-range map (built once, when the image was opened).</summary>
+    public LongMapNode<Extent>? SparseExtents(long ino) => _sparse[ino];
 
     private long InodeOffset(uint ino) => _header.InodeTableOffset + (long)(ino - 1) * BaseInode.Size;
 
@@ -183,7 +233,8 @@ internal sealed unsafe class BaseImage
         return ref Unsafe.AsRef<BaseInode>(_region.Base + _header.InodeTableOffset + (ino - 1) * BaseInode.Size);
     }
 
-    public bool Contains(long ino) => (ulong)(ino - 1) < _header.InodeCount;
+    /// <summary>True when <paramref name="ino"/> is an inode of the image (not an unused number).</summary>
+    public bool Contains(long ino) => (ulong)(ino - 1) < _header.InodeCount && Inode(ino).Mode != 0;
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private ref readonly BaseDirent Dirent(long index)

@@ -29,7 +29,7 @@ internal sealed class View
 
     public const long RootIno = 1;
 
-    public static View Initial(BaseImage b) => new(b, null, b.InodeCount + 1L);
+    public static View Initial(BaseImage b) => new(b, null, b.NextIno);
 
     public View With(LongMapNode<Node>? nodes, long nextIno) => new(Base, nodes, nextIno);
 
@@ -44,7 +44,7 @@ internal sealed class View
                 n.Kind == NodeKind.Directory ? 2 + n.Subdirs : 1);
         ref readonly var b = ref Base.Inode(ino);
         var kind = KindOfMode(b.Mode);
-        return new InodeInfo(ino, kind, b.Mode & ModeBits.PermMask, b.Uid, b.Gid, b.MtimeNs, b.MtimeNs, b.ByteSize,
+        return new InodeInfo(ino, kind, b.Mode & ModeBits.PermMask, b.Uid, b.Gid, b.MtimeNs, b.ChangeTimeNs, b.ByteSize,
             kind == NodeKind.Directory ? 2 + (int)b.Subdirs : 1);
     }
 
@@ -119,12 +119,14 @@ internal sealed class View
             Uid = b.Uid,
             Gid = b.Gid,
             MtimeNs = b.MtimeNs,
-            CtimeNs = b.MtimeNs,
+            CtimeNs = b.ChangeTimeNs,
             Size = b.ByteSize,
             ParentIno = b.ParentIno,
         };
         switch (kind)
         {
+            case NodeKind.File when (b.Flags & BaseInode.FlagSparse) != 0:
+                return node with { Extents = Base.SparseExtents(ino) };
             case NodeKind.File:
                 return node with { Extents = b.ByteSize == 0 ? null : LongMap.Single(0L, new Extent(b.ByteSize, b.DataOffset)) };
             case NodeKind.Symlink:

@@ -1,0 +1,332 @@
+using System.Diagnostics;
+using Daxfs.Branching.Branching;
+using Daxfs.Branching.Building;
+using Daxfs.Branching.Format;
+using Daxfs.Branching.Index;
+using Daxfs.Branching.Log;
+
+namespace Daxfs.Branching;
+
+/// <summary>How <see cref="Store.Compact"/> folds history.</summary>
+public sealed record CompactOptions
+{
+    /// <summary>
+    /// Versions to keep readable before the current one (0: fold everything up to the current version).
+    /// Tagged versions, and versions that branches were forked from, are kept whatever this says.
+    /// </summary>
+    public long Keep { get; init; }
+
+    /// <summary>Receives progress while the new base image is written.</summary>
+    public IProgress<BuildProgress>? Progress { get; init; }
+}
+
+/// <summary>What a compaction did.</summary>
+/// <param name="FoldedVersion">The version that became the new base image (the oldest version still readable); -1 when nothing was folded.</param>
+/// <param name="RetiredVersions">Versions folded away by this compaction (no longer readable).</param>
+/// <param name="Entries">Files, directories and symlinks in the new base image.</param>
+/// <param name="CopiedBytes">File and symlink bytes copied into it.</param>
+/// <param name="BaseBytes">Bytes of the new base image.</param>
+/// <param name="ReleasedBytes">Bytes given up: the retired versions' logs and the previous compacted base. They return
+/// to the arena at once, or when the last read lease that could still see them ends.</param>
+/// <param name="Elapsed">Time the compaction took.</param>
+/// <param name="Reason">Why nothing was folded (when <paramref name="FoldedVersion"/> is -1).</param>
+public readonly record struct CompactionReport(long FoldedVersion, long RetiredVersions, long Entries, long CopiedBytes, long BaseBytes,
+    long ReleasedBytes, TimeSpan Elapsed, string? Reason);
+
+/// <summary>A version that compaction folded into the base image was asked for.</summary>
+public sealed class VersionFoldedException : DaxfsException
+{
+    /// <summary>Creates the exception.</summary>
+    public VersionFoldedException(long version, long oldest)
+        : base($"version {version} was folded into the base image by compaction; the oldest readable version is {oldest}")
+    {
+        Version = version;
+        Oldest = oldest;
+    }
+
+    /// <summary>The version asked for.</summary>
+    public long Version { get; }
+
+    /// <summary>The oldest version that can still be read.</summary>
+    public long Oldest { get; }
+}
+
+public sealed partial class Store
+{
+    /// <summary>The version main's current base image holds (0: the region's original image).</summary>
+    private long _baseVersion;
+
+    /// <summary>The base image main's history now starts from.</summary>
+    private BaseImage? _currentBase;
+
+    /// <summary>The arena pages of the current base image when compaction wrote it; null for the original one.</summary>
+    private (long Offset, long Pages)? _baseRun;
+
+    /// <summary>Moves each time this process rebuilds its picture from nothing (after a compaction), so cached views are refetched.</summary>
+    private long _pictureGeneration;
+
+    /// <summary>Set by <see cref="ResetPicture"/>: the next re-read starts from nothing.</summary>
+    private bool _rebuild;
+
+    internal long PictureGeneration => Volatile.Read(ref _pictureGeneration);
+
+    /// <summary>The newest version of main.</summary>
+    private long CurrentVersion => _baseVersion + _versionViews.Count - 1;
+
+    /// <summary>The oldest version of main that can still be read: the one compaction last folded into the base image (0 before any).</summary>
+    public long OldestVersion
+    {
+        get { EnsureCurrent(); lock (_gate) { ThrowIfUnusable(); return _baseVersion; } }
+    }
+
+    /// <summary>Main's view at version <paramref name="version"/> (caller holds the in-process lock).</summary>
+    private View VersionView(long version)
+    {
+        if (version >= 0 && version < _baseVersion)
+            throw new VersionFoldedException(version, _baseVersion);
+        if (version < 0 || version > CurrentVersion)
+            throw new ArgumentOutOfRangeException(nameof(version), $"no version {version}: main has versions {_baseVersion} to {CurrentVersion}");
+        return _versionViews[(int)(version - _baseVersion)];
+    }
+
+    /// <summary>A read-only view of a past version, refetched when this process rebuilt its picture.</summary>
+    internal View SnapshotView(BranchState s)
+    {
+        lock (_gate)
+        {
+            if (s.PictureGeneration != _pictureGeneration)
+            {
+                s.View = VersionView(s.SnapshotOf);
+                s.PictureGeneration = _pictureGeneration;
+            }
+            return s.View;
+        }
+    }
+
+    /// <summary>
+    /// Folds main's history up to a version into a new base image and retires the older versions, so their
+    /// logs' space returns to the arena. The version folded is the current one minus <see cref="CompactOptions.Keep"/>,
+    /// moved back to the oldest tagged version and to the oldest version a live branch was forked from; every
+    /// version from it on reads exactly as before. The new image is written outside the region lock (other
+    /// processes go on working) and published with one record in main's log; processes reading older views
+    /// under a <see cref="ReadLease"/> keep them until the lease ends.
+    /// </summary>
+    /// <exception cref="RegionFullException">No free run of the arena is large enough for the new image.</exception>
+    /// <exception cref="DaxfsException">Another process compacted, tagged or forked an older version meanwhile (nothing changed; try again).</exception>
+    public CompactionReport Compact(CompactOptions? options = null)
+    {
+        options ??= new CompactOptions();
+        if (options.Keep < 0)
+            throw new ArgumentOutOfRangeException(nameof(options), $"Keep must not be negative, not {options.Keep}");
+        var clock = Stopwatch.StartNew();
+        using var lease = BeginRead(); // the folded version's bytes stay put while they are copied outside the lock
+
+        // 1. Under the locks: choose the version, plan its image and reserve the space for it.
+        string? reason = null;
+        long fold = -1, generation = 0, offset = 0, pages = 0, previousBase = 0;
+        CompactedImage? image = null;
+        Locked(() =>
+        {
+            long target = Math.Min(CurrentVersion - options.Keep, OldestPinnedVersion());
+            if (target <= _baseVersion)
+            {
+                reason = target < CurrentVersion - options.Keep
+                    ? $"a tag or a branch forked from a past version keeps version {target}, which is already the base"
+                    : $"nothing to fold: the oldest readable version is {_baseVersion} and {options.Keep} of the {CurrentVersion - _baseVersion} after it are kept";
+                return;
+            }
+            fold = target;
+            previousBase = _baseVersion;
+            generation = _pictureGeneration;
+            image = new CompactedImage(VersionView(target));
+            pages = FormatConstants.AlignUp(image.Length, FormatConstants.PageSize) / FormatConstants.PageSize;
+            if (pages * FormatConstants.PageSize > _allocator.FreeBytes)
+                throw new RegionFullException(pages * FormatConstants.PageSize, _allocator.FreeBytes);
+            try
+            {
+                offset = _allocator.Allocate(pages);
+            }
+            catch (RegionFullException)
+            {
+                throw new RegionFullException(pages * FormatConstants.PageSize, _allocator.FreeBytes,
+                    $"compaction needs one free run of {pages * FormatConstants.PageSize} bytes for the new base image; the arena has {_allocator.FreeBytes} bytes free, but not in one run");
+            }
+            _compactionRuns.Add((offset, pages));
+        });
+        if (image is null)
+            return new CompactionReport(-1, 0, 0, 0, 0, 0, clock.Elapsed, reason);
+
+        // 2. Outside the region lock: copy. The reserved pages are this process's alone; a crash leaves them to
+        // the next full recovery.
+        try
+        {
+            image.WriteTo(_region, offset, options.Progress);
+            FaultPoints.Hit("compact.written");
+            if (_region.Kind != Media.RegionKind.Memory)
+                _region.Flush(offset, pages * FormatConstants.PageSize);
+        }
+        catch
+        {
+            GiveBackRun(offset, pages);
+            throw;
+        }
+
+        // 3. Under the locks again: check nothing moved that the plan relied on, then publish.
+        long released = 0;
+        try
+        {
+            Locked(() =>
+            {
+                if (_pictureGeneration != generation || _baseVersion != previousBase)
+                    throw new DaxfsException("another process compacted the region meanwhile; nothing was changed");
+                if (OldestPinnedVersion() < fold)
+                    throw new DaxfsException($"a tag or a fork of a version before {fold} was made meanwhile; nothing was changed (run compact again)");
+                BaseImage.Open(_region, offset, image.Length, image.NextIno); // what was written is what will be read
+                var main = _slots[0]!;
+                int len = RecordCodec.EncodeBase(default, fold, offset, image.Length, image.NextIno);
+                long at = main.Log.Reserve(RecordKind.Base, BaseImageBuilder.NowNs(), len);
+                RecordCodec.EncodeBase(main.Log.Body(at, len), fold, offset, image.Length, image.NextIno);
+                bool durable = _region.Kind != Media.RegionKind.Memory;
+                main.Log.Publish(at, durable); // the commit point: from here main's history starts at the new image
+                _compactionRuns.Remove((offset, pages));
+                FaultPoints.Hit("compact.published");
+
+                // What the old picture reached and the new one does not: the retired versions' logs and the previous image.
+                var before = new HashSet<(long, long)>(main.MergedBlocks);
+                if (_baseRun is { } old)
+                    before.Add(old);
+                ResetPicture();
+                SyncLocked(alone: false);
+                before.ExceptWith(_slots[0]!.MergedBlocks);
+                if (_baseRun is { } now)
+                    before.Remove(now);
+                var retired = before.ToList();
+                released = retired.Sum(b => b.Item2) * FormatConstants.PageSize;
+                _leases.Park(retired);
+            });
+        }
+        catch
+        {
+            if (_compactionRuns.Contains((offset, pages)))
+                GiveBackRun(offset, pages);
+            throw;
+        }
+        lease.Dispose();
+        Locked(() => ReclaimParked()); // what no other lease still sees returns to the arena now
+        return new CompactionReport(fold, fold - previousBase, image.Entries, image.DataBytes, image.Length, released, clock.Elapsed, null);
+    }
+
+    /// <summary>Runs reserved for base images being written by this process (given back on failure or close).</summary>
+    private readonly List<(long Offset, long Pages)> _compactionRuns = [];
+
+    private void GiveBackRun(long offset, long pages)
+    {
+        try
+        {
+            Locked(() =>
+            {
+                if (_compactionRuns.Remove((offset, pages)))
+                    _allocator.Free(offset, pages);
+            });
+        }
+        catch (DaxfsException)
+        {
+            // The store is busy or poisoned: the run stays marked in use until the next full recovery.
+        }
+    }
+
+    /// <summary>The oldest version something still needs: a tag, or a live branch forked from a past version.</summary>
+    private long OldestPinnedVersion()
+    {
+        long oldest = long.MaxValue;
+        foreach (var v in _tags.Values)
+            oldest = Math.Min(oldest, v);
+        foreach (var s in _slots)
+            if (s is { Detached: true } && s.Status == BranchState.StatusLive)
+                oldest = Math.Min(oldest, s.BaseVersion);
+        return oldest;
+    }
+
+    /// <summary>
+    /// Forgets everything derived from the logs (views, versions, tags, positions), keeping the branches this
+    /// process knows, so the next re-read rebuilds them from the base image main's log now names.
+    /// </summary>
+    private void ResetPicture()
+    {
+        foreach (var st in _slots)
+        {
+            if (st is null) continue;
+            st.Log.Resume(0, 0, 0, 0);
+            st.OwnBlocks.Clear();
+            st.MergedBlocks.Clear();
+            st.Epoch = 0;
+            st.Records = 0;
+            st.LogBytes = 0;
+        }
+        _versionViews.Clear();
+        _versions.Clear();
+        _tags.Clear();
+        _mergedLogs.Clear();
+        _rebuild = true;
+        Interlocked.Increment(ref _pictureGeneration);
+    }
+
+    /// <summary>True when main's log gained a Base record (a compaction) since this process last read it.</summary>
+    private bool MainGainedBase(in BranchSlot mainSlot)
+    {
+        var log = _slots[0]!.Log;
+        if (mainSlot.Tail == 0 || mainSlot.Tail == log.Tail || log.Head == 0)
+            return false;
+        try
+        {
+            var c = new LogCursor(_region, _allocator.ArenaOffset, _allocator.ArenaEnd, new LogRef(log.LogId, log.Head, mainSlot.Tail), log.LastBlock, log.Tail);
+            while (c.MoveNext())
+                if ((RecordKind)c.Header.Kind == RecordKind.Base)
+                    return true;
+        }
+        catch (CorruptionException)
+        {
+            // The catch-up that follows reports it.
+        }
+        return false;
+    }
+
+    /// <summary>
+    /// The base image main's history starts from: the one the last valid Base record of main's log names, else
+    /// the region's original image. Sets the base version and the image's arena run.
+    /// </summary>
+    private BaseImage LatestBase(in BranchSlot mainSlot)
+    {
+        _baseVersion = 0;
+        _baseRun = null;
+        if (mainSlot.Tail == 0)
+            return _base;
+        Rec? last = null;
+        var r = new Rec();
+        try
+        {
+            var c = Cursor(new LogRef(mainSlot.LogId, mainSlot.Head, mainSlot.Tail));
+            while (c.MoveNext())
+            {
+                if ((RecordKind)c.Header.Kind != RecordKind.Base)
+                    continue;
+                RecordCodec.Decode(r, RecordKind.Base, c.Header.TimeNs, c.Offset, c.Body, c.BodyOffset);
+                last = new Rec { Seq = r.Seq, FileOffset = r.FileOffset, Size = r.Size, Ino = r.Ino, Offset = r.Offset };
+            }
+        }
+        catch (CorruptionException)
+        {
+            // A torn tail: only what precedes it counts; the catch-up cuts or reports it.
+        }
+        if (last is null)
+            return _base;
+        long pages = FormatConstants.AlignUp(last.Size, FormatConstants.PageSize) / FormatConstants.PageSize;
+        if (last.Seq < 1 || last.FileOffset % FormatConstants.PageSize != 0 || last.FileOffset < _allocator.ArenaOffset
+            || last.Size < BaseHeader.Size || last.Size > _allocator.ArenaEnd - last.FileOffset)
+            ThrowHelper.Corrupt("record", last.Offset, $"base image [{last.FileOffset}, +{last.Size}) for version {last.Seq} is not a page-aligned run inside the arena");
+        var image = BaseImage.Open(_region, last.FileOffset, last.Size, last.Ino);
+        _baseVersion = last.Seq;
+        _baseRun = (last.FileOffset, pages);
+        return image;
+    }
+}
