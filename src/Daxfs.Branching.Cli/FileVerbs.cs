@@ -42,7 +42,7 @@ internal static class FileVerbs
     }
 
     /// <summary>Calls back on the reporting thread (Progress&lt;T&gt; would post to the thread pool).</summary>
-    private sealed class SyncProgress<T>(Action<T> report) : IProgress<T>
+    internal sealed class SyncProgress<T>(Action<T> report) : IProgress<T>
     {
         public void Report(T value) => report(value);
     }

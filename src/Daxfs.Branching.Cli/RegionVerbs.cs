@@ -76,6 +76,40 @@ internal static class RegionVerbs
         return Program.Ok;
     }
 
+    public static int Compact(Context c)
+    {
+        long keep = c.Args.Long("--keep") ?? 0;
+        if (keep < 0)
+            throw new UsageException($"--keep: {keep} is negative");
+        using var store = c.Open();
+        var report = Output.WithProgress("compacting", progress => store.Compact(new CompactOptions
+        {
+            Keep = keep,
+            Progress = new FileVerbs.SyncProgress<BuildProgress>(p => progress(
+                p.BytesTotal > 0 ? (double)p.BytesDone / p.BytesTotal : (double)p.FilesDone / Math.Max(1, p.FilesTotal),
+                $"{p.FilesDone}/{p.FilesTotal} entries, {Output.Bytes(p.BytesDone)} of {Output.Bytes(p.BytesTotal)}")),
+        }));
+        if (c.Json)
+        {
+            Output.WriteJson(new
+            {
+                report.FoldedVersion, report.RetiredVersions, report.Entries, report.CopiedBytes, report.BaseBytes, report.ReleasedBytes,
+                seconds = report.Elapsed.TotalSeconds, report.Reason, oldestVersion = store.OldestVersion,
+            });
+            return Program.Ok;
+        }
+        if (report.FoldedVersion < 0)
+        {
+            Console.Out.WriteLine($"nothing compacted: {report.Reason}");
+            return Program.Ok;
+        }
+        double seconds = Math.Max(report.Elapsed.TotalSeconds, 1e-6);
+        Console.Out.WriteLine($"folded versions up to {report.FoldedVersion} into a new base image ({report.Entries} entries, {Output.Bytes(report.CopiedBytes)} copied, " +
+            $"{Output.Bytes(report.BaseBytes)} image) in {report.Elapsed.TotalSeconds:0.000} s ({Output.Bytes((long)(report.CopiedBytes / seconds))}/s); " +
+            $"{report.RetiredVersions} version(s) retired, {Output.Bytes(report.ReleasedBytes)} given back; oldest readable version: {store.OldestVersion}");
+        return Program.Ok;
+    }
+
     public static int Log(Context c)
     {
         using var store = c.Open();
@@ -83,7 +117,7 @@ internal static class RegionVerbs
         var tags = store.Tags.GroupBy(kv => kv.Value).ToDictionary(g => g.Key, g => string.Join(", ", g.Select(kv => kv.Key)));
         if (c.Json)
         {
-            Output.WriteJson(versions.Select(v => new { v.Sequence, v.Time, v.Message, v.SourceBranch, v.Records, v.Bytes, tags = tags.GetValueOrDefault(v.Sequence) }));
+            Output.WriteJson(versions.Select(v => new { v.Sequence, v.Time, v.Message, v.SourceBranch, v.Records, v.Bytes, v.Folded, tags = tags.GetValueOrDefault(v.Sequence) }));
             return Program.Ok;
         }
         if (versions.Count == 0)
@@ -94,7 +128,8 @@ internal static class RegionVerbs
         var t = Output.Table("version", "time", "source", "records", "size", "tags", "message");
         foreach (var v in versions.Reverse())
             t.AddRow(v.Sequence.ToString(System.Globalization.CultureInfo.InvariantCulture), Output.Time(v.Time), Output.Escape(v.SourceBranch),
-                v.Records.ToString(System.Globalization.CultureInfo.InvariantCulture), Output.Bytes(v.Bytes), Output.Escape(tags.GetValueOrDefault(v.Sequence) ?? ""), Output.Escape(v.Message));
+                v.Records.ToString(System.Globalization.CultureInfo.InvariantCulture), Output.Bytes(v.Bytes), Output.Escape(tags.GetValueOrDefault(v.Sequence) ?? ""),
+                Output.Escape(v.Folded ? "(compacted) " + v.Message : v.Message));
         Output.Out.Write(t);
         return Program.Ok;
     }

@@ -26,7 +26,7 @@ public class CliTests
     {
         var r = Cli.Run(null, "--help");
         Ok(r);
-        foreach (var verb in new[] { "mkfs", "inspect", "verify", "branch list", "branch create", "branch commit", "branch rebase", "branch abort", "branch discard", "tag", "mount", "unmount",
+        foreach (var verb in new[] { "mkfs", "inspect", "verify", "branch list", "branch create", "branch commit", "branch rebase", "branch abort", "branch discard", "tag", "compact", "mount", "unmount",
             "ls", "cat", "stat", "put", "rm", "mkdir", "mv", "ln", "truncate", "chmod", "diff", "log", "export", "demo" })
         {
             Assert.Contains(verb, r.Out, StringComparison.Ordinal);
@@ -263,6 +263,36 @@ public class CliTests
         Fails(ws.Run("tag", "bad/name"), 2, "invalid tag name");
         Ok(ws.Run("tag", "--delete", "v1"));
         Fails(ws.Run("cat", "/v.txt", "--at", "v1"), 1, "not found");
+    }
+
+    [Fact]
+    public void Compact_folds_history_keeps_tagged_versions_and_reports_what_it_did()
+    {
+        using var ws = Built();
+        for (int i = 1; i <= 3; i++)
+        {
+            Ok(ws.Run("branch", "create", $"c{i}"));
+            Ok(ws.RunWithInput($"content {i}", "put", "/v.txt", "-b", $"c{i}"));
+            Ok(ws.Run("branch", "commit", $"c{i}", "-m", $"commit {i}"));
+        }
+        Ok(ws.Run("tag", "v1", "1"));
+        var pinned = ws.Run("compact", "--json");
+        Ok(pinned);
+        Assert.Equal(1, pinned.Json.GetProperty("foldedVersion").GetInt64());    // the tag keeps version 1
+        Ok(ws.Run("tag", "--delete", "v1"));
+        var folded = ws.Run("compact", "--keep", "1");
+        Ok(folded);
+        Assert.Contains("folded versions up to 2", folded.Out, StringComparison.Ordinal);
+        Fails(ws.Run("cat", "/v.txt", "--at", "1"), 1, "folded into the base image");
+        Assert.Equal("content 2", ws.Run("cat", "/v.txt", "--at", "2").Out);
+        Assert.Equal("content 3", ws.Run("cat", "/v.txt").Out);
+        var log = ws.Run("log", "--json").Json;
+        Assert.True(log[0].GetProperty("folded").GetBoolean());
+        Assert.False(log[1].GetProperty("folded").GetBoolean());
+        Assert.Contains("(compacted) commit 1", ws.Run("log").Out, StringComparison.Ordinal);
+        Ok(ws.Run("verify"));
+        Assert.Contains("nothing compacted", ws.Run("compact", "--keep", "1").Out, StringComparison.Ordinal);
+        Fails(ws.Run("compact", "--keep", "-1"), 2, "--keep");
     }
 
     [Fact]

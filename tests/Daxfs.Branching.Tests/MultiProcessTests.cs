@@ -104,6 +104,7 @@ public class MultiProcessTests(ITestOutputHelper output)
             ("commit.before-publish", "commit"), ("commit.published", "commit"), ("commit.epoch-stored", "commit"), ("commit.invalidating", "commit"),
             ("commit-parent.published", "commit-parent"), ("commit-parent.invalidating", "commit-parent"),
             ("abort.top-ended", "abort"), ("discard.ended", "discard"), ("reclaim.freeing", "reclaim"),
+            ("compact.written", "compact"), ("compact.published", "compact"),
         })
             yield return [point, op];
     }
@@ -186,6 +187,14 @@ public class MultiProcessTests(ITestOutputHelper output)
                 break;
             case "fork":
                 Assert.Equal(point == "fork.published", s.BranchExists("forked"));
+                break;
+            case "compact":
+                // The commit before it stands; the compaction is whole (version 1 is the base) or absent.
+                Assert.Equal(1, versions);
+                Assert.Equal(point == "compact.published" ? 1 : 0, s.OldestVersion);
+                Assert.Equal("A", Text(s.Main, "a.txt"));
+                Assert.Equal("A", Text(s.AtVersion(1), "a.txt"));
+                Assert.Equal(50_000, s.Main.Stat("big.bin").Size);
                 break;
             default: // writes: the record is either whole or absent
                 var a = s.GetBranch("a");

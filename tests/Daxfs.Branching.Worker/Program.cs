@@ -37,6 +37,10 @@ internal static class Ops
                 s.GetBranch("other").Discard();
                 s.Main.Fork("after"); // the next change reclaims the parked space
                 break;
+            case "compact":
+                s.GetBranch("a").Commit("to fold");
+                s.Compact();
+                break;
             default: Console.Error.WriteLine($"unknown op {op}"); return 2;
         }
         return 0;

@@ -3,7 +3,7 @@ using System.Runtime.InteropServices;
 namespace Daxfs.Branching.Branching;
 
 /// <summary>
-/// Named places inside fork, write, commit, abort, discard and reclamation where a crash test can kill the
+/// Named places inside fork, write, commit, abort, discard, reclamation and compaction where a crash test can kill the
 /// process outright (SIGKILL, as <c>kill -9</c> would), to prove that recovery handles a crash at each.
 /// Armed only by the environment variable <c>DAXFS_FAULT_POINT</c>; otherwise each point is one comparison
 /// with null.
@@ -20,6 +20,7 @@ internal static partial class FaultPoints
         "commit.before-publish", "commit.published", "commit.epoch-stored", "commit.invalidating",
         "commit-parent.published", "commit-parent.invalidating",
         "abort.top-ended", "discard.ended", "reclaim.freeing",
+        "compact.written", "compact.published",
     ];
 
     public static void Hit(string name)
