@@ -291,3 +291,41 @@ public class VersionBenchmarks
     [Benchmark(Description = "read 4 KiB from version 1")]
     public int ReadOld() => _oldFile.Read(0, _buffer);
 }
+
+/// <summary>
+/// Compaction of 1 GiB of history: 16 versions of 64 MiB each, half of every version rewriting the files the
+/// version before wrote, half adding new ones. Folding all of it copies the 544 MiB still live into a new
+/// base image and gives the rest back.
+/// </summary>
+[MemoryDiagnoser]
+[SimpleJob(RunStrategy.Monitoring, launchCount: 1, warmupCount: 1, iterationCount: 5, invocationCount: 1)]
+public class CompactionBenchmarks
+{
+    private string _path = "";
+    private Store _store = null!;
+
+    [IterationSetup]
+    public void Setup()
+    {
+        _path = Regions.NewPath("compact");
+        _store = Store.Create(_path, new BaseImageBuilder().AddFile("readme", "compaction benchmark"u8), new StoreOptions { Capacity = 3L << 30 });
+        var payload = Regions.Bytes(1 << 20, 3);
+        for (int v = 0; v < 16; v++)
+        {
+            var b = _store.Main.Fork($"v{v}");
+            for (int i = 0; i < 32; i++) b.Write($"rewritten-{i}", 0, payload);   // replaces the version before's bytes
+            for (int i = 0; i < 32; i++) b.Write($"added-{v}-{i}", 0, payload);
+            b.Commit($"v{v}");
+        }
+    }
+
+    [IterationCleanup]
+    public void Cleanup()
+    {
+        _store.Dispose();
+        Regions.Delete(_path);
+    }
+
+    [Benchmark(Description = "compact 1 GiB of history (544 MiB live)")]
+    public long Compact() => _store.Compact().CopiedBytes;
+}
