@@ -16,7 +16,7 @@ public class HostileRegionTests(ITestOutputHelper output)
 {
     private sealed class Sample : IDisposable
     {
-        public Sample()
+        public Sample(bool compacted = false)
         {
             Dir = Path.Combine("/dev/shm", $"daxfs-hostile-{Environment.ProcessId}-{Guid.NewGuid():N}");
             Directory.CreateDirectory(Dir);
@@ -37,10 +37,30 @@ public class HostileRegionTests(ITestOutputHelper output)
                 c.Truncate("d/b.txt", 2);
                 c.CommitToParent("c");
                 p.Fork("leaf").Delete("d/empty");
+                if (compacted)
+                {
+                    // A second version, then fold the first into a base image in the arena (sparse file included).
+                    var w = s.Main.Fork("w");
+                    w.Write("d/sparse.bin", 20_000, "tail"u8);
+                    w.Commit("v2");
+                    var again = s.Main.Fork("again");
+                    again.WriteAllBytes("after.txt", "after"u8);
+                    again.Commit("v3");
+                    s.Compact(new CompactOptions { Keep = 1 });
+                }
             }
             Original = File.ReadAllBytes(Path_);
             Super = MemoryMarshal.Read<Superblock>(Original);
             Base = MemoryMarshal.Read<BaseHeader>(Original.AsSpan((int)Super.BaseOffset));
+            for (long at = Super.ArenaOffset; compacted && at < Original.Length; at += FormatConstants.PageSize)
+            {
+                if (MemoryMarshal.Read<ulong>(Original.AsSpan((int)at)) != BaseHeader.MagicValue) continue;
+                var h = MemoryMarshal.Read<BaseHeader>(Original.AsSpan((int)at));
+                Compacted = (at, h.DataOffset + Math.Min(h.DataLength, 4096));
+                break;
+            }
+            if (compacted && Compacted is null)
+                throw new InvalidOperationException("the compacted image was not found");
         }
 
         public string Dir { get; }
@@ -48,6 +68,8 @@ public class HostileRegionTests(ITestOutputHelper output)
         public byte[] Original { get; }
         public Superblock Super { get; }
         public BaseHeader Base { get; }
+        /// <summary>A compacted base image's metadata and first data page, when the sample was compacted.</summary>
+        public (long Start, long End)? Compacted { get; }
 
         public void Dispose() => Directory.Delete(Dir, recursive: true);
     }
@@ -84,11 +106,13 @@ public class HostileRegionTests(ITestOutputHelper output)
         return task.Result;
     }
 
-    [Fact]
-    public void Random_mutations_give_typed_errors_or_consistent_regions()
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void Random_mutations_give_typed_errors_or_consistent_regions(bool compacted)
     {
-        int cases = int.TryParse(Environment.GetEnvironmentVariable("DAXFS_FUZZ_CASES"), out int n) ? n : 10_000;
-        using var sample = new Sample();
+        int cases = int.TryParse(Environment.GetEnvironmentVariable("DAXFS_FUZZ_CASES"), out int n) ? n : compacted ? 5_000 : 10_000;
+        using var sample = new Sample(compacted);
         var rng = new Random(20261122);
         var o = sample.Original;
         long arena = sample.Super.ArenaOffset;
@@ -100,6 +124,8 @@ public class HostileRegionTests(ITestOutputHelper output)
             (sample.Super.BaseOffset, sample.Base.DataOffset), (sample.Base.ChunkCrcOffset, sample.Base.ChunkCrcOffset + sample.Base.ChunkCount * 4),
             (arena, arena + 64 * 1024),
         };
+        if (sample.Compacted is { } image)
+            areas = [.. areas, image];
         int corrupt = 0, consistent = 0, same = 0;
         string clean = Outcome(sample.Path_);
         using var file = new FileStream(sample.Path_, FileMode.Open, FileAccess.ReadWrite, FileShare.ReadWrite);
@@ -145,7 +171,7 @@ public class HostileRegionTests(ITestOutputHelper output)
             }
             file.Flush();
         }
-        output.WriteLine($"{cases} mutated regions: {corrupt} typed corruption errors, {consistent} consistent ({same} reading exactly as the undamaged region)");
+        output.WriteLine($"{(compacted ? "compacted, " : "")}{cases} mutated regions: {corrupt} typed corruption errors, {consistent} consistent ({same} reading exactly as the undamaged region)");
         Assert.Equal(cases, corrupt + consistent);
         Assert.True(corrupt > cases / 4);
     }
