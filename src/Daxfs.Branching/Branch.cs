@@ -77,7 +77,7 @@ public sealed partial class Branch
     {
         Store.EnsureCurrent(); // also refuses a closed or poisoned store
         Store.CheckLive(State);
-        return State.IsSnapshot && State.PictureGeneration != Store.PictureGeneration ? Store.SnapshotView(State) : State.View;
+        return Store.ViewOf(State);
     }
 
     internal static long Resolve(View v, string path)
@@ -205,11 +205,36 @@ public sealed partial class Branch
         return Clip(Store, in d, offset, length, path);
     }
 
-    /// <summary>Copies bytes of <paramref name="path"/> from <paramref name="offset"/> into <paramref name="destination"/>; returns the count.</summary>
-    public int Read(string path, long offset, Span<byte> destination) => Read(path, offset, destination.Length).CopyTo(destination);
+    /// <summary>
+    /// Copies bytes of <paramref name="path"/> from <paramref name="offset"/> into <paramref name="destination"/>; returns the count.
+    /// The copy is consistent: if the branch ends meanwhile (by any process), the call fails instead of copying reused bytes.
+    /// </summary>
+    public int Read(string path, long offset, Span<byte> destination)
+    {
+        for (int attempt = 0; attempt < Store.OptimisticCopies; attempt++)
+        {
+            long stamp = Store.ChangeStamp();
+            int n = Read(path, offset, destination.Length).CopyTo(destination);
+            if (Store.UnchangedSince(stamp))
+                return n;
+        }
+        using var lease = Store.BeginRead(); // busy region: hold the bytes in place instead of retrying
+        return Read(path, offset, destination.Length).CopyTo(destination);
+    }
 
-    /// <summary>The whole content of <paramref name="path"/> (a copy).</summary>
-    public byte[] ReadAllBytes(string path) => Read(path).ToArray();
+    /// <summary>The whole content of <paramref name="path"/> (a consistent copy, as <see cref="Read(string, long, Span{byte})"/>).</summary>
+    public byte[] ReadAllBytes(string path)
+    {
+        for (int attempt = 0; attempt < Store.OptimisticCopies; attempt++)
+        {
+            long stamp = Store.ChangeStamp();
+            var bytes = Read(path).ToArray();
+            if (Store.UnchangedSince(stamp))
+                return bytes;
+        }
+        using var lease = Store.BeginRead();
+        return Read(path).ToArray();
+    }
 
     /// <summary>The target of symlink <paramref name="path"/>.</summary>
     public string ReadLink(string path)

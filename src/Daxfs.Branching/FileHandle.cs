@@ -35,7 +35,7 @@ public sealed class FileHandle
     {
         _store.EnsureCurrent(); // also refuses a closed or poisoned store
         _store.CheckLive(_state);
-        var v = _state.View;
+        var v = _store.ViewOf(_state);
         if (!ReferenceEquals(v, _view))
         {
             if (!v.Exists(Inode))
@@ -58,9 +58,17 @@ public sealed class FileHandle
     }
 
     /// <summary>Copies bytes from <paramref name="offset"/> into <paramref name="destination"/>; returns the count (0 at the end).</summary>
+    /// <remarks>The copy is consistent: if the branch ends meanwhile (by any process), the call fails instead of copying reused bytes.</remarks>
     public int Read(long offset, Span<byte> destination)
     {
-        var r = Read(offset, destination.Length);
-        return r.CopyTo(destination);
+        for (int attempt = 0; attempt < Store.OptimisticCopies; attempt++)
+        {
+            long stamp = _store.ChangeStamp();
+            int n = Read(offset, destination.Length).CopyTo(destination);
+            if (_store.UnchangedSince(stamp))
+                return n;
+        }
+        using var lease = _store.BeginRead();
+        return Read(offset, destination.Length).CopyTo(destination);
     }
 }

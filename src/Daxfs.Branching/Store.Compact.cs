@@ -89,8 +89,11 @@ public sealed partial class Store
         return _versionViews[(int)(version - _baseVersion)];
     }
 
+    /// <summary>The view reads of <paramref name="s"/> use now (a past version's is refetched after a rebuild).</summary>
+    internal View ViewOf(BranchState s) => s.IsSnapshot && s.PictureGeneration != PictureGeneration ? SnapshotView(s) : s.View;
+
     /// <summary>A read-only view of a past version, refetched when this process rebuilt its picture.</summary>
-    internal View SnapshotView(BranchState s)
+    private View SnapshotView(BranchState s)
     {
         lock (_gate)
         {

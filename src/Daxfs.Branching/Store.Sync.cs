@@ -22,6 +22,20 @@ public sealed partial class Store
 
     private ref long ChangeCounter => ref _region.Word(FormatConstants.ControlOffset + ControlBlock.ChangeCounterOffset);
 
+    /// <summary>Copies tried without a lease before a copying read takes one.</summary>
+    internal const int OptimisticCopies = 3;
+
+    /// <summary>The change counter now: a copying read compares it before and after (no process can end a branch,
+    /// and so free and reuse its bytes, without moving it first).</summary>
+    internal long ChangeStamp() => Volatile.Read(ref ChangeCounter);
+
+    /// <summary>True when no change began since <paramref name="stamp"/> was read; orders the copy's loads before the check.</summary>
+    internal bool UnchangedSince(long stamp)
+    {
+        Interlocked.MemoryBarrier();
+        return Volatile.Read(ref ChangeCounter) == stamp;
+    }
+
     /// <summary>
     /// Brings this process's picture up to date if another process changed the region since. Cheap when
     /// nothing changed: one shared-word read. Called before every read and change.

@@ -90,8 +90,13 @@ public class CompactionTests
         History(s);
         var before = Enumerable.Range(0, 7).Select(v => Tree(s.AtVersion(v))).ToArray();
         long freeBefore = s.Usage.ArenaFreeBytes;
+        var handle = s.AtVersion(5).OpenFile("big.bin");          // opened before: must follow the version to its new place
+        var oldHandle = s.AtVersion(2).OpenFile("big.bin");
+        byte[] big5 = s.AtVersion(5).ReadAllBytes("big.bin");
 
         var report = s.Compact(new CompactOptions { Keep = 2 });
+        Assert.Equal(big5, handle.Read().ToArray());
+        Assert.Throws<VersionFoldedException>(() => oldHandle.Read());
 
         Assert.Equal(4, report.FoldedVersion);
         Assert.Equal(4, report.RetiredVersions);
