@@ -248,8 +248,9 @@ public class MultiProcessTests(ITestOutputHelper output)
         var store = r.Reopen();
         var lines = journals.Where(File.Exists).SelectMany(File.ReadAllLines).Select(l => l.Split('\t')).ToList();
         var committedVersions = lines.Select(l => long.Parse(l[0], System.Globalization.CultureInfo.InvariantCulture)).Distinct().Count();
-        output.WriteLine($"{store.Versions.Count} versions, {lines.Count} committed files");
+        output.WriteLine($"{store.Versions.Count} versions, {lines.Count} committed files, oldest readable version {store.OldestVersion}");
         Assert.True(store.Versions.Count > 0);
+        Assert.True(store.OldestVersion > 0, "worker 0 never compacted");
         Assert.Equal(store.Versions.Count, committedVersions); // every version was reported by exactly one worker
         Assert.Equal(Enumerable.Range(1, store.Versions.Count).Select(i => (long)i), store.Versions.Select(v => v.Sequence));
         foreach (var l in lines)

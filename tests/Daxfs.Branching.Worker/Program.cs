@@ -1,7 +1,8 @@
 // A child process for the crash and stress tests.
 //   worker op REGION OPERATION          one operation (see Ops), typically with DAXFS_FAULT_POINT armed
 //   worker stress REGION ID SECONDS JOURNAL SEED
-//                                       random forks, writes, commits and aborts for a bounded time; every
+//                                       random forks, writes, commits and aborts (worker 0 also compacts about
+//                                       once a second) for a bounded time; every
 //                                       commit that returned is appended to JOURNAL before the next step
 using System.Text;
 using Daxfs.Branching;
@@ -56,9 +57,17 @@ internal static class Stress
         using var store = Store.Open(region);
         store.LockTimeout = TimeSpan.FromSeconds(60);
         using var log = new StreamWriter(journal, append: true) { AutoFlush = true };
-        int n = 0, commits = 0, invalidated = 0, aborts = 0;
+        int n = 0, commits = 0, invalidated = 0, aborts = 0, compactions = 0;
+        var nextCompaction = DateTime.UtcNow.AddSeconds(1);
         while (DateTime.UtcNow < deadline)
         {
+            if (id == 0 && DateTime.UtcNow >= nextCompaction)
+            {
+                // Worker 0 also folds history about once a second while the others fork, write, read back and commit.
+                if (store.Compact(new CompactOptions { Keep = rng.Next(0, 20) }).FoldedVersion > 0)
+                    compactions++;
+                nextCompaction = DateTime.UtcNow.AddSeconds(1);
+            }
             string name = $"w{id}-{n++}";
             Branch b;
             try
@@ -102,7 +111,7 @@ internal static class Stress
                 invalidated++; // another worker committed first
             }
         }
-        Console.WriteLine($"worker {id}: {n} branches, {commits} commits, {aborts} aborts, {invalidated} invalidated");
+        Console.WriteLine($"worker {id}: {n} branches, {commits} commits, {aborts} aborts, {invalidated} invalidated, {compactions} compactions");
         return 0;
     }
 }
