@@ -33,24 +33,6 @@ public sealed record CompactOptions
 public readonly record struct CompactionReport(long FoldedVersion, long RetiredVersions, long Entries, long CopiedBytes, long BaseBytes,
     long ReleasedBytes, TimeSpan Elapsed, string? Reason);
 
-/// <summary>A version that compaction folded into the base image was asked for.</summary>
-public sealed class VersionFoldedException : DaxfsException
-{
-    /// <summary>Creates the exception.</summary>
-    public VersionFoldedException(long version, long oldest)
-        : base($"version {version} was folded into the base image by compaction; the oldest readable version is {oldest}")
-    {
-        Version = version;
-        Oldest = oldest;
-    }
-
-    /// <summary>The version asked for.</summary>
-    public long Version { get; }
-
-    /// <summary>The oldest version that can still be read.</summary>
-    public long Oldest { get; }
-}
-
 public sealed partial class Store
 {
     /// <summary>The version main's current base image holds (0: the region's original image).</summary>
@@ -60,7 +42,12 @@ public sealed partial class Store
     private BaseImage? _currentBase;
 
     /// <summary>The arena pages of the current base image when compaction wrote it; null for the original one.</summary>
-    private (long Offset, long Pages)? _baseRun;
+    private (long Offset, long Pages)? BaseRun => _currentBase is { } b && !ReferenceEquals(b, _base)
+        ? (b.Offset, FormatConstants.AlignUp(b.EndOffset - b.Offset, FormatConstants.PageSize) / FormatConstants.PageSize)
+        : null;
+
+    /// <summary>The image this process just wrote and validated, so publishing it does not validate it twice.</summary>
+    private BaseImage? _published;
 
     /// <summary>Moves each time this process rebuilds its picture from nothing (after a compaction), so cached views are refetched.</summary>
     private long _pictureGeneration;
@@ -184,7 +171,7 @@ public sealed partial class Store
                     throw new DaxfsException("another process compacted the region meanwhile; nothing was changed");
                 if (OldestPinnedVersion() < fold)
                     throw new DaxfsException($"a tag or a fork of a version before {fold} was made meanwhile; nothing was changed (run compact again)");
-                BaseImage.Open(_region, offset, image.Length, image.NextIno); // what was written is what will be read
+                _published = BaseImage.Open(_region, offset, image.Length, image.NextIno); // what was written is what will be read
                 var main = _slots[0]!;
                 int len = RecordCodec.EncodeBase(default, fold, offset, image.Length, image.NextIno);
                 long at = main.Log.Reserve(RecordKind.Base, BaseImageBuilder.NowNs(), len);
@@ -196,12 +183,13 @@ public sealed partial class Store
 
                 // What the old picture reached and the new one does not: the retired versions' logs and the previous image.
                 var before = new HashSet<(long, long)>(main.MergedBlocks);
-                if (_baseRun is { } old)
+                if (BaseRun is { } old)
                     before.Add(old);
                 ResetPicture();
                 SyncLocked(alone: false);
+                _published = null;
                 before.ExceptWith(_slots[0]!.MergedBlocks);
-                if (_baseRun is { } now)
+                if (BaseRun is { } now)
                     before.Remove(now);
                 var retired = before.ToList();
                 released = retired.Sum(b => b.Item2) * FormatConstants.PageSize;
@@ -210,6 +198,7 @@ public sealed partial class Store
         }
         catch
         {
+            _published = null;
             if (_compactionRuns.Contains((offset, pages)))
                 GiveBackRun(offset, pages);
             throw;
@@ -301,7 +290,6 @@ public sealed partial class Store
     private BaseImage LatestBase(in BranchSlot mainSlot)
     {
         _baseVersion = 0;
-        _baseRun = null;
         if (mainSlot.Tail == 0)
             return _base;
         Rec? last = null;
@@ -323,13 +311,13 @@ public sealed partial class Store
         }
         if (last is null)
             return _base;
-        long pages = FormatConstants.AlignUp(last.Size, FormatConstants.PageSize) / FormatConstants.PageSize;
         if (last.Seq < 1 || last.FileOffset % FormatConstants.PageSize != 0 || last.FileOffset < _allocator.ArenaOffset
             || last.Size < BaseHeader.Size || last.Size > _allocator.ArenaEnd - last.FileOffset)
             ThrowHelper.Corrupt("record", last.Offset, $"base image [{last.FileOffset}, +{last.Size}) for version {last.Seq} is not a page-aligned run inside the arena");
-        var image = BaseImage.Open(_region, last.FileOffset, last.Size, last.Ino);
+        var image = _published is { } mine && mine.Offset == last.FileOffset && mine.EndOffset - mine.Offset == last.Size && mine.NextIno == last.Ino
+            ? mine
+            : BaseImage.Open(_region, last.FileOffset, last.Size, last.Ino);
         _baseVersion = last.Seq;
-        _baseRun = (last.FileOffset, pages);
         return image;
     }
 }

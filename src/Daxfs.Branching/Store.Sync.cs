@@ -190,7 +190,7 @@ public sealed partial class Store
             var used = new List<(long, long)>();
             foreach (var st in _slots)
                 if (st is not null) used.AddRange(st.AllBlocks());
-            if (_baseRun is { } run)
+            if (BaseRun is { } run)
                 used.Add(run);
             _allocator.Rebuild(used);
             long maxLog = _mergedLogs.Count == 0 ? 1 : _mergedLogs.Max();

@@ -67,7 +67,7 @@ public sealed partial class Store
                         if (blocks.Add(b.Offset)) reachable += b.Pages * FormatConstants.PageSize;
                 }
             }
-            if (_baseRun is { } run)
+            if (BaseRun is { } run)
                 reachable += run.Pages * FormatConstants.PageSize; // the compacted base image lives in the arena
             return new VerifyReport(image.DataLength, logs, records, bytes, reachable, _allocator.ArenaBytes - _allocator.FreeBytes);
         }

@@ -12,27 +12,8 @@ public class CompactionTests
     internal static string Tree(Branch b)
     {
         var sb = new StringBuilder();
-        Dump(b, "/", sb);
+        ReopenAndRecoveryTests.Dump(b, "/", sb, attributes: true);
         return sb.ToString();
-    }
-
-    private static void Dump(Branch b, string dir, StringBuilder sb)
-    {
-        foreach (var e in b.List(dir))
-        {
-            string p = dir == "/" ? "/" + e.Name : dir + "/" + e.Name;
-            var st = b.Stat(p);
-            sb.Append(p).Append(' ').Append(e.Kind).Append(" ino=").Append(st.Inode).Append(" mode=").Append(st.Mode)
-                .Append(" uid=").Append(st.Uid).Append(" gid=").Append(st.Gid).Append(" size=").Append(st.Size)
-                .Append(" mtime=").Append(st.ModifiedTimeNs).Append(" ctime=").Append(st.ChangedTime.UtcTicks).Append(" nlink=").Append(st.LinkCount);
-            if (e.Kind == NodeKind.File)
-                sb.Append(' ').Append(Convert.ToHexString(System.Security.Cryptography.SHA256.HashData(b.ReadAllBytes(p))));
-            if (e.Kind == NodeKind.Symlink)
-                sb.Append(" -> ").Append(b.ReadLink(p));
-            sb.Append('\n');
-            if (e.Kind == NodeKind.Directory)
-                Dump(b, p, sb);
-        }
     }
 
     private static VersionInfo Change(Store s, string name, Action<Branch> change)

@@ -61,20 +61,24 @@ public class ReopenAndRecoveryTests
         return sb.ToString();
     }
 
-    private static void Dump(Branch b, string dir, StringBuilder sb)
+    /// <summary>A tree as text; with <paramref name="attributes"/>, inode numbers, owners, times and link counts too.</summary>
+    internal static void Dump(Branch b, string dir, StringBuilder sb, bool attributes = false)
     {
         foreach (var e in b.List(dir))
         {
             string p = dir == "/" ? "/" + e.Name : dir + "/" + e.Name;
             var st = b.Stat(p);
             sb.Append(p).Append(' ').Append(e.Kind).Append(' ').Append(st.Mode).Append(' ').Append(st.Size);
+            if (attributes)
+                sb.Append(" ino=").Append(st.Inode).Append(" uid=").Append(st.Uid).Append(" gid=").Append(st.Gid)
+                    .Append(" mtime=").Append(st.ModifiedTimeNs).Append(" ctime=").Append(st.ChangedTime.UtcTicks).Append(" nlink=").Append(st.LinkCount);
             if (e.Kind == Index.NodeKind.File)
                 sb.Append(' ').Append(Convert.ToHexString(System.Security.Cryptography.SHA256.HashData(b.ReadAllBytes(p))));
             if (e.Kind == Index.NodeKind.Symlink)
                 sb.Append(" -> ").Append(b.ReadLink(p));
             sb.Append('\n');
             if (e.Kind == Index.NodeKind.Directory)
-                Dump(b, p, sb);
+                Dump(b, p, sb, attributes);
         }
     }
 

@@ -388,12 +388,6 @@ public sealed class BaseImageBuilder
         long chunkCrc = FormatConstants.AlignUp(cursor, 8);
         if (chunkCrc + chunkCount * 4 > limit)
             throw new IOException("the base image does not fit in the region");
-        for (long c = 0; c < chunkCount; c++)
-        {
-            long start = data + c * FormatConstants.DataChunkSize;
-            int len = (int)Math.Min(FormatConstants.DataChunkSize, cursor - start);
-            *(uint*)(region.Base + chunkCrc + c * 4) = Crc32C.Compute(region.Span(start, len));
-        }
 
         // Inodes.
         foreach (var e in order)
@@ -425,25 +419,19 @@ public sealed class BaseImageBuilder
             }
         }
 
-        ref var h = ref region.At<BaseHeader>(offset);
-        h = default;
-        h.Magic = BaseHeader.MagicValue;
-        h.InodeCount = (uint)order.Count;
-        h.InodeTableOffset = inodeTable;
-        h.DirentOffset = dirents;
-        h.DirentCount = direntCount;
-        h.NamePoolOffset = namePool;
-        h.NamePoolLength = namesLength;
-        h.DataOffset = data;
-        h.DataLength = dataLength;
-        h.ChunkCrcOffset = chunkCrc;
-        h.ChunkCount = chunkCount;
-        uint meta = Crc32C.Seed;
-        meta = Crc32C.Append(meta, region.Span(inodeTable, (int)((long)order.Count * BaseInode.Size)));
-        meta = Crc32C.Append(meta, region.Span(dirents, (int)(direntCount * BaseDirent.Size)));
-        meta = Crc32C.Append(meta, region.Span(namePool, (int)namesLength));
-        h.MetaCrc = Crc32C.Finish(meta);
-        h.Crc = Crc32C.Compute(region.Span(offset, 124));
+        BaseImage.Seal(region, offset, new BaseHeader
+        {
+            InodeCount = (uint)order.Count,
+            InodeTableOffset = inodeTable,
+            DirentOffset = dirents,
+            DirentCount = direntCount,
+            NamePoolOffset = namePool,
+            NamePoolLength = namesLength,
+            DataOffset = data,
+            DataLength = dataLength,
+            ChunkCrcOffset = chunkCrc,
+            ChunkCount = chunkCount,
+        });
         progress?.Report(new BuildProgress(order.Count, order.Count, bytesTotal, bytesTotal));
         return chunkCrc + chunkCount * 4 - offset;
     }

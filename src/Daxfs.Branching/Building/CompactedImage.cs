@@ -259,33 +259,19 @@ internal sealed class CompactedImage
             }
         }
 
-        // Chunk checksums over the data area, then the header.
-        long crcTable = FormatConstants.AlignUp(dataStart + _dataLength, 8);
-        for (long c = 0; c < ChunkCount; c++)
+        BaseImage.Seal(region, offset, new BaseHeader
         {
-            long start = dataStart + c * FormatConstants.DataChunkSize;
-            int len = (int)Math.Min(FormatConstants.DataChunkSize, dataStart + _dataLength - start);
-            MemoryMarshal.Write(region.WritableSpan(crcTable + c * 4, 4), Crc32C.Compute(region.Span(start, len)));
-        }
-        ref var h = ref region.At<BaseHeader>(offset);
-        h = default;
-        h.Magic = BaseHeader.MagicValue;
-        h.InodeCount = _inodeCount;
-        h.InodeTableOffset = InodeTable(offset);
-        h.DirentOffset = DirentTable(offset);
-        h.DirentCount = _direntCount;
-        h.NamePoolOffset = namePool;
-        h.NamePoolLength = _namePool;
-        h.DataOffset = dataStart;
-        h.DataLength = _dataLength;
-        h.ChunkCrcOffset = crcTable;
-        h.ChunkCount = ChunkCount;
-        uint meta = Crc32C.Seed;
-        meta = Crc32C.Append(meta, region.Span(h.InodeTableOffset, (int)((long)_inodeCount * BaseInode.Size)));
-        meta = Crc32C.Append(meta, region.Span(h.DirentOffset, (int)(_direntCount * BaseDirent.Size)));
-        meta = Crc32C.Append(meta, region.Span(h.NamePoolOffset, (int)_namePool));
-        h.MetaCrc = Crc32C.Finish(meta);
-        h.Crc = Crc32C.Compute(region.Span(offset, 124));
+            InodeCount = _inodeCount,
+            InodeTableOffset = InodeTable(offset),
+            DirentOffset = DirentTable(offset),
+            DirentCount = _direntCount,
+            NamePoolOffset = namePool,
+            NamePoolLength = _namePool,
+            DataOffset = dataStart,
+            DataLength = _dataLength,
+            ChunkCrcOffset = FormatConstants.AlignUp(dataStart + _dataLength, 8),
+            ChunkCount = ChunkCount,
+        });
         return Length;
     }
 

@@ -95,3 +95,21 @@ public sealed class BranchTableFullException : DaxfsException
     public BranchTableFullException(int slots)
         : base($"branch table full: all {slots} slots hold live branches; commit, abort or discard some") { }
 }
+
+/// <summary>A version that compaction folded into the base image was asked for.</summary>
+public sealed class VersionFoldedException : DaxfsException
+{
+    /// <summary>Creates the exception.</summary>
+    public VersionFoldedException(long version, long oldest)
+        : base($"version {version} was folded into the base image by compaction; the oldest readable version is {oldest}")
+    {
+        Version = version;
+        Oldest = oldest;
+    }
+
+    /// <summary>The version asked for.</summary>
+    public long Version { get; }
+
+    /// <summary>The oldest version that can still be read.</summary>
+    public long Oldest { get; }
+}

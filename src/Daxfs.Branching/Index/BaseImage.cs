@@ -67,11 +67,7 @@ internal sealed unsafe class BaseImage
         if ((header.InodeTableOffset & 7) != 0 || (header.DirentOffset & 7) != 0)
             ThrowHelper.Corrupt("base header", offset, "tables are not 8-byte aligned");
 
-        uint meta = Crc32C.Seed;
-        meta = AppendRange(region, meta, header.InodeTableOffset, (long)header.InodeCount * BaseInode.Size);
-        meta = AppendRange(region, meta, header.DirentOffset, header.DirentCount * BaseDirent.Size);
-        meta = AppendRange(region, meta, header.NamePoolOffset, header.NamePoolLength);
-        meta = Crc32C.Finish(meta);
+        uint meta = MetaCrc(region, in header);
         if (meta != header.MetaCrc)
             ThrowHelper.Corrupt("base metadata", header.InodeTableOffset, $"checksum mismatch (stored {header.MetaCrc:X8}, computed {meta:X8})");
 
@@ -80,6 +76,36 @@ internal sealed unsafe class BaseImage
         var image = new BaseImage(region, header) { Offset = offset, NextIno = nextIno == 0 ? header.InodeCount + 1L : nextIno };
         image.ValidateTree();
         return image;
+    }
+
+    /// <summary>The checksum of the inode table, the dirent table and the name pool that <paramref name="h"/> places.</summary>
+    private static uint MetaCrc(Region region, in BaseHeader h)
+    {
+        uint meta = Crc32C.Seed;
+        meta = AppendRange(region, meta, h.InodeTableOffset, (long)h.InodeCount * BaseInode.Size);
+        meta = AppendRange(region, meta, h.DirentOffset, h.DirentCount * BaseDirent.Size);
+        meta = AppendRange(region, meta, h.NamePoolOffset, h.NamePoolLength);
+        return Crc32C.Finish(meta);
+    }
+
+    /// <summary>
+    /// Finishes an image whose parts are written and placed by <paramref name="h"/> (all fields but the magic and
+    /// the checksums): writes the chunk checksum table, then the header with its checksums, last.
+    /// </summary>
+    internal static void Seal(Region region, long offset, BaseHeader h)
+    {
+        for (long c = 0; c < h.ChunkCount; c++)
+        {
+            long start = h.DataOffset + c * FormatConstants.DataChunkSize;
+            int len = (int)Math.Min(FormatConstants.DataChunkSize, h.DataOffset + h.DataLength - start);
+            Unsafe.WriteUnaligned(region.Base + h.ChunkCrcOffset + c * 4, Crc32C.Compute(region.Span(start, len)));
+        }
+        h.Magic = BaseHeader.MagicValue;
+        h.MetaCrc = MetaCrc(region, in h);
+        h.Crc = 0;
+        ref var stored = ref region.At<BaseHeader>(offset);
+        stored = h;
+        stored.Crc = Crc32C.Compute(region.Span(offset, 124));
     }
 
     private static uint AppendRange(Region region, uint crc, long offset, long length)
