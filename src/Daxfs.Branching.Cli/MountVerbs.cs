@@ -12,6 +12,9 @@ internal static class MountVerbs
         string region = c.RegionPath;
         string branch = c.BranchName;
         bool readOnly = c.Args.Flag("--read-only");
+        string? directText = c.Args.Value("--direct-read");
+        long directRead = directText is null ? new MountOptions().DirectReadSize
+            : directText == "off" ? long.MaxValue : Args.ParseSize(directText, "--direct-read");
         if (BranchMount.FuseProblem() is { } problem)
             throw new IOException(problem);
         if (!File.Exists(region))
@@ -21,12 +24,12 @@ internal static class MountVerbs
         using (var store = Store.Open(region))
             store.GetBranch(branch); // fail here, with a clear message, for a missing or invalidated branch
         if (c.Args.Flag("--background"))
-            return Background(c, mountpoint, region, branch, readOnly);
+            return Background(c, mountpoint, region, branch, readOnly, directText);
 
         using var cancel = new CancellationTokenSource();
         using var term = PosixSignalRegistration.Create(PosixSignal.SIGTERM, ctx => { ctx.Cancel = true; cancel.Cancel(); });
         using var intr = PosixSignalRegistration.Create(PosixSignal.SIGINT, ctx => { ctx.Cancel = true; cancel.Cancel(); });
-        BranchMount.Run(region, branch, mountpoint, new MountOptions { ReadOnly = readOnly }, () =>
+        BranchMount.Run(region, branch, mountpoint, new MountOptions { ReadOnly = readOnly, DirectReadSize = directRead }, () =>
         {
             Console.Out.WriteLine($"mounted branch '{branch}' at {mountpoint}{(readOnly || branch == "main" ? " (read-only)" : "")}; unmount with 'daxfs unmount {mountpoint}' or Ctrl-C");
             Console.Out.Flush();
@@ -38,7 +41,7 @@ internal static class MountVerbs
     }
 
     /// <summary>Starts the server as a detached process and returns once the mount is in place.</summary>
-    private static int Background(Context c, string mountpoint, string region, string branch, bool readOnly)
+    private static int Background(Context c, string mountpoint, string region, string branch, bool readOnly, string? directRead)
     {
         string log = Path.Combine(Path.GetTempPath(), $"daxfs-mount-{Environment.ProcessId}.log");
         var psi = new ProcessStartInfo("setsid") { UseShellExecute = false };
@@ -46,6 +49,11 @@ internal static class MountVerbs
             Environment.ProcessPath ?? "dotnet", typeof(Program).Assembly.Location, "mount", mountpoint, "-r", region, "-b", branch })
             psi.ArgumentList.Add(a);
         if (readOnly) psi.ArgumentList.Add("--read-only");
+        if (directRead is not null)
+        {
+            psi.ArgumentList.Add("--direct-read");
+            psi.ArgumentList.Add(directRead);
+        }
         psi.Environment["DAXFS_MOUNT_LOG"] = log;
         using var child = Process.Start(psi) ?? throw new IOException("cannot start the mount server");
         var deadline = DateTime.UtcNow.AddSeconds(30);

@@ -14,6 +14,15 @@ public sealed record MountOptions
     /// <summary>How long the kernel may cache names and attributes (default 1 s). Changes made elsewhere are also pushed.</summary>
     public TimeSpan CacheTimeout { get; init; } = TimeSpan.FromSeconds(1);
 
+    /// <summary>
+    /// Files at least this large (default 1 MiB), when opened read-only, are read past the kernel's page cache: each
+    /// read is answered by one copy from the region into the reader's buffer, as on a DAX file system, instead of
+    /// one copy into the page cache and another out of it, and a file read through N mounts is not held N times in
+    /// memory. Smaller files and files opened for writing stay cached (fast re-reads). <see cref="long.MaxValue"/>
+    /// caches every file. Needs a kernel that allows mmap of such files (Linux 6.6 or later); older ones cache all.
+    /// </summary>
+    public long DirectReadSize { get; init; } = 1 << 20;
+
     /// <summary>Where the server reports failures it cannot answer through the kernel (default: standard error).</summary>
     public TextWriter? Log { get; init; }
 }
@@ -69,6 +78,7 @@ public static class BranchMount
             var server = new FuseServer(fd, store, branch, readOnly, options.Log ?? Console.Error)
             {
                 EntryTimeout = options.CacheTimeout,
+                DirectReadSize = options.DirectReadSize,
                 Initialized = () => TuneReadahead(target), // after INIT: the kernel sets readahead from the reply then
             };
             ready?.Invoke();

@@ -22,10 +22,13 @@ internal static class FuseProtocol
     // INIT flags
     public const uint AsyncRead = 1 << 0, BigWrites = 1 << 5, DoReaddirplus = 1 << 13, ReaddirplusAuto = 1 << 14,
         AutoInvalData = 1 << 12, ParallelDirops = 1 << 18, MaxPagesFlag = 1 << 22, CacheSymlinks = 1 << 23,
-        ExportSupport = 1 << 4;
+        ExportSupport = 1 << 4, InitExt = 1u << 30;
+
+    // INIT flags2 (the upper half of the 64-bit flags, offered when the kernel sets InitExt)
+    public const uint DirectIoAllowMmap = 1 << (36 - 32);
 
     // OPEN reply flags
-    public const uint KeepCache = 1 << 1, CacheDir = 1 << 3;
+    public const uint DirectIo = 1 << 0, KeepCache = 1 << 1, CacheDir = 1 << 3;
 
     // SETATTR valid bits
     public const uint FattrMode = 1 << 0, FattrUid = 1 << 1, FattrGid = 1 << 2, FattrSize = 1 << 3, FattrAtime = 1 << 4,
@@ -148,6 +151,7 @@ internal struct FuseInitIn
     [FieldOffset(4)] public uint Minor;
     [FieldOffset(8)] public uint MaxReadahead;
     [FieldOffset(12)] public uint Flags;
+    [FieldOffset(16)] public uint Flags2;
 }
 
 [StructLayout(LayoutKind.Explicit, Size = 64)]
@@ -162,6 +166,7 @@ internal struct FuseInitOut
     [FieldOffset(20)] public uint MaxWrite;
     [FieldOffset(24)] public uint TimeGran;
     [FieldOffset(28)] public ushort MaxPages;
+    [FieldOffset(32)] public uint Flags2;
 }
 
 [StructLayout(LayoutKind.Explicit, Size = 80)]

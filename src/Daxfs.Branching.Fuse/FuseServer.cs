@@ -40,6 +40,12 @@ internal sealed unsafe class FuseServer
 
     public TimeSpan EntryTimeout { get; init; } = TimeSpan.FromSeconds(1);
 
+    /// <summary>Files at least this large, opened read-only, are read past the page cache (see <see cref="MountOptions.DirectReadSize"/>).</summary>
+    public long DirectReadSize { get; init; } = long.MaxValue;
+
+    // Set by INIT: whether the kernel lets a file opened for direct I/O be mapped shared (without it, mmap would fail).
+    private bool _directIoAllowed;
+
     /// <summary>Called once the kernel accepted the INIT reply (its readahead settings are final then).</summary>
     public Action? Initialized { get; init; }
 
@@ -298,8 +304,11 @@ internal sealed unsafe class FuseServer
             {
                 uint flags = MemoryMarshal.Read<uint>(body);
                 if ((flags & 3) != 0) RequireWritable(); // O_WRONLY or O_RDWR
-                _branch.GetAttributes(node);
-                ReplyOpen(h.Unique, 0, FuseProtocol.KeepCache);
+                var a = _branch.GetAttributes(node);
+                // A large file opened only for reading skips the page cache: each read is one copy, from the region
+                // into the reader's buffer, and N mounts reading one file do not keep N copies of it in memory.
+                bool direct = (flags & 3) == 0 && _directIoAllowed && a.Size >= DirectReadSize;
+                ReplyOpen(h.Unique, 0, direct ? FuseProtocol.DirectIo | FuseProtocol.KeepCache : FuseProtocol.KeepCache);
                 return;
             }
             case FuseProtocol.Create:
@@ -398,12 +407,16 @@ internal sealed unsafe class FuseServer
         }
         uint wanted = FuseProtocol.AsyncRead | FuseProtocol.BigWrites | FuseProtocol.AutoInvalData | FuseProtocol.DoReaddirplus
             | FuseProtocol.ReaddirplusAuto | FuseProtocol.ParallelDirops | FuseProtocol.MaxPagesFlag | FuseProtocol.CacheSymlinks;
+        // Direct reads need mmap to keep working on such files, which the kernel allows only when asked (flags2).
+        bool allowMmap = (i.Flags & FuseProtocol.InitExt) != 0 && (i.Flags2 & FuseProtocol.DirectIoAllowMmap) != 0;
+        _directIoAllowed = allowMmap && DirectReadSize != long.MaxValue;
         var o = new FuseInitOut
         {
             Major = FuseProtocol.Major,
             Minor = Math.Min(FuseProtocol.Minor, i.Minor),
             MaxReadahead = Math.Max(i.MaxReadahead, 4u << 20),
-            Flags = i.Flags & wanted,
+            Flags = (i.Flags & wanted) | (_directIoAllowed ? FuseProtocol.InitExt : 0),
+            Flags2 = _directIoAllowed ? FuseProtocol.DirectIoAllowMmap : 0,
             MaxBackground = 64,
             CongestionThreshold = 48,
             MaxWrite = 4 << 20,

@@ -122,6 +122,38 @@ public class MountTests
     }
 
     [Fact]
+    public void Large_files_opened_read_only_skip_the_page_cache_and_stay_coherent()
+    {
+        using var m = new Mounted();
+        string direct = m.Mount("direct", true, "--direct-read", "256K"); // data.bin (300,000 bytes) qualifies
+        string cached = m.Mount("cached", true, "--direct-read", "off");
+        string want = Convert.ToHexString(SHA256.HashData(File.ReadAllBytes(Path.Combine(m.Source, "data.bin")))).ToLowerInvariant();
+        const string ReadAndCount = "sha256sum < data.bin | cut -d' ' -f1 && fincore --noheadings --output PAGES data.bin";
+        // Read through the page cache, all 74 pages of the file stay resident; read directly, none do.
+        Assert.Equal($"{want}\n74\n", Sh.Ok(Sh.Bash(ReadAndCount, cached), "cached read").Out.Replace(" ", ""));
+        Assert.Equal($"{want}\n0\n", Sh.Ok(Sh.Bash(ReadAndCount, direct), "direct read").Out.Replace(" ", ""));
+        var r = Sh.Ok(Sh.Bash("""
+            python3 - <<'PY'
+            import mmap
+            with open('data.bin', 'r+b') as w:
+                w.seek(1000); w.write(b'NEW!'); w.flush()
+                with open('data.bin', 'rb') as r:
+                    r.seek(1000); print(r.read(4).decode())
+                    m = mmap.mmap(r.fileno(), 0, mmap.MAP_SHARED, mmap.PROT_READ)
+                    print(m[1000:1004].decode())
+                    m.close()
+                m = mmap.mmap(w.fileno(), 0, mmap.MAP_SHARED)
+                m[2000:2004] = b'MAPW'; m.flush(); m.close()
+            with open('data.bin', 'rb') as r:
+                r.seek(2000); print(r.read(4).decode())
+            PY
+            cp /usr/bin/git big-program && ./big-program --version | cut -d' ' -f1-2
+            """, direct), "coherence");
+        Assert.Equal("NEW!\nNEW!\nMAPW\ngit version\n", r.Out);
+        Assert.Equal("NEW!", Sh.Ok(m.Cli("cat", "/data.bin", "-b", "direct", "--offset", "1000", "--length", "4"), "cat").Out);
+    }
+
+    [Fact]
     public void Permissions_are_enforced_for_other_users()
     {
         using var m = new Mounted();
