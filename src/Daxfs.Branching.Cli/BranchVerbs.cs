@@ -14,6 +14,7 @@ internal static class BranchVerbs
                 BranchStatus.Live => "[green]live[/]",
                 BranchStatus.Frozen => "[blue]frozen[/]",
                 BranchStatus.Main => "main",
+                _ when b.Kept => "[yellow]invalidated (kept)[/]",
                 _ => "[red]invalidated[/]",
             };
             t.AddRow(Output.Escape(b.Name), Output.Escape(b.Parent ?? "-"), state, b.Depth.ToString(System.Globalization.CultureInfo.InvariantCulture),
@@ -56,8 +57,10 @@ internal static class BranchVerbs
         {
             parent = store.GetBranch(c.Args.Value("--parent") ?? "main");
         }
-        var b = parent.Fork(name);
-        Console.Out.WriteLine($"created branch '{b.Name}' from '{parent.Name}' (depth {b.Depth})");
+        bool keep = c.Args.Flag("--keep");
+        var b = parent.Fork(name, new ForkOptions { KeepForRebase = keep });
+        Console.Out.WriteLine($"created branch '{b.Name}' from '{parent.Name}' (depth {b.Depth})"
+            + (keep ? "; if a commit invalidates it, its changes are kept for 'daxfs branch rebase'" : ""));
         return Program.Ok;
     }
 
@@ -87,12 +90,13 @@ internal static class BranchVerbs
         if (Store.BranchNameProblem(target) is { } why)
             throw new UsageException($"invalid branch name '{target}': {why}");
         using var store = c.Open();
-        var b = store.GetBranch(name);
+        bool kept = store.ListBranches().Any(b => b.Name == name && b.Kept);
         try
         {
-            var rebased = store.Rebase(b, target);
+            var rebased = store.Rebase(name, target);
             if (c.Json) Output.WriteJson(new { branch = name, rebased = rebased.Name, conflicts = Array.Empty<RebaseConflict>() });
-            else Console.Out.WriteLine($"rebased '{name}' onto main at version {store.Versions.Count} as '{rebased.Name}'; '{name}' is unchanged");
+            else Console.Out.WriteLine($"rebased '{name}' onto main at version {store.Versions.Count} as '{rebased.Name}'; "
+                + (kept ? $"'{name}' keeps its space until 'daxfs branch discard {name}'" : $"'{name}' is unchanged"));
             return Program.Ok;
         }
         catch (RebaseConflictException e)
@@ -123,7 +127,10 @@ internal static class BranchVerbs
     {
         string name = Name(c);
         using var store = c.Open();
-        store.GetBranch(name).Discard();
+        if (store.BranchExists(name))
+            store.GetBranch(name).Discard();
+        else
+            store.DiscardInvalidated(name); // an invalidated branch: its name (and, when kept, its space) is given back
         Console.Out.WriteLine($"discarded '{name}'");
         return Program.Ok;
     }

@@ -54,7 +54,7 @@ public sealed partial class Branch
     }
 
     /// <summary>Forks a child of this branch. See <see cref="Store.Fork"/>.</summary>
-    public Branch Fork(string name) => Store.Fork(this, name);
+    public Branch Fork(string name, ForkOptions? options = null) => Store.Fork(this, name, options);
 
     /// <summary>Commits this branch's chain into main. See <see cref="Store.Commit"/>.</summary>
     public VersionInfo Commit(string message = "") => Store.Commit(this, message);

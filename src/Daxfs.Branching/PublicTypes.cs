@@ -77,7 +77,25 @@ public enum BranchStatus
 /// <param name="LogBytes">Bytes of records in its delta log (merged children included).</param>
 /// <param name="Records">Records in its delta log (merged children included).</param>
 /// <param name="Created">When it was forked.</param>
-public readonly record struct BranchInfo(string Name, string? Parent, BranchStatus Status, int Depth, long LogBytes, long Records, DateTimeOffset Created);
+public readonly record struct BranchInfo(string Name, string? Parent, BranchStatus Status, int Depth, long LogBytes, long Records, DateTimeOffset Created)
+{
+    /// <summary>An invalidated branch whose changes were kept (it was forked with <see cref="ForkOptions.KeepForRebase"/>): it can be rebased.</summary>
+    public bool Kept { get; init; }
+}
+
+/// <summary>How a branch is forked.</summary>
+public sealed record ForkOptions
+{
+    /// <summary>
+    /// When a commit to main invalidates the branch, keep its changes (its log) instead of giving their space
+    /// back, so it can be rebased onto the new main (<see cref="Store.Rebase(string, string)"/>). The branch is
+    /// invalidated all the same: reads and writes fail. Its space stays in use, and the version it was based on
+    /// stays readable through compaction, until it is rebased and discarded
+    /// (<see cref="Store.DiscardInvalidated"/>). Branches forked from a kept branch are kept too. A commit into a
+    /// parent other than main invalidates siblings without keeping them (their base was never a version).
+    /// </summary>
+    public bool KeepForRebase { get; init; }
+}
 
 /// <summary>One version of main: the result of one commit.</summary>
 /// <param name="Sequence">1 for the first commit, then one more for each.</param>

@@ -25,10 +25,14 @@ public sealed partial class Store
             if (_byName.TryGetValue(name, out var s))
                 return new Branch(this, s);
             if (_invalidatedNames.ContainsKey(name))
-                throw new BranchInvalidatedException(name);
+                throw new BranchInvalidatedException(name, KeptNamed(name) is not null);
             throw new BranchNotFoundException(name);
         }
     }
+
+    /// <summary>The kept state of invalidated branch <paramref name="name"/>, or null.</summary>
+    private BranchState? KeptNamed(string name)
+        => _invalidatedNames.TryGetValue(name, out int slot) && _kept.TryGetValue(slot, out var k) ? k : null;
 
     /// <summary>True when a live branch has that name.</summary>
     public bool BranchExists(string name)
@@ -52,7 +56,9 @@ public sealed partial class Store
             foreach (var (name, slot) in _invalidatedNames.OrderBy(kv => kv.Key, StringComparer.Ordinal))
             {
                 ref var raw = ref SlotAt(slot);
-                list.Add(new BranchInfo(name, null, BranchStatus.Invalidated, (int)raw.Depth, 0, 0, FileStat.FromNs(raw.CreatedNs)));
+                list.Add(_kept.TryGetValue(slot, out var k)
+                    ? new BranchInfo(name, k.Parent?.Name, BranchStatus.Invalidated, k.Depth, k.LogBytes, k.Records, FileStat.FromNs(k.CreatedNs)) { Kept = true }
+                    : new BranchInfo(name, null, BranchStatus.Invalidated, (int)raw.Depth, 0, 0, FileStat.FromNs(raw.CreatedNs)));
             }
             return list;
         }
@@ -121,7 +127,8 @@ public sealed partial class Store
     /// Forks a new branch named <paramref name="name"/> whose view equals <paramref name="parent"/>'s now.
     /// O(1): no data or index is copied. The parent is frozen (read-only) while the child lives.
     /// </summary>
-    public Branch Fork(Branch parent, string name)
+    /// <exception cref="ArgumentException"><see cref="ForkOptions.KeepForRebase"/> on a fork of a branch that is not kept.</exception>
+    public Branch Fork(Branch parent, string name, ForkOptions? options = null)
     {
         Own(parent);
         if (BranchNameProblem(name) is { } why)
@@ -138,6 +145,10 @@ public sealed partial class Store
                 VersionView(baseVersion); // refuses a version compaction folded away, before anything is written
                 p = _slots[0]!;
             }
+            // Keeping needs the whole chain kept: a kept branch's base is its parent's final state.
+            bool keep = p.KeepForRebase || options?.KeepForRebase == true;
+            if (keep && !p.IsMain && !p.KeepForRebase)
+                throw new ArgumentException($"'{name}' cannot be kept for rebase: its parent '{p.Name}' was not forked to be kept", nameof(options));
             if (_byName.ContainsKey(name))
                 throw new BranchExistsException(name);
             int slot = FindSlot(name);
@@ -153,7 +164,7 @@ public sealed partial class Store
             filled.ParentSlot = (uint)p.Slot;
             filled.ParentGeneration = p.Generation;
             filled.ForkEpoch = baseVersion >= 0 ? baseVersion : p.Epoch;
-            filled.Flags = baseVersion >= 0 ? BranchSlot.FlagDetached : 0;
+            filled.Flags = (baseVersion >= 0 ? BranchSlot.FlagDetached : 0) | (keep ? BranchSlot.FlagKeep : 0);
             filled.LogId = logId;
             filled.CreatedNs = now;
             WriteName(ref filled, name);
@@ -175,6 +186,7 @@ public sealed partial class Store
             s.Log = new LogAppender(_region, _allocator, SlotOffset(slot), logId, 0, 0, 0, 0, s.OwnBlocks);
             s.View = baseVersion >= 0 ? VersionView(baseVersion) : p.View;
             s.Detached = baseVersion >= 0;
+            s.KeepForRebase = keep;
             s.BaseVersion = baseVersion >= 0 ? baseVersion : p.IsMain ? p.Epoch : p.BaseVersion;
             _slots[slot] = s;
             _byName[name] = s;
@@ -190,6 +202,8 @@ public sealed partial class Store
     /// <summary>A free slot; else the slot of an invalidated branch (the one named <paramref name="name"/> first).</summary>
     private int FindSlot(string name)
     {
+        if (KeptNamed(name) is not null)
+            throw new BranchExistsException(name, $"'{name}' was invalidated and its changes are kept for a rebase; rebase or discard it before reusing the name");
         if (_invalidatedNames.TryGetValue(name, out int same))
             return same;
         int n = _slots.Length;
@@ -204,6 +218,8 @@ public sealed partial class Store
         }
         foreach (var (oldName, slot) in _invalidatedNames)
         {
+            if (_kept.ContainsKey(slot))
+                continue; // a kept log is given back only by a rebase's discard, never taken silently
             _invalidatedNames.Remove(oldName);
             return slot;
         }
@@ -322,7 +338,8 @@ public sealed partial class Store
         foreach (var top in main.Children.Where(c => !c.Detached || chainSet.Contains(c)).ToArray())
             foreach (var s in top.SelfAndDescendants().ToList())
             {
-                End(s, chainSet.Contains(s) ? SlotState.Free : SlotState.Invalidated, freeBlocks: !chainSet.Contains(s));
+                var to = chainSet.Contains(s) ? SlotState.Free : s.KeepForRebase ? SlotState.Kept : SlotState.Invalidated;
+                End(s, to, freeBlocks: to == SlotState.Invalidated);
                 if (first) FaultPoints.Hit("commit.invalidating");
                 first = false;
             }
@@ -358,13 +375,21 @@ public sealed partial class Store
         });
     }
 
-    /// <summary>Discards leaf <paramref name="branch"/> alone (one level of backtracking); its parent goes on.</summary>
+    /// <summary>
+    /// Discards leaf <paramref name="branch"/> alone (one level of backtracking); its parent goes on. For a branch
+    /// invalidated with its changes kept, this is <see cref="DiscardInvalidated"/>.
+    /// </summary>
     public void Discard(Branch branch)
     {
         Own(branch);
         Locked(() =>
         {
             var b = branch.State;
+            if (b.Status != BranchState.StatusLive && KeptState(b) is { } kept)
+            {
+                DiscardKept(kept);
+                return;
+            }
             CheckLive(b);
             if (b.IsMain || b.IsSnapshot)
                 throw new InvalidOperationException($"{b.Name} cannot be discarded");
@@ -375,6 +400,52 @@ public sealed partial class Store
         });
     }
 
+    /// <summary>
+    /// Forgets invalidated branch <paramref name="name"/>: its name becomes free, and when its changes were kept
+    /// for a rebase (<see cref="ForkOptions.KeepForRebase"/>) their space is given back, with that of kept
+    /// branches forked from it.
+    /// </summary>
+    /// <exception cref="BranchNotFoundException">No invalidated branch has that name.</exception>
+    /// <exception cref="InvalidOperationException">The branch of that name is live (use <see cref="Discard"/> or <see cref="Abort"/>).</exception>
+    public void DiscardInvalidated(string name)
+    {
+        ArgumentNullException.ThrowIfNull(name);
+        Locked(() =>
+        {
+            if (_byName.ContainsKey(name))
+                throw new InvalidOperationException($"branch '{name}' is live; discard or abort it instead");
+            if (KeptNamed(name) is { } kept)
+            {
+                DiscardKept(kept);
+                return;
+            }
+            if (!_invalidatedNames.Remove(name, out int slot))
+                throw new BranchNotFoundException(name);
+            Volatile.Write(ref SlotAt(slot).State, (uint)SlotState.Free);
+        });
+    }
+
+    /// <summary>This process's current state of a kept branch a handle was taken on (after a re-read, a new object), or null.</summary>
+    private BranchState? KeptState(BranchState s)
+        => _kept.TryGetValue(s.Slot, out var k) && k.Generation == s.Generation ? k : null;
+
+    /// <summary>Frees a kept branch and every kept branch forked from it: slots free, blocks parked under the lease epochs.</summary>
+    private void DiscardKept(BranchState top)
+    {
+        var doomed = _kept.Values.Where(k => { for (var a = k; a is not null; a = a.Parent) if (ReferenceEquals(a, top)) return true; return false; })
+            .OrderBy(k => k.Depth).ToList();
+        foreach (var k in doomed)
+        {
+            Volatile.Write(ref SlotAt(k.Slot).State, (uint)SlotState.Free);
+            _leases.Park(k.AllBlocks());
+            _kept.Remove(k.Slot);
+            _invalidatedNames.Remove(k.Name);
+            k.Kept = false;
+            k.Status = BranchState.StatusEnded;
+            FaultPoints.Hit("discard-kept.freed");
+        }
+    }
+
     /// <summary>Ends a branch here and in its slot; parks its blocks for reuse once no lease can see them.</summary>
     private void End(BranchState s, SlotState to, bool freeBlocks)
     {
@@ -382,15 +453,20 @@ public sealed partial class Store
         if (to == SlotState.Invalidated)
             MarkInvalidated(ref slot);
         else
-            Volatile.Write(ref slot.State, (uint)SlotState.Free);
-        s.Status = to == SlotState.Invalidated ? BranchState.StatusInvalidated : BranchState.StatusEnded;
+            Volatile.Write(ref slot.State, (uint)to); // Kept leaves head and tail naming the log
+        s.Status = to is SlotState.Invalidated or SlotState.Kept ? BranchState.StatusInvalidated : BranchState.StatusEnded;
         s.Log.ReleaseSpare();
         if (freeBlocks)
             _leases.Park(s.AllBlocks());
         _slots[s.Slot] = null;
         _byName.Remove(s.Name);
-        if (to == SlotState.Invalidated)
+        if (to is SlotState.Invalidated or SlotState.Kept)
             _invalidatedNames[s.Name] = s.Slot;
+        if (to == SlotState.Kept)
+        {
+            s.Kept = true;
+            _kept[s.Slot] = s;
+        }
         if (s.Parent is { } p && p.Children.Remove(s))
             Volatile.Write(ref SlotAt(p.Slot).LiveChildren, (uint)p.Children.Count);
     }

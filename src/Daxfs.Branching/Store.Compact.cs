@@ -227,7 +227,10 @@ public sealed partial class Store
         }
     }
 
-    /// <summary>The oldest version something still needs: a tag, or a live branch forked from a past version.</summary>
+    /// <summary>
+    /// The oldest version something still needs: a tag, a live branch forked from a past version, or a branch
+    /// kept for rebase (its changes are replayed on the version its chain was based on).
+    /// </summary>
     private long OldestPinnedVersion()
     {
         long oldest = long.MaxValue;
@@ -236,6 +239,8 @@ public sealed partial class Store
         foreach (var s in _slots)
             if (s is { Detached: true } && s.Status == BranchState.StatusLive)
                 oldest = Math.Min(oldest, s.BaseVersion);
+        foreach (var k in _kept.Values)
+            oldest = Math.Min(oldest, k.BaseVersion);
         return oldest;
     }
 
@@ -259,6 +264,7 @@ public sealed partial class Store
         _versions.Clear();
         _tags.Clear();
         _mergedLogs.Clear();
+        _kept.Clear(); // rebuilt from their slots, on the new image
         _rebuild = true;
         Interlocked.Increment(ref _pictureGeneration);
     }

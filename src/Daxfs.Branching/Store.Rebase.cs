@@ -26,34 +26,61 @@ public sealed class RebaseConflictException : DaxfsException
 public sealed partial class Store
 {
     /// <summary>
-    /// Re-applies what <paramref name="branch"/>'s chain changed since the past version it was forked from
+    /// Re-applies what <paramref name="branch"/>'s chain changed since the version of main it was based on
     /// onto main as it is now, as a new branch <paramref name="newName"/>; the original is left as it was
-    /// (discard it when done). Fails with <see cref="RebaseConflictException"/>, listing every colliding path
-    /// and byte range, when main changed the same paths since; nothing is created then.
+    /// (discard it when done). The branch is one forked from a past version, or one a commit invalidated after
+    /// it was forked with <see cref="ForkOptions.KeepForRebase"/>. Fails with <see cref="RebaseConflictException"/>,
+    /// listing every colliding path and byte range, when main changed the same paths since; nothing is created then.
     /// </summary>
     /// <remarks>
     /// Changes are re-applied by path: new directories, renames, new files and links, the changed byte
     /// ranges of modified files, sizes, attributes, then removals. Payload bytes are copied into the new
-    /// branch's log. A branch invalidated by a commit cannot be rebased: its changes were discarded then.
+    /// branch's log. A branch invalidated without being kept cannot be rebased: its changes were discarded then
+    /// (<see cref="BranchInvalidatedException"/>).
     /// </remarks>
     public Branch Rebase(Branch branch, string newName)
     {
         Own(branch);
+        EnsureCurrent();
+        return RebaseState(() => branch.State.Status != BranchState.StatusLive && KeptState(branch.State) is { } k ? k : branch.State, newName);
+    }
+
+    /// <summary>
+    /// Rebases the live or kept branch named <paramref name="name"/>: see <see cref="Rebase(Branch, string)"/>.
+    /// </summary>
+    /// <exception cref="BranchNotFoundException">No live or invalidated branch has that name.</exception>
+    /// <exception cref="BranchInvalidatedException">It was invalidated without its changes being kept.</exception>
+    public Branch Rebase(string name, string newName)
+    {
+        ArgumentNullException.ThrowIfNull(name);
+        EnsureCurrent();
+        return RebaseState(() => _byName.TryGetValue(name, out var live) ? live : KeptNamed(name)
+            ?? throw (_invalidatedNames.ContainsKey(name) ? new BranchInvalidatedException(name) : new BranchNotFoundException(name)), newName);
+    }
+
+    private Branch RebaseState(Func<BranchState> find, string newName)
+    {
         if (BranchNameProblem(newName) is { } why)
             throw new ArgumentException($"invalid branch name '{newName}': {why}", nameof(newName));
         using var lease = BeginRead(); // the old chain's spans stay readable while the new branch is written
         View baseView, ours, theirs;
+        string name;
         lock (_gate)
         {
-            var b = branch.State;
-            CheckLive(b);
-            if (b.IsMain || b.IsSnapshot)
-                throw new InvalidOperationException($"{b.Name} cannot be rebased");
-            if (b.Children.Count > 0)
-                throw new BranchNotLeafException(b.Name, "rebase");
+            ThrowIfUnusable();
+            var b = find();
+            name = b.Name;
+            if (!b.Kept)
+            {
+                CheckLive(b);
+                if (b.IsMain || b.IsSnapshot)
+                    throw new InvalidOperationException($"{b.Name} cannot be rebased");
+                if (b.Children.Count > 0)
+                    throw new BranchNotLeafException(b.Name, "rebase");
+            }
             var root = b;
             while (!root.Parent!.IsMain) root = root.Parent;
-            baseView = root.Detached ? VersionView(root.BaseVersion) : _slots[0]!.View;
+            baseView = VersionView(root.BaseVersion); // for a live branch of main's current state: main's view
             ours = b.View;
             theirs = _slots[0]!.View;
         }
@@ -61,7 +88,7 @@ public sealed partial class Store
         var main = DiffEngine.Compare(baseView, theirs);
         var conflicts = Conflicts(mine, main);
         if (conflicts.Count > 0)
-            throw new RebaseConflictException(branch.Name, conflicts);
+            throw new RebaseConflictException(name, conflicts);
         var target = Main.Fork(newName);
         try
         {

@@ -102,12 +102,20 @@ public sealed partial class Store
         {
             var st = _slots[i];
             if (st is not null && (raw[i].State != (uint)SlotState.Live || raw[i].Generation != st.Generation))
-                Forget(st, raw[i].State == (uint)SlotState.Invalidated ? BranchState.StatusInvalidated : BranchState.StatusEnded);
+            {
+                Forget(st, raw[i].State is (uint)SlotState.Invalidated or (uint)SlotState.Kept ? BranchState.StatusInvalidated : BranchState.StatusEnded);
+                if (raw[i].State == (uint)SlotState.Kept && raw[i].Generation == st.Generation)
+                {
+                    st.Kept = true; // invalidated elsewhere with its log kept: the picture built so far stays good
+                    _kept[i] = st;
+                }
+            }
         }
 
         // Live slots, parents before children (depth strictly grows, so parent links cannot loop).
         var order = Enumerable.Range(1, (int)count - 1).Where(i => raw[i].State == (uint)SlotState.Live).OrderBy(i => raw[i].Depth).ToList();
         var stale = new HashSet<int>();
+        var keep = new HashSet<int>(); // stale because main moved on, forked to be kept: their logs stay
         foreach (int i in order)
         {
             ref readonly var s = ref raw[i];
@@ -129,6 +137,8 @@ public sealed partial class Store
                 {
                     stale.Add(i);
                     invalidated.Add(names[i]!);
+                    if ((s.Flags & BranchSlot.FlagKeep) != 0 && !detached && (p == 0 || keep.Contains(p)))
+                        keep.Add(i);
                 }
                 else
                 {
@@ -167,15 +177,19 @@ public sealed partial class Store
             if (slot.State == (uint)SlotState.Live)
             {
                 if (stale.Contains(i) && !_mergedLogs.Contains(slot.LogId))
-                    MarkInvalidated(ref slot); // invalidated by a commit elsewhere
+                {
+                    if (keep.Contains(i)) Volatile.Write(ref slot.State, (uint)SlotState.Kept); // head and tail stay
+                    else MarkInvalidated(ref slot); // invalidated by a commit elsewhere
+                }
                 else
                     Volatile.Write(ref slot.State, (uint)SlotState.Free); // committed (its log is history) or ended with its parent
             }
-            if (slot.State == (uint)SlotState.Invalidated && names[i] is { } n && !_byName.ContainsKey(n))
+            if (slot.State is (uint)SlotState.Invalidated or (uint)SlotState.Kept && names[i] is { } n && !_byName.ContainsKey(n))
                 _invalidatedNames[n] = i;
         }
-        foreach (var key in _invalidatedNames.Where(kv => SlotAt(kv.Value).State != (uint)SlotState.Invalidated).Select(kv => kv.Key).ToList())
+        foreach (var key in _invalidatedNames.Where(kv => SlotAt(kv.Value).State is not ((uint)SlotState.Invalidated or (uint)SlotState.Kept)).Select(kv => kv.Key).ToList())
             _invalidatedNames.Remove(key);
+        SyncKept(count, names, alone, truncated);
         foreach (var st in _slots)
         {
             if (st is null) continue;
@@ -190,11 +204,13 @@ public sealed partial class Store
             var used = new List<(long, long)>();
             foreach (var st in _slots)
                 if (st is not null) used.AddRange(st.AllBlocks());
+            foreach (var st in _kept.Values)
+                used.AddRange(st.AllBlocks());
             if (BaseRun is { } run)
                 used.Add(run);
             _allocator.Rebuild(used);
             long maxLog = _mergedLogs.Count == 0 ? 1 : _mergedLogs.Max();
-            foreach (var st in _slots)
+            foreach (var st in _slots.Concat(_kept.Values))
                 if (st is not null) maxLog = Math.Max(maxLog, st.Log.LogId);
             ref long next = ref _region.Word(FormatConstants.ControlOffset + ControlBlock.NextLogIdOffset);
             if (Volatile.Read(ref next) <= maxLog)
@@ -208,6 +224,50 @@ public sealed partial class Store
         if (_seen == -1)
             Recovery = new RecoveryReport(truncated, invalidated, released, _lock.TookOverFromDead);
         Volatile.Write(ref _seen, counter);
+    }
+
+    /// <summary>
+    /// Brings the picture of kept branches (slot state Kept) up to date: drops those discarded or reused, and
+    /// builds the others, parents first, by replaying their logs on the version their chain was based on. A
+    /// kept branch that cannot be rebuilt (its kept parent is gone, or its base version was folded away) is
+    /// released when this process has the region alone, so its space is rebuilt as free.
+    /// </summary>
+    private void SyncKept(uint count, string?[] names, bool alone, List<string> truncated)
+    {
+        foreach (var (i, k) in _kept.ToList())
+        {
+            var s = SlotAt(i);
+            if (s.State != (uint)SlotState.Kept || s.Generation != k.Generation)
+                _kept.Remove(i);
+            else
+                CatchUp(k, in s, alone, truncated); // records another process wrote before the commit that kept it
+        }
+        var order = Enumerable.Range(1, (int)count - 1).Where(i => SlotAt(i).State == (uint)SlotState.Kept && !_kept.ContainsKey(i))
+            .OrderBy(i => SlotAt(i).Depth).ToList();
+        foreach (int i in order)
+        {
+            var s = SlotAt(i);
+            int p = (int)s.ParentSlot;
+            var parent = p == 0 ? _slots[0] : _kept.TryGetValue(p, out var kp) && kp.Generation == s.ParentGeneration ? kp : null;
+            bool buildable = parent is not null && s.Depth == parent.Depth + 1
+                && (p != 0 || (s.ForkEpoch >= _baseVersion && s.ForkEpoch <= CurrentVersion));
+            if (!buildable)
+            {
+                if (alone)
+                {
+                    Volatile.Write(ref SlotAt(i).State, (uint)SlotState.Free);
+                    if (names[i] is { } gone) _invalidatedNames.Remove(gone);
+                }
+                continue;
+            }
+            var st = NewState(i, in s, names[i]!, parent);
+            st.View = p == 0 ? VersionView(s.ForkEpoch) : parent!.View;
+            st.BaseVersion = p == 0 ? s.ForkEpoch : parent!.BaseVersion;
+            st.Kept = true;
+            st.Status = BranchState.StatusInvalidated;
+            CatchUp(st, in s, alone, truncated);
+            _kept[i] = st;
+        }
     }
 
     /// <summary>Ends this process's picture of a branch another process ended (no space is touched here).</summary>
@@ -232,7 +292,7 @@ public sealed partial class Store
     private unsafe string CheckSlot(int i, in BranchSlot s)
     {
         long at = SlotOffset(i);
-        if (s.State > (uint)SlotState.Invalidated)
+        if (s.State > (uint)SlotState.Kept)
             ThrowHelper.Corrupt($"branch slot {i}", at, $"unknown state {s.State}");
         if (s.NameLength == 0 || s.NameLength > FormatConstants.MaxBranchName)
             ThrowHelper.Corrupt($"branch slot {i}", at, $"name length {s.NameLength} out of range");
@@ -248,7 +308,7 @@ public sealed partial class Store
                 ThrowHelper.Corrupt($"branch slot {i}", at, $"bad name: {why}");
             name = Encoding.ASCII.GetString(bytes);
         }
-        if (s.State != (uint)SlotState.Live)
+        if (s.State is not ((uint)SlotState.Live or (uint)SlotState.Kept))
             return name;
         if (i != 0 && (s.ParentSlot >= _super.SlotCount || s.Depth == 0 || s.Depth >= _super.SlotCount))
             ThrowHelper.Corrupt($"branch slot {i}", at, $"parent slot {s.ParentSlot} or depth {s.Depth} out of range");
@@ -270,6 +330,7 @@ public sealed partial class Store
             Depth = (int)s.Depth,
             CreatedNs = s.CreatedNs,
             Log = null!,
+            KeepForRebase = (s.Flags & BranchSlot.FlagKeep) != 0,
         };
         st.Log = new LogAppender(_region, _allocator, SlotOffset(slot), s.LogId, 0, 0, 0, 0, st.OwnBlocks);
         return st;

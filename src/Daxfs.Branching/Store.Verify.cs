@@ -9,7 +9,7 @@ namespace Daxfs.Branching;
 /// <param name="Logs">Delta logs walked (live branches' own logs and every log merged into them or into main).</param>
 /// <param name="Records">Records whose checksum was checked.</param>
 /// <param name="RecordBytes">Bytes of those records.</param>
-/// <param name="ReachableBytes">Bytes of the log blocks that live branches and main's history reach.</param>
+/// <param name="ReachableBytes">Bytes of the log blocks that live branches, branches kept for rebase and main's history reach.</param>
 /// <param name="ArenaUsedBytes">Bytes of the arena marked in use (reachable blocks, plus blocks reserved by
 /// live processes or parked for read leases).</param>
 public readonly record struct VerifyReport(long BaseDataBytes, long Logs, long Records, long RecordBytes, long ReachableBytes, long ArenaUsedBytes);
@@ -37,6 +37,8 @@ public sealed partial class Store
             foreach (var s in _slots)
                 if (s is not null && s.Status == BranchState.StatusLive)
                     stack.Push(s.Log.Ref);
+            foreach (var k in _kept.Values)
+                stack.Push(k.Log.Ref);
             var r = new Rec();
             while (stack.Count > 0)
             {

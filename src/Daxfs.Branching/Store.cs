@@ -30,6 +30,8 @@ public sealed partial class Store : IDisposable
     private readonly BranchState?[] _slots;
     private readonly Dictionary<string, BranchState> _byName = new(StringComparer.Ordinal);
     private readonly Dictionary<string, int> _invalidatedNames = new(StringComparer.Ordinal);
+    /// <summary>Branches a commit to main invalidated with their logs kept (slot state Kept), by slot.</summary>
+    private readonly Dictionary<int, BranchState> _kept = [];
     private readonly List<VersionInfo> _versions = [];
     private readonly Rec _rec = new();
     private Exception? _poison;

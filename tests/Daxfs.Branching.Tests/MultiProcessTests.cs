@@ -104,19 +104,22 @@ public class MultiProcessTests(ITestOutputHelper output)
             ("commit.before-publish", "commit"), ("commit.published", "commit"), ("commit.epoch-stored", "commit"), ("commit.invalidating", "commit"),
             ("commit-parent.published", "commit-parent"), ("commit-parent.invalidating", "commit-parent"),
             ("abort.top-ended", "abort"), ("discard.ended", "discard"), ("reclaim.freeing", "reclaim"),
-            ("compact.written", "compact"), ("compact.published", "compact"),
+            ("compact.written", "compact"), ("compact.published", "compact"), ("discard-kept.freed", "discard-kept"),
         })
             yield return [point, op];
     }
 
-    /// <summary>The state every crash test starts from: main, a branch a, a chain p → c with a sibling c2, and other.</summary>
+    /// <summary>
+    /// The state every crash test starts from: main, a branch a, a chain p → c with a sibling c2 (forked to be kept
+    /// for a rebase if a commit invalidates them), and other.
+    /// </summary>
     private static TempRegion Prepared()
     {
         var r = new TempRegion();
         var a = r.Store.Main.Fork("a");
         a.WriteAllBytes("a.txt", "A"u8);
         a.Write("big.bin", 0, new byte[50_000]);
-        var p = r.Store.Main.Fork("p");
+        var p = r.Store.Main.Fork("p", new ForkOptions { KeepForRebase = true });
         p.WriteAllBytes("p.txt", "P"u8);
         var c = p.Fork("c");
         c.WriteAllBytes("c.txt", "C"u8);
@@ -159,7 +162,11 @@ public class MultiProcessTests(ITestOutputHelper output)
                     Assert.Equal("A", Text(s.Main, "a.txt"));
                     Assert.Equal(50_000, s.Main.Stat("big.bin").Size);
                     Assert.Single(s.ListBranches(), b => b.Status != BranchStatus.Invalidated);
-                    Assert.Throws<BranchInvalidatedException>(() => s.GetBranch("other"));
+                    Assert.False(Assert.Throws<BranchInvalidatedException>(() => s.GetBranch("other")).Kept);
+                    // The chain forked to be kept is invalidated with its logs, whether the commit marked it or recovery did.
+                    Assert.Equal(["c", "c2", "p"], s.ListBranches().Where(b => b.Kept).Select(b => b.Name).Order(StringComparer.Ordinal));
+                    var rebased = s.Rebase("c", "c-rebased");
+                    Assert.Equal(("P", "C", "A"), (Text(rebased, "p.txt"), Text(rebased, "c.txt"), Text(rebased, "a.txt")));
                 }
                 Assert.True(point == "commit.before-publish" ? versions == 0 : versions == 1, $"{point}: {versions} versions");
                 break;
@@ -187,6 +194,13 @@ public class MultiProcessTests(ITestOutputHelper output)
                 break;
             case "fork":
                 Assert.Equal(point == "fork.published", s.BranchExists("forked"));
+                break;
+            case "discard-kept":
+                // Killed after freeing the kept top p: recovery releases its kept children too (they cannot be rebuilt).
+                Assert.Equal(1, versions);
+                Assert.DoesNotContain(s.ListBranches(), b => b.Kept);
+                Assert.Throws<BranchNotFoundException>(() => s.GetBranch("p"));
+                Assert.Throws<BranchNotFoundException>(() => s.GetBranch("c2"));
                 break;
             case "compact":
                 // The commit before it stands; the compaction is whole (version 1 is the base) or absent.

@@ -179,3 +179,170 @@ public class RebaseTests
         Assert.True(old.IsLive);
     }
 }
+
+/// <summary>Branches that lost a race (a commit invalidated them) and were forked to keep their changes for a rebase.</summary>
+public class KeptRebaseTests
+{
+    private static string Text(Branch b, string path) => Encoding.UTF8.GetString(b.ReadAllBytes(path));
+
+    private static readonly ForkOptions Keep = new() { KeepForRebase = true };
+
+    private static long Used(Store s) => s.Usage.ArenaBytes - s.Usage.ArenaFreeBytes;
+
+    private static void AssertNoLeak(Store s)
+    {
+        var v = s.Verify();
+        Assert.Equal(v.ReachableBytes, v.ArenaUsedBytes);
+    }
+
+    [Fact]
+    public void A_kept_loser_is_invalidated_but_rebases_onto_the_winner_and_its_space_comes_back_on_discard()
+    {
+        using var r = new TempRegion();
+        var s = r.Store;
+        var loser = s.Main.Fork("loser", Keep);
+        loser.WriteAllBytes("loser.txt", "mine"u8);
+        loser.Write("src/big.bin", 150_000, Enumerable.Repeat((byte)'L', 20_000).ToArray());
+        var plain = s.Main.Fork("plain");
+        plain.WriteAllBytes("plain.txt", "lost"u8);
+        var winner = s.Main.Fork("winner");
+        winner.WriteAllBytes("winner.txt", "won"u8);
+        winner.Write("src/big.bin", 0, "WIN"u8);
+        winner.Commit("winner");
+
+        // Invalidated as ever: every operation fails, the mount would see ESTALE.
+        Assert.Throws<BranchInvalidatedException>(() => loser.ReadAllBytes("loser.txt"));
+        Assert.Throws<BranchInvalidatedException>(() => loser.WriteAllBytes("x", "x"u8));
+        Assert.True(Assert.Throws<BranchInvalidatedException>(() => s.GetBranch("loser")).Kept);
+        Assert.False(Assert.Throws<BranchInvalidatedException>(() => s.GetBranch("plain")).Kept);
+        var info = Assert.Single(s.ListBranches(), b => b.Name == "loser");
+        Assert.True(info.Kept);
+        Assert.Equal(BranchStatus.Invalidated, info.Status);
+        Assert.Equal(3, info.Records); // create and write loser.txt, write big.bin: the log is still there
+        Assert.False(Assert.Single(s.ListBranches(), b => b.Name == "plain").Kept);
+        AssertNoLeak(s);
+
+        // The plain loser's changes are gone; the kept one's are re-applied onto the new main.
+        Assert.Throws<BranchInvalidatedException>(() => s.Rebase("plain", "plain-2"));
+        var rebased = s.Rebase(loser, "loser-2"); // an old handle works, as does the name
+        Assert.Equal("mine", Text(rebased, "loser.txt"));
+        Assert.Equal("won", Text(rebased, "winner.txt"));
+        var big = rebased.ReadAllBytes("src/big.bin");
+        Assert.Equal("WIN", Encoding.ASCII.GetString(big, 0, 3));
+        Assert.All(big.AsSpan(150_000, 20_000).ToArray(), b => Assert.Equal((byte)'L', b));
+        Assert.Equal(TempRegion.Pattern(200_000, 7).AsSpan(3, 149_997).ToArray(), big.AsSpan(3, 149_997).ToArray());
+
+        // The name stays taken until the kept log is discarded; then its space is reused.
+        var ex = Assert.Throws<BranchExistsException>(() => s.Main.Fork("loser"));
+        Assert.Contains("kept", ex.Message, StringComparison.Ordinal);
+        Assert.Equal(2, rebased.Commit("loser, rebased").Sequence);
+        long usedKept = Used(s);
+        s.DiscardInvalidated("loser");
+        s.DiscardInvalidated("plain"); // an invalidated name that was not kept: only the name goes
+        Assert.Throws<BranchNotFoundException>(() => s.GetBranch("loser"));
+        Assert.Throws<BranchNotFoundException>(() => s.DiscardInvalidated("loser"));
+        Assert.DoesNotContain(s.ListBranches(), b => b.Status == BranchStatus.Invalidated);
+        s.Main.Fork("loser").WriteAllBytes("again", "1"u8); // the name is free; the fork's first write reclaims parked space
+        Assert.True(Used(s) < usedKept, $"{Used(s)} bytes used after discarding, {usedKept} before");
+        AssertNoLeak(s);
+    }
+
+    [Fact]
+    public void Kept_branches_survive_reopen_and_are_seen_by_another_store_on_the_region()
+    {
+        using var r = new TempRegion();
+        var a = r.Store.Main.Fork("a", Keep);
+        a.WriteAllBytes("a.txt", "A"u8);
+        var child = a.Fork("a-child"); // inherits keeping
+        child.WriteAllBytes("child.txt", "C"u8);
+        child.Delete("src/b.txt");
+        using var other = Store.Open(r.RegionPath);
+        var b = other.Main.Fork("b");
+        b.WriteAllBytes("b.txt", "B"u8);
+        b.Commit("b wins"); // in the other store
+        Assert.True(Assert.Throws<BranchInvalidatedException>(() => r.Store.GetBranch("a-child")).Kept);
+        var info = Assert.Single(r.Store.ListBranches(), x => x.Name == "a-child");
+        Assert.Equal(("a", 2, 3L), (info.Parent, info.Depth, info.Records)); // create, write, delete
+        AssertNoLeak(other);
+
+        other.Dispose();
+        var s = r.Reopen();
+        Assert.Equal(["a", "a-child"], s.ListBranches().Where(x => x.Kept).Select(x => x.Name).Order(StringComparer.Ordinal));
+        var rebased = s.Rebase("a-child", "child-2");
+        Assert.Equal("A", Text(rebased, "a.txt"));
+        Assert.Equal("C", Text(rebased, "child.txt"));
+        Assert.Equal("B", Text(rebased, "b.txt"));
+        Assert.False(rebased.Exists("src/b.txt"));
+        s.DiscardInvalidated("a"); // with its kept child
+        Assert.DoesNotContain(s.ListBranches(), x => x.Kept);
+        AssertNoLeak(s);
+        Assert.DoesNotContain(r.Reopen().ListBranches(), x => x.Kept);
+    }
+
+    [Fact]
+    public void A_kept_loser_that_collides_with_the_winner_gets_a_conflict_report()
+    {
+        using var r = new TempRegion();
+        var s = r.Store;
+        var loser = s.Main.Fork("loser", Keep);
+        loser.Write("src/big.bin", 500, new byte[100]);
+        loser.WriteAllBytes("fine.txt", "ok"u8);
+        var winner = s.Main.Fork("winner");
+        winner.Write("src/big.bin", 550, new byte[10]);
+        winner.Commit("winner");
+        var ex = Assert.Throws<RebaseConflictException>(() => s.Rebase("loser", "loser-2"));
+        var c = Assert.Single(ex.Conflicts);
+        Assert.Equal("/src/big.bin", c.Path);
+        Assert.Equal(new[] { new ByteRange(500, 100) }, c.Ours);
+        Assert.Equal(new[] { new ByteRange(550, 10) }, c.Theirs);
+        Assert.False(s.BranchExists("loser-2"));
+        Assert.True(Assert.Single(s.ListBranches(), b => b.Name == "loser").Kept); // still there to look at or discard
+    }
+
+    [Fact]
+    public void Compaction_keeps_the_version_a_kept_branch_needs_until_it_is_discarded()
+    {
+        using var r = new TempRegion();
+        var s = r.Store;
+        var first = s.Main.Fork("first");
+        first.WriteAllBytes("v1.txt", "1"u8);
+        first.Commit("v1");
+        var kept = s.Main.Fork("kept", Keep); // based on version 1
+        kept.WriteAllBytes("kept.txt", "K"u8);
+        for (int v = 2; v <= 4; v++)
+        {
+            var w = s.Main.Fork($"w{v}");
+            w.WriteAllBytes($"v{v}.txt", "x"u8);
+            w.Commit($"v{v}");
+        }
+        Assert.Equal(1, s.Compact().FoldedVersion); // not 4: the kept branch's base stays readable
+        Assert.Equal(1, s.OldestVersion);
+        var rebased = s.Rebase("kept", "kept-2");
+        Assert.Equal("K", Text(rebased, "kept.txt"));
+        Assert.Equal("x", Text(rebased, "v4.txt"));
+        rebased.Discard();
+        s.DiscardInvalidated("kept");
+        Assert.Equal(4, s.Compact().FoldedVersion);
+        AssertNoLeak(s);
+    }
+
+    [Fact]
+    public void Only_a_fork_of_main_or_of_a_kept_branch_can_be_kept()
+    {
+        using var r = new TempRegion();
+        var s = r.Store;
+        var plain = s.Main.Fork("plain");
+        var ex = Assert.Throws<ArgumentException>(() => plain.Fork("child", Keep));
+        Assert.Contains("parent 'plain'", ex.Message, StringComparison.Ordinal);
+        Assert.False(s.BranchExists("child"));
+        // A commit into a parent other than main invalidates the siblings without keeping them.
+        var top = s.Main.Fork("top", Keep);
+        var x = top.Fork("x");
+        x.WriteAllBytes("x.txt", "x"u8);
+        var y = top.Fork("y");
+        y.WriteAllBytes("y.txt", "y"u8);
+        y.CommitToParent();
+        Assert.False(Assert.Throws<BranchInvalidatedException>(() => s.GetBranch("x")).Kept);
+        Assert.Equal("y", Text(top, "y.txt"));
+    }
+}

@@ -40,7 +40,12 @@ internal static class Ops
                 break;
             case "compact":
                 s.GetBranch("a").Commit("to fold");
+                s.DiscardInvalidated("p"); // kept for rebase, p would keep version 0 readable
                 s.Compact();
+                break;
+            case "discard-kept":
+                s.GetBranch("a").Commit("keeps p, c and c2");
+                s.DiscardInvalidated("p");
                 break;
             default: Console.Error.WriteLine($"unknown op {op}"); return 2;
         }

@@ -1,3 +1,4 @@
+using Daxfs.Branching.Format;
 using Daxfs.Branching.Index;
 using Daxfs.Branching.Log;
 
@@ -20,6 +21,12 @@ internal sealed class BranchState
 
     /// <summary>Forked from a past version of main (<see cref="BaseVersion"/>): commits to main do not invalidate it.</summary>
     public bool Detached;
+
+    /// <summary>Forked with <see cref="BranchSlot.FlagKeep"/>: a commit to main keeps its log for a rebase.</summary>
+    public bool KeepForRebase;
+
+    /// <summary>Invalidated by a commit to main with its log kept (slot state Kept): readable only by a rebase.</summary>
+    public bool Kept;
 
     /// <summary>The version of main the branch's chain started from.</summary>
     public long BaseVersion;

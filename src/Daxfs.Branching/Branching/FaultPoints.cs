@@ -20,7 +20,7 @@ internal static partial class FaultPoints
         "commit.before-publish", "commit.published", "commit.epoch-stored", "commit.invalidating",
         "commit-parent.published", "commit-parent.invalidating",
         "abort.top-ended", "discard.ended", "reclaim.freeing",
-        "compact.written", "compact.published",
+        "compact.written", "compact.published", "discard-kept.freed",
     ];
 
     public static void Hit(string name)

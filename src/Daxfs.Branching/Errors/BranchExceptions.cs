@@ -20,6 +20,16 @@ public sealed class BranchInvalidatedException : BranchException
     /// <summary>Creates the exception.</summary>
     public BranchInvalidatedException(string branch)
         : base(branch, $"branch '{branch}' was invalidated by a commit or abort elsewhere; fork a new branch") { }
+
+    /// <summary>Creates the exception for a branch whose changes a commit left kept for a rebase.</summary>
+    public BranchInvalidatedException(string branch, bool kept)
+        : base(branch, kept
+            ? $"branch '{branch}' was invalidated by a commit to main; its changes are kept: rebase it onto main or discard it"
+            : $"branch '{branch}' was invalidated by a commit or abort elsewhere; fork a new branch")
+        => Kept = kept;
+
+    /// <summary>True when the branch's changes were kept for a rebase (it was forked with <see cref="ForkOptions.KeepForRebase"/>).</summary>
+    public bool Kept { get; }
 }
 
 /// <summary>No branch of that name exists (it never did, or it was committed, aborted or discarded).</summary>
@@ -34,6 +44,9 @@ public sealed class BranchExistsException : BranchException
 {
     /// <summary>Creates the exception.</summary>
     public BranchExistsException(string branch) : base(branch, $"branch '{branch}' already exists") { }
+
+    /// <summary>Creates the exception with its own message.</summary>
+    public BranchExistsException(string branch, string message) : base(branch, message) { }
 }
 
 /// <summary>The branch does not accept writes: it is main (which changes only by commits) or it is frozen.</summary>

@@ -11,6 +11,12 @@ internal enum SlotState : uint
     Live = 1,
     /// <summary>Holds a branch that was invalidated; kept so its name answers "invalidated" until the slot is reused.</summary>
     Invalidated = 2,
+    /// <summary>
+    /// Holds a branch that a commit to main invalidated and that was forked with <see cref="BranchSlot.FlagKeep"/>:
+    /// like <see cref="Invalidated"/>, but Head and Tail still name its log, whose blocks stay in use until it is
+    /// rebased or discarded.
+    /// </summary>
+    Kept = 3,
 }
 
 /// <summary>
@@ -22,7 +28,7 @@ internal enum SlotState : uint
 ///  32 ForkEpoch i64 (parent's Epoch when forked) 40 Epoch i64 (commits merged into this branch)
 ///  48 LogId i64       56 Head i64 (first block, 0 = empty log)   64 Tail i64 (end of last published record)
 ///  72 CreatedNs i64   80 LiveChildren u32          84 IdentityCrc u32 (see <see cref="ComputeIdentityCrc"/>)
-///  88 Flags u32 (1 = forked from a past version of main)   92 Reserved u32
+///  88 Flags u32 (1 = forked from a past version of main, 2 = keep the log if a commit invalidates it)   92 Reserved u32
 ///  96 Name[64] UTF-8  160 Reserved[96]
 /// </code>
 /// </summary>
@@ -58,6 +64,9 @@ internal unsafe struct BranchSlot
 
     /// <summary><see cref="Flags"/> bit: the branch was forked from version <see cref="ForkEpoch"/> of main, not from main's current state.</summary>
     public const uint FlagDetached = 1;
+
+    /// <summary><see cref="Flags"/> bit: when a commit to main invalidates the branch, its slot becomes <see cref="SlotState.Kept"/>, log and all.</summary>
+    public const uint FlagKeep = 2;
     [FieldOffset(NameOffset)] public fixed byte Name[FormatConstants.MaxBranchName];
 
     /// <summary>
