@@ -91,8 +91,9 @@ public sealed record ForkOptions
     /// back, so it can be rebased onto the new main (<see cref="Store.Rebase(string, string)"/>). The branch is
     /// invalidated all the same: reads and writes fail. Its space stays in use, and the version it was based on
     /// stays readable through compaction, until it is rebased and discarded
-    /// (<see cref="Store.DiscardInvalidated"/>). Branches forked from a kept branch are kept too. A commit into a
-    /// parent other than main invalidates siblings without keeping them (their base was never a version).
+    /// (<see cref="Store.DiscardInvalidated"/>). Branches forked from a kept branch are kept too. Not kept, because
+    /// their base was never a version of main: siblings invalidated by a commit into a parent other than main, and
+    /// branches forked from a member of the chain that was committed.
     /// </summary>
     public bool KeepForRebase { get; init; }
 }

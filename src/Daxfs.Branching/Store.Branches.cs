@@ -338,7 +338,8 @@ public sealed partial class Store
         foreach (var top in main.Children.Where(c => !c.Detached || chainSet.Contains(c)).ToArray())
             foreach (var s in top.SelfAndDescendants().ToList())
             {
-                var to = chainSet.Contains(s) ? SlotState.Free : s.KeepForRebase ? SlotState.Kept : SlotState.Invalidated;
+                // Kept only when the whole chain above it is kept too: under a committed branch its base was never a version.
+                var to = chainSet.Contains(s) ? SlotState.Free : s.KeepForRebase && !chainSet.Contains(top) ? SlotState.Kept : SlotState.Invalidated;
                 End(s, to, freeBlocks: to == SlotState.Invalidated);
                 if (first) FaultPoints.Hit("commit.invalidating");
                 first = false;

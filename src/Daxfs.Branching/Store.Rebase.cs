@@ -164,10 +164,40 @@ public sealed partial class Store
         bool Implied(Change c) => dirRenames.Any(d => !ReferenceEquals(d, c)
             && c.Path.StartsWith(d.Path + "/", StringComparison.Ordinal) && c.OldPath!.StartsWith(d.OldPath + "/", StringComparison.Ordinal)
             && c.Path[d.Path.Length..] == c.OldPath[d.OldPath!.Length..]);
-        foreach (var c in changes.Where(c => c.Kind == ChangeKind.Renamed && !Implied(c)).OrderBy(c => c.OldPath!.Count(ch => ch == '/')))
+        var renames = changes.Where(c => c.Kind == ChangeKind.Renamed && !Implied(c)).ToList();
+        // Two steps, so swaps and renames onto a replaced path work: every source goes to a temporary name
+        // (deepest first, so a moved child leaves its moved parent first), then each goes to its destination
+        // (shallowest first). A node the branch replaced by a rename is removed before the rename lands.
+        var temps = new string[renames.Count];
+        int serial = 0;
+        foreach (int i in Enumerable.Range(0, renames.Count).OrderByDescending(i => Depth(renames[i].OldPath!)))
         {
-            EnsureParents(target, c.Path, ours);
-            target.Rename(c.OldPath!, c.Path);
+            do temps[i] = $"/.daxfs-rebase-{serial++}"; while (target.Exists(temps[i]));
+            target.Rename(renames[i].OldPath!, temps[i]);
+        }
+        var replaced = new List<string>();
+        foreach (var c in renames.OrderByDescending(c => Depth(c.Path)))
+        {
+            if (!target.Exists(c.Path)) continue;
+            target.Delete(c.Path, recursive: true);
+            replaced.Add(c.Path);
+        }
+        foreach (int i in Enumerable.Range(0, renames.Count).OrderBy(i => Depth(renames[i].Path)))
+        {
+            EnsureParents(target, renames[i].Path, ours);
+            target.Rename(temps[i], renames[i].Path);
+        }
+        // Removals, by where the node is now: under a renamed directory it moved with it; under a replaced
+        // node it is already gone.
+        var movedDirs = renames.Where(c => c.NodeKind == NodeKind.Directory).OrderByDescending(c => c.OldPath!.Length).ToList();
+        foreach (var c in changes.Where(c => c.Kind == ChangeKind.Deleted).OrderByDescending(c => Depth(c.Path)))
+        {
+            if (replaced.Any(r => Under(c.Path, r)))
+                continue;
+            var dir = movedDirs.FirstOrDefault(d => c.Path.StartsWith(d.OldPath + "/", StringComparison.Ordinal));
+            string now = dir is null ? c.Path : dir.Path + c.Path[dir.OldPath!.Length..];
+            if (target.Exists(now) && !renames.Any(r => r.Path == now)) // a rename's destination holds the node that replaced it
+                target.Delete(now, recursive: true);
         }
         foreach (var c in changes.Where(c => c.Kind == ChangeKind.Added).OrderBy(c => c.Path.Count(ch => ch == '/')).ThenBy(c => c.Path, StringComparer.Ordinal))
         {
@@ -209,12 +239,11 @@ public sealed partial class Store
             target.Chmod(c.Path, info.Perm);
             target.Chown(c.Path, info.Uid, info.Gid);
         }
-        foreach (var c in changes.Where(c => c.Kind == ChangeKind.Deleted).OrderByDescending(c => c.Path.Count(ch => ch == '/')))
-        {
-            if (target.Exists(c.Path))
-                target.Delete(c.Path, recursive: true);
-        }
     }
+
+    private static int Depth(string path) => path.Count(ch => ch == '/');
+
+    private static bool Under(string path, string top) => path == top || path.StartsWith(top + "/", StringComparison.Ordinal);
 
     private static void EnsureParents(Branch target, string path, View ours)
     {

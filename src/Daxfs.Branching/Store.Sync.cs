@@ -137,7 +137,7 @@ public sealed partial class Store
                 {
                     stale.Add(i);
                     invalidated.Add(names[i]!);
-                    if ((s.Flags & BranchSlot.FlagKeep) != 0 && !detached && (p == 0 || keep.Contains(p)))
+                    if ((s.Flags & BranchSlot.FlagKeep) != 0 && !detached && !_mergedLogs.Contains(s.LogId) && (p == 0 || keep.Contains(p)))
                         keep.Add(i);
                 }
                 else

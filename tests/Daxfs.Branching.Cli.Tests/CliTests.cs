@@ -266,6 +266,33 @@ public class CliTests
     }
 
     [Fact]
+    public void A_branch_created_with_keep_that_loses_a_race_is_rebased_then_discarded()
+    {
+        using var ws = Built();
+        Ok(ws.Run("branch", "create", "loser", "--keep"));
+        Ok(ws.Run("branch", "create", "winner"));
+        Ok(ws.RunWithInput("mine", "put", "/loser.txt", "-b", "loser"));
+        Ok(ws.RunWithInput("won", "put", "/winner.txt", "-b", "winner"));
+        Ok(ws.Run("branch", "commit", "winner"));
+        Fails(ws.Run("cat", "/loser.txt", "-b", "loser"), 1, "its changes are kept");
+        var list = ws.Run("branch", "list", "--json");
+        Ok(list);
+        var loser = list.Json.EnumerateArray().Single(b => b.GetProperty("name").GetString() == "loser");
+        Assert.True(loser.GetProperty("kept").GetBoolean());
+        Assert.Contains("invalidated (kept)", ws.Run("branch", "list").Out, StringComparison.Ordinal);
+        var rebase = ws.Run("branch", "rebase", "loser");
+        Ok(rebase);
+        Assert.Contains("'loser' keeps its space until 'daxfs branch discard loser'", rebase.Out, StringComparison.Ordinal);
+        Assert.Equal("mine", ws.Run("cat", "/loser.txt", "-b", "loser-rebased").Out);
+        Assert.Equal("won", ws.Run("cat", "/winner.txt", "-b", "loser-rebased").Out);
+        Fails(ws.Run("branch", "create", "loser"), 1, "kept for a rebase");
+        Ok(ws.Run("branch", "discard", "loser"));
+        Fails(ws.Run("branch", "discard", "loser"), 1, "not found");
+        Ok(ws.Run("branch", "create", "loser"));
+        Ok(ws.Run("verify"));
+    }
+
+    [Fact]
     public void Compact_folds_history_keeps_tagged_versions_and_reports_what_it_did()
     {
         using var ws = Built();

@@ -8,7 +8,8 @@ namespace Daxfs.Branching.Tests;
 /// <summary>
 /// Seeded random sequences of operations over many branches, checked after every step against a plain
 /// in-memory model of each branch's tree. A failure names the seed and the step; rerun one seed with
-/// DAXFS_MODEL_SEED=N (and DAXFS_MODEL_OPS=N for a longer run).
+/// DAXFS_MODEL_SEED=N (and DAXFS_MODEL_OPS=N for a longer run; DAXFS_MODEL_TRACE=TEXT prints the steps whose
+/// operation mentions TEXT, say a branch name).
 /// </summary>
 public class ModelTests(ITestOutputHelper output)
 {
@@ -21,6 +22,12 @@ public class ModelTests(ITestOutputHelper output)
         public SortedDictionary<string, MNode> Tree = new(StringComparer.Ordinal);
         public readonly List<MBranch> Children = [];
         public bool IsMain => Parent is null;
+        /// <summary>Forked to keep its changes for a rebase if a commit to main invalidates it.</summary>
+        public bool Keep;
+        /// <summary>The version of main its chain was forked from.</summary>
+        public int BaseVersion;
+        /// <summary>Paths its chain touched since that version (a superset of what changed: same-byte rewrites too).</summary>
+        public HashSet<string> Touched = new(StringComparer.Ordinal);
 
         public IEnumerable<MBranch> SelfAndDescendants()
         {
@@ -86,6 +93,10 @@ public class ModelTests(ITestOutputHelper output)
         private int _maxLive;
         /// <summary>The oldest version still readable (the last compaction's).</summary>
         private int _oldest;
+        /// <summary>Paths each version's commit touched (index = version).</summary>
+        private readonly List<HashSet<string>> _versionTouched = [[]];
+        /// <summary>Branches a commit invalidated that were forked to be kept, by name.</summary>
+        private readonly Dictionary<string, MBranch> _kept = new(StringComparer.Ordinal);
 
         public Run(int seed, ITestOutputHelper output)
         {
@@ -120,6 +131,7 @@ public class ModelTests(ITestOutputHelper output)
             for (Step = 0; Step < ops; Step++)
             {
                 OneStep();
+                if (Environment.GetEnvironmentVariable("DAXFS_MODEL_TRACE") is { } tr && LastOp.Contains(tr, StringComparison.Ordinal)) _out.WriteLine($"{Step}: {LastOp}");
                 foreach (var b in _live.Values) Check(b);
                 _maxLive = Math.Max(_maxLive, _live.Count);
             }
@@ -128,6 +140,8 @@ public class ModelTests(ITestOutputHelper output)
             _out.WriteLine($"{ops} ops; max live branches {_maxLive}; max depth {_maxDepth}; versions {Store.Versions.Count}; "
                 + string.Join(", ", _opCounts.OrderBy(k => k.Key).Select(k => $"{k.Key} {k.Value}")));
             Assert.True(_maxLive >= 20, $"only {_maxLive} live branches at most");
+            int rebases = _opCounts.GetValueOrDefault("rebase") + _opCounts.GetValueOrDefault("rebase-conflict") + _opCounts.GetValueOrDefault("rebase-overlap-ok");
+            Assert.True(ops < 10_000 || rebases >= 10, $"only {rebases} rebases of kept branches");
         }
 
         private void Count(string op) => _opCounts[op] = _opCounts.GetValueOrDefault(op) + 1;
@@ -151,6 +165,8 @@ public class ModelTests(ITestOutputHelper output)
             if (roll < 22) return Discard();
             if (roll < 23) return Reopen();
             if (roll < 24) return UseDeadHandle();
+            if (roll < 30 && _kept.Count > 0) return RebaseKept();
+            if ((roll < 31 || _kept.Count > 12) && _kept.Count > 0) return DiscardKept();
             if (roll == 99 && _rng.Next(2) == 0) return Compact();
             return FileOp();
         }
@@ -160,10 +176,16 @@ public class ModelTests(ITestOutputHelper output)
             var leaves = Leaves();
             var parent = leaves.Count > 0 && _rng.Next(2) == 0 ? Pick(leaves) : Pick(_live.Values.ToList());
             string name = $"br{++_nameCounter}";
-            LastOp = $"fork {parent.Name} -> {name}";
-            Count("fork");
-            H(parent).Fork(name);
-            var child = new MBranch { Name = name, Parent = parent, Tree = new(parent.Tree, StringComparer.Ordinal) };
+            bool keep = parent.IsMain ? _rng.Next(2) == 0 : parent.Keep;
+            LastOp = $"fork {parent.Name} -> {name}{(keep ? " (kept if invalidated)" : "")}";
+            Count(keep ? "fork-kept" : "fork");
+            H(parent).Fork(name, new ForkOptions { KeepForRebase = keep && parent.IsMain });
+            var child = new MBranch
+            {
+                Name = name, Parent = parent, Tree = new(parent.Tree, StringComparer.Ordinal), Keep = keep,
+                BaseVersion = parent.IsMain ? _history.Count - 1 : parent.BaseVersion,
+                Touched = parent.IsMain ? new(StringComparer.Ordinal) : new(parent.Touched, StringComparer.Ordinal),
+            };
             parent.Children.Add(child);
             _live[name] = child;
             _maxDepth = Math.Max(_maxDepth, Depth(child));
@@ -185,8 +207,22 @@ public class ModelTests(ITestOutputHelper output)
             Assert.Equal(Store.Versions.Count, v.Sequence);
             _main.Tree = b.Tree;
             _history.Add(new SortedDictionary<string, MNode>(b.Tree, StringComparer.Ordinal));
+            _versionTouched.Add(b.Touched);
             Assert.Equal(_history.Count - 1, v.Sequence);
-            foreach (var x in _live.Values.Where(x => !x.IsMain).ToList()) _live.Remove(x.Name);
+            var chain = new HashSet<MBranch>();
+            for (var x = b; !x.IsMain; x = x.Parent!) chain.Add(x);
+            foreach (var x in _live.Values.Where(x => !x.IsMain).ToList())
+            {
+                _live.Remove(x.Name);
+                var top = x;
+                while (!top.Parent!.IsMain) top = top.Parent;
+                if (x.Keep && !chain.Contains(top)) // under a committed branch, its base never was a version: not kept
+                {
+                    x.Children.Clear();
+                    _kept[x.Name] = x; // invalidated, its tree kept for a rebase
+                }
+            }
+            Assert.Equal(_kept.Keys.Order(StringComparer.Ordinal), Store.ListBranches().Where(i => i.Kept).Select(i => i.Name).Order(StringComparer.Ordinal));
             _main.Children.Clear();
             _deadHandles.AddRange(others);
             _deadHandles.Add(handle);
@@ -206,6 +242,7 @@ public class ModelTests(ITestOutputHelper output)
             var siblingHandles = siblings.Select(H).ToList();
             Assert.Null(handle.CommitToParent());
             p.Tree = b.Tree;
+            p.Touched = new(b.Touched, StringComparer.Ordinal); // b started from p's touched paths
             foreach (var x in siblings) _live.Remove(x.Name);
             _deadHandles.AddRange(siblingHandles);
             _live.Remove(b.Name);
@@ -270,7 +307,8 @@ public class ModelTests(ITestOutputHelper output)
             LastOp = $"compact keep {keep} (versions {_oldest} to {current})";
             Count("compact");
             var report = Store.Compact(new CompactOptions { Keep = keep });
-            int expect = current - keep > _oldest ? current - keep : -1;
+            int target = Math.Min(current - keep, _kept.Values.Select(k => k.BaseVersion).DefaultIfEmpty(int.MaxValue).Min()); // kept branches pin their base
+            int expect = target > _oldest ? target : -1;
             Assert.Equal(expect, report.FoldedVersion);
             if (expect > 0)
             {
@@ -420,6 +458,8 @@ public class ModelTests(ITestOutputHelper output)
             {
                 case null:
                     Assert.Null(actual);
+                    b.Touched.UnionWith(Changed(b.Tree, copy.Tree));
+                    b.Touched.Add(Norm(path)); // rewritten with the same bytes, still touched
                     b.Tree = copy.Tree;
                     Count("ok");
                     break;
@@ -434,6 +474,124 @@ public class ModelTests(ITestOutputHelper output)
                     break;
             }
             return [b];
+        }
+
+        // ---------------------------------------------------------------- rebase of kept branches
+
+        private static bool Same(MNode? a, MNode? b) => a is null || b is null ? a is null && b is null
+            : a.Kind == b.Kind && a.Mode == b.Mode && a.Target == b.Target && a.Data.AsSpan().SequenceEqual(b.Data);
+
+        /// <summary>Paths whose node differs between two trees.</summary>
+        private static IEnumerable<string> Changed(SortedDictionary<string, MNode> a, SortedDictionary<string, MNode> b)
+            => a.Keys.Union(b.Keys).Where(k => !Same(a.GetValueOrDefault(k), b.GetValueOrDefault(k))).ToList();
+
+        private static bool Related(string p, string q)
+            => p == q || p.StartsWith(q + "/", StringComparison.Ordinal) || q.StartsWith(p + "/", StringComparison.Ordinal);
+
+        /// <summary>
+        /// Rebases a kept branch and checks the result three ways: when the paths its chain touched and the paths
+        /// main's commits touched since its base neither meet nor nest, the rebase must succeed and give, path by
+        /// path, the branch's node where it changed it and main's elsewhere; when they do meet, a conflict is
+        /// allowed, and a success must still agree on every path away from the meeting points.
+        /// </summary>
+        private IEnumerable<MBranch> RebaseKept()
+        {
+            var k = Pick(_kept.Values.OrderBy(x => x.Name, StringComparer.Ordinal).ToList());
+            string name = $"br{++_nameCounter}";
+            LastOp = $"rebase {k.Name} (based on version {k.BaseVersion}) as {name}";
+            var baseTree = _history[k.BaseVersion];
+            var ours = new HashSet<string>(k.Touched.Concat(Changed(baseTree, k.Tree)), StringComparer.Ordinal);
+            var theirs = new HashSet<string>(Changed(baseTree, _main.Tree), StringComparer.Ordinal);
+            for (int v = k.BaseVersion + 1; v < _versionTouched.Count; v++) theirs.UnionWith(_versionTouched[v]);
+            var meeting = ours.Where(p => theirs.Any(q => Related(p, q))).ToList();
+            Branch rebased;
+            try
+            {
+                rebased = Store.Rebase(k.Name, name);
+            }
+            catch (RebaseConflictException e)
+            {
+                Count("rebase-conflict");
+                Assert.True(meeting.Count > 0, $"conflict reported ({e.Message}) though the two sides touched no common path");
+                Assert.NotEmpty(e.Conflicts);
+                Assert.False(Store.BranchExists(name));
+                if (_rng.Next(2) == 0) ForgetKept(k);
+                return [];
+            }
+            var expected = new SortedDictionary<string, MNode>(StringComparer.Ordinal);
+            foreach (var p in baseTree.Keys.Union(k.Tree.Keys).Union(_main.Tree.Keys))
+            {
+                var node = ours.Contains(p) ? k.Tree.GetValueOrDefault(p) : _main.Tree.GetValueOrDefault(p);
+                if (node is not null) expected[p] = node;
+            }
+            var result = new MBranch { Name = name, Parent = _main, Tree = expected, BaseVersion = _history.Count - 1 };
+            if (meeting.Count > 0)
+            {
+                // Both sides touched related paths and the store found no collision (say, other bytes of one file):
+                // check the paths away from them, then let the branch go, as the model cannot say what it holds.
+                Count("rebase-overlap-ok");
+                var actual = ReadTree(rebased);
+                foreach (var p in expected.Keys.Union(actual.Keys).Where(p => !meeting.Any(m => Related(p, m))))
+                    Assert.True(Same(expected.GetValueOrDefault(p), actual.GetValueOrDefault(p)), $"{name}: {p} differs from the model after the rebase: expected {Show(expected.GetValueOrDefault(p))}, got {Show(actual.GetValueOrDefault(p))} (base {Show(baseTree.GetValueOrDefault(p))}, branch {Show(k.Tree.GetValueOrDefault(p))}, main {Show(_main.Tree.GetValueOrDefault(p))}; meeting at {string.Join(' ', meeting)})");
+                rebased.Discard();
+            }
+            else
+            {
+                Count("rebase");
+                CheckHandle(rebased, result);
+                result.Touched.UnionWith(ours);
+                result.Touched.UnionWith(Changed(_main.Tree, expected));
+                _main.Children.Add(result);
+                _live[name] = result;
+            }
+            if (_rng.Next(4) == 0)
+                ForgetKept(k);
+            return [];
+        }
+
+        private static string Show(MNode? n) => n is null ? "absent" : $"{n.Kind} {Convert.ToString(n.Mode, 8)} {n.Data.Length}B {n.Target}";
+
+        private static SortedDictionary<string, MNode> ReadTree(Branch h)
+        {
+            var tree = new SortedDictionary<string, MNode>(StringComparer.Ordinal);
+            void Walk(string dir)
+            {
+                foreach (var e in h.List(dir))
+                {
+                    string p = dir == "/" ? "/" + e.Name : dir + "/" + e.Name;
+                    uint mode = h.Stat(p).Mode;
+                    tree[p] = e.Kind switch
+                    {
+                        NodeKind.File => new MNode(NodeKind.File, h.ReadAllBytes(p), "", mode),
+                        NodeKind.Symlink => new MNode(NodeKind.Symlink, [], h.ReadLink(p), mode),
+                        _ => new MNode(NodeKind.Directory, [], "", mode),
+                    };
+                    if (e.Kind == NodeKind.Directory) Walk(p);
+                }
+            }
+            Walk("/");
+            return tree;
+        }
+
+        private IEnumerable<MBranch> DiscardKept()
+        {
+            var k = Pick(_kept.Values.OrderBy(x => x.Name, StringComparer.Ordinal).ToList());
+            LastOp = $"discard kept {k.Name}";
+            Count("discard-kept");
+            ForgetKept(k);
+            return [];
+        }
+
+        /// <summary>Discards a kept branch in store and model, with the kept branches forked from it.</summary>
+        private void ForgetKept(MBranch k)
+        {
+            Store.DiscardInvalidated(k.Name);
+            foreach (var x in _kept.Values.Where(x => { for (var a = x; a is not null; a = a.Parent) if (a == k) return true; return false; }).ToList())
+            {
+                _kept.Remove(x.Name);
+                Assert.Throws<BranchNotFoundException>(() => Store.GetBranch(x.Name));
+            }
+            Assert.Equal(_kept.Keys.Order(StringComparer.Ordinal), Store.ListBranches().Where(i => i.Kept).Select(i => i.Name).Order(StringComparer.Ordinal));
         }
 
         private static string Norm(string path) => "/" + string.Join('/', path.Split('/', StringSplitOptions.RemoveEmptyEntries));
