@@ -301,6 +301,15 @@ internal sealed class Peers(string work, string ws, string region, Report report
             using var mh = File.OpenHandle(p, FileMode.Open, FileAccess.Read);
             Try("4 KiB random read", "ours (mount)", () => null, () => Rand("ours (mount)", o => RandomAccess.Read(mh, buffer.AsSpan(0, 4096), o)));
         });
+        // The same mount with every file in the page cache (--direct-read off), for comparison.
+        WithMount(bigRegion, "main", problem, mp =>
+        {
+            string p = Path.Combine(mp, "big.bin");
+            const string Cached = "ours (mount, page cache)";
+            Try($"sequential read {label}", Cached, () => null, () => Seq(Cached, () => ReadFile(p)));
+            using var mh = File.OpenHandle(p, FileMode.Open, FileAccess.Read);
+            Try("4 KiB random read", Cached, () => null, () => Rand(Cached, o => RandomAccess.Read(mh, buffer.AsSpan(0, 4096), o)));
+        }, new MountOptions { DirectReadSize = long.MaxValue });
         if (root)
         {
             string o = Fresh("ovlread");
@@ -321,7 +330,7 @@ internal sealed class Peers(string work, string ws, string region, Report report
     }
 
     /// <summary>Mounts a branch in this process for the duration of <paramref name="body"/>.</summary>
-    private void WithMount(string regionPath, string branch, string? problem, Action<string> body)
+    private void WithMount(string regionPath, string branch, string? problem, Action<string> body, MountOptions? options = null)
     {
         if (problem is not null)
         {
@@ -335,7 +344,7 @@ internal sealed class Peers(string work, string ws, string region, Report report
         Exception? failure = null;
         var server = new Thread(() =>
         {
-            try { BranchMount.Run(regionPath, branch, mp, new MountOptions(), ready.Set, cancel.Token); }
+            try { BranchMount.Run(regionPath, branch, mp, options ?? new MountOptions(), ready.Set, cancel.Token); }
             catch (Exception e) { failure = e; ready.Set(); }
         }) { IsBackground = true };
         server.Start();
