@@ -117,7 +117,7 @@ internal static class Verbs
             "daxfs compact -r /dev/shm/ws.daxfs --keep 10",
             [new("--keep", "-k", "N", "versions before the current one to keep readable (default 0)")], 0, 0, RegionVerbs.Compact, HasJson: true),
         new("mount", "mount MOUNTPOINT -r REGION -b BRANCH [--background] [--read-only] [--direct-read SIZE|off]",
-            "Mounts a branch at a directory through FUSE, so any program works inside it (main is always read-only).\nNeeds root and /dev/fuse (apt-get install fuse3). Stays in the foreground unless --background.",
+            "Mounts a branch at a directory through FUSE, so any program works inside it (main is always read-only).\nNeeds /dev/fuse (apt-get install fuse3); a user other than root mounts through fusermount3. Stays in the foreground unless --background.",
             "daxfs mount /mnt/agent -r /dev/shm/ws.daxfs -b agent-1 --background",
             [new("--background", null, null, "detach the server and return once mounted"), new("--read-only", null, null, "refuse writes (EROFS)"),
              new("--direct-read", null, "SIZE", "read files of SIZE or more opened read-only past the page cache (default 1M; off)")],

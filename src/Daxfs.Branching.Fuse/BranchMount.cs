@@ -29,8 +29,9 @@ public sealed record MountOptions
 
 /// <summary>
 /// Mounts a branch of a region as a directory through FUSE, so any program works inside the branch.
-/// The server speaks the kernel protocol on /dev/fuse itself (no libfuse needed at run time); mounting
-/// uses mount(2) and so needs root.
+/// The server speaks the kernel protocol on /dev/fuse itself (no libfuse needed at run time). Root mounts
+/// with mount(2); any other user through the setuid fusermount3 helper of fuse3, which hands back the
+/// /dev/fuse descriptor.
 /// </summary>
 public static class BranchMount
 {
@@ -39,10 +40,16 @@ public static class BranchMount
     {
         if (!File.Exists("/dev/fuse"))
             return "FUSE is not available: /dev/fuse is missing. Install FUSE 3 (on Debian or Ubuntu: apt-get install fuse3) and load the module (modprobe fuse).";
-        if (FuseNative.Geteuid() != 0)
-            return "mounting a branch needs root (the mount is made with mount(2)); run as root or through sudo.";
+        if (FuseNative.Geteuid() != 0 && Helper() is null)
+            return "mounting a branch as a user other than root needs the setuid fusermount3 helper, which is missing. Install FUSE 3 (on Debian or Ubuntu: apt-get install fuse3), or mount as root.";
+        if (FuseNative.Geteuid() != 0 && FuseNative.Access("/dev/fuse", FuseNative.ReadWriteOk) != 0)
+            return "/dev/fuse is not open to this user (distributions make it mode 0666; here it is not: as root, chmod 666 /dev/fuse), or mount as root.";
         return null;
     }
+
+    /// <summary>The fusermount3 helper's path, or null.</summary>
+    private static string? Helper()
+        => new[] { "/usr/bin/fusermount3", "/bin/fusermount3", "/usr/local/bin/fusermount3" }.FirstOrDefault(File.Exists);
 
     /// <summary>
     /// Mounts branch <paramref name="branchName"/> of the region at <paramref name="mountpoint"/> and serves it
@@ -62,18 +69,9 @@ public static class BranchMount
         using var store = Store.Open(regionPath);
         var branch = store.GetBranch(branchName);
         bool readOnly = options.ReadOnly || branch.IsMain;
-        int fd = FuseNative.Open("/dev/fuse", FuseNative.ORdwr | FuseNative.OCloexec);
-        if (fd < 0)
-            throw new IOException($"cannot open /dev/fuse: {FuseNative.Describe(FuseNative.LastError)} (is fuse3 installed and the fuse module loaded?)");
+        int fd = FuseNative.Geteuid() == 0 ? MountAsRoot(branchName, target, mountpoint, readOnly) : MountWithHelper(branchName, target, mountpoint, readOnly);
         try
         {
-            string data = $"fd={fd},rootmode=40000,user_id={FuseNative.Geteuid()},group_id={FuseNative.Getegid()},allow_other,default_permissions";
-            ulong flags = FuseNative.MsNosuid | FuseNative.MsNodev | (readOnly ? FuseNative.MsRdonly : 0);
-            if (FuseNative.Mount($"daxfs:{branchName}", target, "fuse.daxfs", flags, data) != 0)
-            {
-                int errno = FuseNative.LastError;
-                throw new IOException($"mounting {branchName} at {mountpoint} failed: {FuseNative.Describe(errno)}");
-            }
             using var registration = cancel.Register(() => Unmount(target));
             var server = new FuseServer(fd, store, branch, readOnly, options.Log ?? Console.Error)
             {
@@ -92,9 +90,62 @@ public static class BranchMount
         }
     }
 
+    /// <summary>Opens /dev/fuse and mounts it with mount(2); returns the descriptor.</summary>
+    private static int MountAsRoot(string branchName, string target, string mountpoint, bool readOnly)
+    {
+        int fd = FuseNative.Open("/dev/fuse", FuseNative.ORdwr | FuseNative.OCloexec);
+        if (fd < 0)
+            throw new IOException($"cannot open /dev/fuse: {FuseNative.Describe(FuseNative.LastError)} (is fuse3 installed and the fuse module loaded?)");
+        string data = $"fd={fd},rootmode=40000,user_id={FuseNative.Geteuid()},group_id={FuseNative.Getegid()},allow_other,default_permissions";
+        ulong flags = FuseNative.MsNosuid | FuseNative.MsNodev | (readOnly ? FuseNative.MsRdonly : 0);
+        if (FuseNative.Mount($"daxfs:{branchName}", target, "fuse.daxfs", flags, data) != 0)
+        {
+            int errno = FuseNative.LastError;
+            FuseNative.Close(fd);
+            throw new IOException($"mounting {branchName} at {mountpoint} failed: {FuseNative.Describe(errno)}");
+        }
+        return fd;
+    }
+
+    /// <summary>
+    /// Mounts as a user other than root: the setuid fusermount3 helper opens /dev/fuse, mounts it (nosuid,
+    /// nodev, owned by this user), and passes the descriptor back over a socket named by _FUSE_COMMFD.
+    /// Other users get access only if /etc/fuse.conf allows it (user_allow_other).
+    /// </summary>
+    private static unsafe int MountWithHelper(string branchName, string target, string mountpoint, bool readOnly)
+    {
+        string helper = Helper() ?? throw new IOException("mounting as a user other than root needs fusermount3: apt-get install fuse3");
+        int* pair = stackalloc int[2];
+        if (FuseNative.SocketPair(FuseNative.AfUnix, FuseNative.SockStream, 0, pair) != 0)
+            throw new IOException($"cannot create a socket pair for fusermount3: {FuseNative.Describe(FuseNative.LastError)}");
+        try
+        {
+            bool allowOther = File.Exists("/etc/fuse.conf")
+                && File.ReadLines("/etc/fuse.conf").Any(l => l.Trim() == "user_allow_other");
+            string opts = $"default_permissions,fsname=daxfs:{branchName},subtype=daxfs{(allowOther ? ",allow_other" : "")}{(readOnly ? ",ro" : "")}";
+            var psi = new ProcessStartInfo(helper) { UseShellExecute = false, RedirectStandardError = true, RedirectStandardOutput = true };
+            foreach (var a in new[] { "-o", opts, "--", target }) psi.ArgumentList.Add(a);
+            psi.Environment["_FUSE_COMMFD"] = pair[1].ToString(System.Globalization.CultureInfo.InvariantCulture);
+            using var p = Process.Start(psi) ?? throw new IOException($"cannot run {helper}");
+            FuseNative.Close(pair[1]); // the helper holds its end; ours sees end-of-file if it exits without sending
+            pair[1] = -1;
+            int fd = FuseNative.ReceiveDescriptor(pair[0]);
+            string err = p.StandardError.ReadToEnd().Trim();
+            p.WaitForExit();
+            if (fd < 0)
+                throw new IOException($"mounting {branchName} at {mountpoint} through fusermount3 failed: {(err.Length > 0 ? err : $"exit code {p.ExitCode}")}");
+            return fd;
+        }
+        finally
+        {
+            FuseNative.Close(pair[0]);
+            if (pair[1] >= 0) FuseNative.Close(pair[1]);
+        }
+    }
+
     /// <summary>
     /// Raises the kernel's readahead for this mount from the default 128 KiB to 4 MiB, so sequential reads
-    /// arrive as large requests (up to 4 MiB each). Best effort: needs root, as mounting does.
+    /// arrive as large requests (up to 4 MiB each). Best effort: needs root (a mount by another user keeps the default).
     /// </summary>
     private static void TuneReadahead(string target)
     {

@@ -2,7 +2,10 @@ using System.Runtime.InteropServices;
 
 namespace Daxfs.Branching.Fuse;
 
-/// <summary>The libc calls the mount needs: open/read/writev on /dev/fuse, mount and umount2.</summary>
+/// <summary>
+/// The libc calls the mount needs: open/read/writev on /dev/fuse, mount and umount2, and for a mount by a user
+/// other than root a socket pair to receive the /dev/fuse descriptor from the fusermount3 helper.
+/// </summary>
 internal static unsafe partial class FuseNative
 {
     public const int ORdwr = 2;
@@ -40,6 +43,49 @@ internal static unsafe partial class FuseNative
 
     [LibraryImport("libc", EntryPoint = "umount2", StringMarshalling = StringMarshalling.Utf8, SetLastError = true)]
     public static partial int Umount2(string target, int flags);
+
+    public const int AfUnix = 1, SockStream = 1, SolSocket = 1, ScmRights = 1;
+
+    [StructLayout(LayoutKind.Sequential)]
+    public struct MsgHdr
+    {
+        public void* Name;
+        public uint NameLength;
+        public IoVec* Iov;
+        public nuint IovLength;
+        public void* Control;
+        public nuint ControlLength;
+        public int Flags;
+    }
+
+    [LibraryImport("libc", EntryPoint = "socketpair", SetLastError = true)]
+    public static partial int SocketPair(int domain, int type, int protocol, int* fds);
+
+    [LibraryImport("libc", EntryPoint = "recvmsg", SetLastError = true)]
+    public static partial nint RecvMsg(int fd, MsgHdr* msg, int flags);
+
+    /// <summary>Receives one descriptor passed with SCM_RIGHTS on <paramref name="socket"/>; -1 when the peer closed without one.</summary>
+    public static int ReceiveDescriptor(int socket)
+    {
+        byte data;
+        var iov = new IoVec { Base = &data, Length = 1 };
+        byte* control = stackalloc byte[64];
+        new Span<byte>(control, 64).Clear();
+        var msg = new MsgHdr { Iov = &iov, IovLength = 1, Control = control, ControlLength = 64 };
+        nint n;
+        do n = RecvMsg(socket, &msg, 0); while (n < 0 && LastError == EINTR);
+        if (n <= 0 || msg.ControlLength < 20)
+            return -1;
+        // struct cmsghdr: length (size_t), level (int), type (int), then the data.
+        if (*(int*)(control + 8) != SolSocket || *(int*)(control + 12) != ScmRights)
+            return -1;
+        return *(int*)(control + 16);
+    }
+
+    [LibraryImport("libc", EntryPoint = "access", StringMarshalling = StringMarshalling.Utf8, SetLastError = true)]
+    public static partial int Access(string path, int mode);
+
+    public const int ReadWriteOk = 6; // R_OK | W_OK
 
     [LibraryImport("libc", EntryPoint = "geteuid")]
     public static partial uint Geteuid();

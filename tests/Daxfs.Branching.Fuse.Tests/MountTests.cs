@@ -169,6 +169,51 @@ public class MountTests
     }
 
     [Fact]
+    public void A_user_other_than_root_mounts_through_fusermount3()
+    {
+        using var m = new Mounted();
+        Sh.Ok(m.Cli("branch", "create", "user"), "branch create");
+        Sh.Ok(m.Cli("mkdir", "/shared", "-b", "user"), "mkdir");
+        Sh.Ok(m.Cli("chmod", "777", "/shared", "-b", "user"), "chmod"); // the image's root is root's: nobody writes here
+        string mp = Path.Combine(m.Root, "mnt-user");
+        Directory.CreateDirectory(mp);
+        Sh.Ok(Sh.Bash($"chmod 755 '{m.Root}' && chmod 666 '{m.Region}' && chown nobody:nogroup '{mp}'"), "permissions");
+        string asNobody = $"setpriv --reuid=nobody --regid=nogroup --clear-groups env HOME=/tmp dotnet '{Path.Combine(AppContext.BaseDirectory, "daxfs.dll")}'";
+        // Distributions make /dev/fuse 0666 (fusermount3 opens it as the user); some containers leave it 0600.
+        var fuseMode = File.GetUnixFileMode("/dev/fuse");
+        const UnixFileMode Open = UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.GroupRead | UnixFileMode.GroupWrite | UnixFileMode.OtherRead | UnixFileMode.OtherWrite;
+        if (fuseMode != Open)
+        {
+            var refused = Sh.Bash($"{asNobody} mount '{mp}' -r '{m.Region}' -b user");
+            Assert.Equal(1, refused.Code);
+            Assert.Contains("chmod 666 /dev/fuse", refused.Err, StringComparison.Ordinal); // the error says what to do
+            File.SetUnixFileMode("/dev/fuse", Open);
+        }
+        try
+        {
+            Sh.Ok(Sh.Bash($"{asNobody} mount '{mp}' -r '{m.Region}' -b user --background"), "mount as nobody");
+            var mount = File.ReadLines("/proc/self/mountinfo").Single(l => l.Split(' ')[4] == mp);
+            Assert.Contains("fuse.daxfs", mount, StringComparison.Ordinal);
+            Assert.Contains("nosuid", mount, StringComparison.Ordinal);
+            var r = Sh.Ok(Sh.Bash($"setpriv --reuid=nobody --regid=nogroup --clear-groups sh -c 'echo hi > {mp}/shared/f.txt && cat {mp}/shared/f.txt && stat -c %U {mp}/shared/f.txt'"), "write as nobody");
+            Assert.Equal("hi\nnobody\n", r.Out);
+            var denied = Sh.Bash($"setpriv --reuid=nobody --regid=nogroup --clear-groups touch '{mp}/g.txt'");
+            Assert.NotEqual(0, denied.Code); // permissions are enforced: the root directory is root's
+            Assert.Contains("Permission denied", denied.Err, StringComparison.Ordinal);
+            Sh.Ok(Sh.Bash($"{asNobody} unmount '{mp}'"), "unmount as nobody");
+            Assert.False(BranchMount.IsMounted(mp));
+        }
+        finally
+        {
+            if (BranchMount.IsMounted(mp)) BranchMount.Unmount(mp);
+            File.SetUnixFileMode("/dev/fuse", fuseMode);
+        }
+        Assert.Equal("hi\n", Sh.Ok(m.Cli("cat", "/shared/f.txt", "-b", "user"), "cat").Out);
+        for (int i = 0; i < 50 && Sh.Bash($"pgrep -f '[d]axfs.dll mount {mp}' || true").Out.Trim() != ""; i++) Thread.Sleep(100);
+        Assert.Equal("", Sh.Bash($"pgrep -f '[d]axfs.dll mount {mp}' || true").Out.Trim());
+    }
+
+    [Fact]
     public void Main_is_mounted_read_only()
     {
         using var m = new Mounted();
