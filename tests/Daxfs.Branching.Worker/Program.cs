@@ -62,7 +62,7 @@ internal static class Stress
         using var store = Store.Open(region);
         store.LockTimeout = TimeSpan.FromSeconds(60);
         using var log = new StreamWriter(journal, append: true) { AutoFlush = true };
-        int n = 0, commits = 0, invalidated = 0, aborts = 0, compactions = 0;
+        int n = 0, commits = 0, invalidated = 0, aborts = 0, compactions = 0, rebased = 0;
         var nextCompaction = DateTime.UtcNow.AddSeconds(1);
         while (DateTime.UtcNow < deadline)
         {
@@ -74,10 +74,11 @@ internal static class Stress
                 nextCompaction = DateTime.UtcNow.AddSeconds(1);
             }
             string name = $"w{id}-{n++}";
+            bool keep = rng.Next(3) == 0; // a third of the branches keep their changes if they lose the race
             Branch b;
             try
             {
-                b = store.Main.Fork(name);
+                b = store.Main.Fork(name, new ForkOptions { KeepForRebase = keep });
             }
             catch (BranchTableFullException)
             {
@@ -114,9 +115,41 @@ internal static class Stress
             catch (BranchInvalidatedException)
             {
                 invalidated++; // another worker committed first
+                if (keep && written.Count > 0)
+                    rebased += RebaseAndCommit(store, name, written, id, log, ref commits, ref invalidated);
             }
         }
-        Console.WriteLine($"worker {id}: {n} branches, {commits} commits, {aborts} aborts, {invalidated} invalidated, {compactions} compactions");
+        Console.WriteLine($"worker {id}: {n} branches, {commits} commits, {aborts} aborts, {invalidated} invalidated, {rebased} rebased, {compactions} compactions");
         return 0;
+    }
+
+    /// <summary>
+    /// Rebases a kept loser onto main (each worker writes only under its own directory, so nothing collides),
+    /// checks its files came along, commits the result, then discards the kept original.
+    /// </summary>
+    private static int RebaseAndCommit(Store store, string name, List<(string Path, string Content)> written, int id,
+        StreamWriter log, ref int commits, ref int invalidated)
+    {
+        try
+        {
+            var r = store.Rebase(name, name + "-r");
+            foreach (var (path, content) in written)
+                if (Encoding.UTF8.GetString(r.ReadAllBytes(path)) != content)
+                    throw new InvalidOperationException($"rebased {path} differs");
+            var v = r.Commit($"worker {id} {name}, rebased");
+            commits++;
+            foreach (var (path, content) in written)
+                log.WriteLine($"{v.Sequence}\t{path}\t{content}");
+            return 1;
+        }
+        catch (BranchInvalidatedException)
+        {
+            invalidated++; // the rebased branch lost the next race
+            return 1;
+        }
+        finally
+        {
+            store.DiscardInvalidated(name);
+        }
     }
 }
