@@ -19,7 +19,8 @@ public sealed record MountOptions
     /// read is answered by one copy from the region into the reader's buffer, as on a DAX file system, instead of
     /// one copy into the page cache and another out of it, and a file read through N mounts is not held N times in
     /// memory. Smaller files and files opened for writing stay cached (fast re-reads). <see cref="long.MaxValue"/>
-    /// caches every file. Needs a kernel that allows mmap of such files (Linux 6.6 or later); older ones cache all.
+    /// caches every file. Needs a kernel that allows mmap of such files (it offers FUSE_DIRECT_IO_ALLOW_MMAP, protocol 7.39); with
+    /// an older one every file is cached.
     /// </summary>
     public long DirectReadSize { get; init; } = 1 << 20;
 

@@ -408,6 +408,7 @@ internal sealed unsafe class FuseServer
         uint wanted = FuseProtocol.AsyncRead | FuseProtocol.BigWrites | FuseProtocol.AutoInvalData | FuseProtocol.DoReaddirplus
             | FuseProtocol.ReaddirplusAuto | FuseProtocol.ParallelDirops | FuseProtocol.MaxPagesFlag | FuseProtocol.CacheSymlinks;
         // Direct reads need mmap to keep working on such files, which the kernel allows only when asked (flags2).
+        // The kernel reads flags2 whenever the reply sets InitExt, whatever minor version it names.
         bool allowMmap = (i.Flags & FuseProtocol.InitExt) != 0 && (i.Flags2 & FuseProtocol.DirectIoAllowMmap) != 0;
         _directIoAllowed = allowMmap && DirectReadSize != long.MaxValue;
         var o = new FuseInitOut

@@ -90,14 +90,16 @@ public sealed partial class Store
     internal void CheckLive(BranchState s)
     {
         if (s.Status != BranchState.StatusLive)
-            ThrowHelper.Invalidated(s.Name);
+            ThrowHelper.Invalidated(s.Name, s.Kept);
         if (s.IsSnapshot)
             return; // a past version of main: immutable, valid while the store is open
         ref var slot = ref SlotAt(s.Slot);
-        if (Volatile.Read(ref slot.Generation) != s.Generation || Volatile.Read(ref slot.State) != (uint)SlotState.Live)
+        long generation = Volatile.Read(ref slot.Generation);
+        uint state = Volatile.Read(ref slot.State);
+        if (generation != s.Generation || state != (uint)SlotState.Live)
         {
             s.Status = BranchState.StatusInvalidated;
-            ThrowHelper.Invalidated(s.Name);
+            ThrowHelper.Invalidated(s.Name, generation == s.Generation && state == (uint)SlotState.Kept);
         }
     }
 

@@ -104,11 +104,12 @@ public sealed partial class Store
             if (st is not null && (raw[i].State != (uint)SlotState.Live || raw[i].Generation != st.Generation))
             {
                 Forget(st, raw[i].State is (uint)SlotState.Invalidated or (uint)SlotState.Kept ? BranchState.StatusInvalidated : BranchState.StatusEnded);
-                if (raw[i].State == (uint)SlotState.Kept && raw[i].Generation == st.Generation)
+                if (raw[i].State == (uint)SlotState.Kept && raw[i].Generation == st.Generation && !rebuilding)
                 {
                     st.Kept = true; // invalidated elsewhere with its log kept: the picture built so far stays good
                     _kept[i] = st;
                 }
+                // (After a compaction elsewhere the picture was reset: the kept branch is rebuilt from its slot below.)
             }
         }
 
@@ -260,7 +261,7 @@ public sealed partial class Store
                 }
                 continue;
             }
-            var st = NewState(i, in s, names[i]!, parent);
+            var st = NewState(i, in s, names[i] ?? CheckSlot(i, in s), parent);
             st.View = p == 0 ? VersionView(s.ForkEpoch) : parent!.View;
             st.BaseVersion = p == 0 ? s.ForkEpoch : parent!.BaseVersion;
             st.Kept = true;

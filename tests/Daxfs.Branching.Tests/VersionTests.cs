@@ -211,8 +211,9 @@ public class KeptRebaseTests
         winner.Commit("winner");
 
         // Invalidated as ever: every operation fails, the mount would see ESTALE.
-        Assert.Throws<BranchInvalidatedException>(() => loser.ReadAllBytes("loser.txt"));
+        Assert.True(Assert.Throws<BranchInvalidatedException>(() => loser.ReadAllBytes("loser.txt")).Kept);
         Assert.Throws<BranchInvalidatedException>(() => loser.WriteAllBytes("x", "x"u8));
+        Assert.False(Assert.Throws<BranchInvalidatedException>(() => plain.ReadAllBytes("plain.txt")).Kept);
         Assert.True(Assert.Throws<BranchInvalidatedException>(() => s.GetBranch("loser")).Kept);
         Assert.False(Assert.Throws<BranchInvalidatedException>(() => s.GetBranch("plain")).Kept);
         var info = Assert.Single(s.ListBranches(), b => b.Name == "loser");

@@ -117,6 +117,8 @@ internal static class Stress
                 invalidated++; // another worker committed first
                 if (keep && written.Count > 0)
                     rebased += RebaseAndCommit(store, name, written, id, log, ref commits, ref invalidated);
+                else if (keep)
+                    store.DiscardInvalidated(name); // nothing to rebase; a kept loser holds its base version until discarded
             }
         }
         Console.WriteLine($"worker {id}: {n} branches, {commits} commits, {aborts} aborts, {invalidated} invalidated, {rebased} rebased, {compactions} compactions");

@@ -18,7 +18,7 @@ internal static class ThrowHelper
     public static T IO<T>(FileSystemError error, string path, string? detail = null) => throw new DaxfsIOException(error, path, detail);
 
     [DoesNotReturn]
-    public static void Invalidated(string branch) => throw new BranchInvalidatedException(branch);
+    public static void Invalidated(string branch, bool kept = false) => throw new BranchInvalidatedException(branch, kept);
 
     [DoesNotReturn]
     public static void OutOfRegion(long offset, long length, long capacity)
