@@ -33,8 +33,8 @@ public sealed partial class Store
     /// listing every colliding path and byte range, when main changed the same paths since; nothing is created then.
     /// </summary>
     /// <remarks>
-    /// Changes are re-applied by path: new directories, renames, new files and links, the changed byte
-    /// ranges of modified files, sizes, attributes, then removals. Payload bytes are copied into the new
+    /// Changes are re-applied by path: renames (through temporary names), removals, new directories, files
+    /// and links, the changed byte ranges and sizes of modified files, then attributes. Payload bytes are copied into the new
     /// branch's log. A branch invalidated without being kept cannot be rebased: its changes were discarded then
     /// (<see cref="BranchInvalidatedException"/>).
     /// </remarks>
