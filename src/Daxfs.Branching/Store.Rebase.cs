@@ -55,7 +55,9 @@ public sealed partial class Store
         ArgumentNullException.ThrowIfNull(name);
         EnsureCurrent();
         return RebaseState(() => _byName.TryGetValue(name, out var live) ? live : KeptNamed(name)
-            ?? throw (_invalidatedNames.ContainsKey(name) ? new BranchInvalidatedException(name) : new BranchNotFoundException(name)), newName);
+            ?? throw (_invalidatedNames.ContainsKey(name)
+                ? new BranchInvalidatedException(name, $"branch '{name}' was invalidated and its changes were not kept, so there is nothing to rebase (fork with KeepForRebase, daxfs branch create --keep, to rebase a branch that loses a race)")
+                : new BranchNotFoundException(name)), newName);
     }
 
     private Branch RebaseState(Func<BranchState> find, string newName)

@@ -559,13 +559,15 @@ public class ModelTests(ITestOutputHelper output)
                 foreach (var e in h.List(dir))
                 {
                     string p = dir == "/" ? "/" + e.Name : dir + "/" + e.Name;
-                    uint mode = h.Stat(p).Mode;
+                    var st = h.Stat(p);
                     tree[p] = e.Kind switch
                     {
-                        NodeKind.File => new MNode(NodeKind.File, h.ReadAllBytes(p), "", mode),
-                        NodeKind.Symlink => new MNode(NodeKind.Symlink, [], h.ReadLink(p), mode),
-                        _ => new MNode(NodeKind.Directory, [], "", mode),
+                        NodeKind.File => new MNode(NodeKind.File, h.ReadAllBytes(p), "", st.Mode),
+                        NodeKind.Symlink => new MNode(NodeKind.Symlink, [], h.ReadLink(p), st.Mode),
+                        _ => new MNode(NodeKind.Directory, [], "", st.Mode),
                     };
+                    if (e.Kind == NodeKind.File)
+                        Assert.Equal(st.Size, tree[p].Data.Length); // the size it reports is the bytes it reads
                     if (e.Kind == NodeKind.Directory) Walk(p);
                 }
             }
@@ -786,34 +788,17 @@ public class ModelTests(ITestOutputHelper output)
 
         private static void CheckHandle(Branch h, MBranch m)
         {
-            var seen = new List<string>();
-            Walk(h, "/", seen, m);
-            Assert.Equal(m.Tree.Keys, seen.Order(StringComparer.Ordinal));
-        }
-
-        private static void Walk(Branch h, string dir, List<string> seen, MBranch m)
-        {
-            foreach (var e in h.List(dir))
+            var actual = ReadTree(h);
+            foreach (var p in actual.Keys)
+                Assert.True(m.Tree.ContainsKey(p), $"{m.Name}: {p} exists in the store but not in the model");
+            Assert.Equal(m.Tree.Keys, actual.Keys);
+            foreach (var (p, node) in m.Tree)
             {
-                string p = dir == "/" ? "/" + e.Name : dir + "/" + e.Name;
-                seen.Add(p);
-                Assert.True(m.Tree.TryGetValue(p, out var node), $"{m.Name}: {p} exists in the store but not in the model");
-                Assert.Equal(node!.Kind, e.Kind);
-                var st = h.Stat(p);
-                Assert.Equal(node.Mode, st.Mode);
-                switch (e.Kind)
-                {
-                    case NodeKind.File:
-                        Assert.Equal(node.Data.Length, st.Size);
-                        Assert.True(node.Data.AsSpan().SequenceEqual(h.ReadAllBytes(p)), $"{m.Name}: {p} content differs");
-                        break;
-                    case NodeKind.Symlink:
-                        Assert.Equal(node.Target, h.ReadLink(p));
-                        break;
-                    default:
-                        Walk(h, p, seen, m);
-                        break;
-                }
+                var a = actual[p];
+                Assert.Equal(node.Kind, a.Kind);
+                Assert.Equal(node.Mode, a.Mode);
+                Assert.Equal(node.Target, a.Target);
+                Assert.True(node.Data.AsSpan().SequenceEqual(a.Data), $"{m.Name}: {p} content differs");
             }
         }
     }

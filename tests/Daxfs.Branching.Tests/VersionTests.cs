@@ -224,7 +224,7 @@ public class KeptRebaseTests
         AssertNoLeak(s);
 
         // The plain loser's changes are gone; the kept one's are re-applied onto the new main.
-        Assert.Throws<BranchInvalidatedException>(() => s.Rebase("plain", "plain-2"));
+        Assert.Contains("not kept", Assert.Throws<BranchInvalidatedException>(() => s.Rebase("plain", "plain-2")).Message, StringComparison.Ordinal);
         var rebased = s.Rebase(loser, "loser-2"); // an old handle works, as does the name
         Assert.Equal("mine", Text(rebased, "loser.txt"));
         Assert.Equal("won", Text(rebased, "winner.txt"));

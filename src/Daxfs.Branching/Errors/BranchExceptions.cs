@@ -28,6 +28,9 @@ public sealed class BranchInvalidatedException : BranchException
             : $"branch '{branch}' was invalidated by a commit or abort elsewhere; fork a new branch")
         => Kept = kept;
 
+    /// <summary>Creates the exception with its own message.</summary>
+    public BranchInvalidatedException(string branch, string message) : base(branch, message) { }
+
     /// <summary>True when the branch's changes were kept for a rebase (it was forked with <see cref="ForkOptions.KeepForRebase"/>).</summary>
     public bool Kept { get; }
 }
