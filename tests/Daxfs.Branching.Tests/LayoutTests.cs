@@ -149,5 +149,34 @@ public class LayoutTests
         // The CRC-32C check value of "123456789" (RFC 3720, appendix B.4).
         Assert.Equal(0xE3069283u, Crc32C.Compute("123456789"u8));
         Assert.Equal(0u, Crc32C.Compute([]));
+        // RFC 3720, appendix B.4: 32 bytes of zeros and 32 bytes of 0xFF.
+        Assert.Equal(0x8A9136AAu, Crc32C.Compute(new byte[32]));
+        Assert.Equal(0x62A8AB43u, Crc32C.Compute(Enumerable.Repeat((byte)0xFF, 32).ToArray()));
+    }
+
+    [Fact]
+    public void Crc32C_of_long_inputs_equals_the_byte_by_byte_loop()
+    {
+        // The three-stream path (inputs of 3 blocks or more) must give the plain loop's value for every length
+        // around its step boundaries, any start state and any alignment of the input.
+        var rng = new Random(11);
+        var data = new byte[10 * Crc32C.Block + 64];
+        rng.NextBytes(data);
+        int b = Crc32C.Block;
+        int checkedLong = 0;
+        foreach (int len in new[] { 0, 7, 8, 3 * b - 1, 3 * b, 3 * b + 1, 3 * b + 9, 6 * b, 6 * b + 4095, 9 * b + 17, 10 * b + 3 })
+            foreach (int offset in new[] { 0, 1, 5, 8 })
+            {
+                uint seed = (uint)rng.Next();
+                var span = data.AsSpan(offset, len);
+                Assert.Equal(Crc32C.AppendSerial(seed, span), Crc32C.Append(seed, span));
+                if (len >= 3 * b) checkedLong++;
+            }
+        Assert.True(checkedLong >= 28, "the interleaved path was not exercised");
+        // One call over everything, and two calls split at an odd place, agree.
+        var chunk = data.AsSpan(3);
+        uint whole = Crc32C.Append(Crc32C.Seed, chunk);
+        uint split = Crc32C.Append(Crc32C.Append(Crc32C.Seed, chunk[..12345]), chunk[12345..]);
+        Assert.Equal(whole, split);
     }
 }
