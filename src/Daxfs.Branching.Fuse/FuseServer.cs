@@ -57,9 +57,85 @@ internal sealed unsafe class FuseServer
         foreach (var t in workers) t.Start();
         var watcher = new Thread(Watch) { IsBackground = true, Name = "fuse-watch" };
         watcher.Start();
+        var checker = new Thread(CheckerLoop) { IsBackground = true, Name = "fuse-check-ahead" };
+        checker.Start();
         foreach (var t in workers) t.Join();
         _stopped = true;
+        lock (_ahead) Monitor.Pulse(_ahead);
         watcher.Join();
+        checker.Join();
+    }
+
+    // ------------------------------------------------------------------ checking base data ahead of large reads
+
+    /// <summary>Reads at least this large have the base data after them checked ahead (see <see cref="CheckAhead"/>).</summary>
+    private const int CheckAheadMinimum = 128 << 10;
+
+    /// <summary>How far past a large read the checker goes.</summary>
+    private const long CheckAheadWindow = 16L << 20;
+
+    private sealed class AheadWindow
+    {
+        public long Node, From, To;
+    }
+
+    private readonly AheadWindow _ahead = new();
+
+    /// <summary>
+    /// The base image's data is checked against its checksums on its first read, 64 KiB at a time, and on a
+    /// large sequential read that check would otherwise sit between each request and its reply. After a
+    /// large read ending at <paramref name="end"/>, a background thread resolves the next
+    /// <see cref="CheckAheadWindow"/> bytes of the file the same way a read would, which checks them (and maps
+    /// their pages into this process) while the reader is still busy with what it has: work for the core the
+    /// reader and this server leave idle while they wait on each other.
+    /// </summary>
+    private void CheckAhead(long node, long end)
+    {
+        lock (_ahead)
+        {
+            bool same = _ahead.Node == node && end >= _ahead.From - CheckAheadWindow && end <= _ahead.To;
+            if (same && end + CheckAheadWindow / 2 <= _ahead.To)
+                return; // still far enough ahead
+            _ahead.From = same ? Math.Max(end, _ahead.To) : end;
+            _ahead.Node = node;
+            _ahead.To = end + CheckAheadWindow;
+            Monitor.Pulse(_ahead);
+        }
+    }
+
+    private void CheckerLoop()
+    {
+        const int Step = 1 << 20;
+        while (true)
+        {
+            long node, from;
+            lock (_ahead)
+            {
+                while (!_stopped && _ahead.From >= _ahead.To)
+                    Monitor.Wait(_ahead);
+                if (_stopped)
+                    return;
+                node = _ahead.Node;
+                from = _ahead.From;
+                _ahead.From += Step; // claimed: a newer window for this node starts after it
+            }
+            try
+            {
+                using (_store.BeginRead())
+                {
+                    var data = _branch.ReadInode(node, from, Step);
+                    var pieces = new ReadResult.RawEnumerator(data); // walking the pieces checks them
+                    while (pieces.MoveNext(out _, out _)) { }
+                    if (data.Length < Step)
+                        lock (_ahead) if (_ahead.Node == node) _ahead.From = _ahead.To; // end of the file
+                }
+            }
+            catch (Exception e) when (e is DaxfsException or ObjectDisposedException or IOException)
+            {
+                // A damaged chunk, a gone inode or a stale branch: the reader's own request reports it.
+                lock (_ahead) if (_ahead.Node == node) _ahead.From = _ahead.To;
+            }
+        }
     }
 
     // ------------------------------------------------------------------ watching for changes made elsewhere
@@ -326,8 +402,10 @@ internal sealed unsafe class FuseServer
                 var r = MemoryMarshal.Read<FuseReadIn>(body);
                 // The lease keeps the bytes under the spans from being reused by another process (one that
                 // ends this branch meanwhile) until the kernel has copied them out of the mapping.
-                using var lease = _store.BeginRead();
-                ReplyData(h.Unique, _branch.ReadInode(node, (long)r.Offset, r.Size));
+                using (_store.BeginRead())
+                    ReplyData(h.Unique, _branch.ReadInode(node, (long)r.Offset, r.Size));
+                if (r.Size >= CheckAheadMinimum)
+                    CheckAhead(node, (long)r.Offset + r.Size);
                 return;
             }
             case FuseProtocol.Write:

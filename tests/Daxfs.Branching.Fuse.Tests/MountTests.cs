@@ -203,6 +203,47 @@ public class MountTests
     }
 
     [Fact]
+    public void A_damaged_chunk_of_base_data_reads_as_EIO_and_the_bytes_before_it_stay_readable()
+    {
+        // The server checks base data ahead of large reads in the background; a damaged chunk found there
+        // must still fail the reader's own request (EIO), never be served, and never stop the server.
+        string tree = Path.Combine(Path.GetTempPath(), $"daxfs-fuse-tree-{Guid.NewGuid():N}");
+        Directory.CreateDirectory(tree);
+        var original = new byte[4 << 20];
+        new Random(22).NextBytes(original);
+        File.WriteAllBytes(Path.Combine(tree, "big.bin"), original);
+        try
+        {
+            using var m = new Mounted(tree);
+            // Find the file's bytes at 2.5 MiB in the region and flip one of them.
+            const int At = (5 << 20) / 2;
+            var needle = original.AsSpan(At, 64).ToArray();
+            var head = new byte[32 << 20];
+            int got;
+            using (var f = File.OpenRead(m.Region)) got = f.ReadAtLeast(head, head.Length, throwOnEndOfStream: false);
+            int where = head.AsSpan(0, got).IndexOf(needle);
+            Assert.True(where > 0, "the file's bytes were not found in the region");
+            using (var f = new FileStream(m.Region, FileMode.Open, FileAccess.ReadWrite))
+            {
+                f.Position = where + 10;
+                f.WriteByte((byte)(original[At + 10] ^ 0x5A));
+            }
+            string mp = m.Mount("main", false);
+            var r = Sh.Bash("dd if=big.bin of=/dev/null bs=1M 2>&1 || echo failed", mp);
+            Assert.Contains("Input/output error", r.Out);
+            Assert.Contains("failed", r.Out);
+            string firstTwo = Convert.ToHexString(SHA256.HashData(original.AsSpan(0, 2 << 20))).ToLowerInvariant();
+            var again = Sh.Ok(Sh.Bash("head -c 2097152 big.bin | sha256sum | cut -d' ' -f1 && ls", mp), "read before the damage");
+            Assert.Equal($"{firstTwo}\nbig.bin\n", again.Out);
+            Assert.True(BranchMount.IsMounted(mp));
+        }
+        finally
+        {
+            Directory.Delete(tree, recursive: true);
+        }
+    }
+
+    [Fact]
     public void Permissions_are_enforced_for_other_users()
     {
         using var m = new Mounted();
