@@ -737,7 +737,7 @@ internal sealed unsafe class FuseServer
     /// Sends a reply by reference: vmsplice puts the header and the mapped pages into the worker's pipe (the
     /// pages are pinned in batches, not one by one as a writev reply has the kernel do), and splice hands them
     /// to /dev/fuse, which copies each page once, straight into the reader's buffer. False (and the pipe left
-    /// empty) when the pipe would not take the whole reply; the caller then writes it as before.
+    /// empty) when the pipe would not take the whole reply or the splice failed; the caller then writes it.
     /// </summary>
     private bool SendSpliced(FuseNative.IoVec* iov, int count, uint total)
     {
@@ -748,14 +748,17 @@ internal sealed unsafe class FuseServer
             return false;
         }
         nint moved = FuseNative.Splice(t_pipeRead, null, _fd, null, total, 0);
-        if (moved != total)
-        {
-            int errno = moved < 0 ? FuseNative.LastError : 0;
-            DrainPipe();
-            if (errno != FuseNative.ENOENT) // ENOENT: the request was interrupted and is gone
-                _log.WriteLine($"daxfs mount: spliced reply failed: {(moved < 0 ? FuseNative.Describe(errno) : $"{moved} of {total} bytes")}");
-        }
-        return true;
+        if (moved == total)
+            return true;
+        int errno = moved < 0 ? FuseNative.LastError : 0;
+        DrainPipe();
+        if (errno == FuseNative.ENOENT)
+            return true; // the request was interrupted and is gone
+        // Anything else: this thread stops splicing, and this reply goes out by writev (if the kernel did take
+        // it after all, that write fails harmlessly with ENOENT; the reader is never left without an answer).
+        _log.WriteLine($"daxfs mount: spliced reply failed ({(moved < 0 ? FuseNative.Describe(errno) : $"{moved} of {total} bytes")}); this thread writes its replies from now on");
+        t_pipePages = 0;
+        return false;
     }
 
     /// <summary>Empties the worker's pipe after a reply that did not go through whole, so the next one starts clean.</summary>
