@@ -93,10 +93,11 @@ internal sealed unsafe class FuseServer
     {
         lock (_ahead)
         {
-            bool same = _ahead.Node == node && end >= _ahead.From - CheckAheadWindow && end <= _ahead.To;
+            // The same read going on: the same file, ending inside the window or not long before it.
+            bool same = _ahead.Node == node && end <= _ahead.To && end + 2 * CheckAheadWindow >= _ahead.To;
             if (same && end + CheckAheadWindow / 2 <= _ahead.To)
                 return; // still far enough ahead
-            _ahead.From = same ? Math.Max(end, _ahead.To) : end;
+            _ahead.From = same ? Math.Max(_ahead.From, end) : end;
             _ahead.Node = node;
             _ahead.To = end + CheckAheadWindow;
             Monitor.Pulse(_ahead);
@@ -703,8 +704,9 @@ internal sealed unsafe class FuseServer
     [ThreadStatic] private static int t_pipeRead, t_pipeWrite, t_pipePages;
 
     /// <summary>
-    /// Gives this worker a pipe big enough for a whole read reply (1 MiB of data and the header: 512 pages as
-    /// root; a user other than root gets what the system allows, and larger replies are written as before).
+    /// Gives this worker a pipe big enough for a whole read reply: 1 MiB of data and the header need 2 MiB,
+    /// which takes CAP_SYS_RESOURCE or fs.pipe-max-size of 2 MiB or more; otherwise the pipe gets what the
+    /// system allows, and replies that do not fit it are written as before.
     /// </summary>
     private static void OpenSplicePipe()
     {
