@@ -86,16 +86,35 @@ internal sealed class Report
     }
 }
 
+/// <summary>A page-aligned buffer outside the managed heap.</summary>
+internal sealed unsafe class AlignedBuffer(int length) : System.Buffers.MemoryManager<byte>
+{
+    private readonly byte* _pointer = (byte*)System.Runtime.InteropServices.NativeMemory.AlignedAlloc((nuint)length, 4096);
+
+    public override Span<byte> GetSpan() => new(_pointer, length);
+
+    public override System.Buffers.MemoryHandle Pin(int elementIndex = 0) => new(_pointer + elementIndex);
+
+    public override void Unpin() { }
+
+    protected override void Dispose(bool disposing) => System.Runtime.InteropServices.NativeMemory.AlignedFree(_pointer);
+}
+
 internal static class Sh
 {
     /// <summary>Runs a command; throws with its output when it fails.</summary>
     public static string Run(string file, params string[] args) => Exec(file, args, null, $"{file} {string.Join(' ', args)}");
 
+    /// <summary>Runs a program and returns what it wrote to standard error (dd's summary goes there).</summary>
+    public static string RunErr(string file, params string[] args) => Exec2(file, args, null, file).Err;
+
     /// <summary>Runs a bash script with errexit and pipefail, optionally in <paramref name="cwd"/>.</summary>
     public static string Bash(string script, string? cwd = null)
         => Exec("bash", ["-c", "set -euo pipefail\n" + script], cwd, $"bash: {script.Split('\n')[0]}…");
 
-    private static string Exec(string file, string[] args, string? cwd, string what)
+    private static string Exec(string file, string[] args, string? cwd, string what) => Exec2(file, args, cwd, what).Out;
+
+    private static (string Out, string Err) Exec2(string file, string[] args, string? cwd, string what)
     {
         var psi = new ProcessStartInfo(file) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
         foreach (var a in args) psi.ArgumentList.Add(a);
@@ -106,7 +125,7 @@ internal static class Sh
         p.WaitForExit();
         if (p.ExitCode != 0)
             throw new InvalidOperationException($"{what} failed ({p.ExitCode}): {e.Result.Trim()}");
-        return o.Result;
+        return (o.Result, e.Result);
     }
 
     public static bool Has(string command) => File.Exists($"/usr/bin/{command}") || File.Exists($"/usr/sbin/{command}") || File.Exists($"/bin/{command}") || File.Exists($"/sbin/{command}");

@@ -246,25 +246,21 @@ internal sealed class Peers(string work, string ws, string region, Report report
         string bigRegion = Fresh("big.daxfs");
         Store.Create(bigRegion, BaseImageBuilder.FromDirectory(bigDir), new StoreOptions { Capacity = size + (256L << 20) }).Dispose();
         int reps = quick ? 3 : 5;
-        var buffer = new byte[1 << 20];
+        int rounds = quick ? 3 : 9;
+        // Page-aligned, as cat, cp and dd read into: through FUSE an unaligned 1 MiB buffer spans 257 pages,
+        // and at the kernel's default limit of 256 pages per request every such read becomes two requests.
+        using var aligned = new AlignedBuffer(1 << 20);
+        var memory = aligned.Memory;
 
-        Figure Seq(string system, Func<long> readAll) => new($"sequential read {label}", system, "MiB/s",
-            Enumerable.Range(0, reps).Select(_ =>
-            {
-                Sh.DropCaches();
-                long n = 0;
-                double ms = Sh.TimeMs(() => n = readAll());
-                if (n != size) throw new InvalidOperationException($"read {n} bytes, expected {size}");
-                return size / (double)(1 << 20) / (ms / 1000);
-            }).ToList());
-
-        long ReadFile(string path)
+        // A file system is read the classic way, by `dd bs=1M` in a process of its own, timed by dd itself
+        // (from its first read to its last). The same reader for every system.
+        double DdMs(string path)
         {
-            using var h = File.OpenHandle(path, FileMode.Open, FileAccess.Read);
-            long off = 0;
-            int n;
-            while ((n = RandomAccess.Read(h, buffer, off)) > 0) off += n;
-            return off;
+            string err = Sh.RunErr("dd", $"if={path}", "of=/dev/null", "bs=1M");
+            string line = err.Split('\n').FirstOrDefault(l => l.Contains(" copied, ")) ?? throw new InvalidOperationException($"dd printed no summary: {err}");
+            if (!line.StartsWith($"{size} bytes", StringComparison.Ordinal)) throw new InvalidOperationException($"dd read less than the file: {line}");
+            string seconds = line[(line.IndexOf(" copied, ", StringComparison.Ordinal) + 9)..].Split(' ')[0];
+            return double.Parse(seconds, System.Globalization.CultureInfo.InvariantCulture) * 1000;
         }
 
         Figure Rand(string system, Func<long, int> read4k)
@@ -279,54 +275,116 @@ internal sealed class Peers(string work, string ws, string region, Report report
             }).ToList(), "per read, 20,000 reads at random aligned offsets");
         }
 
-        using (var s = Store.Open(bigRegion))
-        {
-            var h = s.Main.OpenFile("big.bin");
-            Try($"sequential read {label}", "ours (spans, copied out)", () => null, () => Seq("ours (spans, copied out)", () =>
-            {
-                long off = 0;
-                while (off < size) off += h.Read(off, buffer);
-                return off;
-            }));
-            Try("4 KiB random read", "ours (spans)", () => null, () => Rand("ours (spans)", o => h.Read(o, buffer.AsSpan(0, 4096))));
-        }
-        Try($"sequential read {label}", "tmpfs file", () => null, () => Seq("tmpfs file", () => ReadFile(bigFile)));
-        using (var th = File.OpenHandle(bigFile, FileMode.Open, FileAccess.Read))
-            Try("4 KiB random read", "tmpfs file", () => null, () => Rand("tmpfs file", o => RandomAccess.Read(th, buffer.AsSpan(0, 4096), o)));
+        const string Tmpfs = "tmpfs file", Spans = "ours (spans, copied out)", Mount = "ours (mount)",
+            Cached = "ours (mount, page cache)", Overlay = "overlayfs (tmpfs lower)";
         string? problem = BranchMount.FuseProblem();
-        WithMount(bigRegion, "main", problem, mp =>
-        {
-            string p = Path.Combine(mp, "big.bin");
-            Try($"sequential read {label}", "ours (mount)", () => null, () => Seq("ours (mount)", () => ReadFile(p)));
-            using var mh = File.OpenHandle(p, FileMode.Open, FileAccess.Read);
-            Try("4 KiB random read", "ours (mount)", () => null, () => Rand("ours (mount)", o => RandomAccess.Read(mh, buffer.AsSpan(0, 4096), o)));
-        });
-        // The same mount with every file in the page cache (--direct-read off), for comparison.
-        WithMount(bigRegion, "main", problem, mp =>
-        {
-            string p = Path.Combine(mp, "big.bin");
-            const string Cached = "ours (mount, page cache)";
-            Try($"sequential read {label}", Cached, () => null, () => Seq(Cached, () => ReadFile(p)));
-            using var mh = File.OpenHandle(p, FileMode.Open, FileAccess.Read);
-            Try("4 KiB random read", Cached, () => null, () => Rand(Cached, o => RandomAccess.Read(mh, buffer.AsSpan(0, 4096), o)));
-        }, new MountOptions { DirectReadSize = long.MaxValue });
+        string ovl = Fresh("ovlread");
+        string ovlFile = Path.Combine(ovl, "m", "big.bin");
+        bool overlay = false;
         if (root)
         {
-            string o = Fresh("ovlread");
-            foreach (var d in new[] { "u", "w", "m" }) Directory.CreateDirectory(Path.Combine(o, d));
-            Sh.Run("mount", "-t", "overlay", "overlay", "-o", $"lowerdir={bigDir},upperdir={o}/u,workdir={o}/w", Path.Combine(o, "m"));
-            string p = Path.Combine(o, "m", "big.bin");
-            Try($"sequential read {label}", "overlayfs (tmpfs lower)", () => null, () => Seq("overlayfs (tmpfs lower)", () => ReadFile(p)));
-            using (var oh = File.OpenHandle(p, FileMode.Open, FileAccess.Read))
-                Try("4 KiB random read", "overlayfs (tmpfs lower)", () => null, () => Rand("overlayfs (tmpfs lower)", off => RandomAccess.Read(oh, buffer.AsSpan(0, 4096), off)));
-            Sh.Run("umount", Path.Combine(o, "m"));
+            foreach (var d in new[] { "u", "w", "m" }) Directory.CreateDirectory(Path.Combine(ovl, d));
+            Sh.Run("mount", "-t", "overlay", "overlay", "-o", $"lowerdir={bigDir},upperdir={ovl}/u,workdir={ovl}/w", Path.Combine(ovl, "m"));
+            overlay = true;
         }
-        else
+        try
         {
-            report.Skip($"sequential read {label}", "overlayfs (tmpfs lower)", "mount -t overlay needs root");
+            using var store = Store.Open(bigRegion);
+            var h = store.Main.OpenFile("big.bin");
+            // Every system is mounted at once, and each round reads the file once on each of them (starting
+            // with a different one each round), so a slow or fast spell of this shared machine falls on all of
+            // them alike; each round's ratio of the mount to tmpfs is kept too.
+            WithMountProcess(bigRegion, problem, direct =>
+            WithMountProcess(bigRegion, problem, cached =>
+            {
+                var passes = new List<(string System, Func<double> TimeMs)>
+                {
+                    (Spans, () => Sh.TimeMs(() =>
+                    {
+                        long off = 0;
+                        while (off < size) off += h.Read(off, memory.Span);
+                    })),
+                    (Tmpfs, () => DdMs(bigFile)),
+                };
+                if (direct is not null) passes.Add((Mount, () => DdMs(Path.Combine(direct, "big.bin"))));
+                if (cached is not null) passes.Add((Cached, () => DdMs(Path.Combine(cached, "big.bin"))));
+                if (overlay) passes.Add((Overlay, () => DdMs(ovlFile)));
+                var samples = passes.ToDictionary(x => x.System, _ => new List<double>());
+                var failed = new Dictionary<string, string>();
+                for (int round = 0; round < rounds; round++)
+                    for (int k = 0; k < passes.Count; k++)
+                    {
+                        var (system, timeMs) = passes[(k + round) % passes.Count];
+                        if (failed.ContainsKey(system)) continue;
+                        try
+                        {
+                            Sh.DropCaches();
+                            samples[system].Add(size / (double)(1 << 20) / (timeMs() / 1000));
+                        }
+                        catch (Exception e)
+                        {
+                            failed[system] = $"failed: {e.GetType().Name}: {e.Message.Split('\n')[0]}";
+                        }
+                    }
+                foreach (var (system, _) in passes)
+                {
+                    if (failed.TryGetValue(system, out var why)) report.Skip($"sequential read {label}", system, why);
+                    else report.Add(new Figure($"sequential read {label}", system, "MiB/s", samples[system], system == Spans ? "in this process" : "dd bs=1M"));
+                }
+                foreach (var system in new[] { Mount, Cached, Overlay })
+                    if (samples.TryGetValue(system, out var mine) && mine.Count == rounds && samples[Tmpfs].Count == rounds)
+                        report.Add(new Figure($"sequential read {label}, share of tmpfs in the same round", system, "%",
+                            mine.Zip(samples[Tmpfs], (x, t) => 100 * x / t).ToList()));
+
+                Try("4 KiB random read", Spans, () => null, () => Rand(Spans, o => h.Read(o, memory.Span[..4096])));
+                using (var th = File.OpenHandle(bigFile, FileMode.Open, FileAccess.Read))
+                    Try("4 KiB random read", Tmpfs, () => null, () => Rand(Tmpfs, o => RandomAccess.Read(th, memory.Span[..4096], o)));
+                if (direct is not null)
+                {
+                    using var mh = File.OpenHandle(Path.Combine(direct, "big.bin"), FileMode.Open, FileAccess.Read);
+                    Try("4 KiB random read", Mount, () => null, () => Rand(Mount, o => RandomAccess.Read(mh, memory.Span[..4096], o)));
+                }
+                if (cached is not null)
+                {
+                    using var ch = File.OpenHandle(Path.Combine(cached, "big.bin"), FileMode.Open, FileAccess.Read);
+                    Try("4 KiB random read", Cached, () => null, () => Rand(Cached, o => RandomAccess.Read(ch, memory.Span[..4096], o)));
+                }
+                if (overlay)
+                {
+                    using var oh = File.OpenHandle(ovlFile, FileMode.Open, FileAccess.Read);
+                    Try("4 KiB random read", Overlay, () => null, () => Rand(Overlay, o => RandomAccess.Read(oh, memory.Span[..4096], o)));
+                }
+            }, "--direct-read", "off"));
         }
+        finally
+        {
+            if (overlay) Sh.Run("umount", Path.Combine(ovl, "m"));
+        }
+        if (problem is not null)
+            report.Skip($"sequential read {label}", Mount, problem);
+        if (!root)
+            report.Skip($"sequential read {label}", Overlay, "mount -t overlay needs root");
         File.Delete(bigRegion);
         Directory.Delete(bigDir, true);
+    }
+
+    /// <summary>
+    /// Mounts main with the daxfs tool, as a user would: a server process of its own (a server inside this
+    /// process would share its address space with the reader, and pinning the reader's pages and mapping the
+    /// region's would contend). Where FUSE cannot mount here, runs <paramref name="body"/> with null.
+    /// </summary>
+    private void WithMountProcess(string regionPath, string? problem, Action<string?> body, params string[] options)
+    {
+        if (problem is not null || !File.Exists(Daxfs))
+        {
+            body(null);
+            return;
+        }
+        string mp = Fresh("mnt");
+        Directory.CreateDirectory(mp);
+        Sh.Run("dotnet", [Daxfs, "mount", mp, "-r", regionPath, "-b", "main", "--background", .. options]);
+        try { body(mp); }
+        finally { Sh.Run("dotnet", Daxfs, "unmount", mp); }
     }
 
     /// <summary>Mounts a branch in this process for the duration of <paramref name="body"/>.</summary>
