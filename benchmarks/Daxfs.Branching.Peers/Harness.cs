@@ -106,15 +106,15 @@ internal static class Sh
     public static string Run(string file, params string[] args) => Exec(file, args, null, $"{file} {string.Join(' ', args)}");
 
     /// <summary>Runs a program and returns what it wrote to standard error (dd's summary goes there).</summary>
-    public static string RunErr(string file, params string[] args) => Exec2(file, args, null, file).Err;
+    public static string RunErr(string file, params string[] args) => Capture(file, args, null, file).Err;
 
     /// <summary>Runs a bash script with errexit and pipefail, optionally in <paramref name="cwd"/>.</summary>
     public static string Bash(string script, string? cwd = null)
         => Exec("bash", ["-c", "set -euo pipefail\n" + script], cwd, $"bash: {script.Split('\n')[0]}…");
 
-    private static string Exec(string file, string[] args, string? cwd, string what) => Exec2(file, args, cwd, what).Out;
+    private static string Exec(string file, string[] args, string? cwd, string what) => Capture(file, args, cwd, what).Out;
 
-    private static (string Out, string Err) Exec2(string file, string[] args, string? cwd, string what)
+    private static (string Out, string Err) Capture(string file, string[] args, string? cwd, string what)
     {
         var psi = new ProcessStartInfo(file) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
         foreach (var a in args) psi.ArgumentList.Add(a);

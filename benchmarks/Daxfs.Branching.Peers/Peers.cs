@@ -277,7 +277,7 @@ internal sealed class Peers(string work, string ws, string region, Report report
 
         const string Tmpfs = "tmpfs file", Spans = "ours (spans, copied out)", Mount = "ours (mount)",
             Cached = "ours (mount, page cache)", Overlay = "overlayfs (tmpfs lower)";
-        string? problem = BranchMount.FuseProblem();
+        string? problem = BranchMount.FuseProblem() ?? (File.Exists(Daxfs) ? null : "daxfs.dll not beside the runner");
         string ovl = Fresh("ovlread");
         string ovlFile = Path.Combine(ovl, "m", "big.bin");
         bool overlay = false;
@@ -369,13 +369,12 @@ internal sealed class Peers(string work, string ws, string region, Report report
     }
 
     /// <summary>
-    /// Mounts main with the daxfs tool, as a user would: a server process of its own (a server inside this
-    /// process would share its address space with the reader, and pinning the reader's pages and mapping the
-    /// region's would contend). Where FUSE cannot mount here, runs <paramref name="body"/> with null.
+    /// Mounts main with the daxfs tool, as a user would: a server process of its own, not the reader's. Where
+    /// there is a <paramref name="problem"/> (FUSE cannot mount here), runs <paramref name="body"/> with null.
     /// </summary>
     private void WithMountProcess(string regionPath, string? problem, Action<string?> body, params string[] options)
     {
-        if (problem is not null || !File.Exists(Daxfs))
+        if (problem is not null)
         {
             body(null);
             return;
