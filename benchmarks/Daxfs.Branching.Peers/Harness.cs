@@ -119,6 +119,7 @@ internal static class Sh
         var psi = new ProcessStartInfo(file) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
         foreach (var a in args) psi.ArgumentList.Add(a);
         if (cwd is not null) psi.WorkingDirectory = cwd;
+        psi.Environment["LC_ALL"] = "C"; // output parsed here (dd's summary, du, df) in one language and number format
         using var p = Process.Start(psi)!;
         var o = p.StandardOutput.ReadToEndAsync();
         var e = p.StandardError.ReadToEndAsync();

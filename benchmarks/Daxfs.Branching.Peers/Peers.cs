@@ -339,6 +339,16 @@ internal sealed class Peers(string work, string ws, string region, Report report
                 Try("4 KiB random read", Spans, () => null, () => Rand(Spans, o => h.Read(o, memory.Span[..4096])));
                 using (var th = File.OpenHandle(bigFile, FileMode.Open, FileAccess.Read))
                     Try("4 KiB random read", Tmpfs, () => null, () => Rand(Tmpfs, o => RandomAccess.Read(th, memory.Span[..4096], o)));
+                if (direct is null)
+                {
+                    report.Skip($"sequential read {label}", Mount, problem ?? "the mount failed (see above)");
+                    report.Skip("4 KiB random read", Mount, problem ?? "the mount failed (see above)");
+                }
+                if (cached is null)
+                {
+                    report.Skip($"sequential read {label}", Cached, problem ?? "the mount failed (see above)");
+                    report.Skip("4 KiB random read", Cached, problem ?? "the mount failed (see above)");
+                }
                 if (direct is not null)
                 {
                     using var mh = File.OpenHandle(Path.Combine(direct, "big.bin"), FileMode.Open, FileAccess.Read);
@@ -360,10 +370,11 @@ internal sealed class Peers(string work, string ws, string region, Report report
         {
             if (overlay) Sh.Run("umount", Path.Combine(ovl, "m"));
         }
-        if (problem is not null)
-            report.Skip($"sequential read {label}", Mount, problem);
         if (!root)
+        {
             report.Skip($"sequential read {label}", Overlay, "mount -t overlay needs root");
+            report.Skip("4 KiB random read", Overlay, "mount -t overlay needs root");
+        }
         File.Delete(bigRegion);
         Directory.Delete(bigDir, true);
     }
@@ -381,9 +392,22 @@ internal sealed class Peers(string work, string ws, string region, Report report
         }
         string mp = Fresh("mnt");
         Directory.CreateDirectory(mp);
-        Sh.Run("dotnet", [Daxfs, "mount", mp, "-r", regionPath, "-b", "main", "--background", .. options]);
+        try
+        {
+            Sh.Run("dotnet", [Daxfs, "mount", mp, "-r", regionPath, "-b", "main", "--background", .. options]);
+        }
+        catch (InvalidOperationException e)
+        {
+            Console.WriteLine($"  mount {string.Join(' ', options)} failed: {e.Message.Split('\n')[0]}");
+            body(null);
+            return;
+        }
         try { body(mp); }
-        finally { Sh.Run("dotnet", Daxfs, "unmount", mp); }
+        finally
+        {
+            try { Sh.Run("dotnet", Daxfs, "unmount", mp); }
+            catch (InvalidOperationException e) { Console.WriteLine($"  unmount {mp} failed: {e.Message.Split('\n')[0]}"); }
+        }
     }
 
     /// <summary>Mounts a branch in this process for the duration of <paramref name="body"/>.</summary>

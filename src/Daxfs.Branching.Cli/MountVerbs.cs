@@ -43,6 +43,9 @@ internal static class MountVerbs
     /// <summary>Starts the server as a detached process and returns once the mount is in place.</summary>
     private static int Background(Context c, string mountpoint, string region, string branch, bool readOnly, string? directRead)
     {
+        // Checked here, not only by the server: a server that fails on a mount point already in use would
+        // look like a success to the wait below, which only sees that something is mounted there.
+        BranchMount.RequireNotMounted(mountpoint);
         string log = Path.Combine(Path.GetTempPath(), $"daxfs-mount-{Environment.ProcessId}.log");
         var psi = new ProcessStartInfo("setsid") { UseShellExecute = false };
         foreach (var a in new[] { "sh", "-c", "exec \"$@\" </dev/null >>\"$DAXFS_MOUNT_LOG\" 2>&1", "sh",

@@ -65,8 +65,7 @@ public static class BranchMount
         string target = Path.GetFullPath(mountpoint);
         if (!Directory.Exists(target))
             throw new DirectoryNotFoundException($"{mountpoint}: mount point is not a directory");
-        if (IsMounted(target))
-            throw new IOException($"{mountpoint}: something is already mounted there (daxfs unmount {mountpoint} first)");
+        RequireNotMounted(mountpoint);
         using var store = Store.Open(regionPath);
         var branch = store.GetBranch(branchName);
         bool readOnly = options.ReadOnly || branch.IsMain;
@@ -189,6 +188,13 @@ public static class BranchMount
         p.WaitForExit();
         if (p.ExitCode != 0)
             throw new IOException($"unmounting {mountpoint} failed: {err.Trim()}");
+    }
+
+    /// <summary>Throws <see cref="IOException"/> naming <paramref name="mountpoint"/> when something is mounted there.</summary>
+    public static void RequireNotMounted(string mountpoint)
+    {
+        if (IsMounted(mountpoint))
+            throw new IOException($"{mountpoint}: something is already mounted there (daxfs unmount {mountpoint} first)");
     }
 
     /// <summary>True when something is mounted at <paramref name="mountpoint"/> (from /proc/self/mountinfo).</summary>

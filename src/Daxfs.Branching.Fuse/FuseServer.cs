@@ -14,7 +14,6 @@ namespace Daxfs.Branching.Fuse;
 internal sealed unsafe class FuseServer
 {
     private const int BufferSize = (4 << 20) + 64 * 1024; // max_write plus headers
-    private static readonly byte[] s_zeros = new byte[64 * 1024];
 
     private readonly int _fd;
     private readonly Store _store;
@@ -76,29 +75,41 @@ internal sealed unsafe class FuseServer
 
     private sealed class AheadWindow
     {
-        public long Node, From, To;
+        /// <summary>The file being read, where its last large read ended, and the range still to check.</summary>
+        public long Node, LastEnd, From, To;
+
+        /// <summary>Moves on each new window, so a step of an older one cannot end a newer one.</summary>
+        public long Generation;
     }
 
     private readonly AheadWindow _ahead = new();
 
     /// <summary>
     /// The base image's data is checked against its checksums on its first read, 64 KiB at a time, and on a
-    /// large sequential read that check would otherwise sit between each request and its reply. After a
-    /// large read ending at <paramref name="end"/>, a background thread resolves the next
-    /// <see cref="CheckAheadWindow"/> bytes of the file the same way a read would, which checks them (and maps
-    /// their pages into this process) while the reader is still busy with what it has: work for the core the
-    /// reader and this server leave idle while they wait on each other.
+    /// large sequential read that check would otherwise sit between each request and its reply. Once a large
+    /// read continues the previous one of the same file (offset = where that one ended), a background thread
+    /// resolves the next <see cref="CheckAheadWindow"/> bytes of the file the same way a read would, which
+    /// checks them (and maps their pages into this process) while the reader is still busy with what it has:
+    /// work for the core the reader and this server leave idle while they wait on each other. A read that
+    /// jumps, or one of another file, stops the checking until a read continues it: large random reads cost
+    /// nothing extra.
     /// </summary>
-    private void CheckAhead(long node, long end)
+    private void CheckAhead(long node, long offset, long end)
     {
         lock (_ahead)
         {
-            // The same read going on: the same file, ending inside the window or not long before it.
-            bool same = _ahead.Node == node && end <= _ahead.To && end + 2 * CheckAheadWindow >= _ahead.To;
-            if (same && end + CheckAheadWindow / 2 <= _ahead.To)
+            if (_ahead.Node != node || _ahead.LastEnd != offset)
+            {
+                _ahead.Node = node;
+                _ahead.LastEnd = end;
+                _ahead.From = _ahead.To = end;
+                _ahead.Generation++;
+                return;
+            }
+            _ahead.LastEnd = end;
+            if (end + CheckAheadWindow / 2 <= _ahead.To)
                 return; // still far enough ahead
-            _ahead.From = same ? Math.Max(_ahead.From, end) : end;
-            _ahead.Node = node;
+            _ahead.From = Math.Max(_ahead.From, end);
             _ahead.To = end + CheckAheadWindow;
             Monitor.Pulse(_ahead);
         }
@@ -109,7 +120,7 @@ internal sealed unsafe class FuseServer
         const int Step = 1 << 20;
         while (true)
         {
-            long node, from;
+            long node, from, generation;
             lock (_ahead)
             {
                 while (!_stopped && _ahead.From >= _ahead.To)
@@ -118,7 +129,8 @@ internal sealed unsafe class FuseServer
                     return;
                 node = _ahead.Node;
                 from = _ahead.From;
-                _ahead.From += Step; // claimed: a newer window for this node starts after it
+                generation = _ahead.Generation;
+                _ahead.From += Step; // claimed
             }
             try
             {
@@ -128,14 +140,26 @@ internal sealed unsafe class FuseServer
                     var pieces = new ReadResult.RawEnumerator(data); // walking the pieces checks them
                     while (pieces.MoveNext(out _, out _)) { }
                     if (data.Length < Step)
-                        lock (_ahead) if (_ahead.Node == node) _ahead.From = _ahead.To; // end of the file
+                        StopCheckingAhead(generation); // the end of the file
                 }
             }
-            catch (Exception e) when (e is DaxfsException or ObjectDisposedException or IOException)
+            catch (Exception e)
             {
-                // A damaged chunk, a gone inode or a stale branch: the reader's own request reports it.
-                lock (_ahead) if (_ahead.Node == node) _ahead.From = _ahead.To;
+                // A damaged chunk, a gone inode or a stale branch: the reader's own request reports it. Anything
+                // else is logged; either way only this window ends, never the server.
+                if (e is not (DaxfsException or ObjectDisposedException or IOException))
+                    _log.WriteLine($"daxfs mount: checking ahead in inode {node} at {from}: {e.GetType().Name}: {e.Message}");
+                StopCheckingAhead(generation);
             }
+        }
+    }
+
+    private void StopCheckingAhead(long generation)
+    {
+        lock (_ahead)
+        {
+            if (_ahead.Generation == generation)
+                _ahead.From = _ahead.To;
         }
     }
 
@@ -406,7 +430,7 @@ internal sealed unsafe class FuseServer
                 using (_store.BeginRead())
                     ReplyData(h.Unique, _branch.ReadInode(node, (long)r.Offset, r.Size));
                 if (r.Size >= CheckAheadMinimum)
-                    CheckAhead(node, (long)r.Offset + r.Size);
+                    CheckAhead(node, (long)r.Offset, (long)r.Offset + r.Size);
                 return;
             }
             case FuseProtocol.Write:
@@ -678,7 +702,7 @@ internal sealed unsafe class FuseServer
         var h = new FuseOutHeader { Len = (uint)(sizeof(FuseOutHeader) + data.Length), Error = 0, Unique = unique };
         iov[0] = new FuseNative.IoVec { Base = &h, Length = (nuint)sizeof(FuseOutHeader) };
         int count = 1;
-        int pages = 1; // pipe slots a spliced reply takes: one for the header, one per page each piece touches
+        int pages = PagesTouched((nuint)(&h), (nuint)sizeof(FuseOutHeader)); // pipe slots a spliced reply takes
         var e = new ReadResult.RawEnumerator(data);
         while (e.MoveNext(out byte* p, out int len))
         {
@@ -689,7 +713,7 @@ internal sealed unsafe class FuseServer
                 return;
             }
             iov[count++] = new FuseNative.IoVec { Base = p, Length = (nuint)len };
-            pages += (int)((((nuint)p + (nuint)len - 1) >> 12) - ((nuint)p >> 12) + 1);
+            pages += PagesTouched((nuint)p, (nuint)len);
         }
         if (data.Length >= SpliceMinimum && pages <= t_pipePages && SendSpliced(iov, count, h.Len))
             return;
@@ -698,6 +722,9 @@ internal sealed unsafe class FuseServer
 
     // ------------------------------------------------------------------ spliced replies
 
+    /// <summary>The pages [<paramref name="address"/>, +<paramref name="length"/>) touches: the pipe slots vmsplice gives it.</summary>
+    private static int PagesTouched(nuint address, nuint length) => (int)(((address + length - 1) >> 12) - (address >> 12) + 1);
+
     /// <summary>Replies at least this large go through the worker's pipe (see <see cref="SendSpliced"/>).</summary>
     private const int SpliceMinimum = 64 << 10;
 
@@ -705,8 +732,10 @@ internal sealed unsafe class FuseServer
 
     /// <summary>
     /// Gives this worker a pipe big enough for a whole read reply: 1 MiB of data and the header need 2 MiB,
-    /// which takes CAP_SYS_RESOURCE or fs.pipe-max-size of 2 MiB or more; otherwise the pipe gets what the
-    /// system allows, and replies that do not fit it are written as before.
+    /// which takes CAP_SYS_RESOURCE or fs.pipe-max-size of 2 MiB or more; root without either gets 1 MiB
+    /// (replies up to 1020 KiB). A user other than root gets no pipe: enlarged pipes count against the user's
+    /// pipe-user-pages-soft limit, and past it every pipe of that user, in any program, shrinks. Without a
+    /// pipe every reply is written with writev.
     /// </summary>
     private static void OpenSplicePipe()
     {
@@ -716,16 +745,13 @@ internal sealed unsafe class FuseServer
             return;
         t_pipeRead = fds[0];
         t_pipeWrite = fds[1];
-        foreach (int bytes in new[] { 2 << 20, 1 << 20 })
-        {
-            int got = FuseNative.Fcntl(t_pipeWrite, FuseNative.FSetPipeSize, bytes);
-            if (got > 0)
-            {
-                t_pipePages = got / 4096;
-                return;
-            }
-        }
-        t_pipePages = 16; // the default pipe: small replies only
+        int got = FuseNative.Fcntl(t_pipeWrite, FuseNative.FSetPipeSize, 2 << 20);
+        if (got <= 0 && FuseNative.Geteuid() == 0)
+            got = FuseNative.Fcntl(t_pipeWrite, FuseNative.FSetPipeSize, 1 << 20);
+        if (got > 0)
+            t_pipePages = got / 4096;
+        else
+            CloseSplicePipe();
     }
 
     private static void CloseSplicePipe()
@@ -756,8 +782,9 @@ internal sealed unsafe class FuseServer
         DrainPipe();
         if (errno == FuseNative.ENOENT)
             return true; // the request was interrupted and is gone
-        // Anything else: this thread stops splicing, and this reply goes out by writev (if the kernel did take
-        // it after all, that write fails harmlessly with ENOENT; the reader is never left without an answer).
+        // Anything else: this thread stops splicing and the reply is written with writev. If the kernel had
+        // already taken the request, it has ended it with an error and that write fails with ENOENT; either
+        // way the reader gets an answer.
         _log.WriteLine($"daxfs mount: spliced reply failed ({(moved < 0 ? FuseNative.Describe(errno) : $"{moved} of {total} bytes")}); this thread writes its replies from now on");
         t_pipePages = 0;
         return false;

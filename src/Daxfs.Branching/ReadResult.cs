@@ -17,7 +17,9 @@ namespace Daxfs.Branching;
 /// </remarks>
 public readonly struct ReadResult
 {
-    private static readonly byte[] s_zeros = new byte[64 * 1024];
+    // Pinned: holes are handed out as raw pointers (to the FUSE server's vmsplice and writev among others),
+    // and the collector must never move the zeros under them.
+    private static readonly byte[] s_zeros = GC.AllocateArray<byte>(64 * 1024, pinned: true);
 
     private readonly Region? _region;
     private readonly BaseImage? _base;

@@ -74,12 +74,23 @@ internal sealed class Mounted : IDisposable
     {
         if (create && branch != "main")
             Sh.Ok(Cli("branch", "create", branch), "branch create");
-        string mp = Path.Combine(Root, "mnt-" + branch);
+        return MountAt("mnt-" + branch, branch, extra);
+    }
+
+    /// <summary>Mounts an existing <paramref name="branch"/> at the directory <paramref name="name"/> under the root.</summary>
+    public string MountAt(string name, string branch, params string[] extra)
+    {
+        string mp = Path.Combine(Root, name);
         Directory.CreateDirectory(mp);
-        Sh.Ok(Sh.Daxfs(["mount", mp, "-r", Region, "-b", branch, "--background", .. extra]), "mount");
+        var r = Sh.Ok(Sh.Daxfs(["mount", mp, "-r", Region, "-b", branch, "--background", .. extra]), "mount");
         _mounts.Add(mp);
+        var log = System.Text.RegularExpressions.Regex.Match(r.Out, @"; log (\S+?)\)");
+        if (log.Success) Logs[mp] = log.Groups[1].Value;
         return mp;
     }
+
+    /// <summary>The log file of each background server, by mount point.</summary>
+    public Dictionary<string, string> Logs { get; } = [];
 
     public void Dispose()
     {

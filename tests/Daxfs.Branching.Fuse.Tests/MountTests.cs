@@ -167,7 +167,8 @@ public class MountTests
         {
             using var m = new Mounted(tree);
             string direct = m.Mount("pieces");
-            string cached = m.Mount("pieces", false, "--direct-read", "off");
+            string cached = m.MountAt("mnt-pieces-cached", "pieces", "--direct-read", "off");
+            Assert.NotEqual(direct, cached);
             const string Script = """
                 python3 - "$1" <<'PY'
                 import hashlib, os, sys
@@ -195,6 +196,9 @@ public class MountTests
             Assert.StartsWith("mismatches 0 sha ", viaDirect.Out);
             var readBack = Sh.Ok(Sh.Bash("sha256sum < big.bin | cut -c1-16", cached), "cached read");
             Assert.Equal(viaDirect.Out.Trim()["mismatches 0 sha ".Length..], readBack.Out.Trim());
+            // Neither server had to give up splicing (a failed splice falls back to writev and says so in its log).
+            foreach (string mp in new[] { direct, cached })
+                Assert.DoesNotContain("spliced reply failed", File.ReadAllText(m.Logs[mp]));
         }
         finally
         {
@@ -394,5 +398,12 @@ public class MountTests
         r = Sh.Daxfs("unmount", Path.Combine(m.Root, "mp"));
         Assert.Equal(1, r.Code);
         Assert.Contains("not mounted", r.Err);
+        // A second mount at a mount point in use is refused, in the background too, and the first stays.
+        string mp = m.Mount("main", false);
+        r = Sh.Daxfs("mount", mp, "-r", m.Region, "-b", "main", "--background");
+        Assert.Equal(1, r.Code);
+        Assert.Contains("already mounted there", r.Err);
+        Assert.True(BranchMount.IsMounted(mp));
+        Assert.Equal("# project\n", File.ReadAllText(Path.Combine(mp, "README.md")));
     }
 }

@@ -163,16 +163,13 @@ public class LayoutTests
         var data = new byte[10 * Crc32C.Block + 64];
         rng.NextBytes(data);
         int b = Crc32C.Block;
-        int checkedLong = 0;
         foreach (int len in new[] { 0, 7, 8, 3 * b - 1, 3 * b, 3 * b + 1, 3 * b + 9, 6 * b, 6 * b + 4095, 9 * b + 17, 10 * b + 3 })
             foreach (int offset in new[] { 0, 1, 5, 8 })
             {
                 uint seed = (uint)rng.Next();
                 var span = data.AsSpan(offset, len);
                 Assert.Equal(Crc32C.AppendSerial(seed, span), Crc32C.Append(seed, span));
-                if (len >= 3 * b) checkedLong++;
             }
-        Assert.True(checkedLong >= 28, "the interleaved path was not exercised");
         // One call over everything, and two calls split at an odd place, agree.
         var chunk = data.AsSpan(3);
         uint whole = Crc32C.Append(Crc32C.Seed, chunk);
