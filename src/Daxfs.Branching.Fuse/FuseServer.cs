@@ -20,7 +20,8 @@ internal sealed unsafe class FuseServer
     private readonly Branch _branch;
     private readonly bool _readOnly;
     private readonly ConcurrentDictionary<long, byte> _known = new();
-    private readonly ConcurrentDictionary<ulong, List<(string Name, InodeAttributes Attributes)>> _dirs = new();
+    // Open directories: the listing each one reads, taken at its first READDIR (null until then).
+    private readonly ConcurrentDictionary<ulong, List<(string Name, InodeAttributes Attributes)>?> _dirs = new();
     private long _nextFh = 1;
     private object? _lastView;
     private volatile bool _stale;
@@ -472,10 +473,15 @@ internal sealed unsafe class FuseServer
                 return;
             case FuseProtocol.OpenDir:
             {
-                var list = _branch.ReadDirectory(node);
+                if (_branch.GetAttributes(node).Kind != NodeKind.Directory) // also: ESTALE once the branch is stale
+                    throw new DaxfsIOException(FileSystemError.NotADirectory, $"inode {node}");
                 ulong fh = (ulong)Interlocked.Increment(ref _nextFh);
-                _dirs[fh] = list;
-                ReplyOpen(h.Unique, fh, 0);
+                _dirs[fh] = null;
+                // The kernel keeps the listing in its cache and reads it from there while the directory is
+                // unchanged: it drops it itself on a change made through this mount, and on one made elsewhere
+                // when the watcher invalidates the inode. So a repeated walk (git status, find, a build) costs an
+                // OPENDIR and a RELEASEDIR per directory, not the READDIRs too.
+                ReplyOpen(h.Unique, fh, FuseProtocol.CacheDir | FuseProtocol.KeepCache);
                 return;
             }
             case FuseProtocol.ReleaseDir:
@@ -540,8 +546,12 @@ internal sealed unsafe class FuseServer
     {
         var r = MemoryMarshal.Read<FuseReadIn>(body);
         long node = (long)h.NodeId;
-        if (!_dirs.TryGetValue(r.Fh, out var list))
+        if (!_dirs.TryGetValue(r.Fh, out var list) || list is null)
+        {
             list = _branch.ReadDirectory(node);
+            if (_dirs.ContainsKey(r.Fh))
+                _dirs[r.Fh] = list; // the same listing for the rest of this open directory
+        }
         int size = (int)Math.Min(r.Size, 1 << 20);
         var buffer = new byte[size];
         int used = 0;

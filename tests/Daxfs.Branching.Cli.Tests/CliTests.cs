@@ -76,7 +76,10 @@ public class CliTests
         Ok(ws.Run("ln", "-s", "../lib/util.py", "/a/link", "-b", "agent"));
         Ok(ws.Run("truncate", "/data.bin", "1K", "-b", "agent"));
         Ok(ws.Run("chmod", "600", "/lib/util.py", "-b", "agent"));
-        Ok(ws.Run("rm", "/a/b", "-r", "-b", "agent"));
+        Ok(ws.Run("mkdir", "/gone", "-b", "agent"));
+        // -r names the region for rm as for every verb (the recursive flag is -R).
+        Ok(ws.Run("rm", "/gone", "-r", ws.Region, "-b", "agent"));
+        Ok(ws.Run("rm", "/a/b", "-R", "-b", "agent"));
 
         var ls = ws.Run("ls", "/a", "--json", "-b", "agent");
         Ok(ls);

@@ -358,6 +358,39 @@ public class MountTests
     }
 
     [Fact]
+    public void Directory_listings_cached_by_the_kernel_follow_every_change()
+    {
+        // The kernel keeps directory listings in its cache; changes made through the mount and changes made
+        // by another process must both show in the next listing.
+        using var m = new Mounted();
+        string mp = m.Mount("lists");
+        string Ls() => Sh.Ok(Sh.Bash("ls -a lib | tr '\\n' ' '", mp), "ls").Out.Trim();
+        Assert.Equal(". .. util.sh", Ls());
+        Assert.Equal(". .. util.sh", Ls()); // now from the cache
+        Sh.Ok(Sh.Bash("touch lib/new && mkdir lib/sub", mp), "create");
+        Assert.Equal(". .. new sub util.sh", Ls());
+        Sh.Ok(Sh.Bash("mv lib/util.sh lib/u2.sh && rm lib/new && rmdir lib/sub", mp), "rename and remove");
+        Assert.Equal(". .. u2.sh", Ls());
+        // Another process adds a file to the mounted branch, then removes one.
+        string daxfs = Path.Combine(AppContext.BaseDirectory, "daxfs.dll");
+        Sh.Ok(Sh.Run("bash", ["-c", $"echo x | dotnet '{daxfs}' put /lib/ext.txt -r '{m.Region}' -b lists"]), "put from another process");
+        Assert.True(Eventually(() => Ls() == ". .. ext.txt u2.sh"), $"listing after an outside put: {Ls()}");
+        Sh.Ok(m.Cli("rm", "/lib/u2.sh", "-b", "lists"), "rm from another process");
+        Assert.True(Eventually(() => Ls() == ". .. ext.txt"), $"listing after an outside rm: {Ls()}");
+    }
+
+    /// <summary>True once <paramref name="condition"/> holds, trying for up to 5 seconds.</summary>
+    private static bool Eventually(Func<bool> condition)
+    {
+        for (int i = 0; i < 50; i++)
+        {
+            if (condition()) return true;
+            Thread.Sleep(100);
+        }
+        return condition();
+    }
+
+    [Fact]
     public void Unmount_leaves_no_server_and_clears_a_crashed_one()
     {
         using var m = new Mounted();
