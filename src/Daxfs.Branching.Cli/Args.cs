@@ -52,6 +52,9 @@ internal sealed class Args
                 {
                     if (i + 1 >= argv.Count)
                         throw new UsageException($"option {spec.Long} needs a value ({spec.ValueName})");
+                    // An option of this verb where the value should be is a missing value, not the value.
+                    if (specs.Any(s => s.Long == argv[i + 1] || s.Short == argv[i + 1]))
+                        throw new UsageException($"option {spec.Long} needs a value ({spec.ValueName}), not the option '{argv[i + 1]}'");
                     value = argv[++i];
                 }
                 a._options[spec.Long] = value;

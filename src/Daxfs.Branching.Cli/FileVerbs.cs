@@ -139,7 +139,16 @@ internal static class FileVerbs
     public static int Rm(Context c)
     {
         using var store = c.Open();
-        c.OpenBranch(store).Delete(c.Args.Arg(0, "PATH"), c.Args.Flag("--recursive"));
+        string path = c.Args.Arg(0, "PATH");
+        bool recursive = c.Args.Flag("--recursive");
+        try
+        {
+            c.OpenBranch(store).Delete(path, recursive);
+        }
+        catch (DaxfsIOException e) when (e.Error == FileSystemError.NotEmpty && !recursive)
+        {
+            throw new DaxfsIOException(e.Error, e.Path, "-R removes it and everything under it");
+        }
         return Program.Ok;
     }
 

@@ -135,7 +135,7 @@ internal sealed unsafe class FuseServer
             }
             try
             {
-                using (_store.BeginRead())
+                using (_store.BeginReadScope())
                 {
                     var data = _branch.ReadInode(node, from, Step);
                     var pieces = new ReadResult.RawEnumerator(data); // walking the pieces checks them
@@ -428,7 +428,7 @@ internal sealed unsafe class FuseServer
                 var r = MemoryMarshal.Read<FuseReadIn>(body);
                 // The lease keeps the bytes under the spans from being reused by another process (one that
                 // ends this branch meanwhile) until the kernel has copied them out of the mapping.
-                using (_store.BeginRead())
+                using (_store.BeginReadScope())
                     ReplyData(h.Unique, _branch.ReadInode(node, (long)r.Offset, r.Size));
                 if (r.Size >= CheckAheadMinimum)
                     CheckAhead(node, (long)r.Offset, (long)r.Offset + r.Size);
@@ -474,7 +474,7 @@ internal sealed unsafe class FuseServer
             case FuseProtocol.OpenDir:
             {
                 if (_branch.GetAttributes(node).Kind != NodeKind.Directory) // also: ESTALE once the branch is stale
-                    throw new DaxfsIOException(FileSystemError.NotADirectory, $"inode {node}");
+                    ThrowHelper.IO(FileSystemError.NotADirectory, $"inode {node}");
                 ulong fh = (ulong)Interlocked.Increment(ref _nextFh);
                 _dirs[fh] = null;
                 // The kernel keeps the listing in its cache and reads it from there while the directory is
@@ -549,8 +549,7 @@ internal sealed unsafe class FuseServer
         if (!_dirs.TryGetValue(r.Fh, out var list) || list is null)
         {
             list = _branch.ReadDirectory(node);
-            if (_dirs.ContainsKey(r.Fh))
-                _dirs[r.Fh] = list; // the same listing for the rest of this open directory
+            _dirs.TryUpdate(r.Fh, list, null); // the same listing for the rest of this open directory
         }
         int size = (int)Math.Min(r.Size, 1 << 20);
         var buffer = new byte[size];

@@ -372,11 +372,14 @@ public sealed partial class Store : IDisposable
     /// aborted, discarded or invalidated meanwhile (their space is reused only after the lease ends).
     /// </summary>
     /// <remarks>SAFETY: without a lease, a span is valid only while its branch stays live.</remarks>
-    public ReadLease BeginRead()
+    public ReadLease BeginRead() => new(BeginReadScope());
+
+    /// <summary>As <see cref="BeginRead"/>, without allocating (see <see cref="LeaseScope"/>).</summary>
+    internal LeaseScope BeginReadScope()
     {
         ThrowIfUnusable();
         EnsureCurrent();
-        return new ReadLease(_leases, _leases.Begin());
+        return new LeaseScope(_leases, _leases.Begin());
     }
 
     /// <summary>Space and counts of the region now.</summary>

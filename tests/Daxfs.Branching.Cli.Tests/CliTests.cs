@@ -173,6 +173,9 @@ public class CliTests
         Fails(ws.RunWithInput("x", "put", "/lib/util.py/x", "-b", "b"), 1, "not a directory");
         Fails(ws.Run("mv", "/nope", "/x", "-b", "b"), 1, "no such file");
         Fails(ws.Run("rm", "/lib", "-b", "b"), 1, "not empty");
+        Fails(ws.Run("rm", "/lib", "-b", "b"), 1, "-R removes it and everything under it");
+        // -r is the region: given without a value before another option, it says so.
+        Fails(ws.Run("rm", "/lib", "-r", "-b", "b"), 2, "option --region needs a value (PATH), not the option '-b'");
         Fails(ws.Run("mkdir", "/lib", "-b", "b"), 1, "exists");
         string after = ws.Run("inspect", "--json").Out + ws.Run("diff", "-b", "b", "--json").Out;
         Assert.Equal(before, after);

@@ -23,7 +23,10 @@ internal sealed class LeaseTable
     private readonly Region _region;
     private readonly long _epochWord;
     private readonly long _tableOffset;
-    private readonly SortedDictionary<long, int> _active = [];
+    // Open leases per epoch. A plain dictionary: there are a handful of epochs at most, a scan finds the
+    // oldest, and once warm it allocates nothing per lease (a sorted one allocates a node per new epoch
+    // and an enumerator per scan, on every read reply of the mount).
+    private readonly Dictionary<long, int> _active = [];
     private readonly Queue<(long Epoch, List<(long Offset, long Pages)> Blocks)> _parked = new();
     private long _entry = -1;
 
@@ -115,7 +118,8 @@ internal sealed class LeaseTable
     {
         if (_entry < 0) return;
         long oldest = 0;
-        foreach (var kv in _active) { oldest = kv.Key; break; }
+        foreach (long e in _active.Keys)
+            if (oldest == 0 || e < oldest) oldest = e;
         Interlocked.Exchange(ref _region.Word(_entry + 8), oldest); // a full fence: the epoch is visible before the recheck
     }
 

@@ -231,10 +231,7 @@ internal static class RecordCodec
             {
                 Need(body, 16, recordOffset);
                 r.ParentIno = I64(body, 0);
-                uint nl = U32(body, 8);
-                if (nl > Format.FormatConstants.MaxNameLength) Bad(recordOffset, "name length out of range");
-                Need(body, 16 + (int)nl, recordOffset);
-                r.Name = Str(body.Slice(16, (int)nl), recordOffset);
+                r.Name = NameAt16(body, U32(body, 8), Format.FormatConstants.MaxNameLength, recordOffset, "name length out of range");
                 break;
             }
             case RecordKind.Rename:
@@ -306,10 +303,7 @@ internal static class RecordCodec
                 Need(body, 16, recordOffset);
                 r.Seq = I64(body, 0);
                 r.Flags = U32(body, 8);
-                uint nl = U32(body, 12);
-                if (nl > Format.FormatConstants.MaxBranchName) Bad(recordOffset, "tag name length out of range");
-                Need(body, 16 + (int)nl, recordOffset);
-                r.Name = Str(body.Slice(16, (int)nl), recordOffset);
+                r.Name = NameAt16(body, U32(body, 12), Format.FormatConstants.MaxBranchName, recordOffset, "tag name length out of range");
                 break;
             }
             case RecordKind.Base:
@@ -330,6 +324,14 @@ internal static class RecordCodec
     private static long I64(ReadOnlySpan<byte> b, int at) => BinaryPrimitives.ReadInt64LittleEndian(b[at..]);
 
     private static uint U32(ReadOnlySpan<byte> b, int at) => BinaryPrimitives.ReadUInt32LittleEndian(b[at..]);
+
+    /// <summary>The name of <paramref name="length"/> bytes stored from byte 16 of a record's body, checked against <paramref name="max"/>.</summary>
+    private static string NameAt16(ReadOnlySpan<byte> body, uint length, int max, long recordOffset, string tooLong)
+    {
+        if (length > max) Bad(recordOffset, tooLong);
+        Need(body, 16 + (int)length, recordOffset);
+        return Str(body.Slice(16, (int)length), recordOffset);
+    }
 
     private static void Need(ReadOnlySpan<byte> body, int length, long offset)
     {
