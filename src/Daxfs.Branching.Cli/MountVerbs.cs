@@ -15,6 +15,15 @@ internal static class MountVerbs
         string? directText = c.Args.Value("--direct-read");
         long directRead = directText is null ? new MountOptions().DirectReadSize
             : directText == "off" ? long.MaxValue : Args.ParseSize(directText, "--direct-read");
+        string? timeoutText = c.Args.Value("--cache-timeout");
+        TimeSpan? cacheTimeout = null;
+        if (timeoutText is not null)
+        {
+            if (!double.TryParse(timeoutText, System.Globalization.NumberStyles.AllowDecimalPoint, System.Globalization.CultureInfo.InvariantCulture, out double seconds)
+                || seconds > 86400)
+                throw new UsageException($"--cache-timeout: '{timeoutText}' is not a number of seconds from 0 to 86400");
+            cacheTimeout = TimeSpan.FromSeconds(seconds);
+        }
         if (BranchMount.FuseProblem() is { } problem)
             throw new IOException(problem);
         if (!File.Exists(region))
@@ -24,12 +33,12 @@ internal static class MountVerbs
         using (var store = Store.Open(region))
             store.GetBranch(branch); // fail here, with a clear message, for a missing or invalidated branch
         if (c.Args.Flag("--background"))
-            return Background(c, mountpoint, region, branch, readOnly, directText);
+            return Background(c, mountpoint, region, branch, readOnly, directText, timeoutText);
 
         using var cancel = new CancellationTokenSource();
         using var term = PosixSignalRegistration.Create(PosixSignal.SIGTERM, ctx => { ctx.Cancel = true; cancel.Cancel(); });
         using var intr = PosixSignalRegistration.Create(PosixSignal.SIGINT, ctx => { ctx.Cancel = true; cancel.Cancel(); });
-        BranchMount.Run(region, branch, mountpoint, new MountOptions { ReadOnly = readOnly, DirectReadSize = directRead }, () =>
+        BranchMount.Run(region, branch, mountpoint, new MountOptions { ReadOnly = readOnly, DirectReadSize = directRead, CacheTimeout = cacheTimeout }, () =>
         {
             Console.Out.WriteLine($"mounted branch '{branch}' at {mountpoint}{(readOnly || branch == "main" ? " (read-only)" : "")}; unmount with 'daxfs unmount {mountpoint}' or Ctrl-C");
             Console.Out.Flush();
@@ -41,7 +50,7 @@ internal static class MountVerbs
     }
 
     /// <summary>Starts the server as a detached process and returns once the mount is in place.</summary>
-    private static int Background(Context c, string mountpoint, string region, string branch, bool readOnly, string? directRead)
+    private static int Background(Context c, string mountpoint, string region, string branch, bool readOnly, string? directRead, string? cacheTimeout)
     {
         // Checked here, not only by the server: a server that fails on a mount point already in use would
         // look like a success to the wait below, which only sees that something is mounted there.
@@ -56,6 +65,11 @@ internal static class MountVerbs
         {
             psi.ArgumentList.Add("--direct-read");
             psi.ArgumentList.Add(directRead);
+        }
+        if (cacheTimeout is not null)
+        {
+            psi.ArgumentList.Add("--cache-timeout");
+            psi.ArgumentList.Add(cacheTimeout);
         }
         psi.Environment["DAXFS_MOUNT_LOG"] = log;
         using var child = Process.Start(psi) ?? throw new IOException("cannot start the mount server");

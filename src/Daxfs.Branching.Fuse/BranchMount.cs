@@ -11,8 +11,13 @@ public sealed record MountOptions
     /// <summary>Threads serving requests (default 2).</summary>
     public int Threads { get; init; } = 2;
 
-    /// <summary>How long the kernel may cache names and attributes (default 1 s). Changes made elsewhere are also pushed.</summary>
-    public TimeSpan CacheTimeout { get; init; } = TimeSpan.FromSeconds(1);
+    /// <summary>
+    /// How long the kernel may cache names (found or missing) and attributes. Changes made by other processes are
+    /// pushed to the kernel within 0.1 s whatever this is, so it only bounds how long a lookup is saved. Default
+    /// (null): 60 s on a kernel that can drop every cached name at once (Linux 6.16 on, FUSE 7.44), 1 s on an
+    /// older one, where a name removed or renamed elsewhere stays visible until it expires.
+    /// </summary>
+    public TimeSpan? CacheTimeout { get; init; }
 
     /// <summary>
     /// Files at least this large (default 1 MiB), when opened read-only, are read past the kernel's page cache: each
@@ -75,7 +80,7 @@ public static class BranchMount
             using var registration = cancel.Register(() => Unmount(target));
             var server = new FuseServer(fd, store, branch, readOnly, options.Log ?? Console.Error)
             {
-                EntryTimeout = options.CacheTimeout,
+                CacheTimeout = options.CacheTimeout,
                 DirectReadSize = options.DirectReadSize,
                 Initialized = () => TuneReadahead(target), // after INIT: the kernel sets readahead from the reply then
             };

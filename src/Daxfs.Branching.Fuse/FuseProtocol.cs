@@ -22,7 +22,7 @@ internal static class FuseProtocol
     // INIT flags
     public const uint AsyncRead = 1 << 0, BigWrites = 1 << 5, DoReaddirplus = 1 << 13, ReaddirplusAuto = 1 << 14,
         AutoInvalData = 1 << 12, ParallelDirops = 1 << 18, MaxPagesFlag = 1 << 22, CacheSymlinks = 1 << 23,
-        ExportSupport = 1 << 4, InitExt = 1u << 30;
+        ExportSupport = 1 << 4, NoOpendirSupport = 1 << 24, InitExt = 1u << 30;
 
     // INIT flags2 (the upper half of the 64-bit flags, offered when the kernel sets InitExt)
     public const uint DirectIoAllowMmap = 1 << (36 - 32);
@@ -36,7 +36,22 @@ internal static class FuseProtocol
 
     public const uint RenameNoReplace = 1, RenameExchange = 2;
 
-    public const int NotifyInvalInode = 2, NotifyInvalEntry = 3;
+    public const int NotifyInvalInode = 2, NotifyInvalEntry = 3, NotifyIncEpoch = 8;
+
+    /// <summary>The kernel's name for request <paramref name="opcode"/> (without the FUSE_ prefix).</summary>
+    public static string Name(uint opcode) => opcode switch
+    {
+        Lookup => "LOOKUP", Forget => "FORGET", GetAttr => "GETATTR", SetAttr => "SETATTR", ReadLink => "READLINK",
+        Symlink => "SYMLINK", Mknod => "MKNOD", Mkdir => "MKDIR", Unlink => "UNLINK", Rmdir => "RMDIR", Rename => "RENAME",
+        Link => "LINK", Open => "OPEN", Read => "READ", Write => "WRITE", StatFs => "STATFS", Release => "RELEASE",
+        Fsync => "FSYNC", SetXattr => "SETXATTR", GetXattr => "GETXATTR", ListXattr => "LISTXATTR",
+        RemoveXattr => "REMOVEXATTR", Flush => "FLUSH", Init => "INIT", OpenDir => "OPENDIR", ReadDir => "READDIR",
+        ReleaseDir => "RELEASEDIR", FsyncDir => "FSYNCDIR", GetLk => "GETLK", SetLk => "SETLK", SetLkw => "SETLKW",
+        Access => "ACCESS", Create => "CREATE", Interrupt => "INTERRUPT", Bmap => "BMAP", Destroy => "DESTROY",
+        Ioctl => "IOCTL", Poll => "POLL", BatchForget => "BATCH_FORGET", Fallocate => "FALLOCATE",
+        ReadDirPlus => "READDIRPLUS", Rename2 => "RENAME2", Lseek => "LSEEK", CopyFileRange => "COPY_FILE_RANGE",
+        _ => $"opcode {opcode}",
+    };
 }
 
 [StructLayout(LayoutKind.Explicit, Size = 40)]

@@ -20,8 +20,10 @@ internal sealed unsafe class FuseServer
     private readonly Branch _branch;
     private readonly bool _readOnly;
     private readonly ConcurrentDictionary<long, byte> _known = new();
-    // Open directories: the listing each one reads, taken at its first READDIR (null until then).
-    private readonly ConcurrentDictionary<ulong, List<(string Name, InodeAttributes Attributes)>?> _dirs = new();
+    // Listings being read, by directory and open handle (handle 0 when the kernel opens directories without
+    // asking): taken at the READDIR of offset 0, so a listing read in several requests is one snapshot.
+    private readonly ConcurrentDictionary<(long Node, ulong Fh), List<(string Name, InodeAttributes Attributes)>> _listings = new();
+    private readonly long[] _requests = new long[64];
     private long _nextFh = 1;
     private object? _lastView;
     private volatile bool _stale;
@@ -38,13 +40,27 @@ internal sealed unsafe class FuseServer
         _known[FuseProtocol.RootId] = 0;
     }
 
-    public TimeSpan EntryTimeout { get; init; } = TimeSpan.FromSeconds(1);
+    /// <summary>The timeout asked for (see <see cref="MountOptions.CacheTimeout"/>); null picks one at INIT.</summary>
+    public TimeSpan? CacheTimeout { get; init; }
+
+    // How long the kernel may cache names and attributes: set at INIT, before any reply that carries it.
+    private TimeSpan _entryTimeout = TimeSpan.FromSeconds(1);
 
     /// <summary>Files at least this large, opened read-only, are read past the page cache (see <see cref="MountOptions.DirectReadSize"/>).</summary>
     public long DirectReadSize { get; init; } = long.MaxValue;
 
     // Set by INIT: whether the kernel lets a file opened for direct I/O be mapped shared (without it, mmap would fail).
     private bool _directIoAllowed;
+
+    // Set by INIT: whether the kernel opens directories without asking once OPENDIR answers ENOSYS.
+    private bool _noOpendir;
+
+    // Set by INIT: whether the kernel takes FUSE_NOTIFY_INC_EPOCH (protocol 7.44), which makes every name it
+    // cached, found or missing, be looked up again. Only then are missing names cached.
+    private bool _epochs;
+
+    /// <summary>At most this many listings are kept between the requests that read them.</summary>
+    private const int MaxListings = 1024;
 
     /// <summary>Called once the kernel accepted the INIT reply (its readahead settings are final then).</summary>
     public Action? Initialized { get; init; }
@@ -64,6 +80,15 @@ internal sealed unsafe class FuseServer
         lock (_ahead) Monitor.Pulse(_ahead);
         watcher.Join();
         checker.Join();
+        _log.WriteLine($"daxfs mount: {RequestSummary()}");
+    }
+
+    /// <summary>How many requests of each kind the kernel sent, most frequent first ("served 12 requests: LOOKUP 5, …").</summary>
+    internal string RequestSummary()
+    {
+        var counts = _requests.Select((n, op) => (Op: (uint)op, N: Interlocked.Read(ref _requests[op]))).Where(c => c.N > 0)
+            .OrderByDescending(c => c.N).ToList();
+        return $"served {counts.Sum(c => c.N)} requests" + (counts.Count == 0 ? "" : ": " + string.Join(", ", counts.Select(c => $"{FuseProtocol.Name(c.Op)} {c.N}")));
     }
 
     // ------------------------------------------------------------------ checking base data ahead of large reads
@@ -208,6 +233,15 @@ internal sealed unsafe class FuseServer
     private void InvalidateAll()
     {
         var iov = stackalloc FuseNative.IoVec[2];
+        if (_epochs)
+        {
+            // Every name the kernel cached (found or missing, including those of lookups still under way) is
+            // looked up again on its next use: a file created, removed or renamed elsewhere shows at once.
+            var e = new FuseOutHeader { Len = (uint)sizeof(FuseOutHeader), Error = FuseProtocol.NotifyIncEpoch, Unique = 0 };
+            iov[0] = new FuseNative.IoVec { Base = &e, Length = (nuint)sizeof(FuseOutHeader) };
+            if (FuseNative.Writev(_fd, iov, 1) < 0)
+                _log.WriteLine($"daxfs mount: dropping the kernel's cached names failed: {FuseNative.Describe(FuseNative.LastError)}");
+        }
         foreach (var ino in _known.Keys)
         {
             var h = new FuseOutHeader { Len = (uint)(sizeof(FuseOutHeader) + sizeof(FuseNotifyInvalInode)), Error = FuseProtocol.NotifyInvalInode, Unique = 0 };
@@ -307,6 +341,7 @@ internal sealed unsafe class FuseServer
     private void Dispatch(ref FuseInHeader h, ReadOnlySpan<byte> body)
     {
         long node = (long)h.NodeId;
+        Interlocked.Increment(ref _requests[h.Opcode & 63]);
         switch (h.Opcode)
         {
             case FuseProtocol.Init:
@@ -319,8 +354,21 @@ internal sealed unsafe class FuseServer
             case FuseProtocol.Lookup:
             {
                 string name = CString(body, out _);
-                var a = _branch.LookupChild(node, name);
-                ReplyEntry(h.Unique, in a);
+                if (_branch.TryLookupChild(node, name, out var a))
+                {
+                    ReplyEntry(h.Unique, in a);
+                }
+                else if (_epochs)
+                {
+                    // Node 0: missing, and the kernel may keep that for the entry timeout (a tool probing for a
+                    // .gitignore in every directory asks once); the watcher's epoch drops it on a change elsewhere.
+                    var e = Entry(default);
+                    ReplyStruct(h.Unique, in e);
+                }
+                else
+                {
+                    ReplyError(h.Unique, FuseNative.ENOENT); // not cached: nothing could drop it on a change elsewhere
+                }
                 return;
             }
             case FuseProtocol.GetAttr:
@@ -464,8 +512,12 @@ internal sealed unsafe class FuseServer
                 ReplyStruct(h.Unique, in s);
                 return;
             }
-            case FuseProtocol.Release:
             case FuseProtocol.Flush:
+                // Nothing to do on close (writes reach the branch as they come); ENOSYS makes the kernel stop
+                // sending FLUSH (it still writes back dirty mapped pages before a close returns).
+                ReplyError(h.Unique, FuseNative.ENOSYS);
+                return;
+            case FuseProtocol.Release:
             case FuseProtocol.Fsync:
             case FuseProtocol.FsyncDir:
             case FuseProtocol.Access:
@@ -473,21 +525,24 @@ internal sealed unsafe class FuseServer
                 return;
             case FuseProtocol.OpenDir:
             {
+                // The kernel keeps listings in its cache and reads them from there while the directory is
+                // unchanged: it drops one itself on a change made through this mount, and on one made elsewhere
+                // when the watcher invalidates the inode. A kernel that can open directories without asking
+                // (it then keeps their listings cached too) is told so, and a repeated walk (git status, find,
+                // a build) costs no request per directory at all; an older one gets a handle.
+                if (_noOpendir)
+                {
+                    ReplyError(h.Unique, FuseNative.ENOSYS);
+                    return;
+                }
                 if (_branch.GetAttributes(node).Kind != NodeKind.Directory) // also: ESTALE once the branch is stale
                     ThrowHelper.IO(FileSystemError.NotADirectory, $"inode {node}");
-                ulong fh = (ulong)Interlocked.Increment(ref _nextFh);
-                _dirs[fh] = null;
-                // The kernel keeps the listing in its cache and reads it from there while the directory is
-                // unchanged: it drops it itself on a change made through this mount, and on one made elsewhere
-                // when the watcher invalidates the inode. So a repeated walk (git status, find, a build) costs an
-                // OPENDIR and a RELEASEDIR per directory, not the READDIRs too.
-                ReplyOpen(h.Unique, fh, FuseProtocol.CacheDir | FuseProtocol.KeepCache);
+                ReplyOpen(h.Unique, (ulong)Interlocked.Increment(ref _nextFh), FuseProtocol.CacheDir | FuseProtocol.KeepCache);
                 return;
             }
             case FuseProtocol.ReleaseDir:
             {
-                ulong fh = MemoryMarshal.Read<ulong>(body);
-                _dirs.TryRemove(fh, out _);
+                _listings.TryRemove((node, MemoryMarshal.Read<ulong>(body)), out _);
                 ReplyEmpty(h.Unique);
                 return;
             }
@@ -525,6 +580,9 @@ internal sealed unsafe class FuseServer
         // The kernel reads flags2 whenever the reply sets InitExt, whatever minor version it names.
         bool allowMmap = (i.Flags & FuseProtocol.InitExt) != 0 && (i.Flags2 & FuseProtocol.DirectIoAllowMmap) != 0;
         _directIoAllowed = allowMmap && DirectReadSize != long.MaxValue;
+        _noOpendir = (i.Flags & FuseProtocol.NoOpendirSupport) != 0;
+        _epochs = i.Minor >= 44;
+        _entryTimeout = CacheTimeout ?? TimeSpan.FromSeconds(_epochs ? 60 : 1);
         var o = new FuseInitOut
         {
             Major = FuseProtocol.Major,
@@ -546,10 +604,16 @@ internal sealed unsafe class FuseServer
     {
         var r = MemoryMarshal.Read<FuseReadIn>(body);
         long node = (long)h.NodeId;
-        if (!_dirs.TryGetValue(r.Fh, out var list) || list is null)
+        var key = (node, r.Fh);
+        if (r.Offset == 0 || !_listings.TryGetValue(key, out var list))
         {
+            // A new pass over the directory (or one whose listing was dropped): take it now and keep it for the
+            // requests that continue this pass. Without a handle (fh 0) nothing says when a pass is abandoned,
+            // so the kept listings are bounded.
             list = _branch.ReadDirectory(node);
-            _dirs.TryUpdate(r.Fh, list, null); // the same listing for the rest of this open directory
+            if (_listings.Count >= MaxListings)
+                _listings.Clear();
+            _listings[key] = list;
         }
         int size = (int)Math.Min(r.Size, 1 << 20);
         var buffer = new byte[size];
@@ -592,6 +656,8 @@ internal sealed unsafe class FuseServer
             Encoding.UTF8.GetBytes(name, span[(at + 24)..]);
             used += entrySize;
         }
+        if (used == 0)
+            _listings.TryRemove(KeyValuePair.Create(key, list)); // the end of this pass: the kernel reads until an empty reply
         ReplyBytes(h.Unique, buffer.AsSpan(0, used));
     }
 
@@ -626,8 +692,8 @@ internal sealed unsafe class FuseServer
 
     private FuseEntryOut Entry(in InodeAttributes a)
     {
-        long sec = (long)EntryTimeout.TotalSeconds;
-        uint nsec = (uint)((EntryTimeout.Ticks % TimeSpan.TicksPerSecond) * 100);
+        long sec = (long)_entryTimeout.TotalSeconds;
+        uint nsec = (uint)((_entryTimeout.Ticks % TimeSpan.TicksPerSecond) * 100);
         return new FuseEntryOut
         {
             NodeId = (ulong)a.Ino,
@@ -651,8 +717,8 @@ internal sealed unsafe class FuseServer
     {
         var o = new FuseAttrOut
         {
-            AttrValid = (ulong)(long)EntryTimeout.TotalSeconds,
-            AttrValidNsec = (uint)((EntryTimeout.Ticks % TimeSpan.TicksPerSecond) * 100),
+            AttrValid = (ulong)(long)_entryTimeout.TotalSeconds,
+            AttrValidNsec = (uint)((_entryTimeout.Ticks % TimeSpan.TicksPerSecond) * 100),
             Attr = ToAttr(in a),
         };
         ReplyStruct(unique, in o);

@@ -28,15 +28,23 @@ public sealed partial class Branch
         return Attr(in i);
     }
 
-    internal InodeAttributes LookupChild(long parent, string name)
+    /// <summary>
+    /// The entry <paramref name="name"/> of directory <paramref name="parent"/>; false when the directory has no
+    /// such entry (not an exception: the mount answers such lookups often, every .gitignore a tool probes for).
+    /// </summary>
+    internal bool TryLookupChild(long parent, string name, out InodeAttributes attributes)
     {
         var v = ReadView();
         RequireDir(v, parent);
         long ino = v.Lookup(parent, name);
         if (ino == 0)
-            ThrowHelper.IO(FileSystemError.NotFound, name);
+        {
+            attributes = default;
+            return false;
+        }
         var i = v.Info(ino);
-        return Attr(in i);
+        attributes = Attr(in i);
+        return true;
     }
 
     internal List<(string Name, InodeAttributes Attributes)> ReadDirectory(long ino)
