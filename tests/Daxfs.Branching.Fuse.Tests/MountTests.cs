@@ -473,6 +473,9 @@ public class MountTests
         r = Sh.Daxfs("mount", Path.Combine(m.Root, "mp"), "-r", m.Region, "-b", "nope");
         Assert.Equal(1, r.Code);
         Assert.Contains("branch 'nope' not found", r.Err);
+        r = Sh.Daxfs("mount", Path.Combine(m.Root, "mp"), "-r", m.Region, "-b", "main", "--cache-timeout", "soon");
+        Assert.Equal(2, r.Code);
+        Assert.Contains("--cache-timeout: 'soon' is not a number of seconds", r.Err);
         r = Sh.Daxfs("unmount", Path.Combine(m.Root, "mp"));
         Assert.Equal(1, r.Code);
         Assert.Contains("not mounted", r.Err);
