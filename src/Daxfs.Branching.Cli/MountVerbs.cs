@@ -20,7 +20,7 @@ internal static class MountVerbs
         if (timeoutText is not null)
         {
             if (!double.TryParse(timeoutText, System.Globalization.NumberStyles.AllowDecimalPoint, System.Globalization.CultureInfo.InvariantCulture, out double seconds)
-                || seconds > 86400)
+                || !(seconds >= 0 && seconds <= 86400)) // also refuses NaN
                 throw new UsageException($"--cache-timeout: '{timeoutText}' is not a number of seconds from 0 to 86400");
             cacheTimeout = TimeSpan.FromSeconds(seconds);
         }

@@ -476,6 +476,9 @@ public class MountTests
         r = Sh.Daxfs("mount", Path.Combine(m.Root, "mp"), "-r", m.Region, "-b", "main", "--cache-timeout", "soon");
         Assert.Equal(2, r.Code);
         Assert.Contains("--cache-timeout: 'soon' is not a number of seconds", r.Err);
+        r = Sh.Daxfs("mount", Path.Combine(m.Root, "mp"), "-r", m.Region, "-b", "main", "--cache-timeout", "NaN");
+        Assert.Equal(2, r.Code);
+        Assert.Contains("--cache-timeout: 'NaN' is not a number of seconds", r.Err);
         r = Sh.Daxfs("unmount", Path.Combine(m.Root, "mp"));
         Assert.Equal(1, r.Code);
         Assert.Contains("not mounted", r.Err);
