@@ -24,6 +24,7 @@ internal sealed unsafe class FuseServer
     // asking): taken at the READDIR of offset 0, so a listing read in several requests is one snapshot.
     private readonly ConcurrentDictionary<(long Node, ulong Fh), List<(string Name, InodeAttributes Attributes)>> _listings = new();
     private readonly long[] _requests = new long[64];
+    private long _invalidations; // how often the watcher dropped the kernel's caches
     private long _nextFh = 1;
     private object? _lastView;
     private volatile bool _stale;
@@ -88,7 +89,8 @@ internal sealed unsafe class FuseServer
     {
         var counts = _requests.Select((n, op) => (Op: (uint)op, N: Interlocked.Read(ref _requests[op]))).Where(c => c.N > 0)
             .OrderByDescending(c => c.N).ToList();
-        return $"served {counts.Sum(c => c.N)} requests" + (counts.Count == 0 ? "" : ": " + string.Join(", ", counts.Select(c => $"{FuseProtocol.Name(c.Op)} {c.N}")));
+        return $"served {counts.Sum(c => c.N)} requests" + (counts.Count == 0 ? "" : ": " + string.Join(", ", counts.Select(c => $"{FuseProtocol.Name(c.Op)} {c.N}")))
+            + $"; dropped the kernel's caches {Interlocked.Read(ref _invalidations)} times for changes made elsewhere";
     }
 
     // ------------------------------------------------------------------ checking base data ahead of large reads
@@ -232,6 +234,7 @@ internal sealed unsafe class FuseServer
 
     private void InvalidateAll()
     {
+        Interlocked.Increment(ref _invalidations);
         var iov = stackalloc FuseNative.IoVec[2];
         if (_epochs)
         {
