@@ -7,7 +7,16 @@ using Daxfs.Branching.Peers;
 // The peer comparison: every scenario on every system that can run here, in one run, with medians and spread.
 //   dotnet run -c Release --project benchmarks/Daxfs.Branching.Peers -- [--quick] [--json PATH] [--markdown PATH] [--tree DIR] [--only NAME]
 var opts = args.ToList();
-string? Opt(string name) { int i = opts.IndexOf(name); return i >= 0 && i + 1 < opts.Count ? opts[i + 1] : null; }
+string? Opt(string name)
+{
+    int i = opts.IndexOf(name);
+    if (i < 0) return null;
+    if (i + 1 < opts.Count && !opts[i + 1].StartsWith("--", StringComparison.Ordinal))
+        return opts[i + 1];
+    Console.Error.WriteLine($"Daxfs.Branching.Peers: option {name} needs a value, not {(i + 1 < opts.Count ? $"the option '{opts[i + 1]}'" : "the end of the line")} (--help for usage)");
+    Environment.Exit(2);
+    return null;
+}
 bool quick = opts.Contains("--quick");
 string? jsonPath = Opt("--json");
 string? markdownPath = Opt("--markdown");
