@@ -65,6 +65,8 @@ public static class BranchMount
     public static void Run(string regionPath, string branchName, string mountpoint, MountOptions? options = null, Action? ready = null, CancellationToken cancel = default)
     {
         options ??= new MountOptions();
+        if (options.CacheTimeout is { } timeout && (timeout < TimeSpan.Zero || timeout > TimeSpan.FromDays(1)))
+            throw new ArgumentOutOfRangeException(nameof(options), $"CacheTimeout {timeout} is outside 0 to 1 day");
         if (FuseProblem() is { } problem)
             throw new InvalidOperationException(problem);
         string target = Path.GetFullPath(mountpoint);

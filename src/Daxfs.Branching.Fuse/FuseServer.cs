@@ -44,8 +44,10 @@ internal sealed unsafe class FuseServer
     /// <summary>The timeout asked for (see <see cref="MountOptions.CacheTimeout"/>); null picks one at INIT.</summary>
     public TimeSpan? CacheTimeout { get; init; }
 
-    // How long the kernel may cache names and attributes: set at INIT, before any reply that carries it.
-    private TimeSpan _entryTimeout = TimeSpan.FromSeconds(1);
+    // How long the kernel may cache names and attributes, as the protocol carries it (whole seconds and the
+    // nanoseconds past them): set at INIT, before any reply that carries it.
+    private ulong _timeoutSec = 1;
+    private uint _timeoutNsec;
 
     /// <summary>Files at least this large, opened read-only, are read past the page cache (see <see cref="MountOptions.DirectReadSize"/>).</summary>
     public long DirectReadSize { get; init; } = long.MaxValue;
@@ -585,7 +587,9 @@ internal sealed unsafe class FuseServer
         _directIoAllowed = allowMmap && DirectReadSize != long.MaxValue;
         _noOpendir = (i.Flags & FuseProtocol.NoOpendirSupport) != 0;
         _epochs = i.Minor >= 44;
-        _entryTimeout = CacheTimeout ?? TimeSpan.FromSeconds(_epochs ? 60 : 1);
+        var timeout = CacheTimeout ?? TimeSpan.FromSeconds(_epochs ? 60 : 1);
+        _timeoutSec = (ulong)(timeout.Ticks / TimeSpan.TicksPerSecond);
+        _timeoutNsec = (uint)(timeout.Ticks % TimeSpan.TicksPerSecond * 100);
         var o = new FuseInitOut
         {
             Major = FuseProtocol.Major,
@@ -693,21 +697,16 @@ internal sealed unsafe class FuseServer
         };
     }
 
-    private FuseEntryOut Entry(in InodeAttributes a)
+    private FuseEntryOut Entry(in InodeAttributes a) => new()
     {
-        long sec = (long)_entryTimeout.TotalSeconds;
-        uint nsec = (uint)((_entryTimeout.Ticks % TimeSpan.TicksPerSecond) * 100);
-        return new FuseEntryOut
-        {
-            NodeId = (ulong)a.Ino,
-            Generation = 1,
-            EntryValid = (ulong)sec,
-            EntryValidNsec = nsec,
-            AttrValid = (ulong)sec,
-            AttrValidNsec = nsec,
-            Attr = ToAttr(in a),
-        };
-    }
+        NodeId = (ulong)a.Ino,
+        Generation = 1,
+        EntryValid = _timeoutSec,
+        EntryValidNsec = _timeoutNsec,
+        AttrValid = _timeoutSec,
+        AttrValidNsec = _timeoutNsec,
+        Attr = ToAttr(in a),
+    };
 
     private void ReplyEntry(ulong unique, in InodeAttributes a)
     {
@@ -720,8 +719,8 @@ internal sealed unsafe class FuseServer
     {
         var o = new FuseAttrOut
         {
-            AttrValid = (ulong)(long)_entryTimeout.TotalSeconds,
-            AttrValidNsec = (uint)((_entryTimeout.Ticks % TimeSpan.TicksPerSecond) * 100),
+            AttrValid = _timeoutSec,
+            AttrValidNsec = _timeoutNsec,
             Attr = ToAttr(in a),
         };
         ReplyStruct(unique, in o);
