@@ -580,7 +580,7 @@ internal sealed unsafe class FuseServer
             return;
         }
         uint wanted = FuseProtocol.AsyncRead | FuseProtocol.BigWrites | FuseProtocol.AutoInvalData | FuseProtocol.DoReaddirplus
-            | FuseProtocol.ReaddirplusAuto | FuseProtocol.ParallelDirops | FuseProtocol.MaxPagesFlag | FuseProtocol.CacheSymlinks;
+            | FuseProtocol.ReaddirplusAuto | FuseProtocol.ParallelDirops | FuseProtocol.MaxPagesFlag | FuseProtocol.CacheSymlinks | FuseProtocol.AsyncDio;
         // Direct reads need mmap to keep working on such files, which the kernel allows only when asked (flags2).
         // The kernel reads flags2 whenever the reply sets InitExt, whatever minor version it names.
         bool allowMmap = (i.Flags & FuseProtocol.InitExt) != 0 && (i.Flags2 & FuseProtocol.DirectIoAllowMmap) != 0;
