@@ -101,3 +101,28 @@ internal sealed class Mounted : IDisposable
         try { Directory.Delete(Root, recursive: true); } catch (IOException) { }
     }
 }
+
+/// <summary>A temporary directory holding one file of random bytes, big.bin (the source tree of a region); removed afterwards.</summary>
+internal sealed class RandomTree : IDisposable
+{
+    public RandomTree(int size, int seed)
+    {
+        Path = System.IO.Path.Combine(System.IO.Path.GetTempPath(), $"daxfs-fuse-tree-{Guid.NewGuid():N}");
+        Directory.CreateDirectory(Path);
+        Bytes = new byte[size];
+        new Random(seed).NextBytes(Bytes);
+        File = System.IO.Path.Combine(Path, "big.bin");
+        System.IO.File.WriteAllBytes(File, Bytes);
+    }
+
+    /// <summary>The directory.</summary>
+    public string Path { get; }
+
+    /// <summary>big.bin's full path.</summary>
+    public string File { get; }
+
+    /// <summary>big.bin's bytes.</summary>
+    public byte[] Bytes { get; }
+
+    public void Dispose() => Directory.Delete(Path, recursive: true);
+}

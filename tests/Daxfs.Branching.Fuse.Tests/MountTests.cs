@@ -158,52 +158,41 @@ public class MountTests
     {
         // A 3 MiB file of the base image, patched in the branch at unaligned places, so one read reply is made
         // of many pieces from both layers (replies of 64 KiB or more go out spliced when the pipe takes them).
-        string tree = Path.Combine(Path.GetTempPath(), $"daxfs-fuse-tree-{Guid.NewGuid():N}");
-        Directory.CreateDirectory(tree);
-        var original = new byte[3 * 1024 * 1024 + 12_345];
-        new Random(21).NextBytes(original);
-        File.WriteAllBytes(Path.Combine(tree, "big.bin"), original);
-        try
-        {
-            using var m = new Mounted(tree);
-            string direct = m.Mount("pieces");
-            string cached = m.MountAt("mnt-pieces-cached", "pieces", "--direct-read", "off");
-            Assert.NotEqual(direct, cached);
-            const string Script = """
-                python3 - "$1" <<'PY'
-                import hashlib, os, sys
-                want = bytearray(open(sys.argv[1], 'rb').read())
-                patches = [(5, 3), (4095, 2), (65_536 - 1, 70_000), (1_048_576 + 17, 4_096), (2_000_001, 1), (3 * 1_048_576 + 12_000, 345)]
-                with open('big.bin', 'r+b') as f:
-                    for i, (off, n) in enumerate(patches):
-                        data = bytes((i * 31 + k) & 0xFF for k in range(n))
-                        f.seek(off); f.write(data); want[off:off + n] = data
-                bad = 0
-                for size in (1_048_576, 200_000, 65_543, 131_072):
-                    for start in (0, 1, 4095, 65_536 + 3):
-                        with open('big.bin', 'rb', buffering=0) as f:
-                            f.seek(start); got = bytearray()
-                            while True:
-                                b = f.read(size)
-                                if not b: break
-                                got += b
-                        if bytes(got) != bytes(want[start:]): bad += 1
-                print('mismatches', bad, 'sha', hashlib.sha256(want).hexdigest()[:16])
-                PY
-                """;
-            // The patches are made through the direct mount; the cached mount of the same branch sees them too.
-            var viaDirect = Sh.Ok(Sh.Run("bash", ["-c", "set -euo pipefail\n" + Script, "script", Path.Combine(tree, "big.bin")], direct), "direct reads");
-            Assert.StartsWith("mismatches 0 sha ", viaDirect.Out);
-            var readBack = Sh.Ok(Sh.Bash("sha256sum < big.bin | cut -c1-16", cached), "cached read");
-            Assert.Equal(viaDirect.Out.Trim()["mismatches 0 sha ".Length..], readBack.Out.Trim());
-            // Neither server had to give up splicing (a failed splice falls back to writev and says so in its log).
-            foreach (string mp in new[] { direct, cached })
-                Assert.DoesNotContain("spliced reply failed", File.ReadAllText(m.Logs[mp]));
-        }
-        finally
-        {
-            Directory.Delete(tree, recursive: true);
-        }
+        using var tree = new RandomTree(3 * 1024 * 1024 + 12_345, 21);
+        using var m = new Mounted(tree.Path);
+        string direct = m.Mount("pieces");
+        string cached = m.MountAt("mnt-pieces-cached", "pieces", "--direct-read", "off");
+        Assert.NotEqual(direct, cached);
+        const string Script = """
+            python3 - "$1" <<'PY'
+            import hashlib, os, sys
+            want = bytearray(open(sys.argv[1], 'rb').read())
+            patches = [(5, 3), (4095, 2), (65_536 - 1, 70_000), (1_048_576 + 17, 4_096), (2_000_001, 1), (3 * 1_048_576 + 12_000, 345)]
+            with open('big.bin', 'r+b') as f:
+                for i, (off, n) in enumerate(patches):
+                    data = bytes((i * 31 + k) & 0xFF for k in range(n))
+                    f.seek(off); f.write(data); want[off:off + n] = data
+            bad = 0
+            for size in (1_048_576, 200_000, 65_543, 131_072):
+                for start in (0, 1, 4095, 65_536 + 3):
+                    with open('big.bin', 'rb', buffering=0) as f:
+                        f.seek(start); got = bytearray()
+                        while True:
+                            b = f.read(size)
+                            if not b: break
+                            got += b
+                    if bytes(got) != bytes(want[start:]): bad += 1
+            print('mismatches', bad, 'sha', hashlib.sha256(want).hexdigest()[:16])
+            PY
+            """;
+        // The patches are made through the direct mount; the cached mount of the same branch sees them too.
+        var viaDirect = Sh.Ok(Sh.Run("bash", ["-c", "set -euo pipefail\n" + Script, "script", tree.File], direct), "direct reads");
+        Assert.StartsWith("mismatches 0 sha ", viaDirect.Out);
+        var readBack = Sh.Ok(Sh.Bash("sha256sum < big.bin | cut -c1-16", cached), "cached read");
+        Assert.Equal(viaDirect.Out.Trim()["mismatches 0 sha ".Length..], readBack.Out.Trim());
+        // Neither server had to give up splicing (a failed splice falls back to writev and says so in its log).
+        foreach (string mp in new[] { direct, cached })
+            Assert.DoesNotContain("spliced reply failed", File.ReadAllText(m.Logs[mp]));
     }
 
     [Fact]
@@ -212,45 +201,33 @@ public class MountTests
         // The server accepts asynchronous direct I/O: a large O_DIRECT read or write is sent as several requests
         // at once (one per 1 MiB), and io_uring keeps several reads of a file opened for direct reads in flight.
         // The two server threads then answer them side by side, each piece at its own offset.
-        string tree = Path.Combine(Path.GetTempPath(), $"daxfs-fuse-tree-{Guid.NewGuid():N}");
-        Directory.CreateDirectory(tree);
-        var original = new byte[6 * 1024 * 1024 + 12_345];
-        new Random(23).NextBytes(original);
-        string source = Path.Combine(tree, "big.bin");
-        File.WriteAllBytes(source, original);
-        string want = Convert.ToHexString(SHA256.HashData(original)).ToLowerInvariant();
-        try
-        {
-            using var m = new Mounted(tree);
-            string direct = m.Mount("inflight");
-            string cached = m.MountAt("mnt-inflight-cached", "inflight", "--direct-read", "off");
-            // O_DIRECT through the mount that caches: 4 MiB reads and writes, four requests each, the last short.
-            var dd = Sh.Ok(Sh.Bash($"""
-                dd if=big.bin iflag=direct bs=4M status=none | sha256sum | cut -d' ' -f1
-                dd if='{source}' of=copy.bin oflag=direct bs=4M status=none
-                """, cached), "O_DIRECT dd");
-            Assert.Equal($"{want}\n", dd.Out);
-            Assert.Equal($"{want}\n", Sh.Ok(Sh.Bash("sha256sum copy.bin | cut -d' ' -f1", direct), "read the copy back").Out);
-            // fio writes 16 MiB with eight 1 MiB O_DIRECT writes in flight, each block carrying its own checksum,
-            // then reads it back eight at a time and checks every block: through the mount that reads large files
-            // directly (buffered io_uring reads of a file opened read-only) and through the one that caches
-            // (O_DIRECT). A block served from the wrong offset or layer fails the check and fio's exit code.
-            const string Job = "--name=inflight --filename=fio.bin --bs=1M --size=16M --ioengine=io_uring --iodepth=8 --verify=crc32c";
-            Sh.Ok(Sh.Bash($"fio {Job} --rw=write --direct=1 --do_verify=0 --output-format=terse >/dev/null", cached), "fio write");
-            Sh.Ok(Sh.Bash($"fio {Job} --rw=read --direct=0 --readonly --output-format=terse >/dev/null", direct), "fio read, direct mount");
-            Sh.Ok(Sh.Bash($"fio {Job} --rw=read --direct=1 --readonly --output-format=terse >/dev/null", cached), "fio read, O_DIRECT");
-            // And a block changed through the mount is caught by the same check: the check can fail.
-            Sh.Ok(Sh.Bash("printf X | dd of=fio.bin bs=1 seek=5000000 conv=notrunc status=none", direct), "damage one block");
-            var bad = Sh.Bash($"fio {Job} --rw=read --direct=0 --readonly --output-format=terse", direct);
-            Assert.NotEqual(0, bad.Code);
-            Assert.Contains("verify failed", bad.Err + bad.Out);
-            foreach (string mp in new[] { direct, cached })
-                Assert.DoesNotContain("daxfs mount: opcode", File.ReadAllText(m.Logs[mp]));
-        }
-        finally
-        {
-            Directory.Delete(tree, recursive: true);
-        }
+        using var tree = new RandomTree(6 * 1024 * 1024 + 12_345, 23);
+        string want = Convert.ToHexString(SHA256.HashData(tree.Bytes)).ToLowerInvariant();
+        using var m = new Mounted(tree.Path);
+        string direct = m.Mount("inflight");
+        string cached = m.MountAt("mnt-inflight-cached", "inflight", "--direct-read", "off");
+        // O_DIRECT through the mount that caches: 4 MiB reads and writes, four requests each, the last short.
+        var dd = Sh.Ok(Sh.Bash($"""
+            dd if=big.bin iflag=direct bs=4M status=none | sha256sum | cut -d' ' -f1
+            dd if='{tree.File}' of=copy.bin oflag=direct bs=4M status=none
+            """, cached), "O_DIRECT dd");
+        Assert.Equal($"{want}\n", dd.Out);
+        Assert.Equal($"{want}\n", Sh.Ok(Sh.Bash("sha256sum copy.bin | cut -d' ' -f1", direct), "read the copy back").Out);
+        // fio writes 16 MiB with eight 1 MiB O_DIRECT writes in flight, each block carrying its own checksum,
+        // then reads it back eight at a time and checks every block: through the mount that reads large files
+        // directly (buffered io_uring reads of a file opened read-only) and through the one that caches
+        // (O_DIRECT). A block served from the wrong offset or layer fails the check and fio's exit code.
+        const string Job = "--name=inflight --filename=fio.bin --bs=1M --size=16M --ioengine=io_uring --iodepth=8 --verify=crc32c";
+        Sh.Ok(Sh.Bash($"fio {Job} --rw=write --direct=1 --do_verify=0 --output-format=terse >/dev/null", cached), "fio write");
+        Sh.Ok(Sh.Bash($"fio {Job} --rw=read --direct=0 --readonly --output-format=terse >/dev/null", direct), "fio read, direct mount");
+        Sh.Ok(Sh.Bash($"fio {Job} --rw=read --direct=1 --readonly --output-format=terse >/dev/null", cached), "fio read, O_DIRECT");
+        // And a block changed through the mount is caught by the same check: the check can fail.
+        Sh.Ok(Sh.Bash("printf X | dd of=fio.bin bs=1 seek=5000000 conv=notrunc status=none", direct), "damage one block");
+        var bad = Sh.Bash($"fio {Job} --rw=read --direct=0 --readonly --output-format=terse", direct);
+        Assert.NotEqual(0, bad.Code);
+        Assert.Contains("verify failed", bad.Err + bad.Out);
+        foreach (string mp in new[] { direct, cached })
+            Assert.DoesNotContain("daxfs mount: opcode", File.ReadAllText(m.Logs[mp]));
     }
 
     [Fact]
@@ -258,40 +235,30 @@ public class MountTests
     {
         // The server checks base data ahead of large reads in the background; a damaged chunk found there
         // must still fail the reader's own request (EIO), never be served, and never stop the server.
-        string tree = Path.Combine(Path.GetTempPath(), $"daxfs-fuse-tree-{Guid.NewGuid():N}");
-        Directory.CreateDirectory(tree);
-        var original = new byte[4 << 20];
-        new Random(22).NextBytes(original);
-        File.WriteAllBytes(Path.Combine(tree, "big.bin"), original);
-        try
+        using var tree = new RandomTree(4 << 20, 22);
+        var original = tree.Bytes;
+        using var m = new Mounted(tree.Path);
+        // Find the file's bytes at 2.5 MiB in the region and flip one of them.
+        const int At = (5 << 20) / 2;
+        var needle = original.AsSpan(At, 64).ToArray();
+        var head = new byte[32 << 20];
+        int got;
+        using (var f = File.OpenRead(m.Region)) got = f.ReadAtLeast(head, head.Length, throwOnEndOfStream: false);
+        int where = head.AsSpan(0, got).IndexOf(needle);
+        Assert.True(where > 0, "the file's bytes were not found in the region");
+        using (var f = new FileStream(m.Region, FileMode.Open, FileAccess.ReadWrite))
         {
-            using var m = new Mounted(tree);
-            // Find the file's bytes at 2.5 MiB in the region and flip one of them.
-            const int At = (5 << 20) / 2;
-            var needle = original.AsSpan(At, 64).ToArray();
-            var head = new byte[32 << 20];
-            int got;
-            using (var f = File.OpenRead(m.Region)) got = f.ReadAtLeast(head, head.Length, throwOnEndOfStream: false);
-            int where = head.AsSpan(0, got).IndexOf(needle);
-            Assert.True(where > 0, "the file's bytes were not found in the region");
-            using (var f = new FileStream(m.Region, FileMode.Open, FileAccess.ReadWrite))
-            {
-                f.Position = where + 10;
-                f.WriteByte((byte)(original[At + 10] ^ 0x5A));
-            }
-            string mp = m.Mount("main", false);
-            var r = Sh.Bash("dd if=big.bin of=/dev/null bs=1M 2>&1 || echo failed", mp);
-            Assert.Contains("Input/output error", r.Out);
-            Assert.Contains("failed", r.Out);
-            string firstTwo = Convert.ToHexString(SHA256.HashData(original.AsSpan(0, 2 << 20))).ToLowerInvariant();
-            var again = Sh.Ok(Sh.Bash("head -c 2097152 big.bin | sha256sum | cut -d' ' -f1 && ls", mp), "read before the damage");
-            Assert.Equal($"{firstTwo}\nbig.bin\n", again.Out);
-            Assert.True(BranchMount.IsMounted(mp));
+            f.Position = where + 10;
+            f.WriteByte((byte)(original[At + 10] ^ 0x5A));
         }
-        finally
-        {
-            Directory.Delete(tree, recursive: true);
-        }
+        string mp = m.Mount("main", false);
+        var r = Sh.Bash("dd if=big.bin of=/dev/null bs=1M 2>&1 || echo failed", mp);
+        Assert.Contains("Input/output error", r.Out);
+        Assert.Contains("failed", r.Out);
+        string firstTwo = Convert.ToHexString(SHA256.HashData(original.AsSpan(0, 2 << 20))).ToLowerInvariant();
+        var again = Sh.Ok(Sh.Bash("head -c 2097152 big.bin | sha256sum | cut -d' ' -f1 && ls", mp), "read before the damage");
+        Assert.Equal($"{firstTwo}\nbig.bin\n", again.Out);
+        Assert.True(BranchMount.IsMounted(mp));
     }
 
     [Fact]
