@@ -16,6 +16,12 @@ public sealed record StoreOptions
     /// <summary>Slots of the branch table: the most branches (main included) that can exist at once. Default 4096.</summary>
     public int BranchSlots { get; init; } = 4096;
 
+    /// <summary>
+    /// Entries of the process table: the most stores (in any processes) that can have the region open at once.
+    /// Default 1024 (32 KiB of the region); at most 65536.
+    /// </summary>
+    public int ProcessSlots { get; init; } = 1024;
+
     /// <summary>Replace an existing region file at the path.</summary>
     public bool Overwrite { get; init; }
 

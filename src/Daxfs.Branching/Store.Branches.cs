@@ -1,4 +1,5 @@
 using Daxfs.Branching.Branching;
+using Daxfs.Branching.Coordination;
 using Daxfs.Branching.Format;
 using Daxfs.Branching.Log;
 
@@ -440,7 +441,7 @@ public sealed partial class Store
         foreach (var k in doomed)
         {
             Volatile.Write(ref SlotAt(k.Slot).State, (uint)SlotState.Free);
-            _leases.Park(k.AllBlocks());
+            _changes.Leases.Park(k.AllBlocks());
             _kept.Remove(k.Slot);
             _invalidatedNames.Remove(k.Name);
             k.Kept = false;
@@ -460,7 +461,7 @@ public sealed partial class Store
         s.Status = to is SlotState.Invalidated or SlotState.Kept ? BranchState.StatusInvalidated : BranchState.StatusEnded;
         s.Log.ReleaseSpare();
         if (freeBlocks)
-            _leases.Park(s.AllBlocks());
+            _changes.Leases.Park(s.AllBlocks());
         _slots[s.Slot] = null;
         _byName.Remove(s.Name);
         if (to is SlotState.Invalidated or SlotState.Kept)

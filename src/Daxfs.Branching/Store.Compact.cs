@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using Daxfs.Branching.Branching;
+using Daxfs.Branching.Coordination;
 using Daxfs.Branching.Building;
 using Daxfs.Branching.Format;
 using Daxfs.Branching.Index;
@@ -193,7 +194,7 @@ public sealed partial class Store
                     before.Remove(now);
                 var retired = before.ToList();
                 released = retired.Sum(b => b.Item2) * FormatConstants.PageSize;
-                _leases.Park(retired);
+                _changes.Leases.Park(retired);
             });
         }
         catch

@@ -1,4 +1,5 @@
 using Daxfs.Branching.Branching;
+using Daxfs.Branching.Coordination;
 using Daxfs.Branching.Format;
 using Daxfs.Branching.Log;
 

@@ -1,5 +1,6 @@
 using System.Text;
 using Daxfs.Branching.Branching;
+using Daxfs.Branching.Coordination;
 using Daxfs.Branching.Format;
 using Daxfs.Branching.Index;
 using Daxfs.Branching.Log;
@@ -20,13 +21,12 @@ public sealed partial class Store : IDisposable
     /// <summary>The default directory for regions: memory that every process can map.</summary>
     public const string DefaultDirectory = "/dev/shm";
 
-    private readonly object _gate = new();
+    private readonly object _gate;
+    private readonly ChangeScope _changes;
     private readonly Region _region;
     private readonly Superblock _super;
     private readonly BaseImage _base;
     private readonly BlockAllocator _allocator;
-    private readonly RegionLock _lock;
-    private readonly LeaseTable _leases;
     private readonly BranchState?[] _slots;
     private readonly Dictionary<string, BranchState> _byName = new(StringComparer.Ordinal);
     private readonly Dictionary<string, int> _invalidatedNames = new(StringComparer.Ordinal);
@@ -34,7 +34,6 @@ public sealed partial class Store : IDisposable
     private readonly Dictionary<int, BranchState> _kept = [];
     private readonly List<VersionInfo> _versions = [];
     private readonly Rec _rec = new();
-    private Exception? _poison;
     private bool _disposed;
 
     private Store(Region region, Superblock super, BaseImage baseImage, BlockAllocator allocator)
@@ -43,8 +42,8 @@ public sealed partial class Store : IDisposable
         _super = super;
         _base = baseImage;
         _allocator = allocator;
-        _lock = new RegionLock(region);
-        _leases = new LeaseTable(region);
+        _changes = new ChangeScope(region, (super.ProcessTableOffset, (int)super.ProcessSlots), SyncLocked, ReclaimParked, ThrowIfUnusable);
+        _gate = _changes.Gate;
         _slots = new BranchState?[super.SlotCount];
     }
 
@@ -60,8 +59,8 @@ public sealed partial class Store : IDisposable
     /// <summary>How long a change waits for the region lock before failing with <see cref="StoreBusyException"/>.</summary>
     public TimeSpan LockTimeout
     {
-        get => _lock.Timeout;
-        set => _lock.Timeout = value;
+        get => _changes.Lock.Timeout;
+        set => _changes.Lock.Timeout = value;
     }
 
     /// <summary>A fresh path under <see cref="DefaultDirectory"/> for a region named <paramref name="name"/>.</summary>
@@ -85,9 +84,13 @@ public sealed partial class Store : IDisposable
             throw new ArgumentOutOfRangeException(nameof(options), $"BranchSlots must be between 2 and {1 << 20}, not {options.BranchSlots}");
         if (options.Capacity < 0)
             throw new ArgumentOutOfRangeException(nameof(options), "Capacity must not be negative");
+        if (options.ProcessSlots < 2 || options.ProcessSlots > ProcessEntry.MaxSlots)
+            throw new ArgumentOutOfRangeException(nameof(options), $"ProcessSlots must be between 2 and {ProcessEntry.MaxSlots}, not {options.ProcessSlots}");
 
         const long page = FormatConstants.PageSize;
-        long slotTable = 2 * page;
+        long processTable = 2 * page;
+        long processBytes = FormatConstants.AlignUp((long)options.ProcessSlots * ProcessEntry.Size, page);
+        long slotTable = processTable + processBytes;
         long slotBytes = FormatConstants.AlignUp((long)options.BranchSlots * BranchSlot.Size, page);
         long bitmap = slotTable + slotBytes;
         long estimate = image.EstimateSize();
@@ -122,7 +125,8 @@ public sealed partial class Store : IDisposable
             if (arena >= capacity)
                 throw new ArgumentOutOfRangeException(nameof(options), $"{path}: capacity {capacity} leaves no room for the delta arena");
 
-            region.WritableSpan(FormatConstants.ControlOffset, FormatConstants.PageSize).Clear(); // the process table too
+            region.WritableSpan(FormatConstants.ControlOffset, FormatConstants.PageSize).Clear();
+            region.WritableSpan(processTable, (int)processBytes).Clear(); // a device keeps old bytes: start the table empty
             ref var control = ref region.At<ControlBlock>(FormatConstants.ControlOffset);
             control.Magic = ControlBlock.MagicValue;
             control.NextLogId = 2; // main's log is 1
@@ -145,6 +149,9 @@ public sealed partial class Store : IDisposable
             sb.PageSize = (uint)page;
             sb.Capacity = capacity;
             sb.ControlOffset = FormatConstants.ControlOffset;
+            sb.ProcessTableOffset = processTable;
+            sb.ProcessSlots = (uint)options.ProcessSlots;
+            sb.ProcessEntrySize = ProcessEntry.Size;
             sb.SlotTableOffset = slotTable;
             sb.SlotCount = (uint)options.BranchSlots;
             sb.SlotSize = BranchSlot.Size;
@@ -208,24 +215,7 @@ public sealed partial class Store : IDisposable
             var baseImage = BaseImage.Open(region, sb.BaseOffset, sb.BaseLength);
             var allocator = new BlockAllocator(region, sb.BitmapOffset, sb.BitmapLength, sb.ArenaOffset, sb.ArenaLength);
             var store = new Store(region, sb, baseImage, allocator);
-            store._lock.Acquire();
-            try
-            {
-                int others = store._leases.Register();
-                try
-                {
-                    store.SyncLocked(alone: others == 0);
-                }
-                catch
-                {
-                    store._leases.Unregister();
-                    throw;
-                }
-            }
-            finally
-            {
-                store._lock.Release();
-            }
+            store._changes.Join();
             return store;
         }
         catch
@@ -248,16 +238,19 @@ public sealed partial class Store : IDisposable
         if (sb.FormatVersion != FormatConstants.Version)
             throw new FormatVersionException(sb.FormatVersion, FormatConstants.Version);
         const long page = FormatConstants.PageSize;
-        if (sb.PageSize != page || sb.SlotSize != BranchSlot.Size)
-            ThrowHelper.Corrupt("superblock", 0, $"page size {sb.PageSize} or slot size {sb.SlotSize} unsupported");
+        if (sb.PageSize != page || sb.SlotSize != BranchSlot.Size || sb.ProcessEntrySize != ProcessEntry.Size)
+            ThrowHelper.Corrupt("superblock", 0, $"page size {sb.PageSize}, slot size {sb.SlotSize} or process entry size {sb.ProcessEntrySize} unsupported");
         if (sb.Capacity != region.Length / page * page || sb.Capacity > region.Length)
             ThrowHelper.Corrupt("superblock", 16, $"capacity {sb.Capacity} does not match the file's {region.Length} bytes");
         if (sb.ControlOffset != FormatConstants.ControlOffset)
             ThrowHelper.Corrupt("superblock", 24, "control block offset");
         if (sb.SlotCount < 2 || sb.SlotCount > 1 << 20)
             ThrowHelper.Corrupt("superblock", 40, $"slot count {sb.SlotCount} out of range");
+        if (sb.ProcessSlots < 2 || sb.ProcessSlots > ProcessEntry.MaxSlots)
+            ThrowHelper.Corrupt("superblock", 112, $"process table of {sb.ProcessSlots} entries out of range");
         // The areas follow each other in a fixed order, page-aligned, inside the capacity.
         long at = 2 * page;
+        Area(ref at, sb.ProcessTableOffset, (long)sb.ProcessSlots * ProcessEntry.Size, "process table", sb.Capacity);
         Area(ref at, sb.SlotTableOffset, (long)sb.SlotCount * BranchSlot.Size, "slot table", sb.Capacity);
         Area(ref at, sb.BitmapOffset, sb.BitmapLength, "bitmap", sb.Capacity);
         Area(ref at, sb.BaseOffset, sb.BaseLength, "base image", sb.Capacity);
@@ -282,44 +275,37 @@ public sealed partial class Store : IDisposable
 
     // ------------------------------------------------------------------ lifecycle
 
-    /// <summary>Closes the region. Spans handed out earlier must not be used afterwards.</summary>
+    /// <summary>How long <see cref="Dispose"/> waits for this store's open read leases to end.</summary>
+    public TimeSpan LeaseWaitOnDispose { get; set; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>
+    /// Closes the region. Spans handed out earlier must not be used afterwards. If a read lease of this
+    /// store is still open, waits up to <see cref="LeaseWaitOnDispose"/> for it to end; the mapping is never
+    /// closed under an open lease.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">A read lease stayed open: the store is left open (dispose it again after the lease ends).</exception>
     public void Dispose()
     {
+        if (!_changes.Leases.WaitForNone(LeaseWaitOnDispose))
+            throw new InvalidOperationException($"{_region.Path}: {_changes.Leases.Open} read lease(s) of this store are still open after {LeaseWaitOnDispose.TotalSeconds:0.#} s; end them before disposing the store (its mapping stays open until then)");
         lock (_gate)
         {
             if (_disposed) return;
+            if (_changes.Leases.Open > 0)
+                throw new InvalidOperationException($"{_region.Path}: a read lease of this store began while it was being disposed; end it, then dispose again");
             _disposed = true;
-            if (_poison is null)
+            // Give back blocks reserved but never linked, and parked space no lease still needs; what cannot
+            // be given back now (the lock is busy, or another process's lease still sees it) is reclaimed by
+            // the next open that finds the region with no other process.
+            _changes.Leave(TimeSpan.FromSeconds(2), () =>
             {
-                // Give back blocks reserved but never linked, and parked space no lease still needs; what cannot
-                // be given back now (the lock is busy, or another process's lease still sees it) is reclaimed by
-                // the next open that finds the region with no other process.
-                try
-                {
-                    _lock.Timeout = TimeSpan.FromSeconds(2);
-                    _lock.Acquire();
-                    try
-                    {
-                        foreach (var s in _slots)
-                            if (s is not null && s.Status == BranchState.StatusLive)
-                                s.Log.ReleaseSpare();
-                        foreach (var (offset, pages) in _compactionRuns)
-                            _allocator.Free(offset, pages);
-                        _compactionRuns.Clear();
-                        _leases.Unregister();
-                        ReclaimParked();
-                        Interlocked.Increment(ref ChangeCounter);
-                    }
-                    finally
-                    {
-                        _lock.Release();
-                    }
-                }
-                catch (StoreBusyException)
-                {
-                }
-            }
-            _leases.Unregister();
+                foreach (var s in _slots)
+                    if (s is not null && s.Status == BranchState.StatusLive)
+                        s.Log.ReleaseSpare();
+                foreach (var (offset, pages) in _compactionRuns)
+                    _allocator.Free(offset, pages);
+                _compactionRuns.Clear();
+            });
             _region.Dispose();
         }
     }
@@ -327,9 +313,29 @@ public sealed partial class Store : IDisposable
     internal void ThrowIfUnusable()
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
-        if (_poison is not null)
-            throw new StorePoisonedException(_poison);
+        _changes.ThrowIfPoisoned();
     }
+
+    /// <summary>Enters a change: the in-process gate, the region lock, and a re-read if another process changed the region. Pair with <see cref="ExitChange"/>.</summary>
+    internal void EnterChange() => _changes.Enter();
+
+    /// <summary>Leaves a change; <paramref name="changed"/> tells other processes to re-read the region.</summary>
+    internal void ExitChange(bool changed) => _changes.Exit(changed);
+
+    /// <inheritdoc cref="ChangeScope.PoisonIfBroken"/>
+    internal bool PoisonIfBroken(Exception ex) => _changes.PoisonIfBroken(ex);
+
+    /// <inheritdoc cref="ChangeScope.EnsureCurrent"/>
+    internal void EnsureCurrent() => _changes.EnsureCurrent();
+
+    /// <inheritdoc cref="ChangeScope.Stamp"/>
+    internal long ChangeStamp() => _changes.Stamp();
+
+    /// <inheritdoc cref="ChangeScope.UnchangedSince"/>
+    internal bool UnchangedSince(long stamp) => _changes.UnchangedSince(stamp);
+
+    /// <summary>Copies tried without a lease before a copying read takes one.</summary>
+    internal const int OptimisticCopies = 3;
 
     /// <summary>
     /// Runs a change under the in-process lock and the region lock. An unexpected failure inside poisons
@@ -358,7 +364,7 @@ public sealed partial class Store : IDisposable
     private int ReclaimParked()
     {
         int n = 0;
-        foreach (var (offset, pages) in _leases.TakeReclaimable())
+        foreach (var (offset, pages) in _changes.Leases.TakeReclaimable())
         {
             _allocator.Free(offset, pages);
             n++;
@@ -379,7 +385,7 @@ public sealed partial class Store : IDisposable
     {
         ThrowIfUnusable();
         EnsureCurrent();
-        return new LeaseScope(_leases, _leases.Begin());
+        return new LeaseScope(_changes.Leases, _changes.Leases.Begin());
     }
 
     /// <summary>Space and counts of the region now.</summary>
@@ -394,7 +400,7 @@ public sealed partial class Store : IDisposable
                 int live = _slots.Count(s => s is not null && s.Status == BranchState.StatusLive);
                 var image = _currentBase ?? _base;
                 return new RegionUsage(_region.Path, _region.Kind, _super.Capacity, image.EndOffset - image.Offset, _allocator.ArenaBytes,
-                    _allocator.FreeBytes, _leases.ParkedPages * FormatConstants.PageSize, image.InodeCount, live, (int)_super.SlotCount, _versions.Count);
+                    _allocator.FreeBytes, _changes.Leases.ParkedPages * FormatConstants.PageSize, image.InodeCount, live, (int)_super.SlotCount, _versions.Count);
             }
         }
     }

@@ -29,6 +29,9 @@ public class LayoutTests
         Assert.Equal(80, Off<Superblock>(nameof(Superblock.ArenaOffset)));
         Assert.Equal(88, Off<Superblock>(nameof(Superblock.ArenaLength)));
         Assert.Equal(96, Off<Superblock>(nameof(Superblock.CreatedNs)));
+        Assert.Equal(104, Off<Superblock>(nameof(Superblock.ProcessTableOffset)));
+        Assert.Equal(112, Off<Superblock>(nameof(Superblock.ProcessSlots)));
+        Assert.Equal(116, Off<Superblock>(nameof(Superblock.ProcessEntrySize)));
         Assert.Equal(252, Off<Superblock>(nameof(Superblock.Crc)));
     }
 
@@ -43,10 +46,58 @@ public class LayoutTests
         Assert.Equal(32, Off<ControlBlock>(nameof(ControlBlock.Reserved32)));
         Assert.Equal(48, Off<ControlBlock>(nameof(ControlBlock.ChangeCounter)));
         Assert.Equal(56, Off<ControlBlock>(nameof(ControlBlock.ReclaimEpoch)));
-        Assert.True(ControlBlock.ProcessTableOffset + ControlBlock.ProcessSlots * ControlBlock.ProcessEntrySize <= FormatConstants.PageSize);
         Assert.Equal(40, Off<ControlBlock>(nameof(ControlBlock.LockCount)));
         // Shared words are 8-byte aligned.
         Assert.All(new[] { 8, 16, 24, 32, 40 }, o => Assert.Equal(0, o % 8));
+    }
+
+    [Fact]
+    public void ProcessEntry_layout()
+    {
+        Assert.Equal(ProcessEntry.Size, Unsafe.SizeOf<ProcessEntry>());
+        Assert.Equal(32, ProcessEntry.Size);
+        Assert.Equal(ProcessEntry.OwnerOffset, Off<ProcessEntry>(nameof(ProcessEntry.Owner)));
+        Assert.Equal(ProcessEntry.LeaseEpochOffset, Off<ProcessEntry>(nameof(ProcessEntry.LeaseEpoch)));
+        Assert.Equal(16, ProcessEntry.BootIdOffset);
+        Assert.Equal(0, ProcessEntry.LeaseEpochOffset % 8); // shared words are 8-byte aligned
+        // A process word keeps the boot tag and the pid apart, and is never 0.
+        long w = ProcessWord.Make(0xDEADBEEF, 123456);
+        Assert.Equal((0xDEADBEEFu, 123456), (ProcessWord.BootTag(w), ProcessWord.Pid(w)));
+    }
+
+    /// <summary>The flock struct handed to fcntl matches the C library's, as a C compiler lays it out here.</summary>
+    [Fact]
+    public void Flock_matches_the_C_header()
+    {
+        string dir = Directory.CreateTempSubdirectory("daxfs-flock-").FullName;
+        try
+        {
+            File.WriteAllText(Path.Combine(dir, "f.c"), """
+                #define _GNU_SOURCE
+                #include <fcntl.h>
+                #include <stddef.h>
+                #include <stdio.h>
+                int main(void) {
+                    printf("%zu %zu %zu %zu %zu %zu %d %d %d %d %d %d\n", sizeof(struct flock), offsetof(struct flock, l_type),
+                        offsetof(struct flock, l_whence), offsetof(struct flock, l_start), offsetof(struct flock, l_len),
+                        offsetof(struct flock, l_pid), F_OFD_GETLK, F_OFD_SETLK, F_RDLCK, F_WRLCK, F_UNLCK, SEEK_SET);
+                    return 0;
+                }
+                """);
+            var psi = new System.Diagnostics.ProcessStartInfo("bash", ["-c", "cc -o f f.c && ./f"]) { WorkingDirectory = dir, RedirectStandardOutput = true, RedirectStandardError = true };
+            using var p = System.Diagnostics.Process.Start(psi)!;
+            string output = p.StandardOutput.ReadToEnd() + p.StandardError.ReadToEnd();
+            p.WaitForExit();
+            Assert.True(p.ExitCode == 0, "the C compiler (cc) is needed for this check: " + output);
+            string expected = string.Join(' ', Unsafe.SizeOf<Media.Libc.Flock>(), Off<Media.Libc.Flock>("Type"), Off<Media.Libc.Flock>("Whence"),
+                Off<Media.Libc.Flock>("Start"), Off<Media.Libc.Flock>("Length"), Off<Media.Libc.Flock>("Pid"),
+                Media.Libc.FOfdGetLk, Media.Libc.FOfdSetLk, Media.Libc.FRdLck, Media.Libc.FWrLck, Media.Libc.FUnLck, Media.Libc.SeekSet);
+            Assert.Equal(expected, output.Trim());
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
     }
 
     [Fact]

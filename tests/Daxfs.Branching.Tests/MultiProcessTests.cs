@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Text;
 using Daxfs.Branching;
 using Daxfs.Branching.Branching;
+using Daxfs.Branching.Coordination;
 using Xunit.Abstractions;
 
 namespace Daxfs.Branching.Tests;

@@ -4,7 +4,7 @@ namespace Daxfs.Branching.Format;
 internal static class FormatConstants
 {
     /// <summary>The format version this library reads and writes.</summary>
-    public const uint Version = 1;
+    public const uint Version = 2;
 
     /// <summary>Allocation unit of the region and of the delta arena.</summary>
     public const int PageSize = 4096;

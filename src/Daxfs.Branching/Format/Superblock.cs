@@ -11,7 +11,9 @@ namespace Daxfs.Branching.Format;
 /// 48 BitmapOffset u64      56 BitmapLength u64
 /// 64 BaseOffset u64        72 BaseLength u64
 /// 80 ArenaOffset u64       88 ArenaLength u64
-/// 96 CreatedNs i64        104 Reserved[148]     252 Crc u32 (CRC32C of bytes 0..252)
+/// 96 CreatedNs i64
+/// 104 ProcessTableOffset u64   112 ProcessSlots u32   116 ProcessEntrySize u32
+/// 120 Reserved[132]         252 Crc u32 (CRC32C of bytes 0..252)
 /// </code>
 /// </summary>
 [StructLayout(LayoutKind.Explicit, Size = Size)]
@@ -35,6 +37,9 @@ internal struct Superblock
     [FieldOffset(80)] public long ArenaOffset;
     [FieldOffset(88)] public long ArenaLength;
     [FieldOffset(96)] public long CreatedNs;
+    [FieldOffset(104)] public long ProcessTableOffset;
+    [FieldOffset(112)] public uint ProcessSlots;
+    [FieldOffset(116)] public uint ProcessEntrySize;
     [FieldOffset(252)] public uint Crc;
 }
 
@@ -50,9 +55,7 @@ internal struct Superblock
 /// 56 ReclaimEpoch i64 (space given up is parked under the current value, which then advances)
 /// 64 Reserved[64]
 /// </code>
-/// The process table follows at <see cref="ProcessTableOffset"/> (relative to the control block):
-/// <see cref="ProcessSlots"/> entries of 16 bytes, each <c>Owner i64</c> (see <see cref="ProcessWord"/>, 0 = free)
-/// and <c>LeaseEpoch i64</c> (the oldest reclamation epoch that process's read leases may still see, 0 = none).
+/// The process table is an area of its own (<see cref="ProcessEntry"/>, placed by the superblock).
 /// </summary>
 [StructLayout(LayoutKind.Explicit, Size = Size)]
 internal struct ControlBlock
@@ -67,9 +70,6 @@ internal struct ControlBlock
     public const int LockCountOffset = 40;
     public const int ChangeCounterOffset = 48;
     public const int ReclaimEpochOffset = 56;
-    public const int ProcessTableOffset = 512;
-    public const int ProcessEntrySize = 16;
-    public const int ProcessSlots = 64;
 
     [FieldOffset(0)] public ulong Magic;
     [FieldOffset(LockOwnerOffset)] public long LockOwner;
@@ -82,15 +82,46 @@ internal struct ControlBlock
 }
 
 /// <summary>
-/// A process's identity in one 64-bit word, so it is read and compared atomically: the pid in the low 22
-/// bits (Linux pids are below 2^22) and the process start time (clock ticks since boot) above. A reused
-/// pid has another start time, so a dead owner is never mistaken for a live one.
+/// One entry of the process table: a store that has the region open. The table starts at
+/// <see cref="Superblock.ProcessTableOffset"/> and has <see cref="Superblock.ProcessSlots"/> entries.
+/// <code>
+///  0 Owner i64 (process word of the store holding the entry, 0 = free)
+///  8 LeaseEpoch i64 (the oldest reclamation epoch the store's open read leases began in, 0 = none)
+/// 16 BootId[16] (the boot id of the holder's kernel, for diagnostics; the owner word carries its tag)
+/// </code>
+/// Liveness does not live in these bytes: the holder keeps an open-file-description lock on the entry's
+/// first byte, which its kernel drops when the holder's last descriptor of the region closes.
+/// </summary>
+[StructLayout(LayoutKind.Explicit, Size = Size)]
+internal unsafe struct ProcessEntry
+{
+    public const int Size = 32;
+    public const int OwnerOffset = 0;
+    public const int LeaseEpochOffset = 8;
+    public const int BootIdOffset = 16;
+
+    /// <summary>Default number of entries of a new region's table.</summary>
+    public const int DefaultSlots = 1024;
+
+    /// <summary>Most entries a table may have.</summary>
+    public const int MaxSlots = 1 << 16;
+
+    [FieldOffset(OwnerOffset)] public long Owner;
+    [FieldOffset(LeaseEpochOffset)] public long LeaseEpoch;
+    [FieldOffset(BootIdOffset)] public fixed byte BootId[16];
+}
+
+/// <summary>
+/// A process's identity in one 64-bit word, so it is read, stored and compared atomically: the tag of its
+/// kernel's boot id (CRC32C of the 16 bytes, never 0) in the high 32 bits and its pid, as its own PID
+/// namespace numbers it, in the low 32 bits. The pid is for messages only: liveness comes from locks the
+/// kernel holds (see <c>RegionLock</c> and <c>ProcessTable</c>), and the tag tells whether this kernel can check them.
 /// </summary>
 internal static class ProcessWord
 {
-    public static long Make(long pid, long startTicks) => (startTicks << 22) | (pid & 0x3FFFFF);
+    public static long Make(uint bootTag, int pid) => (long)(((ulong)bootTag << 32) | (uint)pid);
 
-    public static int Pid(long word) => (int)(word & 0x3FFFFF);
+    public static int Pid(long word) => (int)(uint)word;
 
-    public static long Start(long word) => (long)((ulong)word >> 22);
+    public static uint BootTag(long word) => (uint)((ulong)word >> 32);
 }

@@ -103,7 +103,7 @@ internal sealed unsafe class LogAppender
         long bodyEnd = at + RecordHeader.Size + bodyLength;
         for (long p = bodyEnd; p < at + length; p++) _region.Base[p] = 0;
         _reservedEnd = at + length;
-        Branching.FaultPoints.Hit("append.reserved");
+        Coordination.FaultPoints.Hit("append.reserved");
         return at;
     }
 
@@ -144,7 +144,7 @@ internal sealed unsafe class LogAppender
             }
             if (flush)
                 _region.Flush(Head == _spare ? _slotOffset : LastBlock, Head == _spare ? BranchSlot.Size : BlockHeader.Size);
-            Branching.FaultPoints.Hit("append.linked");
+            Coordination.FaultPoints.Hit("append.linked");
             _blocks.Add((_spare, (_spareEnd - _spare) / FormatConstants.PageSize));
             LastBlock = _spare;
             LastBlockEnd = _spareEnd;

@@ -45,6 +45,55 @@ internal sealed unsafe class Region : IDisposable
 
     public long Length => _length;
 
+    /// <summary>
+    /// Tries to take an exclusive open-file-description lock on byte <paramref name="offset"/> of the region
+    /// file. The lock belongs to this open of the file: another open (another store, in this process or any
+    /// other, in any namespace of this kernel) cannot take it, and the kernel drops it when the file is closed,
+    /// which a process that exits or is killed always does.
+    /// </summary>
+    /// <returns>False when another open holds a lock on that byte.</returns>
+    public bool TryLock(long offset) => SetLock(offset, Libc.FWrLck);
+
+    /// <summary>Gives up this open's lock on byte <paramref name="offset"/>.</summary>
+    public void Unlock(long offset) => SetLock(offset, Libc.FUnLck);
+
+    /// <summary>True when another open of the region file (not this one) holds a lock on byte <paramref name="offset"/>.</summary>
+    public bool LockedElsewhere(long offset)
+    {
+        var lk = new Libc.Flock { Type = Libc.FWrLck, Whence = Libc.SeekSet, Start = offset, Length = 1 };
+        while (Libc.Fcntl(Fd, Libc.FOfdGetLk, ref lk) != 0)
+        {
+            int errno = Marshal.GetLastPInvokeError();
+            if (errno != Libc.EIntr)
+                throw new IOException($"{Path}: cannot test the file lock at byte {offset} (errno {errno}); the region's file system must support open-file-description locks");
+        }
+        return lk.Type != Libc.FUnLck;
+    }
+
+    private bool SetLock(long offset, short type)
+    {
+        var lk = new Libc.Flock { Type = type, Whence = Libc.SeekSet, Start = offset, Length = 1 };
+        while (Libc.Fcntl(Fd, Libc.FOfdSetLk, ref lk) != 0)
+        {
+            int errno = Marshal.GetLastPInvokeError();
+            if (errno is Libc.EAgain or Libc.EAcces)
+                return false;
+            if (errno != Libc.EIntr)
+                throw new IOException($"{Path}: cannot {(type == Libc.FUnLck ? "release" : "take")} the file lock at byte {offset} (errno {errno}); the region's file system must support open-file-description locks");
+        }
+        return true;
+    }
+
+    private int Fd
+    {
+        get
+        {
+            if (_base == null)
+                ThrowDisposed();
+            return (int)_file.DangerousGetHandle();
+        }
+    }
+
     public byte* Base
     {
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -92,9 +141,9 @@ internal sealed unsafe class Region : IDisposable
         var handle = File.OpenHandle(path, mode, FileAccess.ReadWrite, FileShare.ReadWrite);
         try
         {
-            nint p = Native.Mmap(0, (nuint)length, Native.ProtRead | Native.ProtWrite, Native.MapShared,
+            nint p = Libc.Mmap(0, (nuint)length, Libc.ProtRead | Libc.ProtWrite, Libc.MapShared,
                 (int)handle.DangerousGetHandle(), 0);
-            if (p == Native.MapFailed)
+            if (p == Libc.MapFailed)
                 throw new IOException($"{path}: mmap of {length} bytes failed (errno {Marshal.GetLastPInvokeError()})");
             return new Region(handle, (byte*)p, length, kind, path);
         }
@@ -105,14 +154,33 @@ internal sealed unsafe class Region : IDisposable
         }
     }
 
+    /// <summary>
+    /// What backs <paramref name="path"/> (or, before it exists, its directory), by what the memory is rather
+    /// than by its name: a character device is a DAX device, a file on tmpfs, ramfs or hugetlbfs is memory
+    /// (mounted anywhere), anything else is a disk file.
+    /// </summary>
     internal static RegionKind KindOf(string path)
     {
         string full = System.IO.Path.GetFullPath(path);
-        if (full.StartsWith("/dev/dax", StringComparison.Ordinal))
+        if (full.StartsWith("/dev/dax", StringComparison.Ordinal) || IsCharacterDevice(full))
             return RegionKind.DaxDevice;
-        if (full.StartsWith("/dev/shm/", StringComparison.Ordinal) || full.StartsWith("/run/", StringComparison.Ordinal))
-            return RegionKind.Memory;
-        return RegionKind.File;
+        string probe = File.Exists(full) ? full : System.IO.Path.GetDirectoryName(full) ?? full;
+        return Libc.FileSystemType(probe) is Libc.TmpfsMagic or Libc.RamfsMagic or Libc.HugetlbfsMagic
+            ? RegionKind.Memory
+            : RegionKind.File;
+    }
+
+    private static bool IsCharacterDevice(string path)
+    {
+        try
+        {
+            const uint typeMask = 0xF000, characterDevice = 0x2000;
+            return File.Exists(path) && (UnixStatReader.Read(path).Mode & typeMask) == characterDevice;
+        }
+        catch (IOException)
+        {
+            return false;
+        }
     }
 
     internal static long DaxDeviceSize(string path)
@@ -184,7 +252,7 @@ internal sealed unsafe class Region : IDisposable
         Check(offset, length);
         long start = offset & ~4095L;
         long end = offset + length;
-        if (Native.Msync((nint)(_base + start), (nuint)(end - start), Native.MsSync) != 0)
+        if (Libc.Msync((nint)(_base + start), (nuint)(end - start), Libc.MsSync) != 0)
             throw new IOException($"{Path}: msync failed (errno {Marshal.GetLastPInvokeError()})");
     }
 
@@ -192,7 +260,7 @@ internal sealed unsafe class Region : IDisposable
     {
         if (_base != null)
         {
-            Native.Munmap((nint)_base, (nuint)_length);
+            Libc.Munmap((nint)_base, (nuint)_length);
             _base = null;
             _file.Dispose();
         }

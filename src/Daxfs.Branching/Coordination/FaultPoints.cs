@@ -1,6 +1,6 @@
-using System.Runtime.InteropServices;
+using Daxfs.Branching.Media;
 
-namespace Daxfs.Branching.Branching;
+namespace Daxfs.Branching.Coordination;
 
 /// <summary>
 /// Named places inside fork, write, commit, abort, discard, reclamation and compaction where a crash test can kill the
@@ -8,7 +8,7 @@ namespace Daxfs.Branching.Branching;
 /// Armed only by the environment variable <c>DAXFS_FAULT_POINT</c>; otherwise each point is one comparison
 /// with null.
 /// </summary>
-internal static partial class FaultPoints
+internal static class FaultPoints
 {
     private static readonly string? s_armed = Environment.GetEnvironmentVariable("DAXFS_FAULT_POINT");
 
@@ -20,8 +20,14 @@ internal static partial class FaultPoints
         "commit.before-publish", "commit.published", "commit.epoch-stored", "commit.invalidating",
         "commit-parent.published", "commit-parent.invalidating",
         "abort.top-ended", "discard.ended", "reclaim.freeing",
-        "compact.written", "compact.published", "discard-kept.freed",
+        "compact.written", "compact.published", "discard-kept.freed", "lock.held",
     ];
+
+    /// <summary>
+    /// A point armed by <c>DAXFS_PAUSE_POINT</c> instead stops the process there (SIGSTOP, as a debugger, a
+    /// frozen cgroup or a swapped-out sandbox would leave it), so a test can check that the others wait for it.
+    /// </summary>
+    private static readonly string? s_pause = Environment.GetEnvironmentVariable("DAXFS_PAUSE_POINT");
 
     public static void Hit(string name)
     {
@@ -29,10 +35,13 @@ internal static partial class FaultPoints
         {
             Console.Error.WriteLine($"fault point {name}: killing the process");
             Console.Error.Flush();
-            Kill(Environment.ProcessId, 9);
+            Libc.Kill(Environment.ProcessId, Libc.SigKill);
+        }
+        if (s_pause is not null && s_pause == name)
+        {
+            Console.Error.WriteLine($"pause point {name}: stopping the process");
+            Console.Error.Flush();
+            Libc.Kill(Environment.ProcessId, Libc.SigStop);
         }
     }
-
-    [LibraryImport("libc", EntryPoint = "kill")]
-    private static partial int Kill(int pid, int signal);
 }

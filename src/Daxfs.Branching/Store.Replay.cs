@@ -1,5 +1,6 @@
 using System.Text;
 using Daxfs.Branching.Branching;
+using Daxfs.Branching.Coordination;
 using Daxfs.Branching.Format;
 using Daxfs.Branching.Index;
 using Daxfs.Branching.Log;
@@ -8,9 +9,6 @@ namespace Daxfs.Branching;
 
 public sealed partial class Store
 {
-    /// <summary>The region's change counter when this process last brought its picture up to date.</summary>
-    private long _seen = -1;
-
     /// <summary>Logs merged into some history (by a merge or a version record).</summary>
     private readonly HashSet<long> _mergedLogs = [];
 
@@ -20,34 +18,8 @@ public sealed partial class Store
     /// <summary>Tags: name → version.</summary>
     private readonly SortedDictionary<string, long> _tags = new(StringComparer.Ordinal);
 
-    private ref long ChangeCounter => ref _region.Word(FormatConstants.ControlOffset + ControlBlock.ChangeCounterOffset);
-
-    /// <summary>Copies tried without a lease before a copying read takes one.</summary>
-    internal const int OptimisticCopies = 3;
-
-    /// <summary>The change counter now: a copying read compares it before and after (no process can end a branch,
-    /// and so free and reuse its bytes, without moving it first).</summary>
-    internal long ChangeStamp() => Volatile.Read(ref ChangeCounter);
-
-    /// <summary>True when no change began since <paramref name="stamp"/> was read; orders the copy's loads before the check.</summary>
-    internal bool UnchangedSince(long stamp)
-    {
-        Interlocked.MemoryBarrier();
-        return Volatile.Read(ref ChangeCounter) == stamp;
-    }
-
-    /// <summary>
-    /// Brings this process's picture up to date if another process changed the region since. Cheap when
-    /// nothing changed: one shared-word read. Called before every read and change.
-    /// </summary>
-    internal void EnsureCurrent()
-    {
-        ThrowIfUnusable();
-        if (Volatile.Read(ref ChangeCounter) == Volatile.Read(ref _seen) || _held && Monitor.IsEntered(_gate))
-            return;
-        EnterChange(); // syncs on entry
-        ExitChange(changed: false);
-    }
+    /// <summary>Set once the first read of the region (on open) has filled <see cref="Recovery"/>.</summary>
+    private bool _opened;
 
     /// <summary>
     /// Brings this process's picture of the region up to date, under the region lock. Starting from nothing
@@ -64,7 +36,6 @@ public sealed partial class Store
     /// </remarks>
     private void SyncLocked(bool alone)
     {
-        long counter = Volatile.Read(ref ChangeCounter);
         var truncated = new List<string>();
         var invalidated = new List<string>();
         int released = 0;
@@ -222,9 +193,11 @@ public sealed partial class Store
             _allocator.Recount();
         }
 
-        if (_seen == -1)
-            Recovery = new RecoveryReport(truncated, invalidated, released, _lock.TookOverFromDead);
-        Volatile.Write(ref _seen, counter);
+        if (!_opened)
+        {
+            Recovery = new RecoveryReport(truncated, invalidated, released, _changes.Lock.TookOverFromDead);
+            _opened = true;
+        }
     }
 
     /// <summary>

@@ -1,7 +1,7 @@
 using Daxfs.Branching.Format;
 using Daxfs.Branching.Media;
 
-namespace Daxfs.Branching.Branching;
+namespace Daxfs.Branching.Coordination;
 
 /// <summary>
 /// Read leases of this process, published in its entry of the region's process table, and the blocks
@@ -15,65 +15,38 @@ namespace Daxfs.Branching.Branching;
 /// reused only when every live process's published epoch is above r. A lease publishes its epoch and
 /// then reads the counter again, retrying if it moved: so either the giver of space sees the lease
 /// (and waits for it), or the lease began after the branch had ended, and every read through it checks
-/// the branch's slot first and fails. Dead processes' entries are cleared, so they hold nothing back.
+/// the branch's slot first and fails. Entries of stores that are gone (their kernel dropped their entry's
+/// byte lock, see <see cref="ProcessTable"/>) are cleared, so they hold nothing back; entries of another
+/// kernel cannot be checked and hold space back until they go.
 /// </remarks>
 internal sealed class LeaseTable
 {
     private readonly object _gate = new();
     private readonly Region _region;
+    private readonly ProcessTable _table;
     private readonly long _epochWord;
-    private readonly long _tableOffset;
     // Open leases per epoch. A plain dictionary: there are a handful of epochs at most, a scan finds the
     // oldest, and once warm it allocates nothing per lease (a sorted one allocates a node per new epoch
     // and an enumerator per scan, on every read reply of the mount).
     private readonly Dictionary<long, int> _active = [];
     private readonly Queue<(long Epoch, List<(long Offset, long Pages)> Blocks)> _parked = new();
-    private long _entry = -1;
+    private int _open;
 
-    public LeaseTable(Region region)
+    public LeaseTable(Region region, ProcessTable table)
     {
         _region = region;
+        _table = table;
         _epochWord = FormatConstants.ControlOffset + ControlBlock.ReclaimEpochOffset;
-        _tableOffset = FormatConstants.ControlOffset + ControlBlock.ProcessTableOffset;
     }
 
-    private long EntryOffset(int i) => _tableOffset + (long)i * ControlBlock.ProcessEntrySize;
+    /// <summary>Leases of this store that are open now.</summary>
+    public int Open => Volatile.Read(ref _open);
 
-    /// <summary>Takes an entry in the process table (caller holds the region lock). Returns how many other live processes have the region open.</summary>
-    public int Register()
+    /// <summary>Makes sure the reclamation epoch has started (caller holds the region lock).</summary>
+    public void Start()
     {
-        int others = 0, free = -1;
-        for (int i = 0; i < ControlBlock.ProcessSlots; i++)
-        {
-            ref long owner = ref _region.Word(EntryOffset(i));
-            long word = Volatile.Read(ref owner);
-            if (word != 0 && !RegionLock.IsAlive(word))
-            {
-                // A process died with the region open: its leases end with it.
-                Volatile.Write(ref _region.Word(EntryOffset(i) + 8), 0);
-                Volatile.Write(ref owner, 0);
-                word = 0;
-            }
-            if (word == 0) { if (free < 0) free = i; }
-            else others++;
-        }
-        if (free < 0)
-            throw new StoreBusyException($"{_region.Path}: {ControlBlock.ProcessSlots} processes already have this region open");
-        Volatile.Write(ref _region.Word(EntryOffset(free) + 8), 0);
-        Volatile.Write(ref _region.Word(EntryOffset(free)), RegionLock.s_self);
-        _entry = EntryOffset(free);
         if (Volatile.Read(ref _region.Word(_epochWord)) == 0)
             Volatile.Write(ref _region.Word(_epochWord), 1);
-        return others;
-    }
-
-    /// <summary>Gives up this process's entry (its leases end).</summary>
-    public void Unregister()
-    {
-        if (_entry < 0) return;
-        Volatile.Write(ref _region.Word(_entry + 8), 0);
-        Interlocked.CompareExchange(ref _region.Word(_entry), 0, RegionLock.s_self);
-        _entry = -1;
     }
 
     public long ParkedPages
@@ -91,7 +64,10 @@ internal sealed class LeaseTable
                 _active[e] = _active.TryGetValue(e, out int n) ? n + 1 : 1;
                 Publish();
                 if (Volatile.Read(ref _region.Word(_epochWord)) == e)
+                {
+                    _open++;
                     return e;
+                }
                 Drop(e);
             }
         }
@@ -105,6 +81,9 @@ internal sealed class LeaseTable
             {
                 Drop(epoch);
                 Publish();
+                _open--;
+                if (_open == 0)
+                    Monitor.PulseAll(_gate);
             }
         }
     }
@@ -116,11 +95,30 @@ internal sealed class LeaseTable
 
     private void Publish()
     {
-        if (_entry < 0) return;
+        int own = _table.Own;
+        if (own < 0) return;
         long oldest = 0;
         foreach (long e in _active.Keys)
             if (oldest == 0 || e < oldest) oldest = e;
-        Interlocked.Exchange(ref _region.Word(_entry + 8), oldest); // a full fence: the epoch is visible before the recheck
+        Interlocked.Exchange(ref _table.EpochWord(own), oldest); // a full fence: the epoch is visible before the recheck
+    }
+
+    /// <summary>
+    /// Waits until this store's leases have all ended, at most <paramref name="timeout"/>. True when none is open.
+    /// </summary>
+    public bool WaitForNone(TimeSpan timeout)
+    {
+        var deadline = DateTime.UtcNow + timeout;
+        lock (_gate)
+        {
+            while (_open > 0)
+            {
+                var left = deadline - DateTime.UtcNow;
+                if (left <= TimeSpan.Zero || !Monitor.Wait(_gate, left))
+                    return _open == 0;
+            }
+            return true;
+        }
     }
 
     /// <summary>Parks blocks given up now (caller holds the region lock, after the owner's slot says it ended).</summary>
@@ -140,14 +138,21 @@ internal sealed class LeaseTable
         {
             if (_parked.Count == 0)
                 return result;
+            // Only entries whose lease could hold back the oldest parked space are asked about (one kernel
+            // query each); a lease that began after it, or no lease, holds nothing back.
+            long head = _parked.Peek().Epoch;
             long oldest = long.MaxValue;
-            for (int i = 0; i < ControlBlock.ProcessSlots; i++)
+            for (int i = 0; i < _table.Count; i++)
             {
-                long word = Volatile.Read(ref _region.Word(EntryOffset(i)));
+                long e = Volatile.Read(ref _table.EpochWord(i));
+                if (e == 0 || e > head) { if (e != 0) oldest = Math.Min(oldest, e); continue; }
+                long word = Volatile.Read(ref _table.OwnerWord(i));
                 if (word == 0) continue;
-                long e = Volatile.Read(ref _region.Word(EntryOffset(i) + 8));
-                if (e == 0) continue;
-                if (word != RegionLock.s_self && !RegionLock.IsAlive(word)) continue; // a dead reader holds nothing
+                if (!_table.IsLive(i, word))
+                {
+                    _table.Clear(i, word); // a dead reader holds nothing
+                    continue;
+                }
                 oldest = Math.Min(oldest, e);
             }
             while (_parked.Count > 0 && _parked.Peek().Epoch < oldest)

@@ -1,0 +1,81 @@
+using System.Runtime.InteropServices;
+
+namespace Daxfs.Branching.Media;
+
+/// <summary>
+/// Every libc call of the library, in one place: mapping (mmap, munmap, msync), open-file-description
+/// locks (fcntl), the file system's type (statfs) and signals. Linux only.
+/// </summary>
+internal static partial class Libc
+{
+    public const int ProtRead = 0x1;
+    public const int ProtWrite = 0x2;
+    public const int MapShared = 0x01;
+    public const int MsSync = 4;
+    public static readonly nint MapFailed = -1;
+
+    // fcntl commands for open-file-description locks (Linux 3.15 and later).
+    public const int FOfdGetLk = 36;
+    public const int FOfdSetLk = 37;
+
+    // struct flock l_type values.
+    public const short FRdLck = 0;
+    public const short FWrLck = 1;
+    public const short FUnLck = 2;
+
+    public const short SeekSet = 0;
+
+    public const int EIntr = 4;
+    public const int EAgain = 11;
+    public const int EAcces = 13;
+
+    public const int SigKill = 9;
+    public const int SigStop = 19;
+
+    /// <summary><c>f_type</c> of a memory file system: tmpfs (also <c>/dev/shm</c> and <c>/run</c>), ramfs, hugetlbfs.</summary>
+    public const long TmpfsMagic = 0x01021994;
+    public const long RamfsMagic = 0x858458f6;
+    public const long HugetlbfsMagic = 0x958458f6;
+
+    /// <summary>
+    /// <c>struct flock</c> of Linux on 64-bit targets (x86-64 and arm64 alike): two shorts, padding,
+    /// two 64-bit offsets, the pid, padding; 32 bytes. For open-file-description locks <see cref="Pid"/> must be 0.
+    /// </summary>
+    [StructLayout(LayoutKind.Sequential)]
+    public struct Flock
+    {
+        public short Type;
+        public short Whence;
+        public long Start;
+        public long Length;
+        public int Pid;
+    }
+
+    [LibraryImport("libc", EntryPoint = "mmap", SetLastError = true)]
+    public static partial nint Mmap(nint addr, nuint length, int prot, int flags, int fd, long offset);
+
+    [LibraryImport("libc", EntryPoint = "munmap", SetLastError = true)]
+    public static partial int Munmap(nint addr, nuint length);
+
+    [LibraryImport("libc", EntryPoint = "msync", SetLastError = true)]
+    public static partial int Msync(nint addr, nuint length, int flags);
+
+    [LibraryImport("libc", EntryPoint = "fcntl", SetLastError = true)]
+    public static partial int Fcntl(int fd, int cmd, ref Flock lk);
+
+    [LibraryImport("libc", EntryPoint = "statfs", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    private static unsafe partial int StatFs(string path, byte* buffer);
+
+    [LibraryImport("libc", EntryPoint = "kill", SetLastError = true)]
+    public static partial int Kill(int pid, int signal);
+
+    /// <summary>The <c>f_type</c> of the file system holding <paramref name="path"/>, or null when statfs fails.</summary>
+    public static unsafe long? FileSystemType(string path)
+    {
+        // struct statfs is 120 bytes on 64-bit Linux; f_type is its first word.
+        byte* buffer = stackalloc byte[256];
+        if (StatFs(path, buffer) != 0)
+            return null;
+        return *(long*)buffer;
+    }
+}
