@@ -359,3 +359,53 @@ public class ChecksumBenchmarks
     [Benchmark(Description = "CRC-32C of 64 KiB, three streams")]
     public uint ThreeStreams() => Format.Crc32C.Compute(_chunk);
 }
+
+/// <summary>
+/// What the process table costs: opening and closing a store (registration scans the table and asks the kernel
+/// about each entry in use) with tables of several sizes and other stores holding entries, and a read lease
+/// (which touches only the store's own entry).
+/// </summary>
+[MemoryDiagnoser]
+public class ProcessTableBenchmarks
+{
+    private string _path = "";
+    private Store _store = null!;
+    private readonly List<Store> _others = [];
+
+    [Params(64, 1024, 65536)]
+    public int ProcessSlots { get; set; }
+
+    [Params(0, 255)]
+    public int OtherStores { get; set; }
+
+    [GlobalSetup]
+    public void Setup()
+    {
+        _path = Regions.NewPath("proc");
+        _store = Store.Create(_path, new BaseImageBuilder().AddFile("f", "x"u8), new StoreOptions { Capacity = 64L << 20, ProcessSlots = ProcessSlots });
+        _store.Main.Fork("b").WriteAllBytes("g", "y"u8);
+        for (int i = 0; i < OtherStores; i++)
+            _others.Add(Store.Open(_path)); // each an open of its own: a byte lock the kernel is asked about
+    }
+
+    [GlobalCleanup]
+    public void Cleanup()
+    {
+        foreach (var s in _others) s.Dispose();
+        _store.Dispose();
+        Regions.Delete(_path);
+    }
+
+    [Benchmark(Description = "open + close")]
+    public long OpenAndClose()
+    {
+        using var s = Store.Open(_path);
+        return s.Versions.Count;
+    }
+
+    [Benchmark(Description = "read lease begin + end")]
+    public void Lease()
+    {
+        using var lease = _store.BeginReadScope();
+    }
+}

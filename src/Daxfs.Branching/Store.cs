@@ -68,6 +68,9 @@ public sealed partial class Store : IDisposable
 
     internal Region Region => _region;
 
+    /// <summary>The store's part in the region's coordination (lock, process table, leases, change counter).</summary>
+    internal ChangeScope Coordination => _changes;
+
 
     // ------------------------------------------------------------------ create
 
@@ -202,7 +205,14 @@ public sealed partial class Store : IDisposable
     /// </summary>
     /// <exception cref="CorruptionException">A structure failed validation; names it and its offset.</exception>
     /// <exception cref="FormatVersionException">The region has another format version.</exception>
-    public static Store Open(string path)
+    public static Store Open(string path) => Open(path, TimeSpan.FromSeconds(30));
+
+    /// <summary>
+    /// Opens an existing region as <see cref="Open(string)"/> does, waiting at most <paramref name="lockTimeout"/>
+    /// for the region lock (then <see cref="LockTimeout"/> for later changes).
+    /// </summary>
+    /// <exception cref="StoreBusyException">The region lock stayed held that long, or every process-table entry is held.</exception>
+    public static Store Open(string path, TimeSpan lockTimeout)
     {
         ArgumentNullException.ThrowIfNull(path);
         var region = Region.Open(path);
@@ -215,6 +225,7 @@ public sealed partial class Store : IDisposable
             var baseImage = BaseImage.Open(region, sb.BaseOffset, sb.BaseLength);
             var allocator = new BlockAllocator(region, sb.BitmapOffset, sb.BitmapLength, sb.ArenaOffset, sb.ArenaLength);
             var store = new Store(region, sb, baseImage, allocator);
+            store.LockTimeout = lockTimeout;
             store._changes.Join();
             return store;
         }

@@ -1,5 +1,10 @@
 // A child process for the crash and stress tests.
-//   worker op REGION OPERATION          one operation (see Ops), typically with DAXFS_FAULT_POINT armed
+//   worker op REGION OPERATION [NAME]   one operation (see Ops), typically with DAXFS_FAULT_POINT (kill) or
+//                                       DAXFS_PAUSE_POINT (stop) armed
+//   worker lease REGION BRANCH PATH     holds a read lease on a file's bytes: prints "leased", waits for a line
+//                                       on stdin, prints "same" or "changed" for the bytes under the lease
+//   worker hold REGION                  opens the region with a lease, prints "ready", waits for stdin to close,
+//                                       then closes the region and prints "closed"
 //   worker stress REGION ID SECONDS JOURNAL SEED
 //                                       random forks, writes, commits and aborts (worker 0 also compacts about
 //                                       once a second) for a bounded time; every
@@ -14,7 +19,9 @@ if (args.Length < 2)
 }
 return args[0] switch
 {
-    "op" => Ops.Run(args[1], args[2]),
+    "op" => Ops.Run(args[1], args[2], args.Length > 3 ? args[3] : "forked"),
+    "lease" => Leases.Hold(args[1], args[2], args[3]),
+    "hold" => Leases.Open(args[1]),
     "stress" => Stress.Run(args[1], int.Parse(args[2], System.Globalization.CultureInfo.InvariantCulture),
         double.Parse(args[3], System.Globalization.CultureInfo.InvariantCulture), args[4], int.Parse(args[5], System.Globalization.CultureInfo.InvariantCulture)),
     _ => 2,
@@ -22,12 +29,20 @@ return args[0] switch
 
 internal static class Ops
 {
-    public static int Run(string region, string op)
+    public static int Run(string region, string op, string name)
     {
         using var s = Store.Open(region);
         switch (op)
         {
-            case "fork": s.Main.Fork("forked"); break;
+            case "fork": s.Main.Fork(name); break;
+            case "spawn-then-fork":
+                // A child started while the region is open must not keep its locks alive after this process dies.
+                var psi = new System.Diagnostics.ProcessStartInfo("sleep", "60") { RedirectStandardOutput = true, RedirectStandardError = true };
+                using (var child = System.Diagnostics.Process.Start(psi)!)
+                    Console.WriteLine($"child {child.Id}");
+                Console.Out.Flush();
+                s.Main.Fork(name);
+                break;
             case "write": s.GetBranch("a").Write("big.bin", 0, new byte[200_000]); break;
             case "write-small": s.GetBranch("a").Append("a.txt", "+"u8); break;
             case "commit": s.GetBranch("a").Commit("crash test"); break;
@@ -49,6 +64,36 @@ internal static class Ops
                 break;
             default: Console.Error.WriteLine($"unknown op {op}"); return 2;
         }
+        return 0;
+    }
+}
+
+internal static class Leases
+{
+    public static int Hold(string region, string branch, string path)
+    {
+        using var s = Store.Open(region);
+        using (s.BeginRead())
+        {
+            var range = s.GetBranch(branch).Read(path);
+            byte[] before = range.ToArray();
+            Console.WriteLine("leased");
+            Console.In.ReadLine();
+            Console.WriteLine(range.ToArray().AsSpan().SequenceEqual(before) ? "same" : "changed");
+        }
+        return 0;
+    }
+
+    public static int Open(string region)
+    {
+        // Hundreds of these start at once on a small machine: wait for the lock as long as that takes.
+        using (var s = Store.Open(region, TimeSpan.FromMinutes(10)))
+        using (s.BeginRead())
+        {
+            Console.WriteLine("ready");
+            Console.In.ReadToEnd();
+        }
+        Console.WriteLine("closed");
         return 0;
     }
 }

@@ -24,10 +24,13 @@ internal static class FaultPoints
     ];
 
     /// <summary>
-    /// A point armed by <c>DAXFS_PAUSE_POINT</c> instead stops the process there (SIGSTOP, as a debugger, a
-    /// frozen cgroup or a swapped-out sandbox would leave it), so a test can check that the others wait for it.
+    /// A point armed by <c>DAXFS_PAUSE_POINT</c> instead holds the process there until a line arrives on its
+    /// standard input, so a test can stop it from outside (SIGSTOP, as a debugger or a frozen sandbox would
+    /// leave it), check that the others wait for it, and let it go on or kill it. (The process does not stop
+    /// itself: as the first process of a PID namespace it would not receive its own SIGSTOP.)
     /// </summary>
     private static readonly string? s_pause = Environment.GetEnvironmentVariable("DAXFS_PAUSE_POINT");
+    private static int s_paused;
 
     public static void Hit(string name)
     {
@@ -37,11 +40,11 @@ internal static class FaultPoints
             Console.Error.Flush();
             Libc.Kill(Environment.ProcessId, Libc.SigKill);
         }
-        if (s_pause is not null && s_pause == name)
+        if (s_pause is not null && s_pause == name && Interlocked.Exchange(ref s_paused, 1) == 0) // the first time only
         {
-            Console.Error.WriteLine($"pause point {name}: stopping the process");
+            Console.Error.WriteLine($"pause point {name}: waiting for a line on standard input");
             Console.Error.Flush();
-            Libc.Kill(Environment.ProcessId, Libc.SigStop);
+            Console.In.ReadLine();
         }
     }
 }
