@@ -3,6 +3,8 @@ using Daxfs.Branching.Coordination;
 using Daxfs.Branching.Format;
 using Daxfs.Branching.Log;
 
+using Daxfs.Branching.Replay;
+
 namespace Daxfs.Branching;
 
 public sealed partial class Store
@@ -10,7 +12,7 @@ public sealed partial class Store
     /// <summary>The main branch: read-only, changed only by commits.</summary>
     public Branch Main
     {
-        get { ThrowIfUnusable(); return new Branch(this, _slots[0]!); }
+        get { ThrowIfUnusable(); return new Branch(this, _picture.Slots[0]!); }
     }
 
     /// <summary>The branch named <paramref name="name"/>.</summary>
@@ -23,9 +25,9 @@ public sealed partial class Store
         lock (_gate)
         {
             ThrowIfUnusable();
-            if (_byName.TryGetValue(name, out var s))
+            if (_picture.ByName.TryGetValue(name, out var s))
                 return new Branch(this, s);
-            if (_invalidatedNames.ContainsKey(name))
+            if (_picture.InvalidatedNames.ContainsKey(name))
                 throw new BranchInvalidatedException(name, KeptNamed(name) is not null);
             throw new BranchNotFoundException(name);
         }
@@ -33,13 +35,13 @@ public sealed partial class Store
 
     /// <summary>The kept state of invalidated branch <paramref name="name"/>, or null.</summary>
     private BranchState? KeptNamed(string name)
-        => _invalidatedNames.TryGetValue(name, out int slot) && _kept.TryGetValue(slot, out var k) ? k : null;
+        => _picture.InvalidatedNames.TryGetValue(name, out int slot) && _picture.Kept.TryGetValue(slot, out var k) ? k : null;
 
     /// <summary>True when a live branch has that name.</summary>
     public bool BranchExists(string name)
     {
         EnsureCurrent();
-        lock (_gate) { ThrowIfUnusable(); return _byName.ContainsKey(name); }
+        lock (_gate) { ThrowIfUnusable(); return _picture.ByName.ContainsKey(name); }
     }
 
     /// <summary>Every branch this region holds: live ones (main first, then by depth and name) and invalidated ones.</summary>
@@ -50,14 +52,14 @@ public sealed partial class Store
         {
             ThrowIfUnusable();
             var list = new List<BranchInfo>();
-            foreach (var s in _slots)
+            foreach (var s in _picture.Slots)
                 if (s is not null && s.Status == BranchState.StatusLive)
                     list.Add(InfoOf(s));
             list.Sort((a, b) => a.Depth != b.Depth ? a.Depth.CompareTo(b.Depth) : string.CompareOrdinal(a.Name, b.Name));
-            foreach (var (name, slot) in _invalidatedNames.OrderBy(kv => kv.Key, StringComparer.Ordinal))
+            foreach (var (name, slot) in _picture.InvalidatedNames.OrderBy(kv => kv.Key, StringComparer.Ordinal))
             {
                 ref var raw = ref SlotAt(slot);
-                list.Add(_kept.TryGetValue(slot, out var k)
+                list.Add(_picture.Kept.TryGetValue(slot, out var k)
                     ? new BranchInfo(name, k.Parent?.Name, BranchStatus.Invalidated, k.Depth, k.LogBytes, k.Records, FileStat.FromNs(k.CreatedNs)) { Kept = true }
                     : new BranchInfo(name, null, BranchStatus.Invalidated, (int)raw.Depth, 0, 0, FileStat.FromNs(raw.CreatedNs)));
             }
@@ -145,14 +147,14 @@ public sealed partial class Store
             {
                 // A fork of a past version: a child of main based on that version, which later commits leave alone.
                 baseVersion = p.SnapshotOf;
-                VersionView(baseVersion); // refuses a version compaction folded away, before anything is written
-                p = _slots[0]!;
+                _picture.VersionView(baseVersion); // refuses a version compaction folded away, before anything is written
+                p = _picture.Slots[0]!;
             }
             // Keeping needs the whole chain kept: a kept branch's base is its parent's final state.
             bool keep = p.KeepForRebase || options?.KeepForRebase == true;
             if (keep && !p.IsMain && !p.KeepForRebase)
                 throw new ArgumentException($"'{name}' cannot be kept for rebase: its parent '{p.Name}' was not forked to be kept", nameof(options));
-            if (_byName.ContainsKey(name))
+            if (_picture.ByName.ContainsKey(name))
                 throw new BranchExistsException(name);
             int slot = FindSlot(name);
             ref var raw = ref SlotAt(slot);
@@ -187,43 +189,41 @@ public sealed partial class Store
                 Log = null!,
             };
             s.Log = new LogAppender(_region, _allocator, SlotOffset(slot), logId, 0, 0, 0, 0, s.OwnBlocks);
-            s.View = baseVersion >= 0 ? VersionView(baseVersion) : p.View;
+            s.View = baseVersion >= 0 ? _picture.VersionView(baseVersion) : p.View;
             s.Detached = baseVersion >= 0;
             s.KeepForRebase = keep;
             s.BaseVersion = baseVersion >= 0 ? baseVersion : p.IsMain ? p.Epoch : p.BaseVersion;
-            _slots[slot] = s;
-            _byName[name] = s;
-            _invalidatedNames.Remove(name);
+            _picture.Slots[slot] = s;
+            _picture.ByName[name] = s;
+            _picture.InvalidatedNames.Remove(name);
             p.Children.Add(s);
             Volatile.Write(ref SlotAt(p.Slot).LiveChildren, (uint)p.Children.Count);
             return new Branch(this, s);
         });
     }
 
-    private int _slotHint = 1;
-
     /// <summary>A free slot; else the slot of an invalidated branch (the one named <paramref name="name"/> first).</summary>
     private int FindSlot(string name)
     {
         if (KeptNamed(name) is not null)
             throw new BranchExistsException(name, $"'{name}' was invalidated and its changes are kept for a rebase; rebase or discard it before reusing the name");
-        if (_invalidatedNames.TryGetValue(name, out int same))
+        if (_picture.InvalidatedNames.TryGetValue(name, out int same))
             return same;
-        int n = _slots.Length;
+        int n = _picture.Slots.Length;
         for (int k = 0; k < n - 1; k++)
         {
             int i = 1 + (_slotHint - 1 + k) % (n - 1);
-            if (_slots[i] is null && SlotAt(i).State == (uint)SlotState.Free)
+            if (_picture.Slots[i] is null && SlotAt(i).State == (uint)SlotState.Free)
             {
                 _slotHint = i + 1 >= n ? 1 : i + 1;
                 return i;
             }
         }
-        foreach (var (oldName, slot) in _invalidatedNames)
+        foreach (var (oldName, slot) in _picture.InvalidatedNames)
         {
-            if (_kept.ContainsKey(slot))
+            if (_picture.Kept.ContainsKey(slot))
                 continue; // a kept log is given back only by a rebase's discard, never taken silently
-            _invalidatedNames.Remove(oldName);
+            _picture.InvalidatedNames.Remove(oldName);
             return slot;
         }
         throw new BranchTableFullException(n);
@@ -275,7 +275,7 @@ public sealed partial class Store
             if (durable) _region.Flush(0, _region.Length);
             p.Log.Publish(at, durable); // the commit point
             FaultPoints.Hit("commit-parent.published");
-            _mergedLogs.Add(child.LogId);
+            _picture.MergedLogs.Add(child.LogId);
             p.Epoch = epoch;
             Volatile.Write(ref SlotAt(p.Slot).Epoch, epoch);
             p.View = b.View;
@@ -300,7 +300,7 @@ public sealed partial class Store
             throw new InvalidOperationException($"{b.Name} cannot be committed: fork a branch from it");
         if (b.Children.Count > 0)
             throw new BranchNotLeafException(b.Name, "commit");
-        var main = _slots[0]!;
+        var main = _picture.Slots[0]!;
         var chain = new List<BranchState>();
         for (var s = b; !s.IsMain; s = s.Parent!)
         {
@@ -322,18 +322,18 @@ public sealed partial class Store
         FaultPoints.Hit("commit.before-publish");
         main.Log.Publish(at, durable); // the commit point: from here the version exists
         FaultPoints.Hit("commit.published");
-        foreach (var r in refs) _mergedLogs.Add(r.LogId);
+        foreach (var r in refs) _picture.MergedLogs.Add(r.LogId);
         main.Epoch = seq;
         Volatile.Write(ref SlotAt(0).Epoch, seq);
         FaultPoints.Hit("commit.epoch-stored");
         main.View = b.View;
-        _versionViews.Add(b.View);
+        _picture.VersionViews.Add(b.View);
         foreach (var s in chain)
             main.MergedBlocks.AddRange(s.AllBlocks());
         main.Records += records;
         main.LogBytes += bytes;
         var version = new VersionInfo(seq, FileStat.FromNs(time), message, b.Name, records, bytes);
-        _versions.Add(version);
+        _picture.Versions.Add(version);
         // Every other branch is now stale: end the chain (its logs are history) and invalidate the rest,
         // except chains forked from past versions, which were never based on main's state.
         var chainSet = new HashSet<BranchState>(chain);
@@ -416,14 +416,14 @@ public sealed partial class Store
         ArgumentNullException.ThrowIfNull(name);
         Locked(() =>
         {
-            if (_byName.ContainsKey(name))
+            if (_picture.ByName.ContainsKey(name))
                 throw new InvalidOperationException($"branch '{name}' is live; discard or abort it instead");
             if (KeptNamed(name) is { } kept)
             {
                 DiscardKept(kept);
                 return;
             }
-            if (!_invalidatedNames.Remove(name, out int slot))
+            if (!_picture.InvalidatedNames.Remove(name, out int slot))
                 throw new BranchNotFoundException(name);
             Volatile.Write(ref SlotAt(slot).State, (uint)SlotState.Free);
         });
@@ -431,19 +431,19 @@ public sealed partial class Store
 
     /// <summary>This process's current state of a kept branch a handle was taken on (after a re-read, a new object), or null.</summary>
     private BranchState? KeptState(BranchState s)
-        => _kept.TryGetValue(s.Slot, out var k) && k.Generation == s.Generation ? k : null;
+        => _picture.Kept.TryGetValue(s.Slot, out var k) && k.Generation == s.Generation ? k : null;
 
     /// <summary>Frees a kept branch and every kept branch forked from it: slots free, blocks parked under the lease epochs.</summary>
     private void DiscardKept(BranchState top)
     {
-        var doomed = _kept.Values.Where(k => { for (var a = k; a is not null; a = a.Parent) if (ReferenceEquals(a, top)) return true; return false; })
+        var doomed = _picture.Kept.Values.Where(k => { for (var a = k; a is not null; a = a.Parent) if (ReferenceEquals(a, top)) return true; return false; })
             .OrderBy(k => k.Depth).ToList();
         foreach (var k in doomed)
         {
             Volatile.Write(ref SlotAt(k.Slot).State, (uint)SlotState.Free);
             _changes.Leases.Park(k.AllBlocks());
-            _kept.Remove(k.Slot);
-            _invalidatedNames.Remove(k.Name);
+            _picture.Kept.Remove(k.Slot);
+            _picture.InvalidatedNames.Remove(k.Name);
             k.Kept = false;
             k.Status = BranchState.StatusEnded;
             FaultPoints.Hit("discard-kept.freed");
@@ -455,21 +455,21 @@ public sealed partial class Store
     {
         ref var slot = ref SlotAt(s.Slot);
         if (to == SlotState.Invalidated)
-            MarkInvalidated(ref slot);
+            RegionPicture.MarkInvalidated(ref slot);
         else
             Volatile.Write(ref slot.State, (uint)to); // Kept leaves head and tail naming the log
         s.Status = to is SlotState.Invalidated or SlotState.Kept ? BranchState.StatusInvalidated : BranchState.StatusEnded;
         s.Log.ReleaseSpare();
         if (freeBlocks)
             _changes.Leases.Park(s.AllBlocks());
-        _slots[s.Slot] = null;
-        _byName.Remove(s.Name);
+        _picture.Slots[s.Slot] = null;
+        _picture.ByName.Remove(s.Name);
         if (to is SlotState.Invalidated or SlotState.Kept)
-            _invalidatedNames[s.Name] = s.Slot;
+            _picture.InvalidatedNames[s.Name] = s.Slot;
         if (to == SlotState.Kept)
         {
             s.Kept = true;
-            _kept[s.Slot] = s;
+            _picture.Kept[s.Slot] = s;
         }
         if (s.Parent is { } p && p.Children.Remove(s))
             Volatile.Write(ref SlotAt(p.Slot).LiveChildren, (uint)p.Children.Count);

@@ -4,6 +4,7 @@ using Daxfs.Branching.Coordination;
 using Daxfs.Branching.Building;
 using Daxfs.Branching.Format;
 using Daxfs.Branching.Index;
+using Daxfs.Branching.Replay;
 using Daxfs.Branching.Log;
 
 namespace Daxfs.Branching;
@@ -36,59 +37,24 @@ public readonly record struct CompactionReport(long FoldedVersion, long RetiredV
 
 public sealed partial class Store
 {
-    /// <summary>The version main's current base image holds (0: the region's original image).</summary>
-    private long _baseVersion;
-
-    /// <summary>The base image main's history now starts from.</summary>
-    private BaseImage? _currentBase;
-
-    /// <summary>The arena pages of the current base image when compaction wrote it; null for the original one.</summary>
-    private (long Offset, long Pages)? BaseRun => _currentBase is { } b && !ReferenceEquals(b, _base)
-        ? (b.Offset, FormatConstants.AlignUp(b.EndOffset - b.Offset, FormatConstants.PageSize) / FormatConstants.PageSize)
-        : null;
-
-    /// <summary>The image this process just wrote and validated, so publishing it does not validate it twice.</summary>
-    private BaseImage? _published;
-
-    /// <summary>Moves each time this process rebuilds its picture from nothing (after a compaction), so cached views are refetched.</summary>
-    private long _pictureGeneration;
-
-    /// <summary>Set by <see cref="ResetPicture"/>: the next re-read starts from nothing.</summary>
-    private bool _rebuild;
-
-    internal long PictureGeneration => Volatile.Read(ref _pictureGeneration);
-
-    /// <summary>The newest version of main.</summary>
-    private long CurrentVersion => _baseVersion + _versionViews.Count - 1;
-
     /// <summary>The oldest version of main that can still be read: the one compaction last folded into the base image (0 before any).</summary>
     public long OldestVersion
     {
-        get { EnsureCurrent(); lock (_gate) { ThrowIfUnusable(); return _baseVersion; } }
-    }
-
-    /// <summary>Main's view at version <paramref name="version"/> (caller holds the in-process lock).</summary>
-    private View VersionView(long version)
-    {
-        if (version >= 0 && version < _baseVersion)
-            throw new VersionFoldedException(version, _baseVersion);
-        if (version < 0 || version > CurrentVersion)
-            throw new ArgumentOutOfRangeException(nameof(version), $"no version {version}: main has versions {_baseVersion} to {CurrentVersion}");
-        return _versionViews[(int)(version - _baseVersion)];
+        get { EnsureCurrent(); lock (_gate) { ThrowIfUnusable(); return _picture.BaseVersion; } }
     }
 
     /// <summary>The view reads of <paramref name="s"/> use now (a past version's is refetched after a rebuild).</summary>
-    internal View ViewOf(BranchState s) => s.IsSnapshot && s.PictureGeneration != PictureGeneration ? SnapshotView(s) : s.View;
+    internal View ViewOf(BranchState s) => s.IsSnapshot && s.PictureGeneration != _picture.Generation ? SnapshotView(s) : s.View;
 
     /// <summary>A read-only view of a past version, refetched when this process rebuilt its picture.</summary>
     private View SnapshotView(BranchState s)
     {
         lock (_gate)
         {
-            if (s.PictureGeneration != _pictureGeneration)
+            if (s.PictureGeneration != _picture.Generation)
             {
-                s.View = VersionView(s.SnapshotOf);
-                s.PictureGeneration = _pictureGeneration;
+                s.View = _picture.VersionView(s.SnapshotOf);
+                s.PictureGeneration = _picture.Generation;
             }
             return s.View;
         }
@@ -118,18 +84,18 @@ public sealed partial class Store
         CompactedImage? image = null;
         Locked(() =>
         {
-            long target = Math.Min(CurrentVersion - options.Keep, OldestPinnedVersion());
-            if (target <= _baseVersion)
+            long target = Math.Min(_picture.CurrentVersion - options.Keep, OldestPinnedVersion());
+            if (target <= _picture.BaseVersion)
             {
-                reason = target < CurrentVersion - options.Keep
+                reason = target < _picture.CurrentVersion - options.Keep
                     ? $"a tag or a branch forked from a past version keeps version {target}, which is already the base"
-                    : $"nothing to fold: the oldest readable version is {_baseVersion} and {options.Keep} of the {CurrentVersion - _baseVersion} after it are kept";
+                    : $"nothing to fold: the oldest readable version is {_picture.BaseVersion} and {options.Keep} of the {_picture.CurrentVersion - _picture.BaseVersion} after it are kept";
                 return;
             }
             fold = target;
-            previousBase = _baseVersion;
-            generation = _pictureGeneration;
-            image = new CompactedImage(VersionView(target));
+            previousBase = _picture.BaseVersion;
+            generation = _picture.Generation;
+            image = new CompactedImage(_picture.VersionView(target));
             pages = FormatConstants.AlignUp(image.Length, FormatConstants.PageSize) / FormatConstants.PageSize;
             if (pages * FormatConstants.PageSize > _allocator.FreeBytes)
                 throw new RegionFullException(pages * FormatConstants.PageSize, _allocator.FreeBytes);
@@ -168,12 +134,12 @@ public sealed partial class Store
         {
             Locked(() =>
             {
-                if (_pictureGeneration != generation || _baseVersion != previousBase)
+                if (_picture.Generation != generation || _picture.BaseVersion != previousBase)
                     throw new DaxfsException("another process compacted the region meanwhile; nothing was changed");
                 if (OldestPinnedVersion() < fold)
                     throw new DaxfsException($"a tag or a fork of a version before {fold} was made meanwhile; nothing was changed (run compact again)");
-                _published = BaseImage.Open(_region, offset, image.Length, image.NextIno); // what was written is what will be read
-                var main = _slots[0]!;
+                _picture.Published = BaseImage.Open(_region, offset, image.Length, image.NextIno); // what was written is what will be read
+                var main = _picture.Slots[0]!;
                 int len = RecordCodec.EncodeBase(default, fold, offset, image.Length, image.NextIno);
                 long at = main.Log.Reserve(RecordKind.Base, BaseImageBuilder.NowNs(), len);
                 RecordCodec.EncodeBase(main.Log.Body(at, len), fold, offset, image.Length, image.NextIno);
@@ -184,13 +150,13 @@ public sealed partial class Store
 
                 // What the old picture reached and the new one does not: the retired versions' logs and the previous image.
                 var before = new HashSet<(long, long)>(main.MergedBlocks);
-                if (BaseRun is { } old)
+                if (_picture.BaseRun is { } old)
                     before.Add(old);
-                ResetPicture();
-                SyncLocked(alone: false);
-                _published = null;
-                before.ExceptWith(_slots[0]!.MergedBlocks);
-                if (BaseRun is { } now)
+                _picture.Reset();
+                _picture.Sync(alone: false, tookOver: false);
+                _picture.Published = null;
+                before.ExceptWith(_picture.Slots[0]!.MergedBlocks);
+                if (_picture.BaseRun is { } now)
                     before.Remove(now);
                 var retired = before.ToList();
                 released = retired.Sum(b => b.Item2) * FormatConstants.PageSize;
@@ -199,7 +165,7 @@ public sealed partial class Store
         }
         catch
         {
-            _published = null;
+            _picture.Published = null;
             if (_compactionRuns.Contains((offset, pages)))
                 GiveBackRun(offset, pages);
             throw;
@@ -208,9 +174,6 @@ public sealed partial class Store
         Locked(() => ReclaimParked()); // what no other lease still sees returns to the arena now
         return new CompactionReport(fold, fold - previousBase, image.Entries, image.DataBytes, image.Length, released, clock.Elapsed, null);
     }
-
-    /// <summary>Runs reserved for base images being written by this process (given back on failure or close).</summary>
-    private readonly List<(long Offset, long Pages)> _compactionRuns = [];
 
     private void GiveBackRun(long offset, long pages)
     {
@@ -235,96 +198,13 @@ public sealed partial class Store
     private long OldestPinnedVersion()
     {
         long oldest = long.MaxValue;
-        foreach (var v in _tags.Values)
+        foreach (var v in _picture.Tags.Values)
             oldest = Math.Min(oldest, v);
-        foreach (var s in _slots)
+        foreach (var s in _picture.Slots)
             if (s is { Detached: true } && s.Status == BranchState.StatusLive)
                 oldest = Math.Min(oldest, s.BaseVersion);
-        foreach (var k in _kept.Values)
+        foreach (var k in _picture.Kept.Values)
             oldest = Math.Min(oldest, k.BaseVersion);
         return oldest;
-    }
-
-    /// <summary>
-    /// Forgets everything derived from the logs (views, versions, tags, positions), keeping the branches this
-    /// process knows, so the next re-read rebuilds them from the base image main's log now names.
-    /// </summary>
-    private void ResetPicture()
-    {
-        foreach (var st in _slots)
-        {
-            if (st is null) continue;
-            st.Log.Resume(0, 0, 0, 0);
-            st.OwnBlocks.Clear();
-            st.MergedBlocks.Clear();
-            st.Epoch = 0;
-            st.Records = 0;
-            st.LogBytes = 0;
-        }
-        _versionViews.Clear();
-        _versions.Clear();
-        _tags.Clear();
-        _mergedLogs.Clear();
-        _kept.Clear(); // rebuilt from their slots, on the new image
-        _rebuild = true;
-        Interlocked.Increment(ref _pictureGeneration);
-    }
-
-    /// <summary>True when main's log gained a Base record (a compaction) since this process last read it.</summary>
-    private bool MainGainedBase(in BranchSlot mainSlot)
-    {
-        var log = _slots[0]!.Log;
-        if (mainSlot.Tail == 0 || mainSlot.Tail == log.Tail || log.Head == 0)
-            return false;
-        try
-        {
-            var c = new LogCursor(_region, _allocator.ArenaOffset, _allocator.ArenaEnd, new LogRef(log.LogId, log.Head, mainSlot.Tail), log.LastBlock, log.Tail);
-            while (c.MoveNext())
-                if ((RecordKind)c.Header.Kind == RecordKind.Base)
-                    return true;
-        }
-        catch (CorruptionException)
-        {
-            // The catch-up that follows reports it.
-        }
-        return false;
-    }
-
-    /// <summary>
-    /// The base image main's history starts from: the one the last valid Base record of main's log names, else
-    /// the region's original image. Sets the base version and the image's arena run.
-    /// </summary>
-    private BaseImage LatestBase(in BranchSlot mainSlot)
-    {
-        _baseVersion = 0;
-        if (mainSlot.Tail == 0)
-            return _base;
-        Rec? last = null;
-        var r = new Rec();
-        try
-        {
-            var c = Cursor(new LogRef(mainSlot.LogId, mainSlot.Head, mainSlot.Tail));
-            while (c.MoveNext())
-            {
-                if ((RecordKind)c.Header.Kind != RecordKind.Base)
-                    continue;
-                RecordCodec.Decode(r, RecordKind.Base, c.Header.TimeNs, c.Offset, c.Body, c.BodyOffset);
-                last = new Rec { Seq = r.Seq, FileOffset = r.FileOffset, Size = r.Size, Ino = r.Ino, Offset = r.Offset };
-            }
-        }
-        catch (CorruptionException)
-        {
-            // A torn tail: only what precedes it counts; the catch-up cuts or reports it.
-        }
-        if (last is null)
-            return _base;
-        if (last.Seq < 1 || last.FileOffset % FormatConstants.PageSize != 0 || last.FileOffset < _allocator.ArenaOffset
-            || last.Size < BaseHeader.Size || last.Size > _allocator.ArenaEnd - last.FileOffset)
-            ThrowHelper.Corrupt("record", last.Offset, $"base image [{last.FileOffset}, +{last.Size}) for version {last.Seq} is not a page-aligned run inside the arena");
-        var image = _published is { } mine && mine.Offset == last.FileOffset && mine.EndOffset - mine.Offset == last.Size && mine.NextIno == last.Ino
-            ? mine
-            : BaseImage.Open(_region, last.FileOffset, last.Size, last.Ino);
-        _baseVersion = last.Seq;
-        return image;
     }
 }

@@ -1,6 +1,7 @@
 using Daxfs.Branching.Branching;
 using Daxfs.Branching.Coordination;
 using Daxfs.Branching.Index;
+using Daxfs.Branching.Replay;
 
 namespace Daxfs.Branching;
 
@@ -55,8 +56,8 @@ public sealed partial class Store
     {
         ArgumentNullException.ThrowIfNull(name);
         EnsureCurrent();
-        return RebaseState(() => _byName.TryGetValue(name, out var live) ? live : KeptNamed(name)
-            ?? throw (_invalidatedNames.ContainsKey(name)
+        return RebaseState(() => _picture.ByName.TryGetValue(name, out var live) ? live : KeptNamed(name)
+            ?? throw (_picture.InvalidatedNames.ContainsKey(name)
                 ? new BranchInvalidatedException(name, $"branch '{name}' was invalidated and its changes were not kept, so there is nothing to rebase (fork with KeepForRebase, daxfs branch create --keep, to rebase a branch that loses a race)")
                 : new BranchNotFoundException(name)), newName);
     }
@@ -83,9 +84,9 @@ public sealed partial class Store
             }
             var root = b;
             while (!root.Parent!.IsMain) root = root.Parent;
-            baseView = VersionView(root.BaseVersion); // for a live branch of main's current state: main's view
+            baseView = _picture.VersionView(root.BaseVersion); // for a live branch of main's current state: main's view
             ours = b.View;
-            theirs = _slots[0]!.View;
+            theirs = _picture.Slots[0]!.View;
         }
         var mine = DiffEngine.Compare(baseView, ours);
         var main = DiffEngine.Compare(baseView, theirs);

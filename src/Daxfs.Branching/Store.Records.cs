@@ -1,6 +1,7 @@
 using Daxfs.Branching.Branching;
 using Daxfs.Branching.Format;
 using Daxfs.Branching.Index;
+using Daxfs.Branching.Replay;
 
 namespace Daxfs.Branching;
 

@@ -3,6 +3,8 @@ using Daxfs.Branching.Coordination;
 using Daxfs.Branching.Format;
 using Daxfs.Branching.Log;
 
+using Daxfs.Branching.Replay;
+
 namespace Daxfs.Branching;
 
 /// <summary>What a full verification checked.</summary>
@@ -28,17 +30,17 @@ public sealed partial class Store
         lock (_gate)
         {
             ThrowIfUnusable();
-            var image = _currentBase ?? _base;
+            var image = _picture.CurrentBase ?? _base;
             image.VerifyAllData();
             long logs = 0, records = 0, bytes = 0;
             var seen = new HashSet<long>();
             var blocks = new HashSet<long>();
             long reachable = 0;
             var stack = new Stack<LogRef>();
-            foreach (var s in _slots)
+            foreach (var s in _picture.Slots)
                 if (s is not null && s.Status == BranchState.StatusLive)
                     stack.Push(s.Log.Ref);
-            foreach (var k in _kept.Values)
+            foreach (var k in _picture.Kept.Values)
                 stack.Push(k.Log.Ref);
             var r = new Rec();
             while (stack.Count > 0)
@@ -58,7 +60,7 @@ public sealed partial class Store
                     if (kind is RecordKind.Merge or RecordKind.Version)
                     {
                         RecordCodec.Decode(r, kind, c.Header.TimeNs, c.Offset, c.Body, c.BodyOffset);
-                        if (kind == RecordKind.Version && r.Seq <= _baseVersion)
+                        if (kind == RecordKind.Version && r.Seq <= _picture.BaseVersion)
                             continue; // folded into the base image: its logs are no longer in use
                         foreach (var child in r.Logs) stack.Push(child);
                     }
@@ -70,7 +72,7 @@ public sealed partial class Store
                         if (blocks.Add(b.Offset)) reachable += b.Pages * FormatConstants.PageSize;
                 }
             }
-            if (BaseRun is { } run)
+            if (_picture.BaseRun is { } run)
                 reachable += run.Pages * FormatConstants.PageSize; // the compacted base image lives in the arena
             return new VerifyReport(image.DataLength, logs, records, bytes, reachable, _allocator.ArenaBytes - _allocator.FreeBytes);
         }

@@ -2,6 +2,7 @@ using Daxfs.Branching.Branching;
 using Daxfs.Branching.Coordination;
 using Daxfs.Branching.Format;
 using Daxfs.Branching.Index;
+using Daxfs.Branching.Replay;
 
 namespace Daxfs.Branching;
 
@@ -19,7 +20,7 @@ public sealed partial class Store
         lock (_gate)
         {
             ThrowIfUnusable();
-            var view = VersionView(version);
+            var view = _picture.VersionView(version);
             var st = new BranchState
             {
                 Slot = -1,
@@ -27,13 +28,13 @@ public sealed partial class Store
                 Name = $"main@{version}",
                 Parent = null,
                 Depth = 0,
-                CreatedNs = version == 0 ? 0 : FileStat.ToNs(_versions[(int)version - 1].Time),
+                CreatedNs = version == 0 ? 0 : FileStat.ToNs(_picture.Versions[(int)version - 1].Time),
                 Log = null!,
                 SnapshotOf = version,
                 BaseVersion = version,
             };
             st.View = view;
-            st.PictureGeneration = _pictureGeneration;
+            st.PictureGeneration = _picture.Generation;
             return new Branch(this, st);
         }
     }
@@ -53,7 +54,7 @@ public sealed partial class Store
         lock (_gate)
         {
             ThrowIfUnusable();
-            if (_tags.TryGetValue(reference, out long t) && !_byName.ContainsKey(reference))
+            if (_picture.Tags.TryGetValue(reference, out long t) && !_picture.ByName.ContainsKey(reference))
                 tagged = t;
         }
         return tagged is { } tv ? AtVersion(tv) : GetBranch(reference);
@@ -62,7 +63,7 @@ public sealed partial class Store
     /// <summary>The tags: name → version of main.</summary>
     public IReadOnlyDictionary<string, long> Tags
     {
-        get { EnsureCurrent(); lock (_gate) { ThrowIfUnusable(); return new SortedDictionary<string, long>(_tags, StringComparer.Ordinal); } }
+        get { EnsureCurrent(); lock (_gate) { ThrowIfUnusable(); return new SortedDictionary<string, long>(_picture.Tags, StringComparer.Ordinal); } }
     }
 
     /// <summary>Names version <paramref name="version"/> of main <paramref name="name"/> (same rules as branch names). Tags survive reopening.</summary>
@@ -72,11 +73,11 @@ public sealed partial class Store
             throw new ArgumentException($"invalid tag name '{name}': {why}", nameof(name));
         Locked(() =>
         {
-            VersionView(version); // refuses versions that do not exist or were folded away
-            if (_tags.TryGetValue(name, out long existing))
+            _picture.VersionView(version); // refuses versions that do not exist or were folded away
+            if (_picture.Tags.TryGetValue(name, out long existing))
                 throw new DaxfsException($"tag '{name}' already names version {existing}; delete it first");
             AppendTag(name, version, deleted: false);
-            _tags[name] = version;
+            _picture.Tags[name] = version;
         });
     }
 
@@ -86,16 +87,16 @@ public sealed partial class Store
         ArgumentNullException.ThrowIfNull(name);
         Locked(() =>
         {
-            if (!_tags.TryGetValue(name, out long v))
+            if (!_picture.Tags.TryGetValue(name, out long v))
                 throw new DaxfsException($"no tag '{name}'");
             AppendTag(name, v, deleted: true);
-            _tags.Remove(name);
+            _picture.Tags.Remove(name);
         });
     }
 
     private void AppendTag(string name, long version, bool deleted)
     {
-        var main = _slots[0]!;
+        var main = _picture.Slots[0]!;
         int len = RecordCodec.EncodeTag(default, version, name, deleted);
         long at = main.Log.Reserve(RecordKind.Tag, BaseImageBuilder.NowNs(), len);
         RecordCodec.EncodeTag(main.Log.Body(at, len), version, name, deleted);
@@ -112,11 +113,11 @@ public sealed partial class Store
     private View OlderViewOfLocked(BranchState s)
     {
         if (s.IsSnapshot)
-            return VersionView(Math.Max(0, s.SnapshotOf - 1));
+            return _picture.VersionView(Math.Max(0, s.SnapshotOf - 1));
         if (s.IsMain)
-            return VersionView(Math.Max(0, CurrentVersion - 1));
+            return _picture.VersionView(Math.Max(0, _picture.CurrentVersion - 1));
         if (s.Detached && s.Parent!.IsMain)
-            return VersionView(s.BaseVersion);
+            return _picture.VersionView(s.BaseVersion);
         return s.Parent!.View;
     }
 }

@@ -3,6 +3,7 @@ using Daxfs.Branching.Branching;
 using Daxfs.Branching.Coordination;
 using Daxfs.Branching.Format;
 using Daxfs.Branching.Index;
+using Daxfs.Branching.Replay;
 using Daxfs.Branching.Log;
 using Daxfs.Branching.Media;
 
@@ -14,7 +15,7 @@ namespace Daxfs.Branching;
 /// </summary>
 /// <remarks>
 /// Thread-safe: changes are serialized by an in-process lock and the region's lock; reads take no lock.
-/// Dispose closes the mapping: spans handed out before must not be used after.
+/// Dispose waits for this store's open read leases, then closes the mapping: spans handed out before must not be used after.
 /// </remarks>
 public sealed partial class Store : IDisposable
 {
@@ -27,12 +28,10 @@ public sealed partial class Store : IDisposable
     private readonly Superblock _super;
     private readonly BaseImage _base;
     private readonly BlockAllocator _allocator;
-    private readonly BranchState?[] _slots;
-    private readonly Dictionary<string, BranchState> _byName = new(StringComparer.Ordinal);
-    private readonly Dictionary<string, int> _invalidatedNames = new(StringComparer.Ordinal);
-    /// <summary>Branches a commit to main invalidated with their logs kept (slot state Kept), by slot.</summary>
-    private readonly Dictionary<int, BranchState> _kept = [];
-    private readonly List<VersionInfo> _versions = [];
+    private readonly RegionPicture _picture;
+    /// <summary>Runs reserved for base images being written by this process (given back on failure or close).</summary>
+    private readonly List<(long Offset, long Pages)> _compactionRuns = [];
+    private int _slotHint = 1;
     private readonly Rec _rec = new();
     private bool _disposed;
 
@@ -42,9 +41,9 @@ public sealed partial class Store : IDisposable
         _super = super;
         _base = baseImage;
         _allocator = allocator;
-        _changes = new ChangeScope(region, (super.ProcessTableOffset, (int)super.ProcessSlots), SyncLocked, ReclaimParked, ThrowIfUnusable);
+        _changes = new ChangeScope(region, (super.ProcessTableOffset, (int)super.ProcessSlots), Reread, ReclaimParked, ThrowIfUnusable);
         _gate = _changes.Gate;
-        _slots = new BranchState?[super.SlotCount];
+        _picture = new RegionPicture(region, super, baseImage, allocator);
     }
 
     /// <summary>The region file's path.</summary>
@@ -278,11 +277,11 @@ public sealed partial class Store : IDisposable
         at = offset + length;
     }
 
-    internal long SlotOffset(int slot) => _super.SlotTableOffset + (long)slot * BranchSlot.Size;
+    internal long SlotOffset(int slot) => _picture.SlotOffset(slot);
 
-    internal ref BranchSlot SlotAt(int slot) => ref _region.At<BranchSlot>(SlotOffset(slot));
+    internal ref BranchSlot SlotAt(int slot) => ref _picture.SlotAt(slot);
 
-    internal LogCursor Cursor(LogRef r) => new(_region, _allocator.ArenaOffset, _allocator.ArenaEnd, r);
+    internal LogCursor Cursor(LogRef r) => _picture.Cursor(r);
 
     // ------------------------------------------------------------------ lifecycle
 
@@ -310,7 +309,7 @@ public sealed partial class Store : IDisposable
             // the next open that finds the region with no other process.
             _changes.Leave(TimeSpan.FromSeconds(2), () =>
             {
-                foreach (var s in _slots)
+                foreach (var s in _picture.Slots)
                     if (s is not null && s.Status == BranchState.StatusLive)
                         s.Log.ReleaseSpare();
                 foreach (var (offset, pages) in _compactionRuns)
@@ -371,6 +370,13 @@ public sealed partial class Store : IDisposable
 
     internal void Locked(Action change) => Locked(() => { change(); return 0; });
 
+    /// <summary>Brings the picture up to date with the region (caller holds the gate and the region lock); the first time, keeps what it found.</summary>
+    private void Reread(bool alone)
+    {
+        if (_picture.Sync(alone, _changes.Lock.TookOverFromDead) is { } report)
+            Recovery = report;
+    }
+
     /// <summary>Returns parked space no lease can still see to the bitmap; the number of blocks returned.</summary>
     private int ReclaimParked()
     {
@@ -408,10 +414,10 @@ public sealed partial class Store : IDisposable
             lock (_gate)
             {
                 ThrowIfUnusable();
-                int live = _slots.Count(s => s is not null && s.Status == BranchState.StatusLive);
-                var image = _currentBase ?? _base;
+                int live = _picture.Slots.Count(s => s is not null && s.Status == BranchState.StatusLive);
+                var image = _picture.CurrentBase ?? _base;
                 return new RegionUsage(_region.Path, _region.Kind, _super.Capacity, image.EndOffset - image.Offset, _allocator.ArenaBytes,
-                    _allocator.FreeBytes, _changes.Leases.ParkedPages * FormatConstants.PageSize, image.InodeCount, live, (int)_super.SlotCount, _versions.Count);
+                    _allocator.FreeBytes, _changes.Leases.ParkedPages * FormatConstants.PageSize, image.InodeCount, live, (int)_super.SlotCount, _picture.Versions.Count);
             }
         }
     }
@@ -419,6 +425,6 @@ public sealed partial class Store : IDisposable
     /// <summary>The versions of main, oldest first.</summary>
     public IReadOnlyList<VersionInfo> Versions
     {
-        get { EnsureCurrent(); lock (_gate) { ThrowIfUnusable(); return _versions.ToArray(); } }
+        get { EnsureCurrent(); lock (_gate) { ThrowIfUnusable(); return _picture.Versions.ToArray(); } }
     }
 }

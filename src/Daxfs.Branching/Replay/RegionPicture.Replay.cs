@@ -1,24 +1,23 @@
 using System.Text;
 using Daxfs.Branching.Branching;
-using Daxfs.Branching.Coordination;
 using Daxfs.Branching.Format;
 using Daxfs.Branching.Index;
 using Daxfs.Branching.Log;
 
-namespace Daxfs.Branching;
+namespace Daxfs.Branching.Replay;
 
-public sealed partial class Store
+internal sealed partial class RegionPicture
 {
     /// <summary>Logs merged into some history (by a merge or a version record).</summary>
-    private readonly HashSet<long> _mergedLogs = [];
+    public HashSet<long> MergedLogs { get; } = [];
 
     /// <summary>Main's view after each version (index = version; 0 = the base image). Persistent views share structure.</summary>
-    private readonly List<View> _versionViews = [];
+    public List<View> VersionViews { get; } = [];
 
     /// <summary>Tags: name → version.</summary>
-    private readonly SortedDictionary<string, long> _tags = new(StringComparer.Ordinal);
+    public SortedDictionary<string, long> Tags { get; } = new(StringComparer.Ordinal);
 
-    /// <summary>Set once the first read of the region (on open) has filled <see cref="Recovery"/>.</summary>
+    /// <summary>Set once the first read of the region (on open) has reported what it found.</summary>
     private bool _opened;
 
     /// <summary>
@@ -34,7 +33,8 @@ public sealed partial class Store
     /// back. With <paramref name="alone"/> (no other process has the region open) a torn log tail is cut
     /// back to its longest valid prefix and free space is rebuilt from what is reachable.
     /// </remarks>
-    private void SyncLocked(bool alone)
+    /// <returns>What the first read (on open) found and repaired; null for every later one.</returns>
+    public RecoveryReport? Sync(bool alone, bool tookOver)
     {
         var truncated = new List<string>();
         var invalidated = new List<string>();
@@ -53,32 +53,32 @@ public sealed partial class Store
             ThrowHelper.Corrupt("branch slot 0", SlotOffset(0), "slot 0 is not the live main branch");
 
         // Main first: its new versions. A compaction elsewhere (a new Base record) means starting over from its image.
-        if (_slots[0] is not null && !_rebuild && MainGainedBase(in raw[0]))
-            ResetPicture();
+        if (Slots[0] is not null && !_rebuild && MainGainedBase(in raw[0]))
+            Reset();
         bool rebuilding = _rebuild;
-        if (_slots[0] is null || _rebuild)
+        if (Slots[0] is null || _rebuild)
         {
-            var main = _slots[0] ?? NewState(0, in raw[0], "main", null);
-            _currentBase = LatestBase(in raw[0]);
-            main.View = View.Initial(_currentBase);
-            _versionViews.Add(main.View);
-            _slots[0] = main;
-            _byName["main"] = main;
+            var main = Slots[0] ?? NewState(0, in raw[0], "main", null);
+            CurrentBase = LatestBase(in raw[0]);
+            main.View = View.Initial(CurrentBase);
+            VersionViews.Add(main.View);
+            Slots[0] = main;
+            ByName["main"] = main;
             _rebuild = false;
         }
-        CatchUp(_slots[0]!, in raw[0], alone, truncated);
+        CatchUp(Slots[0]!, in raw[0], alone, truncated);
 
         // Branches this process knew that ended or were replaced since.
         for (int i = 1; i < count; i++)
         {
-            var st = _slots[i];
+            var st = Slots[i];
             if (st is not null && (raw[i].State != (uint)SlotState.Live || raw[i].Generation != st.Generation))
             {
                 Forget(st, raw[i].State is (uint)SlotState.Invalidated or (uint)SlotState.Kept ? BranchState.StatusInvalidated : BranchState.StatusEnded);
                 if (raw[i].State == (uint)SlotState.Kept && raw[i].Generation == st.Generation && !rebuilding)
                 {
                     st.Kept = true; // invalidated elsewhere with its log kept: the picture built so far stays good
-                    _kept[i] = st;
+                    Kept[i] = st;
                 }
                 // (After a compaction elsewhere the picture was reset: the kept branch is rebuilt from its slot below.)
             }
@@ -92,16 +92,16 @@ public sealed partial class Store
         {
             ref readonly var s = ref raw[i];
             int p = (int)s.ParentSlot;
-            var parent = p < count ? _slots[p] : null;
+            var parent = p < count ? Slots[p] : null;
             bool parentMatches = p < count && p != i && raw[p].State == (uint)SlotState.Live && raw[p].Generation == s.ParentGeneration && s.Depth == raw[p].Depth + 1;
             // A branch forked from a past version of main is not invalidated by later commits: it never was
             // based on main's current state. Any other branch is stale once its parent's epoch moved on.
             bool detached = (s.Flags & BranchSlot.FlagDetached) != 0 && p == 0;
             bool valid = parent is not null && parentMatches
-                && (detached ? s.ForkEpoch >= _baseVersion && s.ForkEpoch <= CurrentVersion : s.ForkEpoch == parent.Epoch);
+                && (detached ? s.ForkEpoch >= BaseVersion && s.ForkEpoch <= CurrentVersion : s.ForkEpoch == parent.Epoch);
             if (!valid)
             {
-                if (_slots[i] is { } gone)
+                if (Slots[i] is { } gone)
                     Forget(gone, BranchState.StatusInvalidated);
                 // Under a stale parent, or a commit into the parent came after the fork: invalidated.
                 // Under an ended parent (abort, discard): ended with it.
@@ -109,7 +109,7 @@ public sealed partial class Store
                 {
                     stale.Add(i);
                     invalidated.Add(names[i]!);
-                    if ((s.Flags & BranchSlot.FlagKeep) != 0 && !detached && !_mergedLogs.Contains(s.LogId) && (p == 0 || keep.Contains(p)))
+                    if ((s.Flags & BranchSlot.FlagKeep) != 0 && !detached && !MergedLogs.Contains(s.LogId) && (p == 0 || keep.Contains(p)))
                         keep.Add(i);
                 }
                 else
@@ -118,7 +118,7 @@ public sealed partial class Store
                 }
                 continue;
             }
-            var st = _slots[i];
+            var st = Slots[i];
             if (st is not null && rebuilding)
                 st.View = detached ? VersionView(s.ForkEpoch) : parent!.View; // its log is replayed again from its head
             if (st is null)
@@ -127,28 +127,28 @@ public sealed partial class Store
                 st.View = detached ? VersionView(s.ForkEpoch) : parent!.View;
                 st.Detached = detached;
                 st.BaseVersion = detached ? s.ForkEpoch : parent!.IsMain ? parent.Epoch : parent.BaseVersion;
-                if (_byName.ContainsKey(names[i]!))
+                if (ByName.ContainsKey(names[i]!))
                     ThrowHelper.Corrupt($"branch slot {i}", SlotOffset(i), $"name '{names[i]}' is used by two live branches");
-                _slots[i] = st;
-                _byName[names[i]!] = st;
-                _invalidatedNames.Remove(names[i]!);
+                Slots[i] = st;
+                ByName[names[i]!] = st;
+                InvalidatedNames.Remove(names[i]!);
             }
             CatchUp(st, in s, alone, truncated);
         }
 
         // Families, derived fields and names, written back.
-        foreach (var st in _slots)
+        foreach (var st in Slots)
             st?.Children.Clear();
-        foreach (var st in _slots)
+        foreach (var st in Slots)
             if (st?.Parent is { } par) par.Children.Add(st);
         for (int i = 1; i < count; i++)
         {
-            if (_slots[i] is not null)
+            if (Slots[i] is not null)
                 continue;
             ref var slot = ref SlotAt(i);
             if (slot.State == (uint)SlotState.Live)
             {
-                if (stale.Contains(i) && !_mergedLogs.Contains(slot.LogId))
+                if (stale.Contains(i) && !MergedLogs.Contains(slot.LogId))
                 {
                     if (keep.Contains(i)) Volatile.Write(ref slot.State, (uint)SlotState.Kept); // head and tail stay
                     else MarkInvalidated(ref slot); // invalidated by a commit elsewhere
@@ -156,13 +156,13 @@ public sealed partial class Store
                 else
                     Volatile.Write(ref slot.State, (uint)SlotState.Free); // committed (its log is history) or ended with its parent
             }
-            if (slot.State is (uint)SlotState.Invalidated or (uint)SlotState.Kept && names[i] is { } n && !_byName.ContainsKey(n))
-                _invalidatedNames[n] = i;
+            if (slot.State is (uint)SlotState.Invalidated or (uint)SlotState.Kept && names[i] is { } n && !ByName.ContainsKey(n))
+                InvalidatedNames[n] = i;
         }
-        foreach (var key in _invalidatedNames.Where(kv => SlotAt(kv.Value).State is not ((uint)SlotState.Invalidated or (uint)SlotState.Kept)).Select(kv => kv.Key).ToList())
-            _invalidatedNames.Remove(key);
+        foreach (var key in InvalidatedNames.Where(kv => SlotAt(kv.Value).State is not ((uint)SlotState.Invalidated or (uint)SlotState.Kept)).Select(kv => kv.Key).ToList())
+            InvalidatedNames.Remove(key);
         SyncKept(count, names, alone, truncated);
-        foreach (var st in _slots)
+        foreach (var st in Slots)
         {
             if (st is null) continue;
             ref var slot = ref SlotAt(st.Slot);
@@ -174,15 +174,15 @@ public sealed partial class Store
         {
             // Free space: whatever a live branch or main's history reaches is in use; the rest is free.
             var used = new List<(long, long)>();
-            foreach (var st in _slots)
+            foreach (var st in Slots)
                 if (st is not null) used.AddRange(st.AllBlocks());
-            foreach (var st in _kept.Values)
+            foreach (var st in Kept.Values)
                 used.AddRange(st.AllBlocks());
             if (BaseRun is { } run)
                 used.Add(run);
             _allocator.Rebuild(used);
-            long maxLog = _mergedLogs.Count == 0 ? 1 : _mergedLogs.Max();
-            foreach (var st in _slots.Concat(_kept.Values))
+            long maxLog = MergedLogs.Count == 0 ? 1 : MergedLogs.Max();
+            foreach (var st in Slots.Concat(Kept.Values))
                 if (st is not null) maxLog = Math.Max(maxLog, st.Log.LogId);
             ref long next = ref _region.Word(FormatConstants.ControlOffset + ControlBlock.NextLogIdOffset);
             if (Volatile.Read(ref next) <= maxLog)
@@ -193,11 +193,10 @@ public sealed partial class Store
             _allocator.Recount();
         }
 
-        if (!_opened)
-        {
-            Recovery = new RecoveryReport(truncated, invalidated, released, _changes.Lock.TookOverFromDead);
-            _opened = true;
-        }
+        if (_opened)
+            return null;
+        _opened = true;
+        return new RecoveryReport(truncated, invalidated, released, tookOver);
     }
 
     /// <summary>
@@ -208,29 +207,29 @@ public sealed partial class Store
     /// </summary>
     private void SyncKept(uint count, string?[] names, bool alone, List<string> truncated)
     {
-        foreach (var (i, k) in _kept.ToList())
+        foreach (var (i, k) in Kept.ToList())
         {
             var s = SlotAt(i);
             if (s.State != (uint)SlotState.Kept || s.Generation != k.Generation)
-                _kept.Remove(i);
+                Kept.Remove(i);
             else
                 CatchUp(k, in s, alone, truncated); // records another process wrote before the commit that kept it
         }
-        var order = Enumerable.Range(1, (int)count - 1).Where(i => SlotAt(i).State == (uint)SlotState.Kept && !_kept.ContainsKey(i))
+        var order = Enumerable.Range(1, (int)count - 1).Where(i => SlotAt(i).State == (uint)SlotState.Kept && !Kept.ContainsKey(i))
             .OrderBy(i => SlotAt(i).Depth).ToList();
         foreach (int i in order)
         {
             var s = SlotAt(i);
             int p = (int)s.ParentSlot;
-            var parent = p == 0 ? _slots[0] : _kept.TryGetValue(p, out var kp) && kp.Generation == s.ParentGeneration ? kp : null;
+            var parent = p == 0 ? Slots[0] : Kept.TryGetValue(p, out var kp) && kp.Generation == s.ParentGeneration ? kp : null;
             bool buildable = parent is not null && s.Depth == parent.Depth + 1
-                && (p != 0 || (s.ForkEpoch >= _baseVersion && s.ForkEpoch <= CurrentVersion));
+                && (p != 0 || (s.ForkEpoch >= BaseVersion && s.ForkEpoch <= CurrentVersion));
             if (!buildable)
             {
                 if (alone)
                 {
                     Volatile.Write(ref SlotAt(i).State, (uint)SlotState.Free);
-                    if (names[i] is { } gone) _invalidatedNames.Remove(gone);
+                    if (names[i] is { } gone) InvalidatedNames.Remove(gone);
                 }
                 continue;
             }
@@ -240,7 +239,7 @@ public sealed partial class Store
             st.Kept = true;
             st.Status = BranchState.StatusInvalidated;
             CatchUp(st, in s, alone, truncated);
-            _kept[i] = st;
+            Kept[i] = st;
         }
     }
 
@@ -249,13 +248,13 @@ public sealed partial class Store
     {
         st.Status = status;
         st.Log.ReleaseSpare(); // a block this process reserved for it and never published
-        _slots[st.Slot] = null;
-        if (_byName.TryGetValue(st.Name, out var named) && ReferenceEquals(named, st))
-            _byName.Remove(st.Name);
+        Slots[st.Slot] = null;
+        if (ByName.TryGetValue(st.Name, out var named) && ReferenceEquals(named, st))
+            ByName.Remove(st.Name);
         st.Parent?.Children.Remove(st);
     }
 
-    private static void MarkInvalidated(ref BranchSlot slot)
+    public static void MarkInvalidated(ref BranchSlot slot)
     {
         Volatile.Write(ref slot.State, (uint)SlotState.Invalidated);
         Volatile.Write(ref slot.Tail, 0);
@@ -277,7 +276,7 @@ public sealed partial class Store
         fixed (byte* p = s.Name)
         {
             var bytes = new ReadOnlySpan<byte>(p, (int)s.NameLength);
-            string? why = i == 0 ? (bytes.SequenceEqual("main"u8) ? null : "slot 0 is not named main") : BranchNameProblem(Encoding.ASCII.GetString(bytes));
+            string? why = i == 0 ? (bytes.SequenceEqual("main"u8) ? null : "slot 0 is not named main") : Store.BranchNameProblem(Encoding.ASCII.GetString(bytes));
             if (why is not null)
                 ThrowHelper.Corrupt($"branch slot {i}", at, $"bad name: {why}");
             name = Encoding.ASCII.GetString(bytes);
@@ -394,7 +393,7 @@ public sealed partial class Store
         {
             if (pendingVersion != 0 && stack.Count == 1)
             {
-                _versionViews.Add(view);
+                VersionViews.Add(view);
                 pendingVersion = 0;
             }
             var c = stack.Peek();
@@ -436,14 +435,14 @@ public sealed partial class Store
                     if (r.Seq != epoch + 1)
                         ThrowHelper.Corrupt("record", c.Offset, $"version {r.Seq} does not follow {epoch}");
                     epoch = r.Seq;
-                    bool folded = r.Seq <= _baseVersion;
-                    _versions.Add(new VersionInfo(r.Seq, FileStat.FromNs(r.TimeNs), r.Message, r.Source, r.Size, r.FileOffset) { Folded = r.Seq < _baseVersion });
+                    bool folded = r.Seq <= BaseVersion;
+                    Versions.Add(new VersionInfo(r.Seq, FileStat.FromNs(r.TimeNs), r.Message, r.Source, r.Size, r.FileOffset) { Folded = r.Seq < BaseVersion });
                     owner.Records += r.Size;
                     owner.LogBytes += r.FileOffset;
                     if (folded)
                     {
                         // Its changes are in the base image; its logs may already hold other data.
-                        foreach (var l in r.Logs) _mergedLogs.Add(l.LogId);
+                        foreach (var l in r.Logs) MergedLogs.Add(l.LogId);
                         break;
                     }
                     for (int k = r.Logs.Length - 1; k >= 0; k--)
@@ -453,17 +452,17 @@ public sealed partial class Store
                 case RecordKind.Base:
                     if (!owner.IsMain || !own)
                         ThrowHelper.Corrupt("record", c.Offset, "a base record outside main's own log");
-                    if (r.Seq < 1 || r.Seq > epoch || r.Seq > _baseVersion)
-                        ThrowHelper.Corrupt("record", c.Offset, $"base record folds version {r.Seq}, outside versions 1 to {Math.Min(epoch, _baseVersion)}");
+                    if (r.Seq < 1 || r.Seq > epoch || r.Seq > BaseVersion)
+                        ThrowHelper.Corrupt("record", c.Offset, $"base record folds version {r.Seq}, outside versions 1 to {Math.Min(epoch, BaseVersion)}");
                     break;
                 case RecordKind.Tag:
                     if (!owner.IsMain || !own)
                         ThrowHelper.Corrupt("record", c.Offset, "a tag record outside main's own log");
-                    if (BranchNameProblem(r.Name) is { } why)
+                    if (Store.BranchNameProblem(r.Name) is { } why)
                         ThrowHelper.Corrupt("record", c.Offset, $"bad tag name: {why}");
-                    if (r.Flags != 0) _tags.Remove(r.Name);
+                    if (r.Flags != 0) Tags.Remove(r.Name);
                     else if (r.Seq < 0 || r.Seq > epoch) ThrowHelper.Corrupt("record", c.Offset, $"tag '{r.Name}' names version {r.Seq}, beyond {epoch}");
-                    else _tags[r.Name] = r.Seq;
+                    else Tags[r.Name] = r.Seq;
                     break;
                 default:
                     if (owner.IsMain && own)
@@ -487,7 +486,7 @@ public sealed partial class Store
                 ThrowHelper.Corrupt("record", c.Offset, "merges nested too deep");
         }
         if (pendingVersion != 0)
-            _versionViews.Add(view);
+            VersionViews.Add(view);
         return false;
     }
 
@@ -495,7 +494,7 @@ public sealed partial class Store
     {
         if (!reached.Add(r.LogId))
             ThrowHelper.Corrupt("record", at, $"log {r.LogId} is merged twice (or merges itself)");
-        _mergedLogs.Add(r.LogId);
+        MergedLogs.Add(r.LogId);
         if (r.IsEmpty)
             return;
         stack.Push(Cursor(r));

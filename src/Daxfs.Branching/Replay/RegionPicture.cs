@@ -1,0 +1,174 @@
+using System.Text;
+using Daxfs.Branching.Branching;
+using Daxfs.Branching.Format;
+using Daxfs.Branching.Index;
+using Daxfs.Branching.Log;
+using Daxfs.Branching.Media;
+
+namespace Daxfs.Branching.Replay;
+
+/// <summary>
+/// One store's picture of the region, rebuilt from the logs: every live and kept branch's state (view, log
+/// position, family), main's versions and their views, tags, and the base image history starts from; and
+/// the re-read that brings it up to date with what other processes appended (see <see cref="Sync"/>).
+/// </summary>
+/// <remarks>
+/// Changed only under the store's gate and the region lock (the re-read) or under the gate (a change of this
+/// store); readers take the gate. Nothing here is shared with other processes except through the region.
+/// </remarks>
+internal sealed partial class RegionPicture
+{
+    private readonly Region _region;
+    private readonly Superblock _super;
+    private readonly BaseImage _base;
+    private readonly BlockAllocator _allocator;
+
+    public RegionPicture(Region region, Superblock super, BaseImage baseImage, BlockAllocator allocator)
+    {
+        _region = region;
+        _super = super;
+        _base = baseImage;
+        _allocator = allocator;
+        Slots = new BranchState?[super.SlotCount];
+    }
+
+    /// <summary>Live branches by slot (null: free, or not live).</summary>
+    public BranchState?[] Slots { get; }
+
+    /// <summary>Live branches by name.</summary>
+    public Dictionary<string, BranchState> ByName { get; } = new(StringComparer.Ordinal);
+
+    /// <summary>Names of invalidated branches (slot state Invalidated or Kept) → slot.</summary>
+    public Dictionary<string, int> InvalidatedNames { get; } = new(StringComparer.Ordinal);
+
+    /// <summary>Branches a commit to main invalidated with their logs kept (slot state Kept), by slot.</summary>
+    public Dictionary<int, BranchState> Kept { get; } = [];
+
+    /// <summary>The versions of main, oldest first.</summary>
+    public List<VersionInfo> Versions { get; } = [];
+
+    public long SlotOffset(int slot) => _super.SlotTableOffset + (long)slot * BranchSlot.Size;
+
+    public ref BranchSlot SlotAt(int slot) => ref _region.At<BranchSlot>(SlotOffset(slot));
+
+    public LogCursor Cursor(LogRef r) => new(_region, _allocator.ArenaOffset, _allocator.ArenaEnd, r);
+
+    /// <summary>The version main's current base image holds (0: the region's original image).</summary>
+    public long BaseVersion { get; private set; }
+
+    /// <summary>The base image main's history now starts from.</summary>
+    public BaseImage? CurrentBase { get; private set; }
+
+    /// <summary>The arena pages of the current base image when compaction wrote it; null for the original one.</summary>
+    public (long Offset, long Pages)? BaseRun => CurrentBase is { } b && !ReferenceEquals(b, _base)
+        ? (b.Offset, FormatConstants.AlignUp(b.EndOffset - b.Offset, FormatConstants.PageSize) / FormatConstants.PageSize)
+        : null;
+
+    /// <summary>The image this process just wrote and validated, so publishing it does not validate it twice.</summary>
+    public BaseImage? Published { get; set; }
+
+    /// <summary>Moves each time this process rebuilds its picture from nothing (after a compaction), so cached views are refetched.</summary>
+    private long _generation;
+
+    /// <summary>Set by <see cref="Reset"/>: the next re-read starts from nothing.</summary>
+    private bool _rebuild;
+
+    /// <summary>Moves each time the picture is rebuilt from nothing.</summary>
+    public long Generation => Volatile.Read(ref _generation);
+
+    /// <summary>The newest version of main.</summary>
+    public long CurrentVersion => BaseVersion + VersionViews.Count - 1;
+
+    /// <summary>Main's view at version <paramref name="version"/> (caller holds the in-process lock).</summary>
+    public View VersionView(long version)
+    {
+        if (version >= 0 && version < BaseVersion)
+            throw new VersionFoldedException(version, BaseVersion);
+        if (version < 0 || version > CurrentVersion)
+            throw new ArgumentOutOfRangeException(nameof(version), $"no version {version}: main has versions {BaseVersion} to {CurrentVersion}");
+        return VersionViews[(int)(version - BaseVersion)];
+    }
+
+    /// <summary>
+    /// Forgets everything derived from the logs (views, versions, tags, positions), keeping the branches this
+    /// process knows, so the next re-read rebuilds them from the base image main's log now names.
+    /// </summary>
+    public void Reset()
+    {
+        foreach (var st in Slots)
+        {
+            if (st is null) continue;
+            st.Log.Resume(0, 0, 0, 0);
+            st.OwnBlocks.Clear();
+            st.MergedBlocks.Clear();
+            st.Epoch = 0;
+            st.Records = 0;
+            st.LogBytes = 0;
+        }
+        VersionViews.Clear();
+        Versions.Clear();
+        Tags.Clear();
+        MergedLogs.Clear();
+        Kept.Clear(); // rebuilt from their slots, on the new image
+        _rebuild = true;
+        Interlocked.Increment(ref _generation);
+    }
+
+    /// <summary>True when main's log gained a Base record (a compaction) since this process last read it.</summary>
+    private bool MainGainedBase(in BranchSlot mainSlot)
+    {
+        var log = Slots[0]!.Log;
+        if (mainSlot.Tail == 0 || mainSlot.Tail == log.Tail || log.Head == 0)
+            return false;
+        try
+        {
+            var c = new LogCursor(_region, _allocator.ArenaOffset, _allocator.ArenaEnd, new LogRef(log.LogId, log.Head, mainSlot.Tail), log.LastBlock, log.Tail);
+            while (c.MoveNext())
+                if ((RecordKind)c.Header.Kind == RecordKind.Base)
+                    return true;
+        }
+        catch (CorruptionException)
+        {
+            // The catch-up that follows reports it.
+        }
+        return false;
+    }
+
+    /// <summary>
+    /// The base image main's history starts from: the one the last valid Base record of main's log names, else
+    /// the region's original image. Sets the base version and the image's arena run.
+    /// </summary>
+    private BaseImage LatestBase(in BranchSlot mainSlot)
+    {
+        BaseVersion = 0;
+        if (mainSlot.Tail == 0)
+            return _base;
+        Rec? last = null;
+        var r = new Rec();
+        try
+        {
+            var c = Cursor(new LogRef(mainSlot.LogId, mainSlot.Head, mainSlot.Tail));
+            while (c.MoveNext())
+            {
+                if ((RecordKind)c.Header.Kind != RecordKind.Base)
+                    continue;
+                RecordCodec.Decode(r, RecordKind.Base, c.Header.TimeNs, c.Offset, c.Body, c.BodyOffset);
+                last = new Rec { Seq = r.Seq, FileOffset = r.FileOffset, Size = r.Size, Ino = r.Ino, Offset = r.Offset };
+            }
+        }
+        catch (CorruptionException)
+        {
+            // A torn tail: only what precedes it counts; the catch-up cuts or reports it.
+        }
+        if (last is null)
+            return _base;
+        if (last.Seq < 1 || last.FileOffset % FormatConstants.PageSize != 0 || last.FileOffset < _allocator.ArenaOffset
+            || last.Size < BaseHeader.Size || last.Size > _allocator.ArenaEnd - last.FileOffset)
+            ThrowHelper.Corrupt("record", last.Offset, $"base image [{last.FileOffset}, +{last.Size}) for version {last.Seq} is not a page-aligned run inside the arena");
+        var image = Published is { } mine && mine.Offset == last.FileOffset && mine.EndOffset - mine.Offset == last.Size && mine.NextIno == last.Ino
+            ? mine
+            : BaseImage.Open(_region, last.FileOffset, last.Size, last.Ino);
+        BaseVersion = last.Seq;
+        return image;
+    }
+}
