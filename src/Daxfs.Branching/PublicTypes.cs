@@ -22,6 +22,14 @@ public sealed record StoreOptions
     /// </summary>
     public int ProcessSlots { get; init; } = 1024;
 
+    /// <summary>
+    /// The region is memory that processes of several kernels map (a multikernel machine, CXL shared memory).
+    /// Then a store of another kernel is never taken over or cleared, since this kernel cannot tell whether it
+    /// lives (docs/concurrency.md). Without it, a store with another kernel's boot id can only be one of an
+    /// earlier boot (a file or device region that outlived a reboot), and is treated as gone.
+    /// </summary>
+    public bool SharedAcrossKernels { get; init; }
+
     /// <summary>Replace an existing region file at the path.</summary>
     public bool Overwrite { get; init; }
 

@@ -41,9 +41,12 @@ public sealed partial class Store : IDisposable
         _super = super;
         _base = baseImage;
         _allocator = allocator;
-        _changes = new ChangeScope(region, (super.ProcessTableOffset, (int)super.ProcessSlots), Reread, ReclaimParked, ThrowIfUnusable);
+        _changes = new ChangeScope(region, (super.ProcessTableOffset, (int)super.ProcessSlots, (super.Flags & Superblock.FlagSharedAcrossKernels) != 0), Reread, ReclaimParked, ThrowIfUnusable);
         _gate = _changes.Gate;
-        _picture = new RegionPicture(region, super, baseImage, allocator);
+        // A regular file last opened by another boot of this machine (or another kernel) may hold records torn
+        // by a crash of the machine; memory, and a file this kernel already had open, cannot.
+        long lastBoot = Volatile.Read(ref region.Word(FormatConstants.ControlOffset + ControlBlock.BootTagOffset));
+        _picture = new RegionPicture(region, super, baseImage, allocator, region.Kind == RegionKind.File && lastBoot != ProcessIdentity.BootTag);
     }
 
     /// <summary>The region file's path.</summary>
@@ -132,6 +135,7 @@ public sealed partial class Store : IDisposable
             ref var control = ref region.At<ControlBlock>(FormatConstants.ControlOffset);
             control.Magic = ControlBlock.MagicValue;
             control.NextLogId = 2; // main's log is 1
+            control.BootTag = ProcessIdentity.BootTag;
 
             region.WritableSpan(slotTable, (int)slotBytes).Clear();
             ref var main = ref region.At<BranchSlot>(slotTable);
@@ -154,6 +158,7 @@ public sealed partial class Store : IDisposable
             sb.ProcessTableOffset = processTable;
             sb.ProcessSlots = (uint)options.ProcessSlots;
             sb.ProcessEntrySize = ProcessEntry.Size;
+            sb.Flags = options.SharedAcrossKernels ? Superblock.FlagSharedAcrossKernels : 0;
             sb.SlotTableOffset = slotTable;
             sb.SlotCount = (uint)options.BranchSlots;
             sb.SlotSize = BranchSlot.Size;
@@ -208,7 +213,7 @@ public sealed partial class Store : IDisposable
 
     /// <summary>
     /// Opens an existing region as <see cref="Open(string)"/> does, waiting at most <paramref name="lockTimeout"/>
-    /// for the region lock (then <see cref="LockTimeout"/> for later changes).
+    /// for the region lock; <see cref="LockTimeout"/> starts at that value too (set it for later changes).
     /// </summary>
     /// <exception cref="StoreBusyException">The region lock stayed held that long, or every process-table entry is held.</exception>
     public static Store Open(string path, TimeSpan lockTimeout)
@@ -258,6 +263,8 @@ public sealed partial class Store : IDisposable
             ThrowHelper.Corrupt("superblock", 40, $"slot count {sb.SlotCount} out of range");
         if (sb.ProcessSlots < 2 || sb.ProcessSlots > ProcessEntry.MaxSlots)
             ThrowHelper.Corrupt("superblock", 112, $"process table of {sb.ProcessSlots} entries out of range");
+        if ((sb.Flags & ~Superblock.FlagSharedAcrossKernels) != 0)
+            ThrowHelper.Corrupt("superblock", 120, $"unknown flags {sb.Flags:X8}");
         // The areas follow each other in a fixed order, page-aligned, inside the capacity.
         long at = 2 * page;
         Area(ref at, sb.ProcessTableOffset, (long)sb.ProcessSlots * ProcessEntry.Size, "process table", sb.Capacity);
@@ -296,27 +303,33 @@ public sealed partial class Store : IDisposable
     /// <exception cref="InvalidOperationException">A read lease stayed open: the store is left open (dispose it again after the lease ends).</exception>
     public void Dispose()
     {
-        if (!_changes.Leases.WaitForNone(LeaseWaitOnDispose))
+        // Waits outside the gate (a thread holding a lease may need the gate to finish its read); from here on no
+        // lease can begin, so none is open when the mapping goes.
+        if (!_changes.Leases.Close(LeaseWaitOnDispose))
             throw new InvalidOperationException($"{_region.Path}: {_changes.Leases.Open} read lease(s) of this store are still open after {LeaseWaitOnDispose.TotalSeconds:0.#} s; end them before disposing the store (its mapping stays open until then)");
         lock (_gate)
         {
             if (_disposed) return;
-            if (_changes.Leases.Open > 0)
-                throw new InvalidOperationException($"{_region.Path}: a read lease of this store began while it was being disposed; end it, then dispose again");
             _disposed = true;
-            // Give back blocks reserved but never linked, and parked space no lease still needs; what cannot
-            // be given back now (the lock is busy, or another process's lease still sees it) is reclaimed by
-            // the next open that finds the region with no other process.
-            _changes.Leave(TimeSpan.FromSeconds(2), () =>
+            try
             {
-                foreach (var s in _picture.Slots)
-                    if (s is not null && s.Status == BranchState.StatusLive)
-                        s.Log.ReleaseSpare();
-                foreach (var (offset, pages) in _compactionRuns)
-                    _allocator.Free(offset, pages);
-                _compactionRuns.Clear();
-            });
-            _region.Dispose();
+                // Give back blocks reserved but never linked, and parked space no lease still needs; what cannot
+                // be given back now (the lock is busy, or another process's lease still sees it) is reclaimed by
+                // the next open that finds the region with no other process.
+                _changes.Leave(TimeSpan.FromSeconds(2), () =>
+                {
+                    foreach (var s in _picture.Slots)
+                        if (s is not null && s.Status == BranchState.StatusLive)
+                            s.Log.ReleaseSpare();
+                    foreach (var (offset, pages) in _compactionRuns)
+                        _allocator.Free(offset, pages);
+                    _compactionRuns.Clear();
+                });
+            }
+            finally
+            {
+                _region.Dispose();
+            }
         }
     }
 
@@ -374,7 +387,16 @@ public sealed partial class Store : IDisposable
     private void Reread(bool alone)
     {
         if (_picture.Sync(alone, _changes.Lock.TookOverFromDead) is { } report)
+        {
             Recovery = report;
+            ref long boot = ref _region.Word(FormatConstants.ControlOffset + ControlBlock.BootTagOffset);
+            if (_region.Kind == RegionKind.File && Volatile.Read(ref boot) != ProcessIdentity.BootTag)
+            {
+                // From now on a record that fails validation is damage, not a torn write: this boot wrote it.
+                Volatile.Write(ref boot, ProcessIdentity.BootTag);
+                _region.Flush(FormatConstants.ControlOffset, FormatConstants.PageSize);
+            }
+        }
     }
 
     /// <summary>Returns parked space no lease can still see to the bitmap; the number of blocks returned.</summary>

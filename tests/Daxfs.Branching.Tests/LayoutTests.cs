@@ -32,6 +32,7 @@ public class LayoutTests
         Assert.Equal(104, Off<Superblock>(nameof(Superblock.ProcessTableOffset)));
         Assert.Equal(112, Off<Superblock>(nameof(Superblock.ProcessSlots)));
         Assert.Equal(116, Off<Superblock>(nameof(Superblock.ProcessEntrySize)));
+        Assert.Equal(120, Off<Superblock>(nameof(Superblock.Flags)));
         Assert.Equal(252, Off<Superblock>(nameof(Superblock.Crc)));
     }
 
@@ -41,7 +42,7 @@ public class LayoutTests
         Assert.Equal(ControlBlock.Size, Unsafe.SizeOf<ControlBlock>());
         Assert.Equal(0, Off<ControlBlock>(nameof(ControlBlock.Magic)));
         Assert.Equal(8, Off<ControlBlock>(nameof(ControlBlock.LockOwner)));
-        Assert.Equal(16, Off<ControlBlock>(nameof(ControlBlock.Reserved16)));
+        Assert.Equal(16, Off<ControlBlock>(nameof(ControlBlock.BootTag)));
         Assert.Equal(24, Off<ControlBlock>(nameof(ControlBlock.NextLogId)));
         Assert.Equal(32, Off<ControlBlock>(nameof(ControlBlock.Reserved32)));
         Assert.Equal(48, Off<ControlBlock>(nameof(ControlBlock.ChangeCounter)));
@@ -55,14 +56,16 @@ public class LayoutTests
     public void ProcessEntry_layout()
     {
         Assert.Equal(ProcessEntry.Size, Unsafe.SizeOf<ProcessEntry>());
-        Assert.Equal(32, ProcessEntry.Size);
+        Assert.Equal(64, ProcessEntry.Size);
+        Assert.Equal(ProcessEntry.PidOffset, Off<ProcessEntry>(nameof(ProcessEntry.Pid)));
+        Assert.Equal(32, ProcessEntry.PidOffset);
         Assert.Equal(ProcessEntry.OwnerOffset, Off<ProcessEntry>(nameof(ProcessEntry.Owner)));
         Assert.Equal(ProcessEntry.LeaseEpochOffset, Off<ProcessEntry>(nameof(ProcessEntry.LeaseEpoch)));
         Assert.Equal(16, ProcessEntry.BootIdOffset);
         Assert.Equal(0, ProcessEntry.LeaseEpochOffset % 8); // shared words are 8-byte aligned
-        // A process word keeps the boot tag and the pid apart, and is never 0.
-        long w = ProcessWord.Make(0xDEADBEEF, 123456);
-        Assert.Equal((0xDEADBEEFu, 123456), (ProcessWord.BootTag(w), ProcessWord.Pid(w)));
+        // A store word keeps the boot tag and the store's number apart.
+        long w = ProcessWord.Make(0xDEADBEEF, 0x12345678);
+        Assert.Equal((0xDEADBEEFu, 0x12345678u), (ProcessWord.BootTag(w), ProcessWord.Nonce(w)));
     }
 
     /// <summary>The flock struct handed to fcntl matches the C library's, as a C compiler lays it out here.</summary>

@@ -82,10 +82,16 @@ public class ReopenAndRecoveryTests
         }
     }
 
+    /// <summary>
+    /// What a crash of the machine leaves: the region file was last opened by a boot of the kernel that is gone
+    /// (the control block's boot tag names another kernel), so its unflushed bytes may be torn.
+    /// </summary>
+    internal static void AsAfterAReboot(byte[] region) => BitConverter.GetBytes(0x5EB007L).CopyTo(region, 4096 + 16);
+
     [Fact]
     public void A_torn_last_record_is_cut_back_to_the_valid_prefix_at_every_byte()
     {
-        // Write two records, then tear the second one at each of its bytes: recovery keeps exactly the first.
+        // Write two records, then tear the second one at each of its bytes: after a reboot, recovery keeps exactly the first.
         using var r = new TempRegion(capacity: 4L << 20, onDisk: true);
         var a = r.Store.Main.Fork("a");
         a.Write("f", 0, "first"u8);
@@ -100,6 +106,12 @@ public class ReopenAndRecoveryTests
             var damaged = (byte[])original.Clone();
             // A torn write: the bytes of the record from `cut` on never arrived (they read as garbage).
             for (long i = cut; i < secondEnd; i++) damaged[i] ^= 0x5A;
+            // Without a reboot the same bytes cannot be a torn write: they are damage, reported and not cut.
+            File.WriteAllBytes(r.RegionPath, damaged);
+            var e = Assert.Throws<CorruptionException>(() => Store.Open(r.RegionPath).Dispose());
+            Assert.Contains("branch 'a'", e.Message);
+            Assert.Equal(damaged, File.ReadAllBytes(r.RegionPath)); // nothing was cut
+            AsAfterAReboot(damaged);
             File.WriteAllBytes(r.RegionPath, damaged);
             using var s = Store.Open(r.RegionPath);
             Assert.Equal(new[] { "a" }, s.Recovery.TruncatedLogs);
@@ -121,12 +133,14 @@ public class ReopenAndRecoveryTests
         r.Store.Dispose();
         var bytes = File.ReadAllBytes(r.RegionPath);
         bytes[end + 40] ^= 0xFF; // damage the second record's body
+        AsAfterAReboot(bytes);    // as a crash of the machine would leave it: a torn write is possible
         File.WriteAllBytes(r.RegionPath, bytes);
         var s = Store.Open(r.RegionPath);
         s.GetBranch("a").Append("f", "+more"u8);
         s.Dispose();
         using var s2 = Store.Open(r.RegionPath);
         Assert.Empty(s2.Recovery.TruncatedLogs);
+        Assert.Single(s.Recovery.TruncatedLogs);
         Assert.Equal("keep+more", Encoding.UTF8.GetString(s2.GetBranch("a").ReadAllBytes("f")));
     }
 

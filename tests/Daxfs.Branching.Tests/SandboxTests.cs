@@ -175,7 +175,7 @@ public class SandboxTests(ITestOutputHelper output)
     [Fact]
     public void A_holder_on_another_kernel_is_never_taken_over()
     {
-        using var r = new TempRegion();
+        using var r = new TempRegion(sharedAcrossKernels: true);
         var live = r.Store;
         const string foreignBoot = "0b0e5a1d-0000-4000-8000-00000000c0de";
         // A process of "another kernel" dies holding the lock: this kernel cannot tell, and must not take it over.
@@ -192,9 +192,24 @@ public class SandboxTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public void On_a_region_no_other_kernel_shares_a_store_of_another_boot_is_gone()
+    {
+        // The same "foreign" worker dies holding the lock, but the region is not shared by kernels: a word with
+        // another boot id can only be left from an earlier boot (a file or device that outlived a reboot).
+        using var r = new TempRegion();
+        var w = MultiProcessTests.Worker(new Dictionary<string, string> { ["DAXFS_BOOT_ID"] = "0b0e5a1d-0000-4000-8000-00000000c0de", ["DAXFS_FAULT_POINT"] = "fork.slot-filled" },
+            "op", r.RegionPath, "fork");
+        Assert.True(w.Code == 137, w.Err);
+        r.Store.LockTimeout = TimeSpan.FromSeconds(5);
+        r.Store.Main.Fork("after-reboot");
+        using (var s = Store.Open(r.RegionPath, TimeSpan.FromSeconds(5)))
+            Assert.Equal(2, s.Coordination.Processes.InUse()); // its entry was cleared: only the two stores here remain
+    }
+
+    [Fact]
     public void A_lock_word_of_another_kernel_that_no_entry_holds_is_stale_and_taken_over()
     {
-        using var r = new TempRegion();
+        using var r = new TempRegion(sharedAcrossKernels: true);
         var live = r.Store;
         // A damaged or leftover word: another kernel's tag, but no store of any kernel has an entry with it.
         long stale = ProcessWord.Make(ProcessIdentity.BootTag ^ 0x5A5A5A5A, 4242);
@@ -310,6 +325,22 @@ public class SandboxTests(ITestOutputHelper output)
         await disposer.WaitAsync(TimeSpan.FromSeconds(60));
         await ender.WaitAsync(TimeSpan.FromSeconds(60));
         Assert.Throws<ObjectDisposedException>(() => store.GetBranch("b"));
+        Assert.Throws<ObjectDisposedException>(() => store.BeginRead());
+    }
+
+    [Fact]
+    public void Two_stores_of_one_process_hold_entries_and_words_of_their_own()
+    {
+        using var r = new TempRegion();
+        using var second = Store.Open(r.RegionPath);
+        var (a, b) = (r.Store.Coordination.Processes, second.Coordination.Processes);
+        Assert.NotEqual(a.Own, b.Own);
+        Assert.NotEqual(a.OwnWord, b.OwnWord); // never confused: one clearing or taking over the other's is impossible
+        Assert.Equal(ProcessWord.BootTag(a.OwnWord), ProcessWord.BootTag(b.OwnWord));
+        // Each sees the other as live (the kernel holds the other's entry lock), so neither clears it.
+        Assert.False(a.TryClear(b.Own, b.OwnWord));
+        Assert.False(b.TryClear(a.Own, a.OwnWord));
+        Assert.Equal(2, a.InUse());
     }
 
     private static void Run(string file, params string[] args)

@@ -8,13 +8,13 @@ public sealed class TempRegion : IDisposable
     private static int s_counter;
     private readonly string _dir;
 
-    public TempRegion(BaseImageBuilder? image = null, long capacity = 64L << 20, int slots = 256, bool onDisk = false)
+    public TempRegion(BaseImageBuilder? image = null, long capacity = 64L << 20, int slots = 256, bool onDisk = false, bool sharedAcrossKernels = false)
     {
         string root = onDisk || !Directory.Exists("/dev/shm") ? Path.GetTempPath() : "/dev/shm";
         _dir = Path.Combine(root, $"daxfs-test-{Environment.ProcessId}-{Interlocked.Increment(ref s_counter)}");
         Directory.CreateDirectory(_dir);
         RegionPath = Path.Combine(_dir, "region.daxfs");
-        Store = Store.Create(RegionPath, image ?? SampleImage(), new StoreOptions { Capacity = capacity, BranchSlots = slots });
+        Store = Store.Create(RegionPath, image ?? SampleImage(), new StoreOptions { Capacity = capacity, BranchSlots = slots, SharedAcrossKernels = sharedAcrossKernels });
     }
 
     public string RegionPath { get; }

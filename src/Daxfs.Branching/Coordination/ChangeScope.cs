@@ -37,13 +37,13 @@ internal sealed class ChangeScope
     /// <param name="reread">Brings the store's picture up to date; its argument says the store has the region alone.</param>
     /// <param name="reclaim">Returns parked space no lease can still see to the allocator; the number of runs returned.</param>
     /// <param name="throwIfUnusable">Throws when the store is closed or poisoned.</param>
-    public ChangeScope(Region region, (long Offset, int Count) processTable, Action<bool> reread, Func<int> reclaim, Action throwIfUnusable)
+    public ChangeScope(Region region, (long Offset, int Count, bool SharedAcrossKernels) processTable, Action<bool> reread, Func<int> reclaim, Action throwIfUnusable)
     {
         _region = region;
         _reread = reread;
         _reclaim = reclaim;
         _throwIfUnusable = throwIfUnusable;
-        Processes = new ProcessTable(region, processTable.Offset, processTable.Count);
+        Processes = new ProcessTable(region, processTable.Offset, processTable.Count, processTable.SharedAcrossKernels);
         Lock = new RegionLock(region, Processes);
         Leases = new LeaseTable(region, Processes);
     }
@@ -104,8 +104,10 @@ internal sealed class ChangeScope
     public void Leave(TimeSpan wait, Action lastChange)
     {
         Debug.Assert(Monitor.IsEntered(Gate), "leaving holds the gate");
-        if (_poison is null)
+        try
         {
+            if (_poison is not null)
+                return;
             try
             {
                 Lock.Timeout = wait;
@@ -125,9 +127,13 @@ internal sealed class ChangeScope
             }
             catch (StoreBusyException)
             {
+                // Busy: what this store held stays marked in use until the next full recovery.
             }
         }
-        Processes.Unregister();
+        finally
+        {
+            Processes.Unregister(); // whatever failed above, the entry goes, so no store counts this one any longer
+        }
     }
 
     /// <summary>Throws if the store is poisoned.</summary>
@@ -140,6 +146,8 @@ internal sealed class ChangeScope
     /// <summary>Enters a change: the gate, then the region lock, then a re-read if anything moved. Pair with <see cref="Exit"/>.</summary>
     public void Enter()
     {
+        if (_held && Monitor.IsEntered(Gate))
+            throw new InvalidOperationException("a change began inside another change of the same store");
         Monitor.Enter(Gate);
         try
         {

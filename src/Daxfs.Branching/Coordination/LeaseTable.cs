@@ -31,6 +31,7 @@ internal sealed class LeaseTable
     private readonly Dictionary<long, int> _active = [];
     private readonly Queue<(long Epoch, List<(long Offset, long Pages)> Blocks)> _parked = new();
     private int _open;
+    private bool _closed;
 
     public LeaseTable(Region region, ProcessTable table)
     {
@@ -58,6 +59,7 @@ internal sealed class LeaseTable
     {
         lock (_gate)
         {
+            ObjectDisposedException.ThrowIf(_closed, this);
             while (true)
             {
                 long e = Volatile.Read(ref _region.Word(_epochWord));
@@ -104,9 +106,11 @@ internal sealed class LeaseTable
     }
 
     /// <summary>
-    /// Waits until this store's leases have all ended, at most <paramref name="timeout"/>. True when none is open.
+    /// Waits until this store's leases have all ended, at most <paramref name="timeout"/>, and then refuses new
+    /// ones (<see cref="ObjectDisposedException"/>), so the region can be unmapped under none. False, leaving the
+    /// table open, when a lease is still open.
     /// </summary>
-    public bool WaitForNone(TimeSpan timeout)
+    public bool Close(TimeSpan timeout)
     {
         var deadline = DateTime.UtcNow + timeout;
         lock (_gate)
@@ -115,8 +119,9 @@ internal sealed class LeaseTable
             {
                 var left = deadline - DateTime.UtcNow;
                 if (left <= TimeSpan.Zero || !Monitor.Wait(_gate, left))
-                    return _open == 0;
+                    if (_open > 0) return false;
             }
+            _closed = true;
             return true;
         }
     }
@@ -147,12 +152,8 @@ internal sealed class LeaseTable
                 long e = Volatile.Read(ref _table.EpochWord(i));
                 if (e == 0 || e > head) { if (e != 0) oldest = Math.Min(oldest, e); continue; }
                 long word = Volatile.Read(ref _table.OwnerWord(i));
-                if (word == 0) continue;
-                if (!_table.IsLive(i, word))
-                {
-                    _table.Clear(i, word); // a dead reader holds nothing
-                    continue;
-                }
+                if (word == 0 || _table.TryClear(i, word))
+                    continue; // no reader, or a dead one: it holds nothing
                 oldest = Math.Min(oldest, e);
             }
             while (_parked.Count > 0 && _parked.Peek().Epoch < oldest)

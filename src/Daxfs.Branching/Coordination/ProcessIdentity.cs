@@ -20,14 +20,20 @@ internal static class ProcessIdentity
     /// <summary>The tag of <see cref="BootId"/> (never 0, so a process word is never 0).</summary>
     public static readonly uint BootTag = TagOf(BootId);
 
-    /// <summary>This process's pid in its own PID namespace.</summary>
+    /// <summary>This process's pid in its own PID namespace (for messages).</summary>
     public static readonly int Pid = Environment.ProcessId;
 
-    /// <summary>This process's word.</summary>
-    public static readonly long Word = ProcessWord.Make(BootTag, Pid);
-
-    /// <summary>True when <paramref name="word"/> names a process of this kernel, whose locks this process can see.</summary>
+    /// <summary>True when <paramref name="word"/> names a store of this kernel.</summary>
     public static bool SameKernel(long word) => ProcessWord.BootTag(word) == BootTag;
+
+    /// <summary>A fresh word for a store of this process: this kernel's tag and a random number (never 0).</summary>
+    public static long NewWord()
+    {
+        uint nonce;
+        do nonce = (uint)Random.Shared.Next(int.MinValue, int.MaxValue);
+        while (nonce == 0);
+        return ProcessWord.Make(BootTag, nonce);
+    }
 
     public static uint TagOf(ReadOnlySpan<byte> bootId)
     {
@@ -35,15 +41,19 @@ internal static class ProcessIdentity
         return tag == 0 ? 1 : tag;
     }
 
-    /// <summary>A process word for messages: "process 1234" or "process 1234 of another kernel (boot id …)".</summary>
-    public static string Describe(long word, ReadOnlySpan<byte> bootId = default)
+    /// <summary>A store for messages: "process 1234" or "process 1234 of another kernel (boot id …)".</summary>
+    /// <param name="word">The store's word.</param>
+    /// <param name="pid">Its pid as its own namespace numbers it, or 0 when unknown.</param>
+    /// <param name="bootId">Its kernel's boot id, when known.</param>
+    public static string Describe(long word, int pid, ReadOnlySpan<byte> bootId)
     {
+        string who = pid > 0 ? $"process {pid} (as its own PID namespace numbers it)" : $"the store {ProcessWord.Nonce(word):x8}";
         if (SameKernel(word))
-            return $"process {ProcessWord.Pid(word)}";
+            return who;
         string kernel = bootId.Length == 16 && TagOf(bootId) == ProcessWord.BootTag(word)
             ? $"boot id {new Guid(bootId, bigEndian: true)}"
             : $"boot id tag {ProcessWord.BootTag(word):x8}";
-        return $"process {ProcessWord.Pid(word)} of another kernel ({kernel}), whose liveness cannot be checked from here";
+        return $"{who} of another kernel ({kernel}), whose liveness cannot be checked from here";
     }
 
     private static byte[] ReadBootId()

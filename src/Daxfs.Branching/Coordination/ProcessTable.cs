@@ -5,29 +5,31 @@ using Daxfs.Branching.Media;
 namespace Daxfs.Branching.Coordination;
 
 /// <summary>
-/// The region's process table: one entry per store that has the region open, holding the store's process
-/// word and the oldest epoch its read leases may still see (see <see cref="LeaseTable"/>).
+/// The region's process table: one entry per store that has the region open, holding the store's word and
+/// the oldest epoch its read leases may still see (see <see cref="LeaseTable"/>).
 /// </summary>
 /// <remarks>
 /// <para>
 /// Liveness comes from the kernel: the store that holds entry <c>i</c> keeps an open-file-description lock
-/// on the entry's first byte for as long as it has the region open. The kernel drops that lock when the
-/// store's descriptor closes, so an entry whose word is set but whose byte nobody locks belongs to a process
-/// that is gone, in whatever PID or user namespace it ran. Registering takes the byte lock before it sets the
-/// word, and unregistering clears the word before it lets the lock go, so a live store's entry is never
-/// judged dead. A store registers before it first takes the region lock, and clearing the entries of
-/// stores that are gone happens under that lock, so a cleared entry can never be one whose new owner
-/// already published a lease.
+/// on the entry's first byte for as long as it has the region open, and the kernel drops that lock when the
+/// store's descriptor closes (the process exited or was killed, in whatever PID or user namespace it ran).
+/// Whoever changes an entry it does not own holds that byte lock while it does: a store claiming the entry,
+/// or a store clearing the entry of one that is gone. So an entry is never cleared under a live owner, and
+/// two stores never claim one entry. A store registers before it first takes the region lock, so every
+/// holder of the region lock has an entry with its word.
 /// </para>
 /// <para>
-/// An entry whose word carries another kernel's boot tag cannot be checked from here (its lock lives in
-/// that kernel): it is taken as live and never cleared. The owner word is taken by compare-and-swap, so
-/// stores of two kernels never share an entry.
+/// Each store's word is its own (a random number beside its kernel's boot tag), so two stores of one
+/// process, or two processes numbered alike by different PID namespaces, are never confused.
 /// </para>
 /// <para>
-/// Costs: opening scans the table once (reads of 32-byte entries) and asks the kernel about each entry that
-/// is in use; a lease touches only the store's own entry; reclamation asks the kernel only about entries
-/// whose lease would hold it back.
+/// A word with another kernel's boot tag is, on a region created as shared by several kernels, a store this
+/// kernel cannot check: it is taken as live and never cleared. On any other region it can only be a store
+/// of an earlier boot (the region is a file or a device that outlived a reboot), which is gone.
+/// </para>
+/// <para>
+/// Costs: opening scans the table (64-byte entries) and asks the kernel about each entry in use; a lease
+/// touches only the store's own entry; reclamation asks only about entries whose lease would hold it back.
 /// </para>
 /// </remarks>
 internal sealed class ProcessTable
@@ -35,13 +37,15 @@ internal sealed class ProcessTable
     private readonly Region _region;
     private readonly long _offset;
     private readonly int _count;
+    private readonly bool _sharedAcrossKernels;
     private int _own = -1;
 
-    public ProcessTable(Region region, long offset, int count)
+    public ProcessTable(Region region, long offset, int count, bool sharedAcrossKernels)
     {
         _region = region;
         _offset = offset;
         _count = count;
+        _sharedAcrossKernels = sharedAcrossKernels;
     }
 
     /// <summary>Number of entries.</summary>
@@ -50,6 +54,9 @@ internal sealed class ProcessTable
     /// <summary>This store's entry, or -1 before it registered and after it unregistered.</summary>
     public int Own => _own;
 
+    /// <summary>This store's word (0 before it registered).</summary>
+    public long OwnWord { get; private set; }
+
     public long EntryOffset(int i) => _offset + (long)i * ProcessEntry.Size;
 
     public ref long OwnerWord(int i) => ref _region.Word(EntryOffset(i) + ProcessEntry.OwnerOffset);
@@ -57,34 +64,45 @@ internal sealed class ProcessTable
     public ref long EpochWord(int i) => ref _region.Word(EntryOffset(i) + ProcessEntry.LeaseEpochOffset);
 
     /// <summary>
+    /// True when this kernel can tell whether the store of <paramref name="word"/> lives: it is of this kernel, or
+    /// the region is not shared by several kernels (so another tag is a store of an earlier boot).
+    /// </summary>
+    public bool Checkable(long word) => !_sharedAcrossKernels || ProcessIdentity.SameKernel(word);
+
+    /// <summary>
     /// Takes an entry for this store, without the region lock: an entry is free when its word is 0 or names a
-    /// store of this kernel that is gone, and this store owns it once it holds the entry's byte lock and has
-    /// swapped its own word in.
+    /// store that is gone, and this store owns it once it holds the entry's byte lock and has swapped its
+    /// own word in.
     /// </summary>
     /// <exception cref="StoreBusyException">Every entry is held.</exception>
     public void Register()
     {
         Debug.Assert(_own < 0, "a store registers once");
+        long mine = ProcessIdentity.NewWord();
+        while (Holds(mine))
+            mine = ProcessIdentity.NewWord(); // drawn again: two stores must never share a word
         for (int i = 0; i < _count; i++)
         {
             long word = Volatile.Read(ref OwnerWord(i));
-            if (word != 0 && !ProcessIdentity.SameKernel(word))
+            if (word != 0 && !Checkable(word))
                 continue; // another kernel's: never ours to take
             if (!_region.TryLock(EntryOffset(i)))
-                continue; // a live store of this kernel holds it (or is between clearing its word and unlocking)
-            // The byte is ours, so any word of this kernel left here names a store that is gone.
+                continue; // a live store holds it, or one clearing it or giving it up
+            // The byte is ours, so any checkable word left here names a store that is gone.
             while (true)
             {
                 word = Volatile.Read(ref OwnerWord(i));
-                if (word != 0 && !ProcessIdentity.SameKernel(word))
+                if (word != 0 && !Checkable(word))
                     break;
-                if (Interlocked.CompareExchange(ref OwnerWord(i), ProcessIdentity.Word, word) == word)
+                if (Interlocked.CompareExchange(ref OwnerWord(i), mine, word) == word)
                 {
-                    // Its epoch and boot id are written only once the entry is ours: until then they may be
-                    // another kernel's store's, which won the word first.
+                    // The rest of the entry is written only once it is ours: until then it may be another
+                    // kernel's store's, which won the word first.
                     Volatile.Write(ref EpochWord(i), 0);
                     ProcessIdentity.BootId.CopyTo(_region.WritableSpan(EntryOffset(i) + ProcessEntry.BootIdOffset, 16));
+                    Volatile.Write(ref _region.At<int>(EntryOffset(i) + ProcessEntry.PidOffset), ProcessIdentity.Pid);
                     _own = i;
+                    OwnWord = mine;
                     return;
                 }
             }
@@ -105,23 +123,34 @@ internal sealed class ProcessTable
             if (i == _own)
                 continue;
             long word = Volatile.Read(ref OwnerWord(i));
-            if (word == 0)
-                continue;
-            if (IsLive(i, word))
+            if (word != 0 && !TryClear(i, word))
                 others++;
-            else
-                Clear(i, word); // a process died with the region open: its leases end with it
         }
         return others;
     }
 
-    /// <summary>True when some entry holds <paramref name="word"/> (a process word of another kernel, checked by the region lock).</summary>
-    public bool Holds(long word)
+    /// <summary>
+    /// Clears entry <paramref name="i"/> if the store of <paramref name="word"/> is gone (nobody holds the entry's
+    /// byte lock, and this kernel can tell). Returns false when it may be live. While clearing, this store holds
+    /// the byte lock, so no store can claim the entry meanwhile.
+    /// </summary>
+    public bool TryClear(int i, long word)
     {
-        for (int i = 0; i < _count; i++)
+        if (i == _own || !Checkable(word) || !_region.TryLock(EntryOffset(i)))
+            return false;
+        try
+        {
             if (Volatile.Read(ref OwnerWord(i)) == word)
-                return true;
-        return false;
+            {
+                Volatile.Write(ref EpochWord(i), 0); // its leases end with it
+                Interlocked.CompareExchange(ref OwnerWord(i), 0, word);
+            }
+        }
+        finally
+        {
+            _region.Unlock(EntryOffset(i));
+        }
+        return true;
     }
 
     /// <summary>Gives up this store's entry: its leases end. The word is cleared before the byte lock goes.</summary>
@@ -130,29 +159,20 @@ internal sealed class ProcessTable
         if (_own < 0)
             return;
         Volatile.Write(ref EpochWord(_own), 0);
-        Interlocked.CompareExchange(ref OwnerWord(_own), 0, ProcessIdentity.Word);
+        Interlocked.CompareExchange(ref OwnerWord(_own), 0, OwnWord);
         _region.Unlock(EntryOffset(_own));
         _own = -1;
     }
 
-    /// <summary>
-    /// True when entry <paramref name="i"/>, whose owner word is <paramref name="word"/> (not 0), belongs to a
-    /// store that may still be running: this one, one whose kernel still holds its byte lock, or one of
-    /// another kernel, which cannot be checked.
-    /// </summary>
-    public bool IsLive(int i, long word)
-    {
-        if (i == _own || !ProcessIdentity.SameKernel(word))
-            return true;
-        return _region.LockedElsewhere(EntryOffset(i));
-    }
+    /// <summary>True when some entry holds <paramref name="word"/>.</summary>
+    public bool Holds(long word) => Find(word) >= 0;
 
-    /// <summary>Clears the entry of a store that is gone (caller holds the region lock and judged it dead).</summary>
-    public void Clear(int i, long word)
+    private int Find(long word)
     {
-        Debug.Assert(i != _own, "this store's own entry is never judged dead");
-        Volatile.Write(ref EpochWord(i), 0);
-        Interlocked.CompareExchange(ref OwnerWord(i), 0, word);
+        for (int i = 0; i < _count; i++)
+            if (Volatile.Read(ref OwnerWord(i)) == word)
+                return i;
+        return -1;
     }
 
     /// <summary>Number of entries held now (for diagnostics and tests).</summary>
@@ -165,12 +185,12 @@ internal sealed class ProcessTable
         return n;
     }
 
-    /// <summary>The boot id stored in the entry that holds <paramref name="word"/> (for messages), or empty.</summary>
-    public ReadOnlySpan<byte> BootIdOf(long word)
+    /// <summary>The store of <paramref name="word"/> for messages: its pid and kernel, from its entry when one holds the word.</summary>
+    public string Describe(long word)
     {
-        for (int i = 0; i < _count; i++)
-            if (Volatile.Read(ref OwnerWord(i)) == word)
-                return _region.Span(EntryOffset(i) + ProcessEntry.BootIdOffset, 16);
-        return default;
+        int i = Find(word);
+        return i < 0
+            ? ProcessIdentity.Describe(word, 0, default)
+            : ProcessIdentity.Describe(word, Volatile.Read(ref _region.At<int>(EntryOffset(i) + ProcessEntry.PidOffset)), _region.Span(EntryOffset(i) + ProcessEntry.BootIdOffset, 16));
     }
 }

@@ -20,16 +20,17 @@ namespace Daxfs.Branching.Coordination;
 /// slow or swapped-out holder keeps its lock and is waited for; it is never overtaken.
 /// </para>
 /// <para>
-/// The word stays as the marker of a change that died half-way: a holder stores its process word after it
-/// got the byte lock and clears it before it lets the byte lock go. So a taker that gets the byte lock and
-/// still finds a word of this kernel in <c>LockOwner</c> knows the holder died inside its change, and re-reads
-/// the whole region before it writes (<see cref="TookOverFromDead"/>).
+/// The word stays as the marker of a change that died half-way: a holder stores its store word (see
+/// <see cref="ProcessTable"/>) after it got the byte lock and clears it before it lets the byte lock go. So a
+/// taker that gets the byte lock and still finds a word it can check in <c>LockOwner</c> knows the holder died
+/// inside its change, and re-reads the whole region before it writes (<see cref="TookOverFromDead"/>).
 /// </para>
 /// <para>
 /// Other kernels sharing the memory (multikernel, CXL) do not see this kernel's locks, nor it theirs. The
 /// word is therefore also taken by compare-and-swap, so processes of two kernels still exclude each other
-/// while both are alive; and a word that carries another kernel's boot tag is never taken over, since no
-/// process here can tell whether its holder lives. The waiter ends in <see cref="StoreBusyException"/>
+/// while both are alive; and on a region created as shared by several kernels, a word that carries another
+/// kernel's boot tag is never taken over, since no process here can tell whether its holder lives. (On any
+/// other region such a word is a holder of an earlier boot, and is taken over.) The waiter ends in <see cref="StoreBusyException"/>
 /// naming that holder (docs/concurrency.md says what a multi-kernel deployment needs beyond this). A holder
 /// always holds an entry of the process table with its word (it registers before it locks and leaves after
 /// it unlocks), so a word of another kernel that no entry holds is stale or damaged, and is taken over.
@@ -75,7 +76,8 @@ internal sealed class RegionLock
         .AddTimeout(new TimeoutStrategyOptions { Timeout = timeout })
         .AddRetry(new RetryStrategyOptions<bool>
         {
-            ShouldHandle = args => ValueTask.FromResult(args.Outcome.Result == false),
+            // Only "not yet" is retried: an exception (an I/O error of fcntl, a closed region) ends the wait at once.
+            ShouldHandle = args => ValueTask.FromResult(args.Outcome.Exception is null && !args.Outcome.Result),
             MaxRetryAttempts = int.MaxValue,
             BackoffType = DelayBackoffType.Exponential,
             UseJitter = true,
@@ -86,6 +88,8 @@ internal sealed class RegionLock
 
     public void Acquire()
     {
+        if (_processes.OwnWord == 0)
+            throw new InvalidOperationException("a store takes the region lock only once it holds a process-table entry");
         TookOverFromDead = false;
         _foreign = 0;
         if (!TryAcquire())
@@ -96,55 +100,41 @@ internal sealed class RegionLock
             }
             catch (TimeoutRejectedException)
             {
-                throw new StoreBusyException(_foreign != 0
-                    ? $"{_region.Path}: the region lock is held by {ProcessIdentity.Describe(_foreign, _processes.BootIdOf(_foreign))}; gave up after {_timeout.TotalSeconds:0.#} s"
-                    : $"{_region.Path}: the region lock is held by another process{HolderHint()}; gave up after {_timeout.TotalSeconds:0.#} s");
+                long word = _foreign != 0 ? _foreign : Volatile.Read(ref _region.Word(_owner));
+                string holder = word == 0 ? "another store" : _processes.Describe(word);
+                throw new StoreBusyException($"{_region.Path}: the region lock is held by {holder}; gave up after {_timeout.TotalSeconds:0.#} s");
             }
             Interlocked.Increment(ref _region.Word(FormatConstants.ControlOffset + ControlBlock.LockCountOffset));
         }
         FaultPoints.Hit("lock.held");
     }
 
-    private string HolderHint()
-    {
-        long word = Volatile.Read(ref _region.Word(_owner));
-        return word == 0 ? "" : $" ({ProcessIdentity.Describe(word)}, pid as its own namespace numbers it)";
-    }
-
     private bool TryAcquire()
     {
         if (!_region.TryLock(_owner))
             return false; // a live holder of this kernel (or another store of this process)
+        long self = _processes.OwnWord;
         ref long owner = ref _region.Word(_owner);
         long word = Volatile.Read(ref owner);
         if (word == 0)
         {
-            if (Interlocked.CompareExchange(ref owner, ProcessIdentity.Word, 0) == 0)
+            if (Interlocked.CompareExchange(ref owner, self, 0) == 0)
                 return true;
             word = Volatile.Read(ref owner); // a process of another kernel took the word in between
         }
-        else if (ProcessIdentity.SameKernel(word))
+        else if (_processes.Checkable(word) || !_processes.Holds(word))
         {
-            // The byte lock is ours, yet the word is set by this kernel: its holder died inside a change.
-            if (Interlocked.CompareExchange(ref owner, ProcessIdentity.Word, word) == word)
+            // The byte lock is ours, yet the word is set: by a holder of this kernel (or of an earlier boot) that
+            // died inside a change, or by another kernel's store that no entry holds, as every holder's entry
+            // does while it holds the lock (a stale or damaged word). Either way nobody holds it: take it over.
+            if (Interlocked.CompareExchange(ref owner, self, word) == word)
             {
                 TookOverFromDead = true;
                 return true;
             }
             word = Volatile.Read(ref owner);
         }
-        else if (!_processes.Holds(word))
-        {
-            // Another kernel's word, but no store holds an entry with it, as every holder does while it holds
-            // the lock: a stale or damaged word, not a holder. Taken over like a dead holder's.
-            if (Interlocked.CompareExchange(ref owner, ProcessIdentity.Word, word) == word)
-            {
-                TookOverFromDead = true;
-                return true;
-            }
-            word = Volatile.Read(ref owner);
-        }
-        if (word != 0 && !ProcessIdentity.SameKernel(word))
+        if (word != 0 && !_processes.Checkable(word))
             _foreign = word;
         _region.Unlock(_owner);
         return false;
@@ -153,7 +143,7 @@ internal sealed class RegionLock
     /// <summary>Clears the word, then lets the byte lock go: a crash between the two leaves a word a later taker re-derives after.</summary>
     public void Release()
     {
-        Interlocked.CompareExchange(ref _region.Word(_owner), 0, ProcessIdentity.Word);
+        Interlocked.CompareExchange(ref _region.Word(_owner), 0, _processes.OwnWord);
         _region.Unlock(_owner);
     }
 }

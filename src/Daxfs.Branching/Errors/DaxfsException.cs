@@ -16,12 +16,22 @@ public sealed class CorruptionException : DaxfsException
 {
     /// <summary>Creates the exception naming the structure and its offset in the region.</summary>
     public CorruptionException(string structure, long offset, string detail)
-        : base($"region corrupt: {structure} at offset {offset} (0x{offset:X}): {detail}")
+        : this(structure, offset, detail, null)
+    {
+    }
+
+    /// <summary>Creates the exception naming the structure, its offset, and what depends on it and what is still intact.</summary>
+    public CorruptionException(string structure, long offset, string detail, string? consequences)
+        : base($"region corrupt: {structure} at offset {offset} (0x{offset:X}): {detail}{(consequences is null ? "" : "; " + consequences)}")
     {
         Structure = structure;
         Offset = offset;
         Detail = detail;
+        Consequences = consequences;
     }
+
+    /// <summary>What depends on the damaged structure and what is still intact (for example "versions 2 to 3 depend on it; versions 0 to 1 are intact"), when known.</summary>
+    public string? Consequences { get; }
 
     /// <summary>The name of the structure that failed validation (for example <c>record</c> or <c>base inode 12</c>).</summary>
     public string Structure { get; }

@@ -29,7 +29,8 @@ internal enum SlotState : uint
 ///  48 LogId i64       56 Head i64 (first block, 0 = empty log)   64 Tail i64 (end of last published record)
 ///  72 CreatedNs i64   80 LiveChildren u32          84 IdentityCrc u32 (see <see cref="ComputeIdentityCrc"/>)
 ///  88 Flags u32 (1 = forked from a past version of main, 2 = keep the log if a commit invalidates it)   92 Reserved u32
-///  96 Name[64] UTF-8  160 Reserved[96]
+///  96 Name[64] UTF-8  160 SyncedTail i64 (the tail as of the last publication flushed to the file; 0 = none)
+/// 168 Reserved[88]
 /// </code>
 /// </summary>
 [StructLayout(LayoutKind.Explicit, Size = Size)]
@@ -43,6 +44,7 @@ internal unsafe struct BranchSlot
     public const int TailOffset = 64;
     public const int LiveChildrenOffset = 80;
     public const int NameOffset = 96;
+    public const int SyncedTailOffset = 160;
 
     [FieldOffset(StateOffset)] public uint State;
     [FieldOffset(4)] public uint Depth;
@@ -68,6 +70,13 @@ internal unsafe struct BranchSlot
     /// <summary><see cref="Flags"/> bit: when a commit to main invalidates the branch, its slot becomes <see cref="SlotState.Kept"/>, log and all.</summary>
     public const uint FlagKeep = 2;
     [FieldOffset(NameOffset)] public fixed byte Name[FormatConstants.MaxBranchName];
+
+    /// <summary>
+    /// The log's tail as of its last publication that was flushed to the file (a commit, a merge, a tag, a
+    /// compaction); 0 when none was. On a regular file, records up to it survived any machine crash whole:
+    /// only a record beyond it can have been torn by one.
+    /// </summary>
+    [FieldOffset(SyncedTailOffset)] public long SyncedTail;
 
     /// <summary>
     /// CRC32C of the fields a fork writes once and never changes: bytes 4..40 (depth, generation, parent,

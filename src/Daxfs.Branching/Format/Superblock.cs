@@ -13,7 +13,7 @@ namespace Daxfs.Branching.Format;
 /// 80 ArenaOffset u64       88 ArenaLength u64
 /// 96 CreatedNs i64
 /// 104 ProcessTableOffset u64   112 ProcessSlots u32   116 ProcessEntrySize u32
-/// 120 Reserved[132]         252 Crc u32 (CRC32C of bytes 0..252)
+/// 120 Flags u32 (1 = shared by several kernels)   124 Reserved[128]   252 Crc u32 (CRC32C of bytes 0..252)
 /// </code>
 /// </summary>
 [StructLayout(LayoutKind.Explicit, Size = Size)]
@@ -40,6 +40,10 @@ internal struct Superblock
     [FieldOffset(104)] public long ProcessTableOffset;
     [FieldOffset(112)] public uint ProcessSlots;
     [FieldOffset(116)] public uint ProcessEntrySize;
+    [FieldOffset(120)] public uint Flags;
+
+    /// <summary><see cref="Flags"/> bit: processes of several kernels map the region (multikernel, CXL shared memory).</summary>
+    public const uint FlagSharedAcrossKernels = 1;
     [FieldOffset(252)] public uint Crc;
 }
 
@@ -48,7 +52,7 @@ internal struct Superblock
 /// <see cref="System.Threading.Interlocked"/> or volatile stores.
 /// <code>
 ///  0 Magic u64 "DAXCTRL1"  8 LockOwner i64 (process word of the region lock's holder, 0 = free)
-/// 16 Reserved i64
+/// 16 BootTag i64 (regular files: boot tag of the kernel that last opened the region; another one means a reboot since)
 /// 24 NextLogId i64         32 Reserved i64
 /// 40 LockCount i64 (acquisitions, for diagnostics)
 /// 48 ChangeCounter i64 (bumped by every change; a process whose last seen value differs re-reads the region)
@@ -64,7 +68,7 @@ internal struct ControlBlock
     public const ulong MagicValue = 0x314C_5254_4358_4144; // "DAXCTRL1"
 
     public const int LockOwnerOffset = 8;
-    public const int Reserved16Offset = 16;
+    public const int BootTagOffset = 16;
     public const int NextLogIdOffset = 24;
     public const int Reserved32Offset = 32;
     public const int LockCountOffset = 40;
@@ -73,7 +77,7 @@ internal struct ControlBlock
 
     [FieldOffset(0)] public ulong Magic;
     [FieldOffset(LockOwnerOffset)] public long LockOwner;
-    [FieldOffset(Reserved16Offset)] public long Reserved16;
+    [FieldOffset(BootTagOffset)] public long BootTag;
     [FieldOffset(NextLogIdOffset)] public long NextLogId;
     [FieldOffset(Reserved32Offset)] public long Reserved32;
     [FieldOffset(LockCountOffset)] public long LockCount;
@@ -85,20 +89,23 @@ internal struct ControlBlock
 /// One entry of the process table: a store that has the region open. The table starts at
 /// <see cref="Superblock.ProcessTableOffset"/> and has <see cref="Superblock.ProcessSlots"/> entries.
 /// <code>
-///  0 Owner i64 (process word of the store holding the entry, 0 = free)
+///  0 Owner i64 (the store's word, see <see cref="ProcessWord"/>; 0 = free)
 ///  8 LeaseEpoch i64 (the oldest reclamation epoch the store's open read leases began in, 0 = none)
-/// 16 BootId[16] (the boot id of the holder's kernel, for diagnostics; the owner word carries its tag)
+/// 16 BootId[16] (the boot id of the store's kernel; the owner word carries its tag)
+/// 32 Pid u32 (the store's process, as its own PID namespace numbers it; for messages only)
+/// 36 Reserved[28]
 /// </code>
 /// Liveness does not live in these bytes: the holder keeps an open-file-description lock on the entry's
-/// first byte, which its kernel drops when the holder's last descriptor of the region closes.
+/// first byte, which its kernel drops when the holder's descriptor of the region closes.
 /// </summary>
 [StructLayout(LayoutKind.Explicit, Size = Size)]
 internal unsafe struct ProcessEntry
 {
-    public const int Size = 32;
+    public const int Size = 64;
     public const int OwnerOffset = 0;
     public const int LeaseEpochOffset = 8;
     public const int BootIdOffset = 16;
+    public const int PidOffset = 32;
 
     /// <summary>Default number of entries of a new region's table.</summary>
     public const int DefaultSlots = 1024;
@@ -109,19 +116,22 @@ internal unsafe struct ProcessEntry
     [FieldOffset(OwnerOffset)] public long Owner;
     [FieldOffset(LeaseEpochOffset)] public long LeaseEpoch;
     [FieldOffset(BootIdOffset)] public fixed byte BootId[16];
+    [FieldOffset(PidOffset)] public int Pid;
 }
 
 /// <summary>
-/// A process's identity in one 64-bit word, so it is read, stored and compared atomically: the tag of its
-/// kernel's boot id (CRC32C of the 16 bytes, never 0) in the high 32 bits and its pid, as its own PID
-/// namespace numbers it, in the low 32 bits. The pid is for messages only: liveness comes from locks the
-/// kernel holds (see <c>RegionLock</c> and <c>ProcessTable</c>), and the tag tells whether this kernel can check them.
+/// A store's identity in one 64-bit word, so it is read, stored and compared atomically: the tag of its
+/// kernel's boot id (CRC32C of the 16 bytes, never 0) in the high 32 bits and a number the store drew at
+/// random when it opened the region (never 0, and not held by another entry when drawn) in the low 32 bits.
+/// Two stores never share a word, even two of one process, or processes with the same pid in different
+/// PID namespaces. Liveness comes from locks the kernel holds (see <c>RegionLock</c> and <c>ProcessTable</c>);
+/// the tag tells whether this kernel can check them.
 /// </summary>
 internal static class ProcessWord
 {
-    public static long Make(uint bootTag, int pid) => (long)(((ulong)bootTag << 32) | (uint)pid);
+    public static long Make(uint bootTag, uint nonce) => (long)(((ulong)bootTag << 32) | nonce);
 
-    public static int Pid(long word) => (int)(uint)word;
+    public static uint Nonce(long word) => (uint)word;
 
     public static uint BootTag(long word) => (uint)((ulong)word >> 32);
 }

@@ -153,7 +153,11 @@ internal sealed unsafe class LogAppender
         }
         Volatile.Write(ref _region.Word(_slotOffset + BranchSlot.TailOffset), end);
         if (flush)
+        {
+            // The record and every byte before it are on the file now: mark it, in the same flush of the slot.
+            Volatile.Write(ref _region.Word(_slotOffset + BranchSlot.SyncedTailOffset), end);
             _region.Flush(_slotOffset, BranchSlot.Size);
+        }
         Tail = end;
         _reservedEnd = 0;
         return end;

@@ -59,6 +59,12 @@ internal sealed unsafe class LogCursor
     /// <summary>End of the last record that validated (where a torn log would be cut).</summary>
     public long ValidEnd { get; private set; }
 
+    /// <summary>A position to watch for (a log's synced tail); see <see cref="MarkReached"/>.</summary>
+    public long Mark { get; init; }
+
+    /// <summary>True once the walk validated every record up to <see cref="Mark"/> (a record ended there).</summary>
+    public bool MarkReached { get; private set; }
+
     /// <summary>The block holding the last record that validated.</summary>
     public long ValidBlock { get; private set; }
 
@@ -148,6 +154,8 @@ internal sealed unsafe class LogCursor
             Fail(_pos, $"record checksum mismatch (stored {Header.Crc:X8}, computed {crc:X8})");
         _pos += Header.Length;
         ValidEnd = _pos;
+        if (_pos == Mark)
+            MarkReached = true;
         ValidBlock = _block;
         ValidBlockEnd = _blockEnd;
         return true;

@@ -11,6 +11,7 @@ internal static partial class Libc
     public const int ProtRead = 0x1;
     public const int ProtWrite = 0x2;
     public const int MapShared = 0x01;
+    public const int MapPrivate = 0x02;
     public const int MsSync = 4;
     public static readonly nint MapFailed = -1;
 

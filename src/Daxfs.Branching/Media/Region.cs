@@ -30,14 +30,21 @@ internal sealed unsafe class Region : IDisposable
     private byte* _base;
     private readonly long _length;
 
-    private Region(SafeFileHandle file, byte* @base, long length, RegionKind kind, string path)
+    private Region(SafeFileHandle file, byte* @base, long length, RegionKind kind, string path, bool snapshot = false)
     {
         _file = file;
         _base = @base;
         _length = length;
         Kind = kind;
         Path = path;
+        IsSnapshot = snapshot;
     }
+
+    /// <summary>
+    /// True for a private, copy-on-write mapping of a file opened read-only (<see cref="OpenSnapshot"/>): what
+    /// this process stores lands in its own copies of the pages, never in the file.
+    /// </summary>
+    public bool IsSnapshot { get; }
 
     public string Path { get; }
 
@@ -53,6 +60,12 @@ internal sealed unsafe class Region : IDisposable
     /// </summary>
     /// <returns>False when another open holds a lock on that byte.</returns>
     public bool TryLock(long offset) => SetLock(offset, Libc.FWrLck);
+
+    /// <summary>
+    /// Tries to take a shared open-file-description lock on byte <paramref name="offset"/> (a file opened
+    /// read-only can take only this kind): it excludes exclusive lockers, not other shared ones.
+    /// </summary>
+    public bool TryLockShared(long offset) => SetLock(offset, Libc.FRdLck);
 
     /// <summary>Gives up this open's lock on byte <paramref name="offset"/>.</summary>
     public void Unlock(long offset) => SetLock(offset, Libc.FUnLck);
@@ -134,6 +147,34 @@ internal sealed unsafe class Region : IDisposable
         if (size <= 0)
             throw new CorruptionException("region file", 0, $"{path} is empty");
         return Map(path, FileMode.Open, size, kind);
+    }
+
+    /// <summary>
+    /// Opens a region file read-only and maps it privately (copy-on-write): the file is never written through
+    /// this mapping. Pages this process has not stored to still show other processes' later writes, so a
+    /// reader that needs a stable picture holds the region lock shared (<see cref="TryLockShared"/>).
+    /// </summary>
+    public static Region OpenSnapshot(string path)
+    {
+        var kind = KindOf(path);
+        if (!File.Exists(path))
+            throw new FileNotFoundException($"{path}: region file not found", path);
+        long length = kind == RegionKind.DaxDevice ? DaxDeviceSize(path) : new FileInfo(path).Length;
+        if (length <= 0)
+            throw new CorruptionException("region file", 0, $"{path} is empty");
+        var handle = File.OpenHandle(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite);
+        try
+        {
+            nint p = Libc.Mmap(0, (nuint)length, Libc.ProtRead | Libc.ProtWrite, Libc.MapPrivate, (int)handle.DangerousGetHandle(), 0);
+            if (p == Libc.MapFailed)
+                throw new IOException($"{path}: mmap of {length} bytes failed (errno {Marshal.GetLastPInvokeError()})");
+            return new Region(handle, (byte*)p, length, kind, path, snapshot: true);
+        }
+        catch
+        {
+            handle.Dispose();
+            throw;
+        }
     }
 
     private static Region Map(string path, FileMode mode, long length, RegionKind kind)
@@ -247,7 +288,7 @@ internal sealed unsafe class Region : IDisposable
     /// <summary>Writes dirty pages of [offset, offset+length) back to the file (no-op on memory regions).</summary>
     public void Flush(long offset, long length)
     {
-        if (Kind == RegionKind.Memory)
+        if (Kind == RegionKind.Memory || IsSnapshot)
             return;
         Check(offset, length);
         long start = offset & ~4095L;

@@ -30,8 +30,9 @@ internal sealed partial class RegionPicture
     /// so, its parent is live with the generation it was forked from, and its parent's epoch (merges into
     /// it, counted from its log) still equals the one it was forked at. So a commit that died after its
     /// commit point but before marking the losers still invalidates them. The derived states are written
-    /// back. With <paramref name="alone"/> (no other process has the region open) a torn log tail is cut
-    /// back to its longest valid prefix and free space is rebuilt from what is reachable.
+    /// back. With <paramref name="alone"/> (no other process has the region open) free space is rebuilt from what
+    /// is reachable, and a torn log tail, where one is possible (<see cref="TornTailsPossible"/>, past the log's
+    /// synced tail), is cut back to its longest valid prefix.
     /// </remarks>
     /// <returns>What the first read (on open) found and repaired; null for every later one.</returns>
     public RecoveryReport? Sync(bool alone, bool tookOver)
@@ -310,9 +311,11 @@ internal sealed partial class RegionPicture
     }
 
     /// <summary>
-    /// Replays what the slot's log holds beyond what this process applied. A record that fails validation
-    /// is a torn tail: with <paramref name="alone"/> the log is cut back to its longest valid prefix,
-    /// otherwise it is reported. Damage inside a merged log is corruption.
+    /// Replays what the slot's log holds beyond what this process applied. A record that fails validation is
+    /// cut back to the log's longest valid prefix only when it can be a torn write (a regular file after a
+    /// reboot, past the log's synced tail) and no other process has the region open; otherwise it is a
+    /// <see cref="CorruptionException"/> naming the log, the record and what depends on it. Nothing committed is
+    /// ever cut: a commit's records lie before the synced tail.
     /// </summary>
     private void CatchUp(BranchState st, in BranchSlot s, bool alone, List<string> truncated)
     {
@@ -328,25 +331,40 @@ internal sealed partial class RegionPicture
             ThrowHelper.Corrupt($"branch slot {st.Slot}", SlotOffset(st.Slot), $"log tail went back from {log.Tail} to {s.Tail}");
         var logRef = new LogRef(s.LogId, head, s.Tail);
         LogCursor? cursor = null;
-        bool torn = false;
+        CorruptionException? failure = null;
         try
         {
-            cursor = log.Head == 0 ? Cursor(logRef) : new LogCursor(_region, _allocator.ArenaOffset, _allocator.ArenaEnd, logRef, log.LastBlock, log.Tail);
+            cursor = log.Head == 0 ? new LogCursor(_region, _allocator.ArenaOffset, _allocator.ArenaEnd, logRef) { Mark = s.SyncedTail }
+                : new LogCursor(_region, _allocator.ArenaOffset, _allocator.ArenaEnd, logRef, log.LastBlock, log.Tail);
         }
-        catch (CorruptionException) when (log.Head == 0)
+        catch (CorruptionException e) when (log.Head == 0)
         {
-            torn = true; // the first block is unreadable: nothing of this log survives
+            failure = e; // the first block is unreadable: nothing of this log survives
         }
         if (cursor is not null)
         {
             var view = st.View;
             long epoch = st.Epoch;
-            torn = Replay(st, ref view, cursor, ref epoch);
+            failure = Replay(st, ref view, cursor, ref epoch);
             st.View = view;
             st.Epoch = epoch;
         }
-        if (torn && !alone)
-            ThrowHelper.Corrupt($"branch slot {st.Slot}", SlotOffset(st.Slot), $"log of branch '{st.Name}' fails validation while other processes have the region open");
+        bool torn = failure is not null;
+        if (failure is not null)
+        {
+            // A torn tail is cut only where one is physically possible: a regular file after a machine crash
+            // (TornTailsPossible), and only in the bytes written since the log's last flushed publication. Any
+            // other failure is damage: reported, with what depends on it, and nothing is cut.
+            bool pastSynced = s.SyncedTail == 0 || cursor is { MarkReached: true };
+            if (!TornTailsPossible || !alone || !pastSynced)
+            {
+                string where = st.IsMain ? "main's log" : $"the log of branch '{st.Name}'";
+                string why = !TornTailsPossible ? "a torn write cannot happen here (memory, or no machine crash since the region was last open)"
+                    : !alone ? "other processes have the region open" : "the record lies in the part of the log already flushed to the file";
+                throw new CorruptionException(failure.Structure, failure.Offset, $"{where} (log {s.LogId}) fails validation: {failure.Detail}; not cut back, since {why}",
+                    failure.Consequences ?? Consequences(st, st.Epoch));
+            }
+        }
         long tail = cursor is null ? 0 : torn ? cursor.ValidEnd : s.Tail;
         if (cursor is not null && tail == cursor.Blocks[0].Offset + BlockHeader.Size && log.Head == 0)
             tail = 0; // nothing valid in the first block
@@ -378,9 +396,11 @@ internal sealed partial class RegionPicture
 
     /// <summary>
     /// Walks a log from the cursor and every log it merges (depth-first, in order), applying each record to
-    /// <paramref name="view"/>. Returns true when the root log failed validation (a torn tail) and the walk stopped there.
+    /// <paramref name="view"/>. Returns the failure when the root log failed validation (the walk stopped there;
+    /// the caller decides whether it is a torn tail), null when the whole log is good. A failure inside a merged
+    /// log is damage to history: it is thrown, naming what depends on it.
     /// </summary>
-    private bool Replay(BranchState owner, ref View view, LogCursor root, ref long epoch)
+    private CorruptionException? Replay(BranchState owner, ref View view, LogCursor root, ref long epoch)
     {
         var stack = new Stack<LogCursor>();
         // Within one walk a log may be reached once: a second reference is a loop or a log merged twice.
@@ -402,9 +422,16 @@ internal sealed partial class RegionPicture
             {
                 more = c.MoveNext();
             }
-            catch (CorruptionException) when (ReferenceEquals(c, root))
+            catch (CorruptionException e) when (ReferenceEquals(c, root))
             {
-                return true;
+                return e;
+            }
+            catch (CorruptionException e) when (e.Consequences is null)
+            {
+                string consequences = owner.IsMain
+                    ? $"log {c.LogId} is part of version {pendingVersion}: main's versions before {pendingVersion} are intact; version {pendingVersion}, every later version and every branch forked from them depend on it"
+                    : $"log {c.LogId} was merged into branch '{owner.Name}': that branch and every branch forked from it depend on it; main and the other branches are intact";
+                throw new CorruptionException(e.Structure, e.Offset, e.Detail, consequences);
             }
             if (!more)
             {
@@ -487,7 +514,24 @@ internal sealed partial class RegionPicture
         }
         if (pendingVersion != 0)
             VersionViews.Add(view);
-        return false;
+        return null;
+    }
+
+    /// <summary>What depends on a failure in <paramref name="st"/>'s own log after <paramref name="epoch"/> merges or versions, and what is intact.</summary>
+    private string Consequences(BranchState st, long epoch)
+    {
+        if (st.IsMain)
+            return $"main's versions up to {epoch} are intact; every later version, the tags naming them and every branch forked since depend on it";
+        var forked = new List<string>();
+        for (int i = 1; i < Slots.Length; i++)
+        {
+            ref readonly var slot = ref SlotAt(i);
+            if (slot.State == (uint)SlotState.Live && slot.ParentSlot == (uint)st.Slot && i != st.Slot && Slots[i] is { } child)
+                forked.Add($"'{child.Name}'");
+        }
+        return $"the records of branch '{st.Name}' before it are intact; what depends on it: branch '{st.Name}'"
+            + (forked.Count > 0 ? $" and the branches forked from it ({string.Join(", ", forked)})" : "")
+            + "; main and the other branches are intact";
     }
 
     private void PushLog(Stack<LogCursor> stack, HashSet<long> reached, LogRef r, long at)

@@ -23,14 +23,27 @@ internal sealed partial class RegionPicture
     private readonly BaseImage _base;
     private readonly BlockAllocator _allocator;
 
-    public RegionPicture(Region region, Superblock super, BaseImage baseImage, BlockAllocator allocator)
+    /// <param name="region">The mapped region.</param>
+    /// <param name="super">Its validated superblock.</param>
+    /// <param name="baseImage">The region's original base image.</param>
+    /// <param name="allocator">The arena's allocator.</param>
+    /// <param name="tornTailsPossible">True only for a regular file opened for the first time since a machine crash could have torn its last writes.</param>
+    public RegionPicture(Region region, Superblock super, BaseImage baseImage, BlockAllocator allocator, bool tornTailsPossible)
     {
+        TornTailsPossible = tornTailsPossible;
         _region = region;
         _super = super;
         _base = baseImage;
         _allocator = allocator;
         Slots = new BranchState?[super.SlotCount];
     }
+
+    /// <summary>
+    /// True when a record can have been torn by a machine crash: the region is a regular file and the kernel
+    /// that last opened it is not this one (a reboot since). Only then is a log that fails validation past its
+    /// synced tail cut back; anywhere else a failure is damage.
+    /// </summary>
+    public bool TornTailsPossible { get; }
 
     /// <summary>Live branches by slot (null: free, or not live).</summary>
     public BranchState?[] Slots { get; }
