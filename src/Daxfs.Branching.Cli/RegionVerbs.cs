@@ -29,21 +29,58 @@ internal static class RegionVerbs
         return Program.Ok;
     }
 
+    /// <summary>
+    /// Checks the whole region through a read-only snapshot (the file is opened for reading and mapped privately:
+    /// verify never changes a byte of it), and reports every damaged structure it finds in one pass.
+    /// </summary>
     public static int Verify(Context c)
     {
-        using var store = c.Open();
-        var report = Output.WithProgress("verifying", report =>
+        string path = c.RegionPath;
+        if (!File.Exists(path))
+            throw new FileNotFoundException($"{path}: region not found (create one with 'daxfs mkfs')", path);
+        Store store;
+        try
         {
-            report(0.1, "checking base data and logs");
-            return store.Verify();
-        });
-        if (c.Json)
+            store = Store.OpenSnapshot(path, TimeSpan.FromSeconds(30));
+        }
+        catch (CorruptionException e)
         {
-            Output.WriteJson(new { ok = true, report, recovery = store.Recovery });
+            // The picture cannot even be built: what failed, and what depends on it.
+            var damage = new DamageFound(e.Structure, e.Offset, e.Detail, e.Consequences ?? "the region cannot be opened until it is repaired");
+            return ReportDamage(c, path, [damage], null, null);
+        }
+        using (store)
+        {
+            var report = Output.WithProgress("verifying", progress =>
+            {
+                progress(0.1, "checking base data and logs");
+                return store.Check();
+            });
+            if (report.Damage.Count > 0)
+                return ReportDamage(c, path, report.Damage, report, store.Recovery);
+            if (c.Json)
+            {
+                Output.WriteJson(new { ok = true, region = path, report, wouldRepair = store.Recovery });
+                return Program.Ok;
+            }
+            Output.Out.MarkupLine($"[green]ok[/]: {Output.Bytes(report.BaseDataBytes)} of base data, {report.Logs} logs, {report.Records} records ({Output.Bytes(report.RecordBytes)}) checked");
+            foreach (var t in store.Recovery.TruncatedLogs)
+                Console.Out.WriteLine($"note: the log of '{t}' ends in a write torn by a machine crash; the next open for writing cuts it back to its last whole record");
             return Program.Ok;
         }
-        Output.Out.MarkupLine($"[green]ok[/]: {Output.Bytes(report.BaseDataBytes)} of base data, {report.Logs} logs, {report.Records} records ({Output.Bytes(report.RecordBytes)}) checked");
-        return Program.Ok;
+    }
+
+    private static int ReportDamage(Context c, string path, IReadOnlyList<DamageFound> damage, VerifyReport? report, RecoveryReport? recovery)
+    {
+        if (c.Json)
+        {
+            Output.WriteJson(new { ok = false, region = path, damage, report, wouldRepair = recovery });
+            return Program.Corrupt;
+        }
+        Console.Error.WriteLine($"daxfs: {path}: {damage.Count} damaged structure{(damage.Count == 1 ? "" : "s")} found (nothing was changed):");
+        foreach (var d in damage)
+            Console.Error.WriteLine($"  {d.Structure} at offset {d.Offset} (0x{d.Offset:X}): {d.Detail}; {d.Consequences}");
+        return Program.Corrupt;
     }
 
     public static int Tag(Context c)

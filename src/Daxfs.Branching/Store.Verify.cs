@@ -15,7 +15,16 @@ namespace Daxfs.Branching;
 /// <param name="ReachableBytes">Bytes of the log blocks that live branches, branches kept for rebase and main's history reach.</param>
 /// <param name="ArenaUsedBytes">Bytes of the arena marked in use (reachable blocks, plus blocks reserved by
 /// live processes or parked for read leases).</param>
-public readonly record struct VerifyReport(long BaseDataBytes, long Logs, long Records, long RecordBytes, long ReachableBytes, long ArenaUsedBytes);
+/// <param name="Damage">Every damaged structure found, in the order found (empty when the region is whole).</param>
+public readonly record struct VerifyReport(long BaseDataBytes, long Logs, long Records, long RecordBytes, long ReachableBytes, long ArenaUsedBytes,
+    IReadOnlyList<DamageFound> Damage);
+
+/// <summary>One damaged structure that a verification found.</summary>
+/// <param name="Structure">What is damaged (for example <c>record</c>, <c>log block</c>, <c>base data chunk 3</c>).</param>
+/// <param name="Offset">Its byte offset in the region.</param>
+/// <param name="Detail">What is wrong with it.</param>
+/// <param name="Consequences">What depends on it, and what is still intact.</param>
+public sealed record DamageFound(string Structure, long Offset, string Detail, string Consequences);
 
 public sealed partial class Store
 {
@@ -23,29 +32,47 @@ public sealed partial class Store
     /// Checks every checksum of the region now: all base file data (normally checked chunk by chunk on
     /// first read) and every record of every log still in use. Metadata was already validated on open.
     /// </summary>
-    /// <exception cref="CorruptionException">Names the first structure that fails, and its offset.</exception>
+    /// <exception cref="CorruptionException">Names the first structure that fails, its offset and what depends on it.</exception>
     public VerifyReport Verify()
+    {
+        var report = Check();
+        if (report.Damage.Count > 0)
+        {
+            var d = report.Damage[0];
+            throw new CorruptionException(d.Structure, d.Offset, d.Detail, d.Consequences);
+        }
+        return report;
+    }
+
+    /// <summary>
+    /// As <see cref="Verify"/>, but reports every damaged structure it finds, in one pass, instead of stopping
+    /// at the first. Changes nothing. On a store opened with <see cref="OpenSnapshot"/> the file is not even
+    /// opened for writing.
+    /// </summary>
+    public VerifyReport Check()
     {
         EnsureCurrent();
         lock (_gate)
         {
             ThrowIfUnusable();
             var image = _picture.CurrentBase ?? _base;
-            image.VerifyAllData();
+            var found = new List<CorruptionException>();
+            image.VerifyAllData(found);
+            var damage = found.Select(e => new DamageFound(e.Structure, e.Offset, e.Detail, "the base image's file data in that chunk reads as an error; everything else is unaffected")).ToList();
             long logs = 0, records = 0, bytes = 0;
             var seen = new HashSet<long>();
             var blocks = new HashSet<long>();
             long reachable = 0;
-            var stack = new Stack<LogRef>();
+            var stack = new Stack<(LogRef Log, string Owner)>();
             foreach (var s in _picture.Slots)
                 if (s is not null && s.Status == BranchState.StatusLive)
-                    stack.Push(s.Log.Ref);
+                    stack.Push((s.Log.Ref, s.IsMain ? "main" : $"branch '{s.Name}'"));
             foreach (var k in _picture.Kept.Values)
-                stack.Push(k.Log.Ref);
+                stack.Push((k.Log.Ref, $"kept branch '{k.Name}'"));
             var r = new Rec();
             while (stack.Count > 0)
             {
-                var logRef = stack.Pop();
+                var (logRef, owner) = stack.Pop();
                 if (logRef.IsEmpty || !seen.Add(logRef.LogId))
                     continue;
                 logs++;
@@ -62,9 +89,14 @@ public sealed partial class Store
                         RecordCodec.Decode(r, kind, c.Header.TimeNs, c.Offset, c.Body, c.BodyOffset);
                         if (kind == RecordKind.Version && r.Seq <= _picture.BaseVersion)
                             continue; // folded into the base image: its logs are no longer in use
-                        foreach (var child in r.Logs) stack.Push(child);
+                        foreach (var child in r.Logs) stack.Push((child, owner));
                     }
                     }
+                }
+                catch (CorruptionException e)
+                {
+                    damage.Add(new DamageFound(e.Structure, e.Offset, e.Detail,
+                        $"log {logRef.LogId}, part of {owner}: the records after it cannot be read; {owner} and what was forked from it depend on it"));
                 }
                 finally
                 {
@@ -74,7 +106,7 @@ public sealed partial class Store
             }
             if (_picture.BaseRun is { } run)
                 reachable += run.Pages * FormatConstants.PageSize; // the compacted base image lives in the arena
-            return new VerifyReport(image.DataLength, logs, records, bytes, reachable, _allocator.ArenaBytes - _allocator.FreeBytes);
+            return new VerifyReport(image.DataLength, logs, records, bytes, reachable, _allocator.ArenaBytes - _allocator.FreeBytes, damage);
         }
     }
 }

@@ -216,10 +216,21 @@ public sealed partial class Store : IDisposable
     /// for the region lock; <see cref="LockTimeout"/> starts at that value too (set it for later changes).
     /// </summary>
     /// <exception cref="StoreBusyException">The region lock stayed held that long, or every process-table entry is held.</exception>
-    public static Store Open(string path, TimeSpan lockTimeout)
+    public static Store Open(string path, TimeSpan lockTimeout) => Open(Region.Open(path ?? throw new ArgumentNullException(nameof(path))), lockTimeout);
+
+    /// <summary>
+    /// Opens a region read-only, as a snapshot: the file is opened for reading and mapped privately, so nothing
+    /// this store does reaches it (what opening derives stays in this process), and nothing is repaired. The
+    /// snapshot holds the region lock shared while it is open: changes by other stores wait until it is
+    /// disposed, so its picture stays whole. Reads work; every change throws <see cref="InvalidOperationException"/>.
+    /// <c>daxfs verify</c> uses it.
+    /// </summary>
+    /// <exception cref="CorruptionException">A structure failed validation; names it, its offset and what depends on it.</exception>
+    /// <exception cref="StoreBusyException">A change held the region lock for longer than <paramref name="lockTimeout"/>.</exception>
+    public static Store OpenSnapshot(string path, TimeSpan lockTimeout) => Open(Region.OpenSnapshot(path ?? throw new ArgumentNullException(nameof(path))), lockTimeout);
+
+    private static Store Open(Region region, TimeSpan lockTimeout)
     {
-        ArgumentNullException.ThrowIfNull(path);
-        var region = Region.Open(path);
         try
         {
             var sb = ValidateSuperblock(region);

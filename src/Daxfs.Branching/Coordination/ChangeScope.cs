@@ -71,6 +71,11 @@ internal sealed class ChangeScope
     /// </summary>
     public void Join()
     {
+        if (_region.IsSnapshot)
+        {
+            JoinAsSnapshot();
+            return;
+        }
         // The entry first: a store holds an entry whenever it holds the region lock, which is how a process
         // of another kernel tells a real holder from a stale word (see RegionLock).
         Processes.Register();
@@ -97,6 +102,37 @@ internal sealed class ChangeScope
     }
 
     /// <summary>
+    /// Joins as a read-only snapshot (the region is mapped privately, its file opened read-only): no entry, no
+    /// lock word. It holds the region lock shared, for as long as it is open, so no store changes the region
+    /// under its picture; changes of other stores wait meanwhile. The picture is read once and never re-read.
+    /// </summary>
+    private void JoinAsSnapshot()
+    {
+        long lockByte = FormatConstants.ControlOffset + ControlBlock.LockOwnerOffset;
+        var deadline = DateTime.UtcNow + Lock.Timeout;
+        var delay = TimeSpan.FromMilliseconds(0.5);
+        while (!_region.TryLockShared(lockByte))
+        {
+            if (DateTime.UtcNow >= deadline)
+                throw new StoreBusyException($"{_region.Path}: a change is under way (the region lock is held); a read-only snapshot waited {Lock.Timeout.TotalSeconds:0.#} s");
+            Thread.Sleep(delay);
+            delay = TimeSpan.FromMilliseconds(Math.Min(50, delay.TotalMilliseconds * 2));
+        }
+        try
+        {
+            // As a lone open would: every repair it would make lands in this process's private copy only, so the
+            // picture (and the recovery report) show what an open for writing would find and do.
+            _reread(true);
+            Volatile.Write(ref _seen, Volatile.Read(ref ChangeCounter));
+        }
+        catch
+        {
+            _region.Unlock(lockByte);
+            throw;
+        }
+    }
+
+    /// <summary>
     /// Leaves the region (caller holds the gate and is closing the store): under the region lock, waiting at
     /// most <paramref name="wait"/>, runs <paramref name="lastChange"/>, gives up the entry and returns parked
     /// space. If the lock stays busy it only gives up the entry.
@@ -104,6 +140,11 @@ internal sealed class ChangeScope
     public void Leave(TimeSpan wait, Action lastChange)
     {
         Debug.Assert(Monitor.IsEntered(Gate), "leaving holds the gate");
+        if (_region.IsSnapshot)
+        {
+            _region.Unlock(FormatConstants.ControlOffset + ControlBlock.LockOwnerOffset);
+            return;
+        }
         try
         {
             if (_poison is not null)
@@ -148,6 +189,8 @@ internal sealed class ChangeScope
     {
         if (_held && Monitor.IsEntered(Gate))
             throw new InvalidOperationException("a change began inside another change of the same store");
+        if (_region.IsSnapshot)
+            throw new InvalidOperationException($"{_region.Path}: opened as a read-only snapshot; nothing can be changed through it");
         Monitor.Enter(Gate);
         try
         {
@@ -209,6 +252,8 @@ internal sealed class ChangeScope
     public void EnsureCurrent()
     {
         _throwIfUnusable();
+        if (_region.IsSnapshot)
+            return; // a snapshot's picture is the one it read
         if (Volatile.Read(ref ChangeCounter) == Volatile.Read(ref _seen) || _held && Monitor.IsEntered(Gate))
             return;
         Enter(); // re-reads on entry

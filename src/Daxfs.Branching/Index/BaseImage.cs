@@ -348,10 +348,19 @@ internal sealed unsafe class BaseImage
         Interlocked.Or(ref _verifiedChunks[chunk >> 6], 1L << (int)(chunk & 63));
     }
 
-    /// <summary>Verifies every data chunk now (used by full verification).</summary>
-    public void VerifyAllData()
+    /// <summary>Verifies every data chunk now (used by full verification); each damaged chunk is added to <paramref name="damage"/>.</summary>
+    public void VerifyAllData(List<CorruptionException> damage)
     {
         for (long c = 0; c < _header.ChunkCount; c++)
-            VerifyChunk(c);
+        {
+            try
+            {
+                VerifyChunk(c);
+            }
+            catch (CorruptionException e)
+            {
+                damage.Add(e);
+            }
+        }
     }
 }

@@ -522,12 +522,23 @@ internal sealed partial class RegionPicture
     {
         if (st.IsMain)
             return $"main's versions up to {epoch} are intact; every later version, the tags naming them and every branch forked since depend on it";
+        // The slots name the branches forked from it (their pictures are built after their parent's, if at all).
         var forked = new List<string>();
-        for (int i = 1; i < Slots.Length; i++)
+        var below = new HashSet<int> { st.Slot };
+        for (bool grew = true; grew;)
         {
-            ref readonly var slot = ref SlotAt(i);
-            if (slot.State == (uint)SlotState.Live && slot.ParentSlot == (uint)st.Slot && i != st.Slot && Slots[i] is { } child)
-                forked.Add($"'{child.Name}'");
+            grew = false;
+            for (int i = 1; i < Slots.Length; i++)
+            {
+                var slot = SlotAt(i);
+                if (slot.State == (uint)SlotState.Live && !below.Contains(i) && below.Contains((int)slot.ParentSlot) && slot.Depth > st.Depth)
+                {
+                    below.Add(i);
+                    grew = true;
+                    try { forked.Add($"'{CheckSlot(i, in slot)}'"); }
+                    catch (CorruptionException) { forked.Add($"the branch in slot {i}"); }
+                }
+            }
         }
         return $"the records of branch '{st.Name}' before it are intact; what depends on it: branch '{st.Name}'"
             + (forked.Count > 0 ? $" and the branches forked from it ({string.Join(", ", forked)})" : "")
