@@ -95,7 +95,8 @@ internal sealed class Args
         while (i < s.Length && (char.IsAsciiDigit(s[i]) || s[i] == '.')) i++;
         if (i == 0)
             throw new UsageException($"{what}: '{text}' is not a size (examples: 4096, 64M, 4GiB)");
-        if (!double.TryParse(s[..i], NumberStyles.AllowDecimalPoint, CultureInfo.InvariantCulture, out double number))
+        // decimal, not double: every byte count up to long.MaxValue is exact (a double rounds above 2^53).
+        if (!decimal.TryParse(s[..i], NumberStyles.AllowDecimalPoint, CultureInfo.InvariantCulture, out decimal number))
             throw new UsageException($"{what}: '{text}' is not a size (examples: 4096, 64M, 4GiB)");
         string unit = s[i..].Trim().ToUpperInvariant();
         long scale = unit switch
@@ -107,10 +108,10 @@ internal sealed class Args
             "T" or "TB" or "TIB" => 1L << 40,
             _ => throw new UsageException($"{what}: unknown unit '{s[i..]}' in '{text}' (use K, M, G or T)"),
         };
-        double bytes = number * scale;
-        if (bytes > long.MaxValue / 2 || double.IsNaN(bytes))
+        if (number > long.MaxValue / scale)
             throw new UsageException($"{what}: '{text}' is too large");
-        if (scale == 1 && number != Math.Floor(number))
+        decimal bytes = number * scale;
+        if (bytes != decimal.Floor(bytes))
             throw new UsageException($"{what}: '{text}' is not a whole number of bytes");
         return (long)bytes;
     }

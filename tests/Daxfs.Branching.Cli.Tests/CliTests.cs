@@ -329,8 +329,46 @@ public class CliTests
     }
 
     [Fact]
+    public void Verify_reports_damage_in_json_and_never_changes_the_region_file()
+    {
+        using var ws = new Workspace();
+        Ok(Cli.Run(null, "mkfs", ws.Source, "-r", ws.Region, "--capacity", "64M"));
+        Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(ws.Region)); // private: no other user reads the tree
+        Ok(ws.Run("branch", "create", "a"));
+        Ok(ws.RunWithInput("v1\n", "put", "/one.txt", "-b", "a"));
+        Ok(ws.Run("branch", "commit", "a", "-m", "one"));
+        var clean = ws.Run("verify", "--json");
+        Ok(clean);
+        Assert.True(clean.Json.GetProperty("ok").GetBoolean());
+
+        // Damage the first record of main's log (its header's checksum field): verify reports it, and not a byte changes.
+        using (var s = Store.Open(ws.Region))
+        {
+            long record = s.Main.State.OwnBlocks[0].Offset + Daxfs.Branching.Format.BlockHeader.Size;
+            s.Dispose();
+            var bytes = File.ReadAllBytes(ws.Region);
+            bytes[record + 20] ^= 0x01;
+            File.WriteAllBytes(ws.Region, bytes);
+        }
+        string before = Convert.ToHexString(System.Security.Cryptography.SHA256.HashData(File.ReadAllBytes(ws.Region)));
+        var bad = ws.Run("verify", "--json");
+        Assert.Equal(3, bad.Code);
+        Assert.False(bad.Json.GetProperty("ok").GetBoolean());
+        var damage = bad.Json.GetProperty("damage")[0];
+        Assert.Equal("record", damage.GetProperty("structure").GetString());
+        Assert.Contains("version", damage.GetProperty("consequences").GetString(), StringComparison.Ordinal);
+        Fails(ws.Run("verify"), 3, "damaged structure");
+        Assert.Equal(before, Convert.ToHexString(System.Security.Cryptography.SHA256.HashData(File.ReadAllBytes(ws.Region))));
+        Fails(ws.Run("log"), 3, "main's log"); // any command that opens the region refuses it, naming the damage
+    }
+
+    [Fact]
     public void Size_strings_parse()
     {
+        Assert.Equal(9007199254740993, Args.ParseSize("9007199254740993", "x")); // 2^53 + 1: exact, as no double holds it
+        Assert.Equal(long.MaxValue, Args.ParseSize("9223372036854775807", "x"));
+        Assert.Throws<UsageException>(() => Args.ParseSize("9223372036854775808", "x"));
+        Assert.Throws<UsageException>(() => Args.ParseSize("0.3M", "x"));
         Assert.Equal(4096, Args.ParseSize("4096", "x"));
         Assert.Equal(64L << 20, Args.ParseSize("64M", "x"));
         Assert.Equal(4L << 30, Args.ParseSize("4GiB", "x"));

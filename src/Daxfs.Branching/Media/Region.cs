@@ -129,9 +129,17 @@ internal sealed unsafe class Region : IDisposable
         string? dir = System.IO.Path.GetDirectoryName(System.IO.Path.GetFullPath(path));
         if (dir is not null && !Directory.Exists(dir))
             throw new DirectoryNotFoundException($"{path}: directory {dir} does not exist");
-        // Truncate to zero first so stale bytes of an old region never survive into the new one.
-        using (var fs = new FileStream(path, FileMode.Create, FileAccess.ReadWrite))
+        // Truncate to zero first so stale bytes of an old region never survive into the new one. A region holds
+        // every file of its tree: only its owner may read it (0600), whatever the umask, and a replaced one too.
+        var options = new FileStreamOptions
         {
+            Mode = FileMode.Create,
+            Access = FileAccess.ReadWrite,
+            UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite,
+        };
+        using (var fs = new FileStream(path, options))
+        {
+            File.SetUnixFileMode(fs.SafeFileHandle, UnixFileMode.UserRead | UnixFileMode.UserWrite);
             fs.SetLength(capacity);
         }
         return Map(path, FileMode.Open, capacity, kind);
