@@ -17,7 +17,7 @@ internal static class FileVerbs
         long capacity = c.Args.Value("--capacity") is { } cap ? Args.ParseSize(cap, "--capacity") : 0;
         int slots = (int)(c.Args.Long("--slots") ?? 4096);
         bool force = c.Args.Flag("--force");
-        if (File.Exists(region) && !force)
+        if (File.Exists(region) && !force && new FileInfo(region).LinkTarget is null) // (a link is refused by the create, naming it)
             throw new IOException($"{region}: region exists; pass --force to replace it");
         var builder = BaseImageBuilder.FromDirectory(source, c.Args.Flag("--strict") ? UnsupportedEntryPolicy.Refuse : UnsupportedEntryPolicy.Warn);
         foreach (var w in builder.Warnings)

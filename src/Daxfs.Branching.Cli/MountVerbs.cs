@@ -45,7 +45,13 @@ internal static class MountVerbs
         }, cancel.Token);
         // A background server logs to a file its parent named; after a clean unmount there is nothing to keep.
         if (Environment.GetEnvironmentVariable("DAXFS_MOUNT_LOG") is { Length: > 0 } log)
+        {
             File.Delete(log);
+            if (Path.GetDirectoryName(log) is { } dir && Path.GetFileName(dir).StartsWith("daxfs-mount-", StringComparison.Ordinal))
+            {
+                try { Directory.Delete(dir); } catch (IOException) { } // not empty: leave what someone put there
+            }
+        }
         return Program.Ok;
     }
 
@@ -55,7 +61,9 @@ internal static class MountVerbs
         // Checked here, not only by the server: a server that fails on a mount point already in use would
         // look like a success to the wait below, which only sees that something is mounted there.
         BranchMount.RequireNotMounted(mountpoint);
-        string log = Path.Combine(Path.GetTempPath(), $"daxfs-mount-{Environment.ProcessId}.log");
+        // The server's log lives in a directory only this user can enter (0700, an unpredictable name), so no
+        // other user can plant a link or a FIFO where the server writes.
+        string log = Path.Combine(Directory.CreateTempSubdirectory("daxfs-mount-").FullName, "server.log");
         var psi = new ProcessStartInfo("setsid") { UseShellExecute = false };
         foreach (var a in new[] { "sh", "-c", "exec \"$@\" </dev/null >>\"$DAXFS_MOUNT_LOG\" 2>&1", "sh",
             Environment.ProcessPath ?? "dotnet", typeof(Program).Assembly.Location, "mount", mountpoint, "-r", region, "-b", branch })

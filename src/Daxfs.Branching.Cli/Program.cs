@@ -95,7 +95,7 @@ internal sealed class Context(Args args)
     public Store Open()
     {
         string path = RegionPath;
-        if (!File.Exists(path))
+        if (!File.Exists(path) && new FileInfo(path).LinkTarget is null) // (a link, dangling or not, is refused by the open, naming it)
             throw new FileNotFoundException($"{path}: region not found (create one with 'daxfs mkfs')", path);
         var store = Store.Open(path);
         foreach (var t in store.Recovery.TruncatedLogs)

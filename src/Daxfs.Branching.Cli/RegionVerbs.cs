@@ -36,7 +36,7 @@ internal static class RegionVerbs
     public static int Verify(Context c)
     {
         string path = c.RegionPath;
-        if (!File.Exists(path))
+        if (!File.Exists(path) && new FileInfo(path).LinkTarget is null)
             throw new FileNotFoundException($"{path}: region not found (create one with 'daxfs mkfs')", path);
         Store store;
         try

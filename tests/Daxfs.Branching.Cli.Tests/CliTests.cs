@@ -189,7 +189,7 @@ public class CliTests
         bytes[16] ^= 0xFF; // the superblock's capacity
         File.WriteAllBytes(ws.Region, bytes);
         var r = ws.Run("verify");
-        Fails(r, 3, "region corrupt: superblock");
+        Fails(r, 3, "superblock at offset 0");
         Fails(ws.Run("ls"), 3, "superblock");
     }
 
@@ -360,6 +360,46 @@ public class CliTests
         Fails(ws.Run("verify"), 3, "damaged structure");
         Assert.Equal(before, Convert.ToHexString(System.Security.Cryptography.SHA256.HashData(File.ReadAllBytes(ws.Region))));
         Fails(ws.Run("log"), 3, "main's log"); // any command that opens the region refuses it, naming the damage
+    }
+
+    /// <summary>
+    /// A hostile local user plants a symbolic link where root will create or open a region, in a directory
+    /// anyone may write to: the tool refuses the link, whether it points at a file or nowhere, and the file it
+    /// points at is left as it was.
+    /// </summary>
+    [Fact]
+    public void A_region_path_planted_as_a_link_by_another_user_is_refused()
+    {
+        if (!Environment.IsPrivilegedProcess)
+        {
+            Assert.Fail("this test plants links as the user nobody, so it runs as root (as CI does)");
+        }
+        using var ws = new Workspace();
+        string shared = Path.Combine(ws.Root, "shared");
+        Directory.CreateDirectory(shared);
+        File.SetUnixFileMode(shared, (UnixFileMode)0x3FF | UnixFileMode.StickyBit); // 1777, as /tmp
+        string victim = Path.Combine(ws.Root, "victim.conf");
+        File.WriteAllText(victim, "root's file\n");
+        string planted = Path.Combine(shared, "region.daxfs");
+        string dangling = Path.Combine(shared, "dangling.daxfs");
+        AsNobody("ln", "-s", victim, planted);
+        AsNobody("ln", "-s", Path.Combine(shared, "nothing-here"), dangling);
+
+        Fails(Cli.Run(null, "mkfs", ws.Source, "-r", planted, "--force"), 1, "symbolic link");
+        Fails(Cli.Run(null, "ls", "-r", planted), 1, "symbolic link");          // not "corrupt" (3)
+        Fails(Cli.Run(null, "verify", "-r", planted), 1, "symbolic link");
+        Fails(Cli.Run(null, "mkfs", ws.Source, "-r", dangling), 1, "symbolic link"); // not "region exists"
+        Assert.Equal("root's file\n", File.ReadAllText(victim));
+        Assert.False(File.Exists(Path.Combine(shared, "nothing-here")));
+    }
+
+    private static void AsNobody(params string[] args)
+    {
+        var psi = new System.Diagnostics.ProcessStartInfo("setpriv", ["--reuid=nobody", "--regid=nogroup", "--clear-groups", .. args]) { RedirectStandardError = true };
+        using var p = System.Diagnostics.Process.Start(psi)!;
+        string err = p.StandardError.ReadToEnd();
+        p.WaitForExit();
+        Assert.True(p.ExitCode == 0, $"as nobody: {string.Join(' ', args)}: {err}");
     }
 
     [Fact]

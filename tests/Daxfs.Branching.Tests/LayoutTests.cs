@@ -80,7 +80,10 @@ public class LayoutTests
                 #include <fcntl.h>
                 #include <stddef.h>
                 #include <stdio.h>
+                #include <errno.h>
+                #include <sys/mman.h>
                 int main(void) {
+                    printf("%d %d %d %d %d %d %d %d %d\n", O_RDWR, O_CREAT, O_EXCL, O_NOFOLLOW, O_CLOEXEC, ELOOP, EEXIST, ENOENT, MAP_PRIVATE);
                     printf("%zu %zu %zu %zu %zu %zu %d %d %d %d %d %d\n", sizeof(struct flock), offsetof(struct flock, l_type),
                         offsetof(struct flock, l_whence), offsetof(struct flock, l_start), offsetof(struct flock, l_len),
                         offsetof(struct flock, l_pid), F_OFD_GETLK, F_OFD_SETLK, F_RDLCK, F_WRLCK, F_UNLCK, SEEK_SET);
@@ -92,7 +95,9 @@ public class LayoutTests
             string output = p.StandardOutput.ReadToEnd() + p.StandardError.ReadToEnd();
             p.WaitForExit();
             Assert.True(p.ExitCode == 0, "the C compiler (cc) is needed for this check: " + output);
-            string expected = string.Join(' ', Unsafe.SizeOf<Media.Libc.Flock>(), Off<Media.Libc.Flock>("Type"), Off<Media.Libc.Flock>("Whence"),
+            string opens = string.Join(' ', Media.Libc.ORdWr, Media.Libc.OCreat, Media.Libc.OExcl, Media.Libc.ONoFollow, Media.Libc.OCloExec,
+                Media.Libc.ELoop, Media.Libc.EExist, Media.Libc.ENoEnt, Media.Libc.MapPrivate);
+            string expected = opens + "\n" + string.Join(' ', Unsafe.SizeOf<Media.Libc.Flock>(), Off<Media.Libc.Flock>("Type"), Off<Media.Libc.Flock>("Whence"),
                 Off<Media.Libc.Flock>("Start"), Off<Media.Libc.Flock>("Length"), Off<Media.Libc.Flock>("Pid"),
                 Media.Libc.FOfdGetLk, Media.Libc.FOfdSetLk, Media.Libc.FRdLck, Media.Libc.FWrLck, Media.Libc.FUnLck, Media.Libc.SeekSet);
             Assert.Equal(expected, output.Trim());

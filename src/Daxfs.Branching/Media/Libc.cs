@@ -26,6 +26,9 @@ internal static partial class Libc
 
     public const short SeekSet = 0;
 
+    public const int ENoEnt = 2;
+    public const int EExist = 17;
+    public const int ELoop = 40;
     public const int EIntr = 4;
     public const int EAgain = 11;
     public const int EAcces = 13;
@@ -50,6 +53,34 @@ internal static partial class Libc
         public long Start;
         public long Length;
         public int Pid;
+    }
+
+    // open(2) flags. O_NOFOLLOW differs between x86-64 and arm64 (the generic Linux value).
+    public const int ORdOnly = 0;
+    public const int ORdWr = 2;
+    public const int OCreat = 0x40;
+    public const int OExcl = 0x80;
+    public const int OCloExec = 0x80000;
+    public static readonly int ONoFollow = RuntimeInformation.ProcessArchitecture == Architecture.Arm64 ? 0x8000 : 0x20000;
+
+    [LibraryImport("libc", EntryPoint = "open", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    private static partial int OpenRaw(string path, int flags, int mode);
+
+    /// <summary>
+    /// Opens <paramref name="path"/> without following a symbolic link in its last component (O_NOFOLLOW) and
+    /// close-on-exec, so a program this process starts never inherits it (nor the locks on it).
+    /// </summary>
+    /// <returns>The handle, or null with <paramref name="errno"/> set.</returns>
+    public static Microsoft.Win32.SafeHandles.SafeFileHandle? OpenNoFollow(string path, int flags, int mode, out int errno)
+    {
+        int fd;
+        do
+        {
+            fd = OpenRaw(path, flags | ONoFollow | OCloExec, mode);
+            errno = fd < 0 ? Marshal.GetLastPInvokeError() : 0;
+        }
+        while (fd < 0 && errno == EIntr);
+        return fd < 0 ? null : new Microsoft.Win32.SafeHandles.SafeFileHandle(fd, ownsHandle: true);
     }
 
     [LibraryImport("libc", EntryPoint = "mmap", SetLastError = true)]

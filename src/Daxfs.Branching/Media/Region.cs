@@ -122,85 +122,86 @@ internal sealed unsafe class Region : IDisposable
             long size = DaxDeviceSize(path);
             if (capacity > size)
                 throw new ArgumentOutOfRangeException(nameof(capacity), $"{path}: capacity {capacity} exceeds the device size {size}");
-            return Map(path, FileMode.Open, size, kind);
+            return OpenExisting(path, snapshot: false);
         }
-        if (!overwrite && File.Exists(path))
-            throw new IOException($"{path}: region file already exists (pass overwrite to replace it)");
+        RefuseSymlink(path);
         string? dir = System.IO.Path.GetDirectoryName(System.IO.Path.GetFullPath(path));
         if (dir is not null && !Directory.Exists(dir))
             throw new DirectoryNotFoundException($"{path}: directory {dir} does not exist");
-        // Truncate to zero first so stale bytes of an old region never survive into the new one. A region holds
-        // every file of its tree: only its owner may read it (0600), whatever the umask, and a replaced one too.
-        var options = new FileStreamOptions
+        // Never through a symbolic link (one planted between the check above and here fails the open), and never
+        // over an existing file unless asked. Truncated to zero first so stale bytes of an old region never
+        // survive into the new one. A region holds every file of its tree: only its owner may read it (0600),
+        // whatever the umask, and a replaced one too.
+        const int privateMode = 0x180; // 0600
+        var handle = Libc.OpenNoFollow(path, Libc.ORdWr | Libc.OCreat | (overwrite ? 0 : Libc.OExcl), privateMode, out int errno)
+            ?? throw OpenError(path, errno, creating: true);
+        try
         {
-            Mode = FileMode.Create,
-            Access = FileAccess.ReadWrite,
-            UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite,
-        };
-        using (var fs = new FileStream(path, options))
-        {
-            File.SetUnixFileMode(fs.SafeFileHandle, UnixFileMode.UserRead | UnixFileMode.UserWrite);
-            fs.SetLength(capacity);
+            File.SetUnixFileMode(handle, UnixFileMode.UserRead | UnixFileMode.UserWrite);
+            RandomAccess.SetLength(handle, 0);
+            RandomAccess.SetLength(handle, capacity);
+            return Map(handle, path, capacity, kind, snapshot: false);
         }
-        return Map(path, FileMode.Open, capacity, kind);
+        catch
+        {
+            handle.Dispose();
+            throw;
+        }
     }
 
     /// <summary>Opens and maps an existing region file; its whole length is mapped.</summary>
-    public static Region Open(string path)
+    public static Region Open(string path) => OpenExisting(path, snapshot: false);
+
+    private static Region OpenExisting(string path, bool snapshot)
     {
         var kind = KindOf(path);
-        if (!File.Exists(path))
-            throw new FileNotFoundException($"{path}: region file not found", path);
-        long size = kind == RegionKind.DaxDevice ? DaxDeviceSize(path) : new FileInfo(path).Length;
-        if (size <= 0)
-            throw new CorruptionException("region file", 0, $"{path} is empty");
-        return Map(path, FileMode.Open, size, kind);
+        RefuseSymlink(path);
+        var handle = Libc.OpenNoFollow(path, snapshot ? Libc.ORdOnly : Libc.ORdWr, 0, out int errno) ?? throw OpenError(path, errno, creating: false);
+        try
+        {
+            long size = kind == RegionKind.DaxDevice ? DaxDeviceSize(path) : RandomAccess.GetLength(handle);
+            if (size <= 0)
+                throw new CorruptionException("region file", 0, $"{path} is empty: not a region");
+            return Map(handle, path, size, kind, snapshot);
+        }
+        catch
+        {
+            handle.Dispose();
+            throw;
+        }
     }
+
+    /// <summary>A region path that is a symbolic link is refused, dangling or not: the tool follows no link it did not make.</summary>
+    private static void RefuseSymlink(string path)
+    {
+        var info = new FileInfo(path);
+        if (info.LinkTarget is { } target)
+            throw new IOException($"{path}: is a symbolic link (to {target}); a region is never opened or created through a link: give its real path");
+    }
+
+    private static Exception OpenError(string path, int errno, bool creating) => errno switch
+    {
+        Libc.ENoEnt => creating ? new DirectoryNotFoundException($"{path}: its directory does not exist") : new FileNotFoundException($"{path}: region file not found", path),
+        Libc.EExist => new IOException($"{path}: region file already exists (pass overwrite, or --force, to replace it)"),
+        Libc.ELoop => new IOException($"{path}: is a symbolic link; a region is never opened or created through a link: give its real path"),
+        Libc.EAcces => new UnauthorizedAccessException($"{path}: permission denied"),
+        _ => new IOException($"{path}: cannot open the region file (errno {errno})"),
+    };
 
     /// <summary>
     /// Opens a region file read-only and maps it privately (copy-on-write): the file is never written through
     /// this mapping. Pages this process has not stored to still show other processes' later writes, so a
     /// reader that needs a stable picture holds the region lock shared (<see cref="TryLockShared"/>).
     /// </summary>
-    public static Region OpenSnapshot(string path)
-    {
-        var kind = KindOf(path);
-        if (!File.Exists(path))
-            throw new FileNotFoundException($"{path}: region file not found", path);
-        long length = kind == RegionKind.DaxDevice ? DaxDeviceSize(path) : new FileInfo(path).Length;
-        if (length <= 0)
-            throw new CorruptionException("region file", 0, $"{path} is empty");
-        var handle = File.OpenHandle(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite);
-        try
-        {
-            nint p = Libc.Mmap(0, (nuint)length, Libc.ProtRead | Libc.ProtWrite, Libc.MapPrivate, (int)handle.DangerousGetHandle(), 0);
-            if (p == Libc.MapFailed)
-                throw new IOException($"{path}: mmap of {length} bytes failed (errno {Marshal.GetLastPInvokeError()})");
-            return new Region(handle, (byte*)p, length, kind, path, snapshot: true);
-        }
-        catch
-        {
-            handle.Dispose();
-            throw;
-        }
-    }
+    public static Region OpenSnapshot(string path) => OpenExisting(path, snapshot: true);
 
-    private static Region Map(string path, FileMode mode, long length, RegionKind kind)
+    private static Region Map(SafeFileHandle handle, string path, long length, RegionKind kind, bool snapshot)
     {
-        var handle = File.OpenHandle(path, mode, FileAccess.ReadWrite, FileShare.ReadWrite);
-        try
-        {
-            nint p = Libc.Mmap(0, (nuint)length, Libc.ProtRead | Libc.ProtWrite, Libc.MapShared,
-                (int)handle.DangerousGetHandle(), 0);
-            if (p == Libc.MapFailed)
-                throw new IOException($"{path}: mmap of {length} bytes failed (errno {Marshal.GetLastPInvokeError()})");
-            return new Region(handle, (byte*)p, length, kind, path);
-        }
-        catch
-        {
-            handle.Dispose();
-            throw;
-        }
+        int prot = Libc.ProtRead | Libc.ProtWrite, flags = snapshot ? Libc.MapPrivate : Libc.MapShared;
+        nint p = Libc.Mmap(0, (nuint)length, prot, flags, (int)handle.DangerousGetHandle(), 0);
+        if (p == Libc.MapFailed)
+            throw new IOException($"{path}: mmap of {length} bytes failed (errno {Marshal.GetLastPInvokeError()})");
+        return new Region(handle, (byte*)p, length, kind, path, snapshot);
     }
 
     /// <summary>
