@@ -1,5 +1,6 @@
-using System.Runtime.InteropServices;
 using Daxfs.Branching.Index;
+
+using Daxfs.Branching.Media;
 
 namespace Daxfs.Branching;
 
@@ -34,12 +35,16 @@ public sealed partial class Branch
 
     /// <summary>
     /// Writes this branch's whole tree into <paramref name="destination"/> (created; it must not exist or be
-    /// empty): directories, files, symlinks, modes and modification times, and owners when run as root.
+    /// empty): directories, files (holes stay holes), symlinks, modes and modification times, and owners when
+    /// run as root. Everything is created relative to directory descriptors, never through a symbolic link, so
+    /// another user cannot redirect the export while it runs.
     /// </summary>
     public void Export(string destination, IProgress<ExportProgress>? progress = null)
     {
         ArgumentNullException.ThrowIfNull(destination);
         var v = ReadView();
+        if (new FileInfo(destination).LinkTarget is not null)
+            throw new IOException($"{destination}: export destination is a symbolic link; give a real directory");
         if (File.Exists(destination) || Directory.Exists(destination) && Directory.EnumerateFileSystemEntries(destination).Any())
             throw new IOException($"{destination}: export destination exists and is not an empty directory");
         long totalEntries = 0, totalBytes = 0;
@@ -49,66 +54,76 @@ public sealed partial class Branch
             var i = v.Info(ino);
             if (i.Kind == NodeKind.File) totalBytes += i.Size;
         }
-        Directory.CreateDirectory(destination);
+        bool root = Libc.Geteuid() == 0;
         long entries = 0, bytes = 0;
         var last = DateTime.MinValue;
-        bool root = Geteuid() == 0;
-        var dirs = new List<(string Path, long Ino)>();
-        foreach (var (rel, ino) in v.Walk())
+        using var top = DirectoryWriter.CreateRoot(destination);
+        ExportDirectory(v, View.RootIno, top, root, ref entries, ref bytes);
+        progress?.Report(new ExportProgress(entries, bytes, totalEntries, totalBytes));
+
+        void Report(long e, long b)
         {
-            string target = Path.Combine(destination, rel);
-            var info = v.Info(ino);
-            switch (info.Kind)
-            {
-                case NodeKind.Directory:
-                    Directory.CreateDirectory(target);
-                    dirs.Add((target, ino));
-                    break;
-                case NodeKind.Symlink:
-                    File.CreateSymbolicLink(target, v.LinkTarget(ino));
-                    break;
-                default:
-                    using (var fs = new FileStream(target, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1))
-                    {
-                        var data = FileData.Of(v, ino);
-                        foreach (var span in new ReadResult(Store.Region, in data, 0, data.Size))
-                        {
-                            fs.Write(span);
-                            bytes += span.Length;
-                        }
-                    }
-                    File.SetUnixFileMode(target, (UnixFileMode)info.Perm);
-                    File.SetLastWriteTimeUtc(target, FileStat.FromNs(info.MtimeNs).UtcDateTime);
-                    break;
-            }
-            if (root) Lchown(target, info.Uid, info.Gid);
-            entries++;
             if (progress is not null && (DateTime.UtcNow - last).TotalMilliseconds > 100)
             {
                 last = DateTime.UtcNow;
-                progress.Report(new ExportProgress(entries, bytes, totalEntries, totalBytes));
+                progress.Report(new ExportProgress(e, b, totalEntries, totalBytes));
             }
         }
-        // Directory modes and times last: writing into them would change their times, and a read-only mode would stop the writes.
-        dirs.Reverse();
-        foreach (var (path, ino) in dirs.Append((destination, View.RootIno)))
+
+        void ExportDirectory(View view, long dirIno, DirectoryWriter dir, bool asRoot, ref long e, ref long b)
         {
-            var info = v.Info(ino);
-            File.SetUnixFileMode(path, (UnixFileMode)info.Perm);
-            Directory.SetLastWriteTimeUtc(path, FileStat.FromNs(info.MtimeNs).UtcDateTime);
+            foreach (var (name, ino) in view.Entries(dirIno))
+            {
+                var info = view.Info(ino);
+                (uint, uint)? owner = asRoot ? (info.Uid, info.Gid) : null;
+                switch (info.Kind)
+                {
+                    case NodeKind.Directory:
+                        using (var sub = dir.CreateDirectory(name))
+                            ExportDirectory(view, ino, sub, asRoot, ref e, ref b);
+                        break;
+                    case NodeKind.Symlink:
+                        dir.CreateSymlink(name, view.LinkTarget(ino), owner, info.MtimeNs);
+                        break;
+                    default:
+                        using (var fd = dir.CreateFile(name))
+                        {
+                            b += WriteData(view, ino, fd);
+                            DirectoryWriter.Finish(fd, Path.Combine(dir.Path, name), info.Perm, owner, info.MtimeNs);
+                        }
+                        break;
+                }
+                e++;
+                Report(e, b);
+            }
+            // Its owner, mode and time last: writing into it would change its time, and a read-only mode would stop the writes.
+            var self = view.Info(dirIno);
+            dir.Finish(self.Perm, asRoot ? (self.Uid, self.Gid) : null, self.MtimeNs);
         }
-        progress?.Report(new ExportProgress(entries, bytes, totalEntries, totalBytes));
     }
 
-    [DllImport("libc", EntryPoint = "geteuid")]
-    private static extern uint Geteuid();
-
-    [DllImport("libc", EntryPoint = "lchown", SetLastError = true)]
-    private static extern int LchownNative([MarshalAs(UnmanagedType.LPUTF8Str)] string path, uint uid, uint gid);
-
-    private static void Lchown(string path, uint uid, uint gid)
+    /// <summary>Writes a file's data at its offsets, skipping its holes (they stay holes), then sets its size. Returns the bytes written.</summary>
+    private long WriteData(View v, long ino, Microsoft.Win32.SafeHandles.SafeFileHandle fd)
     {
-        if (LchownNative(path, uid, gid) != 0)
-            throw new IOException($"{path}: chown to {uid}:{gid} failed (errno {Marshal.GetLastPInvokeError()})");
+        var data = FileData.Of(v, ino);
+        long written = 0;
+        for (long at = 0; at < data.Size;)
+        {
+            bool isData = data.Locate(at, out _, out long available);
+            available = Math.Min(available, data.Size - at);
+            if (isData)
+            {
+                long pos = at;
+                foreach (var span in new ReadResult(Store.Region, in data, at, available))
+                {
+                    RandomAccess.Write(fd, span, pos);
+                    pos += span.Length;
+                }
+                written += available;
+            }
+            at += available;
+        }
+        RandomAccess.SetLength(fd, data.Size);
+        return written;
     }
 }

@@ -1,0 +1,107 @@
+using System.Runtime.InteropServices;
+using Microsoft.Win32.SafeHandles;
+
+namespace Daxfs.Branching.Media;
+
+/// <summary>
+/// A directory being written, held by its descriptor: everything is created relative to it, with no-follow,
+/// exclusive opens, and owners, modes and times are set on descriptors. So a symbolic link another user plants
+/// inside the tree while it is written is never followed: the creation that meets it fails instead, and
+/// nothing is written or changed outside the tree.
+/// </summary>
+internal sealed class DirectoryWriter : IDisposable
+{
+    private readonly SafeFileHandle _fd;
+
+    private DirectoryWriter(SafeFileHandle fd, string path)
+    {
+        _fd = fd;
+        Path = path;
+    }
+
+    /// <summary>The directory's path, for messages.</summary>
+    public string Path { get; }
+
+    private int Fd => (int)_fd.DangerousGetHandle();
+
+    /// <summary>Creates <paramref name="path"/> (0700 while it is written) or takes it when it is an empty directory, and opens it without following a link.</summary>
+    public static DirectoryWriter CreateRoot(string path)
+    {
+        if (Libc.MkdirAt(Libc.AtFdCwd, path, 0x1C0) != 0 && Marshal.GetLastPInvokeError() is var e && e != Libc.EExist)
+            throw Error(path, "create the directory", e);
+        return new DirectoryWriter(OpenDirectory(Libc.AtFdCwd, path, path), path);
+    }
+
+    /// <summary>Creates the subdirectory <paramref name="name"/> (0700 while it is written) and opens it.</summary>
+    public DirectoryWriter CreateDirectory(string name)
+    {
+        string path = System.IO.Path.Combine(Path, name);
+        if (Libc.MkdirAt(Fd, name, 0x1C0) != 0)
+            throw Error(path, "create the directory", Marshal.GetLastPInvokeError());
+        return new DirectoryWriter(OpenDirectory(Fd, name, path), path);
+    }
+
+    private static SafeFileHandle OpenDirectory(int dirfd, string name, string path)
+    {
+        int fd = Libc.OpenAt(dirfd, name, Libc.ORdOnly | Libc.ODirectory | Libc.ONoFollow | Libc.OCloExec, 0);
+        if (fd < 0)
+            throw Error(path, "open the directory (it was replaced by a link or a file while being written?)", Marshal.GetLastPInvokeError());
+        return new SafeFileHandle(fd, ownsHandle: true);
+    }
+
+    /// <summary>Creates the regular file <paramref name="name"/> (0600 while it is written; never an existing name, never through a link).</summary>
+    public SafeFileHandle CreateFile(string name)
+    {
+        int fd = Libc.OpenAt(Fd, name, Libc.OWrOnly | Libc.OCreat | Libc.OExcl | Libc.ONoFollow | Libc.OCloExec, 0x180);
+        if (fd < 0)
+            throw Error(System.IO.Path.Combine(Path, name), "create the file", Marshal.GetLastPInvokeError());
+        return new SafeFileHandle(fd, ownsHandle: true);
+    }
+
+    /// <summary>Creates the symbolic link <paramref name="name"/> → <paramref name="target"/>, with its owner (when <paramref name="owner"/>) and time, never following it.</summary>
+    public unsafe void CreateSymlink(string name, string target, (uint Uid, uint Gid)? owner, long mtimeNs)
+    {
+        string path = System.IO.Path.Combine(Path, name);
+        if (Libc.SymlinkAt(target, Fd, name) != 0)
+            throw Error(path, "create the symbolic link", Marshal.GetLastPInvokeError());
+        if (owner is { } o && Libc.FchownAt(Fd, name, o.Uid, o.Gid, Libc.AtSymlinkNoFollow) != 0)
+            throw Error(path, $"set the owner {o.Uid}:{o.Gid}", Marshal.GetLastPInvokeError());
+        long* times = stackalloc long[4];
+        Times(times, mtimeNs);
+        if (Libc.UtimensAt(Fd, name, times, Libc.AtSymlinkNoFollow) != 0)
+            throw Error(path, "set the time", Marshal.GetLastPInvokeError());
+    }
+
+    /// <summary>Sets this directory's owner (when given), then its mode, then its time, on its descriptor.</summary>
+    public void Finish(uint mode, (uint Uid, uint Gid)? owner, long mtimeNs) => Finish(_fd, Path, mode, owner, mtimeNs);
+
+    /// <summary>
+    /// Sets an open file's owner (when given), then its mode, then its time. The owner comes first: a chown by
+    /// root clears the setuid and setgid bits, so the mode set after it keeps them.
+    /// </summary>
+    public static unsafe void Finish(SafeFileHandle fd, string path, uint mode, (uint Uid, uint Gid)? owner, long mtimeNs)
+    {
+        int n = (int)fd.DangerousGetHandle();
+        if (owner is { } o && Libc.Fchown(n, o.Uid, o.Gid) != 0)
+            throw Error(path, $"set the owner {o.Uid}:{o.Gid}", Marshal.GetLastPInvokeError());
+        if (Libc.Fchmod(n, mode & 0xFFF) != 0)
+            throw Error(path, $"set the mode {Convert.ToString(mode & 0xFFF, 8)}", Marshal.GetLastPInvokeError());
+        long* times = stackalloc long[4];
+        Times(times, mtimeNs);
+        if (Libc.Futimens(n, times) != 0)
+            throw Error(path, "set the time", Marshal.GetLastPInvokeError());
+    }
+
+    /// <summary>Access and modification time both set to <paramref name="mtimeNs"/>.</summary>
+    private static unsafe void Times(long* times, long mtimeNs)
+    {
+        long seconds = Math.DivRem(mtimeNs, 1_000_000_000L, out long nanos);
+        if (nanos < 0) { seconds--; nanos += 1_000_000_000L; }
+        times[0] = seconds; times[1] = nanos; times[2] = seconds; times[3] = nanos;
+    }
+
+    private static IOException Error(string path, string what, int errno)
+        => new($"{path}: cannot {what}: {(errno == Libc.ELoop ? "it is a symbolic link, which is never followed" : errno == Libc.EExist ? "the name already exists" : $"errno {errno}")}");
+
+    public void Dispose() => _fd.Dispose();
+}
