@@ -28,7 +28,7 @@ internal static class FileVerbs
             var progress = new SyncProgress<BuildProgress>(p => report(
                 p.BytesTotal > 0 ? (double)p.BytesDone / p.BytesTotal : (double)p.FilesDone / Math.Max(1, p.FilesTotal),
                 $"{p.FilesDone}/{p.FilesTotal} entries"));
-            using var store = Store.Create(region, builder, new StoreOptions { Capacity = capacity, BranchSlots = slots, Overwrite = force, Progress = progress });
+            using var store = Store.Create(region, builder, new StoreOptions { Capacity = capacity, BranchSlots = slots, Overwrite = force, Progress = progress, Sparse = c.Args.Flag("--sparse") });
             return store.Usage;
         });
         if (c.Json)

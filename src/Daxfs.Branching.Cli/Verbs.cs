@@ -48,13 +48,14 @@ internal static class Verbs
 
     public static readonly Verb[] All =
     [
-        new("mkfs", "mkfs SOURCE_DIR -r REGION [--capacity SIZE] [--slots N] [--force] [--strict]",
+        new("mkfs", "mkfs SOURCE_DIR -r REGION [--capacity SIZE] [--slots N] [--force] [--strict] [--sparse]",
             "Builds a region from a directory: its tree becomes the immutable base image, main starts empty.",
             "daxfs mkfs ./workspace -r /dev/shm/ws.daxfs --capacity 2G",
-            [new("--capacity", null, "SIZE", "region size, e.g. 512M, 4GiB (default: base image + 1 GiB)"),
+            [new("--capacity", null, "SIZE", "region size, e.g. 512M, 4GiB (default: base image + 1 GiB); reserved up front, so a full file system is refused now, not met later"),
              new("--slots", null, "N", "branch table slots (default 4096)"),
              new("--force", "-f", null, "replace an existing region file"),
-             new("--strict", null, null, "refuse special files and hard links instead of warning")],
+             new("--strict", null, null, "refuse special files and hard links instead of warning"),
+             new("--sparse", null, null, "do not reserve the capacity up front (a write the file system cannot back then kills the writer)")],
             1, 1, FileVerbs.Mkfs, HasJson: true),
         new("inspect", "inspect [--json]", "Shows the region: geometry, space used, branches and versions.",
             "daxfs inspect -r /dev/shm/ws.daxfs", [], 0, 0, RegionVerbs.Inspect, HasJson: true),

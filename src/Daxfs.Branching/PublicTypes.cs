@@ -7,9 +7,10 @@ namespace Daxfs.Branching;
 public sealed record StoreOptions
 {
     /// <summary>
-    /// Total bytes of the region file. 0 picks the base image's size plus 1 GiB of delta arena (a file on
-    /// tmpfs takes memory only for pages written). A <c>/dev/dax</c> device region always spans the whole
-    /// device: leave this at 0 (or give the device's size).
+    /// Total bytes of the region file. 0 picks the base image's size plus 1 GiB of delta arena. The whole
+    /// capacity is reserved when the region is created (memory on tmpfs, blocks on a disk; see
+    /// <see cref="Sparse"/>). A <c>/dev/dax</c> device region always spans the whole device: leave this at 0
+    /// (or give the device's size).
     /// </summary>
     public long Capacity { get; init; }
 
@@ -29,6 +30,13 @@ public sealed record StoreOptions
     /// earlier boot (a file or device region that outlived a reboot), and is treated as gone.
     /// </summary>
     public bool SharedAcrossKernels { get; init; }
+
+    /// <summary>
+    /// Do not reserve the region's backing store when creating it: the file takes memory or disk only for the
+    /// pages written. Then a write the file system cannot back (a full tmpfs, such as a container's 64 MiB
+    /// <c>/dev/shm</c>) kills the writing process with SIGBUS instead of failing cleanly. Off by default.
+    /// </summary>
+    public bool Sparse { get; init; }
 
     /// <summary>Replace an existing region file at the path.</summary>
     public bool Overwrite { get; init; }

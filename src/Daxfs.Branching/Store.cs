@@ -121,7 +121,7 @@ public sealed partial class Store : IDisposable
                 $"{path}: capacity {capacity} bytes is too small; this tree needs at least {minimum} bytes ({minimum >> 20} MiB)");
         capacity = capacity / page * page;
 
-        var region = Region.Create(path, capacity, options.Overwrite);
+        var region = Region.Create(path, capacity, options.Overwrite, reserve: !options.Sparse);
         try
         {
             capacity = region.Length / page * page;

@@ -291,6 +291,40 @@ public class SandboxTests(ITestOutputHelper output)
         Assert.Equal(Media.RegionKind.Memory, shm.Store.Kind);
     }
 
+    /// <summary>
+    /// A region larger than its tmpfs can hold (a container's 64 MiB /dev/shm) is refused when created, with a
+    /// message that says so; one that fits is reserved up front, fills up to "region full", and never dies of SIGBUS.
+    /// </summary>
+    [SandboxFact]
+    public void On_a_small_tmpfs_a_region_is_refused_up_front_or_fills_up_cleanly()
+    {
+        string mount = Directory.CreateTempSubdirectory("daxfs-small-shm-").FullName;
+        Run("mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", mount);
+        try
+        {
+            string tooBig = Path.Combine(mount, "big.daxfs");
+            var e = Assert.Throws<IOException>(() => Store.Create(tooBig, TempRegion.SampleImage(), new StoreOptions { Capacity = 256L << 20 }).Dispose());
+            Assert.Contains("cannot back a region of", e.Message);
+            Assert.Contains("MiB) free", e.Message);
+            Assert.False(File.Exists(tooBig)); // nothing half-made is left behind
+
+            using var s = Store.Create(Path.Combine(mount, "fits.daxfs"), TempRegion.SampleImage(), new StoreOptions { Capacity = 48L << 20 });
+            var b = s.Main.Fork("filler");
+            var chunk = TempRegion.Pattern(1 << 20, 5);
+            Assert.Throws<RegionFullException>(() =>
+            {
+                for (int i = 0; i < 1000; i++)
+                    b.Write($"f{i}", 0, chunk);
+            });
+            Assert.Equal(chunk, b.ReadAllBytes("f0"));
+        }
+        finally
+        {
+            Run("umount", mount);
+            Directory.Delete(mount);
+        }
+    }
+
     private static bool Libc_FileSystemIsMemory(string path) => Media.Libc.FileSystemType(path) is Media.Libc.TmpfsMagic or Media.Libc.RamfsMagic;
 
     [Fact]

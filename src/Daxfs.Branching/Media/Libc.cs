@@ -113,6 +113,25 @@ internal static partial class Libc
     [LibraryImport("libc", EntryPoint = "futimens", SetLastError = true)]
     public static unsafe partial int Futimens(int fd, long* times);
 
+    public const int ENoSpc = 28;
+    public const int EFBig = 27;
+    public const int EOpNotSupp = 95;
+
+    /// <summary>posix_fallocate(3): returns 0 or the error number (it does not set errno).</summary>
+    [LibraryImport("libc", EntryPoint = "posix_fallocate")]
+    public static partial int PosixFallocate(int fd, long offset, long length);
+
+    [LibraryImport("libc", EntryPoint = "statvfs", StringMarshalling = StringMarshalling.Utf8)]
+    private static unsafe partial int StatVfs(string path, ulong* buffer);
+
+    /// <summary>Bytes free for unprivileged use on the file system holding <paramref name="path"/>, or -1.</summary>
+    public static unsafe long FreeBytes(string path)
+    {
+        // struct statvfs on 64-bit Linux: f_bsize, f_frsize, f_blocks, f_bfree, f_bavail, … (unsigned longs).
+        ulong* buffer = stackalloc ulong[32];
+        return StatVfs(path, buffer) == 0 ? (long)(buffer[1] * buffer[4]) : -1;
+    }
+
     [LibraryImport("libc", EntryPoint = "geteuid")]
     public static partial uint Geteuid();
 

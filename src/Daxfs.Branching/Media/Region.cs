@@ -114,7 +114,7 @@ internal sealed unsafe class Region : IDisposable
     }
 
     /// <summary>Creates (or replaces) a region file of <paramref name="capacity"/> bytes and maps it.</summary>
-    public static Region Create(string path, long capacity, bool overwrite)
+    public static Region Create(string path, long capacity, bool overwrite, bool reserve = true)
     {
         var kind = KindOf(path);
         if (kind == RegionKind.DaxDevice)
@@ -140,13 +140,39 @@ internal sealed unsafe class Region : IDisposable
             File.SetUnixFileMode(handle, UnixFileMode.UserRead | UnixFileMode.UserWrite);
             RandomAccess.SetLength(handle, 0);
             RandomAccess.SetLength(handle, capacity);
+            if (reserve)
+                Reserve(handle, path, capacity);
             return Map(handle, path, capacity, kind, snapshot: false);
         }
         catch
         {
             handle.Dispose();
+            if (new FileInfo(path).LinkTarget is null)
+                File.Delete(path); // nothing half-made is left behind (a replaced region was already emptied above)
             throw;
         }
+    }
+
+    /// <summary>
+    /// Reserves the file's whole backing store now (memory on tmpfs, blocks on a disk), so a later store into
+    /// the mapping can never find none: a page the file system cannot supply would kill the process with SIGBUS.
+    /// Refused with a message that says how much there is.
+    /// </summary>
+    private static void Reserve(SafeFileHandle handle, string path, long capacity)
+    {
+        int error = Libc.PosixFallocate((int)handle.DangerousGetHandle(), 0, capacity);
+        if (error == 0)
+            return;
+        string dir = System.IO.Path.GetDirectoryName(System.IO.Path.GetFullPath(path)) ?? "/";
+        if (error is Libc.ENoSpc or Libc.EFBig)
+        {
+            long free = Libc.FreeBytes(dir);
+            throw new IOException($"{path}: the file system holding {dir} cannot back a region of {capacity} bytes ({capacity >> 20} MiB)"
+                + (free >= 0 ? $"; it has {free} bytes ({free >> 20} MiB) free" : "") + ": choose a smaller capacity (mkfs --capacity) or another place");
+        }
+        if (error != Libc.EOpNotSupp)
+            throw new IOException($"{path}: cannot reserve {capacity} bytes for the region (errno {error})");
+        // A file system without fallocate: nothing can be reserved; it stays a sparse file.
     }
 
     /// <summary>Opens and maps an existing region file; its whole length is mapped.</summary>
