@@ -70,6 +70,107 @@ internal static class RegionVerbs
         }
     }
 
+    /// <summary>
+    /// Repairs a damaged region: says what a repair would cut and what stays (a repairing snapshot: the file is
+    /// untouched); with --yes, exports everything that stays readable into the salvage directory first, then
+    /// opens the region for repair, which cuts each damaged log back to its last valid record.
+    /// </summary>
+    public static int Repair(Context c)
+    {
+        string path = c.RegionPath;
+        if (!File.Exists(path) && new FileInfo(path).LinkTarget is null)
+            throw new FileNotFoundException($"{path}: region not found", path);
+        bool yes = c.Args.Flag("--yes");
+        string? salvage = c.Args.Value("--salvage");
+        if (yes && salvage is null)
+            throw new UsageException("repair --yes drops what depends on the damage: give --salvage DIR, where everything that stays readable is exported first");
+        using (var clean = TryOpenWhole(path))
+        {
+            if (clean is not null)
+            {
+                var damage = clean.Check().Damage;
+                if (damage.Count == 0)
+                {
+                    if (c.Json) Output.WriteJson(new { region = path, damaged = false, repairs = Array.Empty<string>() });
+                    else Console.Out.WriteLine($"{path}: no damage found; nothing to repair");
+                    return Program.Ok;
+                }
+                // The picture builds, but something it reads is damaged (base data, a merged log): not cut here.
+                ReportDamage(c, path, damage, null, null);
+                Console.Error.WriteLine("daxfs: repair cuts only damaged logs of branches and main; this damage is not one it can cut");
+                return Program.Corrupt;
+            }
+        }
+        Store plan;
+        try
+        {
+            plan = Store.OpenSnapshot(path, TimeSpan.FromSeconds(30), repair: true);
+        }
+        catch (CorruptionException e)
+        {
+            ReportDamage(c, path, [new DamageFound(e.Structure, e.Offset, e.Detail, e.Consequences ?? "")], null, null);
+            Console.Error.WriteLine("daxfs: repair cannot cut this damage (it lies in history a version or merge brought in); export what is readable with 'daxfs export --at VERSION'");
+            return Program.Corrupt;
+        }
+        using (plan)
+        {
+            var repairs = plan.Recovery.Repairs;
+            long newest = plan.Versions.Count == 0 ? 0 : plan.Versions[^1].Sequence;
+            var versions = Enumerable.Range(0, (int)(newest - plan.OldestVersion + 1)).Select(i => plan.OldestVersion + i).ToList(); // the base image's version too
+            var branches = plan.ListBranches().Where(b => b.Status is not (BranchStatus.Main or BranchStatus.Invalidated)).Select(b => b.Name).ToList();
+            if (!yes)
+            {
+                if (c.Json)
+                    Output.WriteJson(new { region = path, damaged = true, repairs, keeps = new { versions, branches }, changed = false });
+                else
+                {
+                    Console.Out.WriteLine($"{path}: a repair would cut (nothing has been changed):");
+                    foreach (var r in repairs) Console.Out.WriteLine($"  {r}");
+                    Console.Out.WriteLine($"and keep versions {string.Join(", ", versions)} of main" + (branches.Count > 0 ? $" and branches {string.Join(", ", branches)}" : "") + ".");
+                    Console.Out.WriteLine("run again with --salvage DIR --yes to export all of that into DIR first, then cut");
+                }
+                return Program.Ok;
+            }
+            string dir = Path.GetFullPath(salvage!);
+            if (File.Exists(dir) || Directory.Exists(dir) && Directory.EnumerateFileSystemEntries(dir).Any())
+                throw new UsageException($"--salvage {salvage}: exists and is not an empty directory");
+            Directory.CreateDirectory(dir);
+            foreach (long v in versions)
+                plan.AtVersion(v).Export(Path.Combine(dir, $"version-{v}"));
+            foreach (var b in branches)
+                plan.GetBranch(b).Export(Path.Combine(dir, $"branch-{b}"));
+        }
+        RecoveryReport done;
+        using (var store = Store.OpenRepairing(path))
+            done = store.Recovery;
+        using (var check = Store.OpenSnapshot(path, TimeSpan.FromSeconds(30)))
+        {
+            var left = check.Check().Damage;
+            if (c.Json)
+                Output.WriteJson(new { region = path, damaged = true, repairs = done.Repairs, salvaged = salvage, changed = true, damageLeft = left });
+            else
+            {
+                Console.Out.WriteLine($"{path}: salvaged into {salvage}, then repaired:");
+                foreach (var r in done.Repairs) Console.Out.WriteLine($"  {r}");
+                Console.Out.WriteLine(left.Count == 0 ? "verify: ok" : $"verify: {left.Count} damaged structure(s) left");
+            }
+            return left.Count == 0 ? Program.Ok : Program.Corrupt;
+        }
+    }
+
+    /// <summary>A read-only snapshot of the region, or null when its picture cannot be built (damage in a log).</summary>
+    private static Store? TryOpenWhole(string path)
+    {
+        try
+        {
+            return Store.OpenSnapshot(path, TimeSpan.FromSeconds(30));
+        }
+        catch (CorruptionException)
+        {
+            return null;
+        }
+    }
+
     private static int ReportDamage(Context c, string path, IReadOnlyList<DamageFound> damage, VerifyReport? report, RecoveryReport? recovery)
     {
         if (c.Json)

@@ -153,4 +153,11 @@ public readonly record struct RegionUsage(string Path, RegionKind Kind, long Cap
 /// <param name="InvalidatedBranches">Branches found stale (their commit or abort had not finished marking them).</param>
 /// <param name="ReleasedSlots">Slots of ended branches released.</param>
 /// <param name="LockTakenOver">The region lock was held by a dead process and taken over.</param>
-public readonly record struct RecoveryReport(IReadOnlyList<string> TruncatedLogs, IReadOnlyList<string> InvalidatedBranches, int ReleasedSlots, bool LockTakenOver);
+public readonly record struct RecoveryReport(IReadOnlyList<string> TruncatedLogs, IReadOnlyList<string> InvalidatedBranches, int ReleasedSlots, bool LockTakenOver)
+{
+    /// <summary>
+    /// Only from <see cref="Store.OpenRepairing"/> (and a repairing snapshot): each damaged log that was cut
+    /// back to its last valid record, and what that dropped.
+    /// </summary>
+    public IReadOnlyList<string> Repairs { get; init; } = [];
+}

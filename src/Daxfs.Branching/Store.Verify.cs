@@ -46,7 +46,7 @@ public sealed partial class Store
 
     /// <summary>
     /// As <see cref="Verify"/>, but reports every damaged structure it finds, in one pass, instead of stopping
-    /// at the first. Changes nothing. On a store opened with <see cref="OpenSnapshot"/> the file is not even
+    /// at the first. Changes nothing. On a store opened with <see cref="OpenSnapshot(string, TimeSpan)"/> the file is not even
     /// opened for writing.
     /// </summary>
     public VerifyReport Check()

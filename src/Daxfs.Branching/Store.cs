@@ -35,7 +35,7 @@ public sealed partial class Store : IDisposable
     private readonly Rec _rec = new();
     private bool _disposed;
 
-    private Store(Region region, Superblock super, BaseImage baseImage, BlockAllocator allocator)
+    private Store(Region region, Superblock super, BaseImage baseImage, BlockAllocator allocator, bool repair)
     {
         _region = region;
         _super = super;
@@ -46,7 +46,10 @@ public sealed partial class Store : IDisposable
         // A regular file last opened by another boot of this machine (or another kernel) may hold records torn
         // by a crash of the machine; memory, and a file this kernel already had open, cannot.
         long lastBoot = Volatile.Read(ref region.Word(FormatConstants.ControlOffset + ControlBlock.BootTagOffset));
-        _picture = new RegionPicture(region, super, baseImage, allocator, region.Kind == RegionKind.File && lastBoot != ProcessIdentity.BootTag);
+        _picture = new RegionPicture(region, super, baseImage, allocator, region.Kind == RegionKind.File && lastBoot != ProcessIdentity.BootTag)
+        {
+            RepairDamage = repair,
+        };
     }
 
     /// <summary>The region file's path.</summary>
@@ -216,7 +219,7 @@ public sealed partial class Store : IDisposable
     /// for the region lock; <see cref="LockTimeout"/> starts at that value too (set it for later changes).
     /// </summary>
     /// <exception cref="StoreBusyException">The region lock stayed held that long, or every process-table entry is held.</exception>
-    public static Store Open(string path, TimeSpan lockTimeout) => Open(Region.Open(path ?? throw new ArgumentNullException(nameof(path))), lockTimeout);
+    public static Store Open(string path, TimeSpan lockTimeout) => Open(Region.Open(path ?? throw new ArgumentNullException(nameof(path))), lockTimeout, repair: false);
 
     /// <summary>
     /// Opens a region read-only, as a snapshot: the file is opened for reading and mapped privately, so nothing
@@ -227,9 +230,28 @@ public sealed partial class Store : IDisposable
     /// </summary>
     /// <exception cref="CorruptionException">A structure failed validation; names it, its offset and what depends on it.</exception>
     /// <exception cref="StoreBusyException">A change held the region lock for longer than <paramref name="lockTimeout"/>.</exception>
-    public static Store OpenSnapshot(string path, TimeSpan lockTimeout) => Open(Region.OpenSnapshot(path ?? throw new ArgumentNullException(nameof(path))), lockTimeout);
+    public static Store OpenSnapshot(string path, TimeSpan lockTimeout) => OpenSnapshot(path, lockTimeout, repair: false);
 
-    private static Store Open(Region region, TimeSpan lockTimeout)
+    /// <summary>
+    /// As <see cref="OpenSnapshot(string, TimeSpan)"/>; with <paramref name="repair"/>, the snapshot shows the
+    /// region as <see cref="OpenRepairing"/> would leave it (its <see cref="Recovery"/> lists the repairs), while
+    /// the file stays untouched: a repair's dry run, and the source of what it salvages first.
+    /// </summary>
+    public static Store OpenSnapshot(string path, TimeSpan lockTimeout, bool repair)
+        => Open(Region.OpenSnapshot(path ?? throw new ArgumentNullException(nameof(path))), lockTimeout, repair);
+
+    /// <summary>
+    /// Opens a damaged region for an explicit repair: every log of its own that fails validation is cut back to
+    /// its last valid record, whether or not that can be a torn write, and what depended on the cut part is
+    /// dropped (for main: the later versions and their tags; for a branch: its later records, and the branches
+    /// forked from it are invalidated). <see cref="Recovery"/>.<see cref="RecoveryReport.Repairs"/> lists each cut.
+    /// Nothing is cut while another process has the region open (the open then fails as <see cref="Open(string)"/>
+    /// would). Damage inside a log that a version or merge brought in, and damaged base data, are not repaired.
+    /// Salvage first: <see cref="OpenSnapshot(string, TimeSpan, bool)"/> with repair shows what will remain, readable.
+    /// </summary>
+    public static Store OpenRepairing(string path) => Open(Region.Open(path ?? throw new ArgumentNullException(nameof(path))), TimeSpan.FromSeconds(30), repair: true);
+
+    private static Store Open(Region region, TimeSpan lockTimeout, bool repair)
     {
         try
         {
@@ -239,7 +261,7 @@ public sealed partial class Store : IDisposable
                 ThrowHelper.Corrupt("control block", sb.ControlOffset, "bad magic");
             var baseImage = BaseImage.Open(region, sb.BaseOffset, sb.BaseLength);
             var allocator = new BlockAllocator(region, sb.BitmapOffset, sb.BitmapLength, sb.ArenaOffset, sb.ArenaLength);
-            var store = new Store(region, sb, baseImage, allocator);
+            var store = new Store(region, sb, baseImage, allocator, repair);
             store.LockTimeout = lockTimeout;
             store._changes.Join();
             return store;

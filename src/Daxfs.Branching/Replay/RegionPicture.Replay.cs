@@ -35,6 +35,7 @@ internal sealed partial class RegionPicture
     /// synced tail), is cut back to its longest valid prefix.
     /// </remarks>
     /// <returns>What the first read (on open) found and repaired; null for every later one.</returns>
+    /// <remarks>An explicit repair (<see cref="RepairDamage"/>) also cuts damaged logs; see <see cref="Repairs"/>.</remarks>
     public RecoveryReport? Sync(bool alone, bool tookOver)
     {
         var truncated = new List<string>();
@@ -98,7 +99,7 @@ internal sealed partial class RegionPicture
             // A branch forked from a past version of main is not invalidated by later commits: it never was
             // based on main's current state. Any other branch is stale once its parent's epoch moved on.
             bool detached = (s.Flags & BranchSlot.FlagDetached) != 0 && p == 0;
-            bool valid = parent is not null && parentMatches
+            bool valid = parent is not null && parentMatches && !_cutSlots.Contains(p)
                 && (detached ? s.ForkEpoch >= BaseVersion && s.ForkEpoch <= CurrentVersion : s.ForkEpoch == parent.Epoch);
             if (!valid)
             {
@@ -197,7 +198,7 @@ internal sealed partial class RegionPicture
         if (_opened)
             return null;
         _opened = true;
-        return new RecoveryReport(truncated, invalidated, released, tookOver);
+        return new RecoveryReport(truncated, invalidated, released, tookOver) { Repairs = Repairs.ToArray() };
     }
 
     /// <summary>
@@ -356,7 +357,15 @@ internal sealed partial class RegionPicture
             // (TornTailsPossible), and only in the bytes written since the log's last flushed publication. Any
             // other failure is damage: reported, with what depends on it, and nothing is cut.
             bool pastSynced = s.SyncedTail == 0 || cursor is { MarkReached: true };
-            if (!TornTailsPossible || !alone || !pastSynced)
+            bool repairing = RepairDamage && alone;
+            if (repairing && (!TornTailsPossible || !pastSynced))
+            {
+                string what = st.IsMain ? "main's log" : $"the log of branch '{st.Name}'";
+                Repairs.Add($"{what} (log {s.LogId}) cut back at offset {failure.Offset} ({failure.Detail}); dropped: "
+                    + (st.IsMain ? $"every version after {st.Epoch}, the tags naming them" : $"its records from there on") + "; invalidated: the branches forked from it");
+                if (!st.IsMain) _cutSlots.Add(st.Slot);
+            }
+            else if (!TornTailsPossible || !alone || !pastSynced)
             {
                 string where = st.IsMain ? "main's log" : $"the log of branch '{st.Name}'";
                 string why = !TornTailsPossible ? "a torn write cannot happen here (memory, or no machine crash since the region was last open)"

@@ -45,6 +45,20 @@ internal sealed partial class RegionPicture
     /// </summary>
     public bool TornTailsPossible { get; }
 
+    /// <summary>
+    /// Set only by an explicit repair: a log of its own that fails validation is cut back to its last valid
+    /// record even where that is not a torn write (what depends on the cut part is listed in <see cref="Repairs"/>
+    /// and dropped: the branches forked from a cut branch are invalidated). Damage inside a merged log is still
+    /// an error.
+    /// </summary>
+    public bool RepairDamage { get; init; }
+
+    /// <summary>What an explicit repair cut, and what that dropped.</summary>
+    public List<string> Repairs { get; } = [];
+
+    /// <summary>Slots of branches whose log a repair cut: the branches forked from them lose their base.</summary>
+    private readonly HashSet<int> _cutSlots = [];
+
     /// <summary>Live branches by slot (null: free, or not live).</summary>
     public BranchState?[] Slots { get; }
 
