@@ -224,6 +224,38 @@ public class BranchSemanticsTests
         Assert.Throws<BranchTableFullException>(() => r.Store.Main.Fork("d"));
     }
 
+    /// <summary>
+    /// A log whose next preferred block (up to 1 MiB) has no free run takes a smaller one: the region is full
+    /// only when the record itself cannot be placed (a 1-byte write failed with 958,464 bytes free before).
+    /// </summary>
+    [Fact]
+    public void A_log_takes_a_smaller_block_when_no_large_run_is_free()
+    {
+        using var r = new TempRegion(capacity: 8L << 20);
+        var hog = r.Store.Main.Fork("hog");
+        var chunk = new byte[64 * 1024];
+        int written = 0;
+        Assert.Throws<RegionFullException>(() =>
+        {
+            for (; written < 10_000; written++)
+                hog.Write($"f{written}", 0, chunk);
+        });
+        long free = r.Store.Usage.ArenaFreeBytes;
+        Assert.True(free < chunk.Length + 2 * 4096, $"region full with {free} bytes free: a smaller block would have held the next record");
+        Assert.Equal(chunk.Length, hog.Stat($"f{written - 1}").Size);
+
+        // Small writes still fit in what is left, block by block, down to the last pages.
+        var small = r.Store.Main.Fork("small");
+        int smallWrites = 0;
+        var ex = Record.Exception(() =>
+        {
+            for (; smallWrites < 10_000; smallWrites++)
+                small.Write($"s{smallWrites}", 0, "x"u8);
+        });
+        Assert.IsType<RegionFullException>(ex);
+        Assert.True(smallWrites > 0 || free < 4096, $"{free} bytes free, yet not one 1-byte write fitted");
+    }
+
     [Fact]
     public void Region_full_is_a_clear_error_that_changes_nothing()
     {

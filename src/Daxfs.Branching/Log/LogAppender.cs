@@ -77,7 +77,7 @@ internal sealed unsafe class LogAppender
                 long last = LastBlockEnd - LastBlock;
                 long size = Head == 0 ? FormatConstants.MinBlockSize : Math.Min(Math.Max(last * 2, FormatConstants.MinBlockSize), FormatConstants.MaxBlockSize);
                 size = Math.Max(size, need);
-                long block = _allocator.Allocate(size / FormatConstants.PageSize);
+                long block = AllocateBlock(ref size, need); // size becomes what was had
                 ReleaseSpare();
                 _spare = block;
                 _spareEnd = block + size;
@@ -105,6 +105,26 @@ internal sealed unsafe class LogAppender
         _reservedEnd = at + length;
         Coordination.FaultPoints.Hit("append.reserved");
         return at;
+    }
+
+    /// <summary>
+    /// A block of the preferred <paramref name="size"/>, or, when the arena has no free run that long, of half as
+    /// much, and so on down to <paramref name="need"/> (what the record needs): the region is full only when
+    /// not even that can be had. <paramref name="size"/> is set to the size taken.
+    /// </summary>
+    private long AllocateBlock(ref long size, long need)
+    {
+        while (true)
+        {
+            try
+            {
+                return _allocator.Allocate(size / FormatConstants.PageSize);
+            }
+            catch (RegionFullException) when (size > need)
+            {
+                size = Math.Max(need, FormatConstants.AlignUp(size / 2, FormatConstants.PageSize));
+            }
+        }
     }
 
     /// <summary>Moves to the position another process (or an earlier open) published; keeps any spare block.</summary>
