@@ -132,7 +132,7 @@ internal static class FileVerbs
         var b = c.OpenBranch(store);
         if (append) b.Append(path, data);
         else if (offset is { } o) b.Write(path, o, data);
-        else b.WriteAllBytes(path, data);
+        else b.ReplaceFile(path, data); // all or nothing: a killed put leaves the old content
         return Program.Ok;
     }
 

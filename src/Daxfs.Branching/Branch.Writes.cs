@@ -107,7 +107,38 @@ public sealed partial class Branch
         }
     }
 
+    /// <summary>
+    /// Replaces the whole content of the file at <paramref name="path"/> atomically within the branch: the data is
+    /// written under a temporary name beside it (<c>.daxfs-put-</c> and a checksum of the name), given the old
+    /// file's mode and owner, then renamed over it, and that one rename is the commit point. A reader, another
+    /// process, or a crash sees the old content or the new, never part of it. A temporary left by a crash is
+    /// removed by the next replace of the same path. The file gets a new inode (as with an editor's save).
+    /// </summary>
+    public void ReplaceFile(string path, ReadOnlySpan<byte> data)
+    {
+        ArgumentNullException.ThrowIfNull(path);
+        string trimmed = path.TrimEnd('/');
+        int slash = trimmed.LastIndexOf('/');
+        string name = trimmed[(slash + 1)..];
+        if (name.Length == 0)
+            throw new DaxfsIOException(FileSystemError.IsADirectory, path, "the root is a directory");
+        string temp = (slash < 0 ? "" : trimmed[..(slash + 1)]) + $".daxfs-put-{Crc32C.Compute(System.Text.Encoding.UTF8.GetBytes(name)):x8}";
+        FileStat? old = TryStat(path, out var st) ? st : null;
+        if (old is { Kind: not NodeKind.File })
+            throw new DaxfsIOException(FileSystemError.IsADirectory, path, "not a regular file: only a file's content is replaced");
+        if (Exists(temp))
+            Delete(temp); // left by a replace that crashed
+        WriteAllBytes(temp, data);
+        if (old is { } o)
+        {
+            Chmod(temp, o.Mode);
+            Chown(temp, o.Uid, o.Gid);
+        }
+        Rename(temp, path);
+    }
+
     /// <summary>Replaces the content of <paramref name="path"/> with <paramref name="data"/> (created if missing).</summary>
+    /// <remarks>Several records: a crash part way can leave part of it. <see cref="ReplaceFile"/> is all-or-nothing.</remarks>
     public void WriteAllBytes(string path, ReadOnlySpan<byte> data)
     {
         Store.EnterChange();

@@ -227,6 +227,24 @@ public class MultiProcessTests(ITestOutputHelper output)
         Assert.Equal(final.ReachableBytes, final.ArenaUsedBytes);
     }
 
+    /// <summary>A replace killed part way (its new content half written) leaves the old content; the next replace cleans up.</summary>
+    [Fact]
+    public void A_replace_killed_part_way_leaves_the_old_content()
+    {
+        using var r = Prepared();
+        var w = Worker(new Dictionary<string, string> { ["DAXFS_FAULT_POINT"] = "append.linked" }, "op", r.RegionPath, "replace");
+        Assert.True(w.Code == 137, $"the worker was not killed: {w.Err}");
+        var s = r.Reopen();
+        var a = s.GetBranch("a");
+        Assert.Equal("A", Text(a, "a.txt"));
+        Assert.Single(a.List(), e => e.Name.StartsWith(".daxfs-put-", StringComparison.Ordinal)); // the half-written temporary is there under its own name; the file itself is whole
+        a.Chmod("a.txt", 0x180);
+        a.ReplaceFile("a.txt", "new"u8);
+        Assert.Equal("new", Text(a, "a.txt"));
+        Assert.Equal(0x180u, a.Stat("a.txt").Mode); // the old file's mode carries over
+        Assert.DoesNotContain(a.List(), e => e.Name.StartsWith(".daxfs-put-", StringComparison.Ordinal));
+    }
+
     [Fact]
     public void A_dead_lock_holder_blocks_the_others_only_briefly()
     {

@@ -45,6 +45,7 @@ internal static class Ops
                 break;
             case "write": s.GetBranch("a").Write("big.bin", 0, new byte[200_000]); break;
             case "write-small": s.GetBranch("a").Append("a.txt", "+"u8); break;
+            case "replace": s.GetBranch("a").ReplaceFile("a.txt", new byte[3 << 20]); break;
             case "commit": s.GetBranch("a").Commit("crash test"); break;
             case "commit-parent": s.GetBranch("c").CommitToParent("crash test"); break;
             case "abort": s.GetBranch("c").Abort(); break;
