@@ -45,6 +45,10 @@ internal static class DiffEngine
         var pathsA = new PathFinder(older);
         var pathsB = new PathFinder(newer);
         var changes = new List<Change>();
+        // Files that left a path and files that came to one: a file replaced at its path (a new inode, as an
+        // editor's save or ReplaceFile makes) is one modification of that path, not a deletion and an addition.
+        var gone = new Dictionary<string, long>(StringComparer.Ordinal);
+        var came = new Dictionary<string, long>(StringComparer.Ordinal);
         foreach (long ino in candidates)
         {
             string? pa = pathsA.PathOf(ino), pb = pathsB.PathOf(ino);
@@ -53,13 +57,15 @@ internal static class DiffEngine
             if (pa is null)
             {
                 var ib = newer.Info(ino);
-                changes.Add(new Change(ChangeKind.Added, pb!, ib.Kind, null, [], Describe(ib)));
+                if (ib.Kind == NodeKind.File) came[pb!] = ino;
+                else changes.Add(new Change(ChangeKind.Added, pb!, ib.Kind, null, [], Describe(ib)));
                 continue;
             }
             var ia = older.Info(ino);
             if (pb is null)
             {
-                changes.Add(new Change(ChangeKind.Deleted, pa, ia.Kind, null, [], null));
+                if (ia.Kind == NodeKind.File) gone[pa] = ino;
+                else changes.Add(new Change(ChangeKind.Deleted, pa, ia.Kind, null, [], null));
                 continue;
             }
             var nb = newer.Info(ino);
@@ -83,16 +89,36 @@ internal static class DiffEngine
                     $"target {older.LinkTarget(ino)} -> {newer.LinkTarget(ino)}"));
             }
             if (ia.Perm != nb.Perm || ia.Uid != nb.Uid || ia.Gid != nb.Gid)
-            {
-                var parts = new List<string>();
-                if (ia.Perm != nb.Perm) parts.Add($"mode {Convert.ToString(ia.Perm, 8)} -> {Convert.ToString(nb.Perm, 8)}");
-                if (ia.Uid != nb.Uid) parts.Add($"uid {ia.Uid} -> {nb.Uid}");
-                if (ia.Gid != nb.Gid) parts.Add($"gid {ia.Gid} -> {nb.Gid}");
-                changes.Add(new Change(ChangeKind.AttributesChanged, pb, nb.Kind, null, [], string.Join(", ", parts)));
-            }
+                changes.Add(new Change(ChangeKind.AttributesChanged, pb, nb.Kind, null, [], AttributeChange(ia, nb)));
         }
+        foreach (var (path, newIno) in came)
+        {
+            var nb = newer.Info(newIno);
+            if (!gone.Remove(path, out long oldIno))
+            {
+                changes.Add(new Change(ChangeKind.Added, path, nb.Kind, null, [], Describe(nb)));
+                continue;
+            }
+            var ia = older.Info(oldIno);
+            var ranges = ChangedRanges(FileData.Of(older, oldIno), FileData.Of(newer, newIno));
+            if (ranges.Count > 0 || ia.Size != nb.Size)
+                changes.Add(new Change(ChangeKind.Modified, path, NodeKind.File, null, ranges, $"size {ia.Size} -> {nb.Size}"));
+            if (ia.Perm != nb.Perm || ia.Uid != nb.Uid || ia.Gid != nb.Gid)
+                changes.Add(new Change(ChangeKind.AttributesChanged, path, NodeKind.File, null, [], AttributeChange(ia, nb)));
+        }
+        foreach (var (path, _) in gone)
+            changes.Add(new Change(ChangeKind.Deleted, path, NodeKind.File, null, [], null));
         changes.Sort((x, y) => string.CompareOrdinal(x.Path, y.Path) is var c && c != 0 ? c : x.Kind.CompareTo(y.Kind));
         return changes;
+    }
+
+    private static string AttributeChange(in InodeInfo ia, in InodeInfo nb)
+    {
+        var parts = new List<string>();
+        if (ia.Perm != nb.Perm) parts.Add($"mode {Convert.ToString(ia.Perm, 8)} -> {Convert.ToString(nb.Perm, 8)}");
+        if (ia.Uid != nb.Uid) parts.Add($"uid {ia.Uid} -> {nb.Uid}");
+        if (ia.Gid != nb.Gid) parts.Add($"gid {ia.Gid} -> {nb.Gid}");
+        return string.Join(", ", parts);
     }
 
     /// <summary>Paths of inodes in one view, found by climbing parent links; names are looked up once per directory.</summary>

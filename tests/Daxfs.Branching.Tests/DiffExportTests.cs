@@ -7,6 +7,24 @@ namespace Daxfs.Branching.Tests;
 public class DiffExportTests
 {
     [Fact]
+    public void A_file_replaced_at_its_path_diffs_as_modified_and_rebases_as_a_change_of_its_bytes()
+    {
+        using var r = new TempRegion();
+        var b = r.Store.Main.Fork("b", new ForkOptions { KeepForRebase = true });
+        b.ReplaceFile("src/a.txt", "alpha\nbeta\n"u8); // a new inode at the same path
+        var change = Assert.Single(b.Diff());
+        Assert.Equal((ChangeKind.Modified, "/src/a.txt"), (change.Kind, change.Path));
+        Assert.Equal(new[] { new ByteRange(0, 11) }, change.Ranges); // every byte was written anew
+        // Main moves on elsewhere; the replaced file comes along in a rebase as a change of its bytes.
+        var other = r.Store.Main.Fork("other");
+        other.WriteAllBytes("src/b.txt", "bravo!\n"u8);
+        other.Commit("b.txt");
+        var rebased = r.Store.Rebase("b", "b2");
+        Assert.Equal("alpha\nbeta\n", Encoding.UTF8.GetString(rebased.ReadAllBytes("src/a.txt")));
+        Assert.Equal("bravo!\n", Encoding.UTF8.GetString(rebased.ReadAllBytes("src/b.txt")));
+    }
+
+    [Fact]
     public void Diff_reports_added_deleted_modified_ranges_renamed_and_attributes()
     {
         using var r = new TempRegion();

@@ -726,9 +726,17 @@ public class ModelTests(ITestOutputHelper output)
                 var b = Scan(newer);
                 var expect = new List<string>();
                 var maybeModified = new HashSet<string>();
+                // A file that left a path and a file that came to it are one modification of that path (a replace).
+                var cameFiles = new Dictionary<string, Scanned>();
+                var goneFiles = new Dictionary<string, Scanned>();
                 foreach (var (ino, eb) in b)
                 {
-                    if (!a.TryGetValue(ino, out var ea)) { expect.Add($"Added {eb.Path}"); continue; }
+                    if (!a.TryGetValue(ino, out var ea))
+                    {
+                        if (eb.Kind == NodeKind.File) cameFiles[eb.Path] = eb;
+                        else expect.Add($"Added {eb.Path}");
+                        continue;
+                    }
                     if (ea.Kind != eb.Kind) { expect.Add($"Deleted {ea.Path}"); expect.Add($"Added {eb.Path}"); continue; }
                     bool movedWithParent = ea.ParentIno == eb.ParentIno && ea.Name == eb.Name;
                     if (ea.Path != eb.Path && !movedWithParent) expect.Add($"Renamed {ea.Path} -> {eb.Path}");
@@ -737,7 +745,19 @@ public class ModelTests(ITestOutputHelper output)
                     if (ea.Attrs != eb.Attrs) expect.Add($"AttributesChanged {eb.Path}");
                 }
                 foreach (var (ino, ea) in a)
-                    if (!b.ContainsKey(ino)) expect.Add($"Deleted {ea.Path}");
+                {
+                    if (b.ContainsKey(ino)) continue;
+                    if (ea.Kind == NodeKind.File) goneFiles[ea.Path] = ea;
+                    else expect.Add($"Deleted {ea.Path}");
+                }
+                foreach (var (path, eb) in cameFiles)
+                {
+                    if (!goneFiles.Remove(path, out var ea)) { expect.Add($"Added {path}"); continue; }
+                    if (ea.Content != eb.Content) expect.Add($"Modified {path}");
+                    else maybeModified.Add($"Modified {path}");
+                    if (ea.Attrs != eb.Attrs) expect.Add($"AttributesChanged {path}");
+                }
+                foreach (var path in goneFiles.Keys) expect.Add($"Deleted {path}");
                 var actual = diff.Select(c => c.Kind == ChangeKind.Renamed ? $"Renamed {c.OldPath} -> {c.Path}" : $"{c.Kind} {c.Path}").ToList();
                 var missing = expect.Except(actual).ToList();
                 var extra = actual.Except(expect).Where(x => !maybeModified.Contains(x)).ToList();
