@@ -39,15 +39,25 @@ internal static class RegionVerbs
         if (!File.Exists(path) && new FileInfo(path).LinkTarget is null)
             throw new FileNotFoundException($"{path}: region not found (create one with 'daxfs mkfs')", path);
         Store store;
+        IReadOnlyList<DamageFound> found = [];
         try
         {
             store = Store.OpenSnapshot(path, TimeSpan.FromSeconds(30));
         }
-        catch (CorruptionException e)
+        catch (CorruptionException)
         {
-            // The picture cannot even be built: what failed, and what depends on it.
-            var damage = new DamageFound(e.Structure, e.Offset, e.Detail, e.Consequences ?? "the region cannot be opened until it is repaired");
-            return ReportDamage(c, path, [damage], null, null);
+            // A damaged log stops a plain open at the first failure. A repairing snapshot (still read-only: its cuts
+            // stay in this process) goes past each one, so every damaged log is listed, then the rest is checked.
+            try
+            {
+                store = Store.OpenSnapshot(path, TimeSpan.FromSeconds(30), repair: true);
+                found = store.Recovery.RepairedDamage;
+            }
+            catch (CorruptionException e)
+            {
+                var damage = new DamageFound(e.Structure, e.Offset, e.Detail, e.Consequences ?? "the region cannot be opened until it is repaired");
+                return ReportDamage(c, path, [damage], null, null);
+            }
         }
         using (store)
         {
@@ -56,8 +66,8 @@ internal static class RegionVerbs
                 progress(0.1, "checking base data and logs");
                 return store.Check();
             });
-            if (report.Damage.Count > 0)
-                return ReportDamage(c, path, report.Damage, report, store.Recovery);
+            if (found.Count + report.Damage.Count > 0)
+                return ReportDamage(c, path, [.. found, .. report.Damage], report, store.Recovery);
             if (c.Json)
             {
                 Output.WriteJson(new { ok = true, region = path, report, wouldRepair = store.Recovery });
@@ -114,7 +124,10 @@ internal static class RegionVerbs
         }
         using (plan)
         {
-            var repairs = plan.Recovery.Repairs;
+            var repairs = plan.Recovery.Repairs
+                .Concat(plan.Recovery.TruncatedLogs.Select(t => $"the log of '{t}' ends in a write torn by a machine crash: cut back to its last whole record"))
+                .Concat(plan.Recovery.InvalidatedBranches.Select(b => $"branch '{b}' is invalidated"))
+                .ToList();
             long newest = plan.Versions.Count == 0 ? 0 : plan.Versions[^1].Sequence;
             var versions = Enumerable.Range(0, (int)(newest - plan.OldestVersion + 1)).Select(i => plan.OldestVersion + i).ToList(); // the base image's version too
             var branches = plan.ListBranches().Where(b => b.Status is not (BranchStatus.Main or BranchStatus.Invalidated)).Select(b => b.Name).ToList();
@@ -131,7 +144,9 @@ internal static class RegionVerbs
                 }
                 return Program.Ok;
             }
-            string dir = Path.GetFullPath(salvage!);
+            string dir = Path.GetFullPath(salvage!).TrimEnd('/');
+            if (new FileInfo(dir).LinkTarget is not null)
+                throw new UsageException($"--salvage {salvage}: is a symbolic link; give a real directory");
             if (File.Exists(dir) || Directory.Exists(dir) && Directory.EnumerateFileSystemEntries(dir).Any())
                 throw new UsageException($"--salvage {salvage}: exists and is not an empty directory");
             Directory.CreateDirectory(dir);
@@ -146,12 +161,16 @@ internal static class RegionVerbs
         using (var check = Store.OpenSnapshot(path, TimeSpan.FromSeconds(30)))
         {
             var left = check.Check().Damage;
+            var cuts = done.Repairs
+                .Concat(done.TruncatedLogs.Select(t => $"the log of '{t}' ends in a write torn by a machine crash: cut back to its last whole record"))
+                .Concat(done.InvalidatedBranches.Select(b => $"branch '{b}' is invalidated"))
+                .ToList();
             if (c.Json)
-                Output.WriteJson(new { region = path, damaged = true, repairs = done.Repairs, salvaged = salvage, changed = true, damageLeft = left });
+                Output.WriteJson(new { region = path, damaged = true, repairs = cuts, salvaged = salvage, changed = true, damageLeft = left });
             else
             {
                 Console.Out.WriteLine($"{path}: salvaged into {salvage}, then repaired:");
-                foreach (var r in done.Repairs) Console.Out.WriteLine($"  {r}");
+                foreach (var r in cuts) Console.Out.WriteLine($"  {r}");
                 Console.Out.WriteLine(left.Count == 0 ? "verify: ok" : $"verify: {left.Count} damaged structure(s) left");
             }
             return left.Count == 0 ? Program.Ok : Program.Corrupt;

@@ -43,6 +43,8 @@ public sealed partial class Branch
     {
         ArgumentNullException.ThrowIfNull(destination);
         var v = ReadView();
+        // "dest/" would make the kernel follow a link named dest despite O_NOFOLLOW: the name is checked without it.
+        destination = destination.Length > 1 ? destination.TrimEnd('/') : destination;
         if (new FileInfo(destination).LinkTarget is not null)
             throw new IOException($"{destination}: export destination is a symbolic link; give a real directory");
         if (File.Exists(destination) || Directory.Exists(destination) && Directory.EnumerateFileSystemEntries(destination).Any())

@@ -108,33 +108,75 @@ public sealed partial class Branch
     }
 
     /// <summary>
-    /// Replaces the whole content of the file at <paramref name="path"/> atomically within the branch: the data is
-    /// written under a temporary name beside it (<c>.daxfs-put-</c> and a checksum of the name), given the old
-    /// file's mode and owner, then renamed over it, and that one rename is the commit point. A reader, another
-    /// process, or a crash sees the old content or the new, never part of it. A temporary left by a crash is
-    /// removed by the next replace of the same path. The file gets a new inode (as with an editor's save).
+    /// Replaces the whole content of the file at <paramref name="path"/> atomically within the branch: in one change
+    /// (no other change, in any process, comes between its records), the data is written under a temporary name
+    /// beside it (<c>.daxfs-put-</c> and a checksum of the name), given the old file's mode and owner, then renamed
+    /// over it, and that rename is the commit point. A reader, a commit, another process or a crash sees the old
+    /// content or the new, never part of it. A temporary left by a crash stays visible under its own name until the
+    /// next replace of the same path removes it. The file gets a new inode (as with an editor's save).
     /// </summary>
+    /// <exception cref="DaxfsIOException">The path names a directory or a symbolic link (only a file's content is replaced).</exception>
     public void ReplaceFile(string path, ReadOnlySpan<byte> data)
     {
         ArgumentNullException.ThrowIfNull(path);
-        string trimmed = path.TrimEnd('/');
-        int slash = trimmed.LastIndexOf('/');
-        string name = trimmed[(slash + 1)..];
-        if (name.Length == 0)
-            throw new DaxfsIOException(FileSystemError.IsADirectory, path, "the root is a directory");
-        string temp = (slash < 0 ? "" : trimmed[..(slash + 1)]) + $".daxfs-put-{Crc32C.Compute(System.Text.Encoding.UTF8.GetBytes(name)):x8}";
-        FileStat? old = TryStat(path, out var st) ? st : null;
-        if (old is { Kind: not NodeKind.File })
-            throw new DaxfsIOException(FileSystemError.IsADirectory, path, "not a regular file: only a file's content is replaced");
-        if (Exists(temp))
-            Delete(temp); // left by a replace that crashed
-        WriteAllBytes(temp, data);
-        if (old is { } o)
+        Store.EnterChange();
+        bool tempMade = false;
+        long parent = 0;
+        string tempName = "";
+        try
         {
-            Chmod(temp, o.Mode);
-            Chown(temp, o.Uid, o.Gid);
+            Store.CheckWritable(State);
+            var v = State.View;
+            (parent, string name) = ResolveParent(v, path);
+            if (v.KindOf(parent) != NodeKind.Directory)
+                ThrowHelper.IO(FileSystemError.NotADirectory, path);
+            long old = v.Lookup(parent, name);
+            if (old != 0 && v.KindOf(old) != NodeKind.File)
+                ThrowHelper.IO(v.KindOf(old) == NodeKind.Directory ? FileSystemError.IsADirectory : FileSystemError.InvalidArgument, path);
+            tempName = $".daxfs-put-{Crc32C.Compute(System.Text.Encoding.UTF8.GetBytes(name)):x8}";
+            string tempPath = (path.TrimEnd('/') is var t && t.LastIndexOf('/') is var slash && slash >= 0 ? t[..(slash + 1)] : "") + tempName;
+            if (v.Lookup(parent, tempName) != 0)
+            {
+                // Left by a replace that crashed: no replace is under way (this one holds the lock).
+                int rl = RecordCodec.EncodeRemove(default, parent, tempName);
+                v = Emit(RecordKind.Remove, rl, b => RecordCodec.EncodeRemove(b, parent, tempName), tempPath);
+            }
+            var info = old != 0 ? v.Info(old) : default;
+            v = CreateNode(v, tempPath, RecordKind.CreateFile, old != 0 ? info.Perm : 0x1A4, "");
+            tempMade = true;
+            WriteCore(v, tempPath, 0, data, create: false, append: false);
+            v = State.View;
+            if (old != 0)
+            {
+                long temp = v.Lookup(parent, tempName);
+                v = Emit(RecordKind.SetAttr, 32, b => RecordCodec.EncodeSetAttr(b, temp, AttrMask.Uid | AttrMask.Gid, 0, info.Uid, info.Gid, 0), tempPath);
+            }
+            int len = RecordCodec.EncodeRename(default, parent, tempName, parent, name, RenameFlags.None);
+            Emit(RecordKind.Rename, len, b => RecordCodec.EncodeRename(b, parent, tempName, parent, name, RenameFlags.None), tempPath + " -> " + path);
+            tempMade = false;
         }
-        Rename(temp, path);
+        catch (Exception ex) when (Store.PoisonIfBroken(ex))
+        {
+            throw;
+        }
+        catch (DaxfsException) when (tempMade)
+        {
+            // The region filled (or the like) part way: take the temporary back, best effort, then report.
+            try
+            {
+                int rl = RecordCodec.EncodeRemove(default, parent, tempName);
+                Emit(RecordKind.Remove, rl, b => RecordCodec.EncodeRemove(b, parent, tempName), tempName);
+            }
+            catch (DaxfsException)
+            {
+                // Left for the next replace of this path to remove.
+            }
+            throw;
+        }
+        finally
+        {
+            Store.ExitChange(changed: true);
+        }
     }
 
     /// <summary>Replaces the content of <paramref name="path"/> with <paramref name="data"/> (created if missing).</summary>

@@ -160,4 +160,7 @@ public readonly record struct RecoveryReport(IReadOnlyList<string> TruncatedLogs
     /// back to its last valid record, and what that dropped.
     /// </summary>
     public IReadOnlyList<string> Repairs { get; init; } = [];
+
+    /// <summary>The damage each of <see cref="Repairs"/> cut at: what failed, where, and what depended on it.</summary>
+    public IReadOnlyList<DamageFound> RepairedDamage { get; init; } = [];
 }

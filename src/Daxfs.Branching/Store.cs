@@ -124,7 +124,15 @@ public sealed partial class Store : IDisposable
                 $"{path}: capacity {capacity} bytes is too small; this tree needs at least {minimum} bytes ({minimum >> 20} MiB)");
         capacity = capacity / page * page;
 
-        var region = Region.Create(path, capacity, options.Overwrite, reserve: !options.Sparse);
+        // A file region is built under a temporary name beside the path and renamed over it only once whole: a
+        // failed or interrupted build leaves any region already there as it was (and processes mapping it never
+        // see it shrink), and never a half-built file under the region's name.
+        bool onDevice = Region.KindOf(path) == RegionKind.DaxDevice;
+        if (!onDevice && !options.Overwrite && (File.Exists(path) || new FileInfo(path).LinkTarget is not null))
+            Region.RefuseExisting(path);
+        string building = onDevice ? path : System.IO.Path.Combine(System.IO.Path.GetDirectoryName(System.IO.Path.GetFullPath(path)) ?? ".",
+            $".{System.IO.Path.GetFileName(path)}.building-{Guid.NewGuid():N}");
+        var region = Region.Create(building, capacity, overwrite: false, reserve: !options.Sparse);
         try
         {
             capacity = region.Length / page * page;
@@ -181,13 +189,25 @@ public sealed partial class Store : IDisposable
         catch
         {
             region.Dispose();
-            if (Region.KindOf(path) != RegionKind.DaxDevice)
+            if (!onDevice)
             {
-                try { File.Delete(path); } catch (IOException) { }
+                try { File.Delete(building); } catch (IOException) { }
             }
             throw;
         }
         region.Dispose();
+        if (!onDevice)
+        {
+            try
+            {
+                Region.Replace(building, path, options.Overwrite);
+            }
+            catch
+            {
+                try { File.Delete(building); } catch (IOException) { }
+                throw;
+            }
+        }
         return Open(path);
     }
 

@@ -116,6 +116,28 @@ public class DamageTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public void A_check_lists_every_damaged_log_in_one_pass()
+    {
+        using var r = ThreeVersions();
+        var other = r.Store.Main.Fork("other");
+        other.WriteAllBytes("o.txt", "o"u8);
+        long live = r.Store.GetBranch("live").State.OwnBlocks[0].Offset, second = other.State.OwnBlocks[0].Offset;
+        r.Store.Dispose();
+        Flip(r.RegionPath, live + 4, 0x01);
+        Flip(r.RegionPath, second + 4, 0x01);
+        string before = Hash(r.RegionPath);
+        using (var s = Store.OpenSnapshot(r.RegionPath, TimeSpan.FromSeconds(5), repair: true))
+        {
+            var damage = s.Recovery.RepairedDamage;
+            Assert.Equal(2, damage.Count);
+            Assert.Contains(damage, d => d.Detail.Contains("branch 'live'", StringComparison.Ordinal));
+            Assert.Contains(damage, d => d.Detail.Contains("branch 'other'", StringComparison.Ordinal));
+            Assert.Equal([1L, 2L, 3L], s.Versions.Select(v => v.Sequence)); // main is whole
+        }
+        Assert.Equal(before, Hash(r.RegionPath));
+    }
+
+    [Fact]
     public void A_bit_flipped_in_a_live_branchs_first_block_header_names_the_branch_and_its_child()
     {
         using var r = ThreeVersions();

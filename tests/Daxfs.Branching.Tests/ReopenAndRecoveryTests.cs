@@ -123,6 +123,54 @@ public class ReopenAndRecoveryTests
     }
 
     [Fact]
+    public void A_branch_cut_back_after_a_reboot_takes_the_branches_forked_from_it_along()
+    {
+        using var r = new TempRegion(capacity: 4L << 20, onDisk: true);
+        var b = r.Store.Main.Fork("b");
+        b.Write("f", 0, "kept"u8);
+        long end = SlotInfo(r, "b").Tail;
+        b.Write("f", 4, "torn"u8);
+        b.Fork("c").WriteAllBytes("c.txt", "built on all of b"u8);
+        r.Store.Dispose();
+        var bytes = File.ReadAllBytes(r.RegionPath);
+        bytes[end + 40] ^= 0xFF; // b's last record, torn by the crash
+        AsAfterAReboot(bytes);
+        File.WriteAllBytes(r.RegionPath, bytes);
+        var s = r.Reopen();
+        Assert.Equal("kept", Encoding.UTF8.GetString(s.GetBranch("b").ReadAllBytes("f")));
+        Assert.Throws<BranchInvalidatedException>(() => s.GetBranch("c")); // never rebuilt on the shorter b
+    }
+
+    [Fact]
+    public void A_tail_word_moved_back_before_flushed_history_is_damage()
+    {
+        using var r = new TempRegion(capacity: 4L << 20, onDisk: true);
+        for (int v = 1; v <= 2; v++)
+        {
+            var b = r.Store.Main.Fork($"v{v}");
+            b.WriteAllBytes("f", Encoding.UTF8.GetBytes($"v{v}"));
+            b.Commit($"v{v}");
+        }
+        long afterV1 = r.Store.Versions.Count == 2 ? FirstVersionEnd(r.Store) : throw new InvalidOperationException();
+        r.Store.Dispose();
+        var bytes = File.ReadAllBytes(r.RegionPath);
+        var sb = System.Runtime.InteropServices.MemoryMarshal.Read<Format.Superblock>(bytes);
+        BitConverter.GetBytes(afterV1).CopyTo(bytes, (int)(sb.SlotTableOffset + Format.BranchSlot.TailOffset)); // main's Tail, one version back
+        File.WriteAllBytes(r.RegionPath, bytes);
+        var e = Assert.Throws<CorruptionException>(() => Store.Open(r.RegionPath).Dispose());
+        Assert.Contains("Tail word is damaged", e.Message);
+    }
+
+    private static long FirstVersionEnd(Store s)
+    {
+        var c = s.Cursor(s.Main.State.Log.Ref);
+        while (c.MoveNext())
+            if ((Format.RecordKind)c.Header.Kind == Format.RecordKind.Version)
+                return c.Offset + c.Header.Length;
+        throw new InvalidOperationException("no version record");
+    }
+
+    [Fact]
     public void After_truncation_the_branch_keeps_working_and_reopens_clean()
     {
         using var r = new TempRegion(capacity: 4L << 20, onDisk: true);

@@ -308,6 +308,16 @@ public class SandboxTests(ITestOutputHelper output)
             Assert.Contains("MiB) free", e.Message);
             Assert.False(File.Exists(tooBig)); // nothing half-made is left behind
 
+            // Replacing a region with one the file system cannot back fails and leaves the old region whole.
+            string kept = Path.Combine(mount, "kept.daxfs");
+            using (var k = Store.Create(kept, TempRegion.SampleImage(), new StoreOptions { Capacity = 8L << 20 }))
+                k.Main.Fork("k").WriteAllBytes("k.txt", "still here"u8);
+            Assert.Throws<IOException>(() => Store.Create(kept, TempRegion.SampleImage(), new StoreOptions { Capacity = 256L << 20, Overwrite = true }).Dispose());
+            using (var k = Store.Open(kept))
+                Assert.Equal("still here", System.Text.Encoding.UTF8.GetString(k.GetBranch("k").ReadAllBytes("k.txt")));
+            Assert.Single(Directory.GetFiles(mount)); // no half-built file beside it
+            File.Delete(kept);
+
             using var s = Store.Create(Path.Combine(mount, "fits.daxfs"), TempRegion.SampleImage(), new StoreOptions { Capacity = 48L << 20 });
             var b = s.Main.Fork("filler");
             var chunk = TempRegion.Pattern(1 << 20, 5);

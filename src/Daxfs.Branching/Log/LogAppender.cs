@@ -77,8 +77,8 @@ internal sealed unsafe class LogAppender
                 long last = LastBlockEnd - LastBlock;
                 long size = Head == 0 ? FormatConstants.MinBlockSize : Math.Min(Math.Max(last * 2, FormatConstants.MinBlockSize), FormatConstants.MaxBlockSize);
                 size = Math.Max(size, need);
+                ReleaseSpare(); // too small for this record: its pages may be part of the run found next
                 long block = AllocateBlock(ref size, need); // size becomes what was had
-                ReleaseSpare();
                 _spare = block;
                 _spareEnd = block + size;
                 ref var h = ref _region.At<BlockHeader>(block);

@@ -24,12 +24,30 @@ internal sealed class DirectoryWriter : IDisposable
 
     private int Fd => (int)_fd.DangerousGetHandle();
 
-    /// <summary>Creates <paramref name="path"/> (0700 while it is written) or takes it when it is an empty directory, and opens it without following a link.</summary>
+    /// <summary>
+    /// Creates <paramref name="path"/> or takes it when it is an empty directory, opens it without following a
+    /// link, and makes it 0700, owned by this user, while it is written, so no other user can plant anything in
+    /// it meanwhile (its own owner and mode are set last, by <see cref="Finish(uint, ValueTuple{uint, uint}?, long)"/>).
+    /// </summary>
     public static DirectoryWriter CreateRoot(string path)
     {
         if (Libc.MkdirAt(Libc.AtFdCwd, path, 0x1C0) != 0 && Marshal.GetLastPInvokeError() is var e && e != Libc.EExist)
             throw Error(path, "create the directory", e);
-        return new DirectoryWriter(OpenDirectory(Libc.AtFdCwd, path, path), path);
+        var fd = OpenDirectory(Libc.AtFdCwd, path, path);
+        int n = (int)fd.DangerousGetHandle();
+        if (Libc.Fchown(n, Libc.Geteuid(), uint.MaxValue) != 0 || Libc.Fchmod(n, 0x1C0) != 0)
+        {
+            int errno = Marshal.GetLastPInvokeError();
+            fd.Dispose();
+            throw Error(path, "make the directory private while it is written", errno);
+        }
+        var writer = new DirectoryWriter(fd, path);
+        if (Directory.EnumerateFileSystemEntries(path).Any())
+        {
+            writer.Dispose();
+            throw new IOException($"{path}: export destination is not empty (something was put there as the export began)");
+        }
+        return writer;
     }
 
     /// <summary>Creates the subdirectory <paramref name="name"/> (0700 while it is written) and opens it.</summary>

@@ -12,6 +12,7 @@ internal static partial class Libc
     public const int ProtWrite = 0x2;
     public const int MapShared = 0x01;
     public const int MapPrivate = 0x02;
+    public const int MapNoReserve = 0x4000;
     public const int MsSync = 4;
     public static readonly nint MapFailed = -1;
 
@@ -61,7 +62,8 @@ internal static partial class Libc
     public const int OCreat = 0x40;
     public const int OExcl = 0x80;
     public const int OCloExec = 0x80000;
-    public static readonly int ONoFollow = RuntimeInformation.ProcessArchitecture == Architecture.Arm64 ? 0x8000 : 0x20000;
+    private static readonly bool s_x86 = RuntimeInformation.ProcessArchitecture is Architecture.X64 or Architecture.X86;
+    public static readonly int ONoFollow = s_x86 ? 0x20000 : 0x8000; // x86 and x86-64; the generic value elsewhere (arm64, ppc64, riscv64)
 
     [LibraryImport("libc", EntryPoint = "open", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
     private static partial int OpenRaw(string path, int flags, int mode);
@@ -84,7 +86,7 @@ internal static partial class Libc
     }
 
     public const int OWrOnly = 1;
-    public static readonly int ODirectory = RuntimeInformation.ProcessArchitecture == Architecture.Arm64 ? 0x4000 : 0x10000;
+    public static readonly int ODirectory = s_x86 ? 0x10000 : 0x4000;
     public const int AtFdCwd = -100;
     public const int AtSymlinkNoFollow = 0x100;
 

@@ -181,6 +181,8 @@ internal sealed unsafe class Region : IDisposable
     private static Region OpenExisting(string path, bool snapshot)
     {
         var kind = KindOf(path);
+        if (snapshot && kind == RegionKind.DaxDevice)
+            throw new IOException($"{path}: a device region cannot be mapped privately, so it cannot be checked read-only yet (verify and repair need a regular or tmpfs file)");
         RefuseSymlink(path);
         var handle = Libc.OpenNoFollow(path, snapshot ? Libc.ORdOnly : Libc.ORdWr, 0, out int errno) ?? throw OpenError(path, errno, creating: false);
         try
@@ -195,6 +197,26 @@ internal sealed unsafe class Region : IDisposable
             handle.Dispose();
             throw;
         }
+    }
+
+    /// <summary>Refuses to create a region where a file already is (without overwrite), naming a link as a link.</summary>
+    public static void RefuseExisting(string path)
+    {
+        RefuseSymlink(path);
+        throw new IOException($"{path}: region file already exists (pass overwrite, or --force, to replace it)");
+    }
+
+    /// <summary>
+    /// Moves a region built under <paramref name="building"/> to <paramref name="path"/> in one rename (the old file,
+    /// if any, stays whole for whoever has it mapped). Refuses a link at <paramref name="path"/>, and an existing
+    /// file there without <paramref name="overwrite"/>.
+    /// </summary>
+    public static void Replace(string building, string path, bool overwrite)
+    {
+        RefuseSymlink(path);
+        if (!overwrite && File.Exists(path))
+            RefuseExisting(path);
+        File.Move(building, path, overwrite);
     }
 
     /// <summary>A region path that is a symbolic link is refused, dangling or not: the tool follows no link it did not make.</summary>
@@ -223,7 +245,9 @@ internal sealed unsafe class Region : IDisposable
 
     private static Region Map(SafeFileHandle handle, string path, long length, RegionKind kind, bool snapshot)
     {
-        int prot = Libc.ProtRead | Libc.ProtWrite, flags = snapshot ? Libc.MapPrivate : Libc.MapShared;
+        // A snapshot's private pages are copied only where it stores (what opening derives): reserve no memory
+        // for the rest, or a region larger than memory could not be checked.
+        int prot = Libc.ProtRead | Libc.ProtWrite, flags = snapshot ? Libc.MapPrivate | Libc.MapNoReserve : Libc.MapShared;
         nint p = Libc.Mmap(0, (nuint)length, prot, flags, (int)handle.DangerousGetHandle(), 0);
         if (p == Libc.MapFailed)
             throw new IOException($"{path}: mmap of {length} bytes failed (errno {Marshal.GetLastPInvokeError()})");

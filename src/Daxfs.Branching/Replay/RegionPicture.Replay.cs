@@ -198,7 +198,11 @@ internal sealed partial class RegionPicture
         if (_opened)
             return null;
         _opened = true;
-        return new RecoveryReport(truncated, invalidated, released, tookOver) { Repairs = Repairs.ToArray() };
+        return new RecoveryReport(truncated, invalidated, released, tookOver)
+        {
+            Repairs = Repairs.ToArray(),
+            RepairedDamage = Damaged.Select(e => new DamageFound(e.Structure, e.Offset, e.Detail, e.Consequences ?? "")).ToArray(),
+        };
     }
 
     /// <summary>
@@ -362,7 +366,9 @@ internal sealed partial class RegionPicture
             {
                 string what = st.IsMain ? "main's log" : $"the log of branch '{st.Name}'";
                 Repairs.Add($"{what} (log {s.LogId}) cut back at offset {failure.Offset} ({failure.Detail}); dropped: "
-                    + (st.IsMain ? $"every version after {st.Epoch}, the tags naming them" : $"its records from there on") + "; invalidated: the branches forked from it");
+                    + (st.IsMain ? $"every version after {st.Epoch} and every record after it (tags, tag deletions, compactions); invalidated: the branches forked since"
+                                 : "its records from there on; invalidated: the branches forked from it"));
+                Damaged.Add(new CorruptionException(failure.Structure, failure.Offset, $"{what} (log {s.LogId}): {failure.Detail}", failure.Consequences ?? Consequences(st, st.Epoch)));
                 if (!st.IsMain) _cutSlots.Add(st.Slot);
             }
             else if (!TornTailsPossible || !alone || !pastSynced)
@@ -380,12 +386,28 @@ internal sealed partial class RegionPicture
         if (torn)
         {
             truncated.Add(st.Name);
+            // What was forked from it was built on records that are gone: it is invalidated, never rebuilt on
+            // the shorter log.
+            if (!st.IsMain) _cutSlots.Add(st.Slot);
             if (alone)
             {
                 ref var slot = ref SlotAt(st.Slot);
                 Volatile.Write(ref slot.Tail, tail);
                 if (tail == 0) Volatile.Write(ref slot.Head, 0);
+                // The cut and everything before it are written back, and only then marked as flushed: a later
+                // failure before the mark is damage, one past it (unflushed appends) may be torn.
+                _region.Flush(0, _region.Length);
+                Volatile.Write(ref slot.SyncedTail, tail);
+                _region.Flush(SlotOffset(st.Slot), BranchSlot.Size);
             }
+        }
+        else if (cursor is not null && log.Head == 0 && s.SyncedTail != 0 && !cursor.MarkReached && !RepairDamage)
+        {
+            // The whole log read clean, yet it ends before the point a flushed publication recorded: its Tail
+            // word was damaged (a lower Tail would silently hide committed records).
+            throw new CorruptionException($"branch slot {st.Slot}", SlotOffset(st.Slot),
+                $"{(st.IsMain ? "main's log" : $"the log of branch '{st.Name}'")} ends at {s.Tail}, before its flushed tail {s.SyncedTail}: the Tail word is damaged",
+                st.IsMain ? "the versions after the Tail word's position are hidden, not lost: repair the Tail word from a backup, or restore the region file" : "records of this branch after that point are hidden");
         }
         if (cursor is not null && tail != 0)
         {

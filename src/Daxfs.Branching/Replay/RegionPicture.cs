@@ -56,6 +56,9 @@ internal sealed partial class RegionPicture
     /// <summary>What an explicit repair cut, and what that dropped.</summary>
     public List<string> Repairs { get; } = [];
 
+    /// <summary>The failures an explicit repair cut at (a repairing snapshot reports them as damage).</summary>
+    public List<CorruptionException> Damaged { get; } = [];
+
     /// <summary>Slots of branches whose log a repair cut: the branches forked from them lose their base.</summary>
     private readonly HashSet<int> _cutSlots = [];
 
