@@ -110,4 +110,61 @@ public class ExportSafetyTests
             Directory.Delete(Path.GetDirectoryName(dest)!, recursive: true);
         }
     }
+
+    /// <summary>A 10 GiB sparse file with 68 KiB of data goes through mkfs and export as holes: both stay under 100 MiB.</summary>
+    [Fact]
+    public void A_sparse_file_keeps_its_holes_through_mkfs_and_export()
+    {
+        string work = Directory.CreateTempSubdirectory("daxfs-sparse-").FullName;
+        try
+        {
+            string src = Path.Combine(work, "src");
+            Directory.CreateDirectory(src);
+            string big = Path.Combine(src, "big.img");
+            var head = TempRegion.Pattern(4096, 1);
+            var middle = TempRegion.Pattern(64 * 1024, 2);
+            using (var f = new FileStream(big, FileMode.CreateNew, FileAccess.Write))
+            {
+                f.Write(head);
+                f.Position = 5L << 30;
+                f.Write(middle);
+                f.SetLength(10L << 30);
+            }
+            string regionPath = Path.Combine("/dev/shm", $"daxfs-sparse-{Environment.ProcessId}-{Guid.NewGuid():N}.daxfs");
+            try
+            {
+                using var s = Store.Create(regionPath, BaseImageBuilder.FromDirectory(src), new StoreOptions { Capacity = 64L << 20 });
+                Assert.True(s.Usage.BaseImageBytes < 1 << 20, $"the base image holds {s.Usage.BaseImageBytes} bytes for 68 KiB of data");
+                Assert.Equal(10L << 30, s.Main.Stat("big.img").Size);
+                Assert.Equal(middle, s.Main.Read("big.img", 5L << 30, middle.Length).ToArray());
+                Assert.Equal(new byte[4096], s.Main.Read("big.img", 1L << 30, 4096).ToArray()); // a hole reads as zeros
+                string dest = Path.Combine(work, "out");
+                s.Main.Export(dest);
+                string copy = Path.Combine(dest, "big.img");
+                Assert.Equal(10L << 30, new FileInfo(copy).Length);
+                using var p = Process.Start(new ProcessStartInfo("stat", ["-c", "%b %B", copy]) { RedirectStandardOutput = true })!;
+                var parts = p.StandardOutput.ReadToEnd().Trim().Split(' ');
+                p.WaitForExit();
+                long allocated = long.Parse(parts[0], System.Globalization.CultureInfo.InvariantCulture) * long.Parse(parts[1], System.Globalization.CultureInfo.InvariantCulture);
+                Assert.True(allocated < 100L << 20, $"the exported copy takes {allocated} bytes of disk");
+                using var back = File.OpenRead(copy);
+                var got = new byte[middle.Length];
+                back.Position = 5L << 30;
+                back.ReadExactly(got);
+                Assert.Equal(middle, got);
+                back.Position = 0;
+                got = new byte[head.Length];
+                back.ReadExactly(got);
+                Assert.Equal(head, got);
+            }
+            finally
+            {
+                File.Delete(regionPath);
+            }
+        }
+        finally
+        {
+            Directory.Delete(work, recursive: true);
+        }
+    }
 }

@@ -1,3 +1,4 @@
+using System.Runtime.InteropServices;
 using System.Security.Cryptography;
 using Daxfs.Branching.Format;
 using Daxfs.Branching.Index;
@@ -44,6 +45,8 @@ public sealed class BaseImageBuilder
         public string? SourcePath;
         public long Size;
         public string? Target;
+        /// <summary>A source file's data runs when it has holes (the rest reads as zeros); null: all of it is data.</summary>
+        public List<(long Offset, long Length)>? Runs;
         // Assigned when written.
         public uint Ino;
         public uint ParentIno;
@@ -220,7 +223,9 @@ public sealed class BaseImageBuilder
                         Unsupported(policy, $"{child}: hard link ({st.Nlink} names); stored as an independent file with the same bytes");
                     e.SourcePath = child;
                     e.Size = st.Size;
-                    _contentBytes += st.Size;
+                    using (var probe = File.OpenHandle(child, FileMode.Open, FileAccess.Read))
+                        e.Runs = Libc.DataRuns(probe, st.Size); // a sparse file's holes stay holes in the image
+                    _contentBytes += e.Runs?.Sum(r => r.Length) ?? st.Size;
                     dir.Children!.Add(name, e);
                     _entries++;
                     break;
@@ -256,7 +261,8 @@ public sealed class BaseImageBuilder
         foreach (var e in Walk())
         {
             names += Names.Utf8.GetByteCount(e.Name);
-            if (e.Kind == NodeKind.File) data += e.Size + (e.Size >= FormatConstants.PageSize ? FormatConstants.PageSize : 8);
+            if (e.Kind == NodeKind.File && e.Runs is { } runs) data += 8 + runs.Count * (long)(BaseInode.ExtentEntrySize + 8) + runs.Sum(r => r.Length) + 8;
+            else if (e.Kind == NodeKind.File) data += e.Size + (e.Size >= FormatConstants.PageSize ? FormatConstants.PageSize : 8);
             if (e.Kind == NodeKind.Symlink) data += e.Size + 8;
         }
         long meta = BaseHeader.Size + _entries * (BaseInode.Size + BaseDirent.Size) + names + 16;
@@ -327,10 +333,47 @@ public sealed class BaseImageBuilder
         long bytesTotal = _contentBytes;
         var dataOffsets = new long[order.Count + 1];
         var lastReport = DateTime.MinValue;
+        var sparse = new HashSet<uint>();
         foreach (var e in order)
         {
             filesDone++;
             if (e.Kind == NodeKind.Directory) continue;
+            if (e.Runs is { } runs)
+            {
+                // Holes stay holes: an extent table (count, then offset, length and source of each run), then the runs' bytes.
+                long tableAt = FormatConstants.AlignUp(cursor, 8);
+                long tableLength = 8 + runs.Count * (long)BaseInode.ExtentEntrySize;
+                long dataBytes = runs.Sum(r => r.Length);
+                if (tableAt + tableLength + dataBytes > limit)
+                    throw new IOException($"the base image does not fit: {e.Name} needs {tableLength + dataBytes} bytes at offset {tableAt}, the region's limit is {limit}");
+                var table = region.WritableSpan(tableAt, (int)tableLength);
+                MemoryMarshal.Write(table, (long)runs.Count);
+                long to = tableAt + tableLength;
+                using var source = File.OpenHandle(e.SourcePath!, FileMode.Open, FileAccess.Read);
+                for (int i = 0; i < runs.Count; i++)
+                {
+                    var entry = table.Slice(8 + i * BaseInode.ExtentEntrySize);
+                    MemoryMarshal.Write(entry, runs[i].Offset);
+                    MemoryMarshal.Write(entry[8..], runs[i].Length);
+                    MemoryMarshal.Write(entry[16..], to);
+                    for (long done = 0; done < runs[i].Length;)
+                    {
+                        int n = (int)Math.Min(runs[i].Length - done, 8 << 20);
+                        int got = RandomAccess.Read(source, region.WritableSpan(to + done, n), runs[i].Offset + done);
+                        if (got <= 0)
+                            throw new IOException($"{e.SourcePath}: file shrank while the image was being built");
+                        done += got;
+                        bytesDone += got;
+                    }
+                    to += runs[i].Length;
+                }
+                if (RandomAccess.GetLength(source) != e.Size)
+                    throw new IOException($"{e.SourcePath}: file changed size while the image was being built (expected {e.Size} bytes)");
+                dataOffsets[e.Ino] = tableAt;
+                sparse.Add(e.Ino);
+                cursor = to;
+                continue;
+            }
             long size = e.Size;
             long at = FormatConstants.AlignUp(cursor, size >= FormatConstants.PageSize ? FormatConstants.PageSize : 8);
             if (at + size > limit)
@@ -415,6 +458,7 @@ public sealed class BaseImageBuilder
                     n.Mode = ModeBits.Regular | e.Perm;
                     n.ByteSize = e.Size;
                     n.DataOffset = e.Size == 0 ? data : dataOffsets[e.Ino];
+                    if (sparse.Contains(e.Ino)) n.Flags = BaseInode.FlagSparse;
                     break;
             }
         }

@@ -134,6 +134,43 @@ internal static partial class Libc
         return StatVfs(path, buffer) == 0 ? (long)(buffer[1] * buffer[4]) : -1;
     }
 
+    public const int SeekData = 3;
+    public const int SeekHole = 4;
+    public const int ENxio = 6;
+
+    [LibraryImport("libc", EntryPoint = "lseek", SetLastError = true)]
+    public static partial long Lseek(int fd, long offset, int whence);
+
+    /// <summary>
+    /// The data runs of an open file (SEEK_DATA / SEEK_HOLE), or null when the file has no holes or the file
+    /// system cannot say (then all of it is data).
+    /// </summary>
+    public static List<(long Offset, long Length)>? DataRuns(Microsoft.Win32.SafeHandles.SafeFileHandle file, long size)
+    {
+        if (size == 0)
+            return null; // nothing to store, hole or not
+        int fd = (int)file.DangerousGetHandle();
+        var runs = new List<(long, long)>();
+        long pos = 0;
+        while (pos < size)
+        {
+            long data = Lseek(fd, pos, SeekData);
+            if (data < 0)
+            {
+                int errno = Marshal.GetLastPInvokeError();
+                if (errno == ENxio) break; // only a hole up to the end
+                return null;               // not supported here: read it all
+            }
+            if (data >= size) break;
+            long hole = Lseek(fd, data, SeekHole);
+            if (hole < 0) return null;
+            hole = Math.Min(hole, size);
+            runs.Add((data, hole - data));
+            pos = hole;
+        }
+        return runs.Count == 1 && runs[0] == (0, size) ? null : runs;
+    }
+
     [LibraryImport("libc", EntryPoint = "geteuid")]
     public static partial uint Geteuid();
 
