@@ -85,7 +85,15 @@ internal sealed class Mounted : IDisposable
         var r = Sh.Ok(Sh.Daxfs(["mount", mp, "-r", Region, "-b", branch, "--background", .. extra]), "mount");
         _mounts.Add(mp);
         var log = System.Text.RegularExpressions.Regex.Match(r.Out, @"; log (\S+?)\)");
-        if (log.Success) Logs[mp] = log.Groups[1].Value;
+        if (log.Success)
+        {
+            Logs[mp] = log.Groups[1].Value;
+            // The server's log sits in a directory only its user may enter: no other user can plant a link or a
+            // FIFO where it writes, as one could at a predictable name in /tmp.
+            string dir = System.IO.Path.GetDirectoryName(Logs[mp])!;
+            Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute, File.GetUnixFileMode(dir));
+            Assert.Null(new DirectoryInfo(dir).LinkTarget);
+        }
         return mp;
     }
 
