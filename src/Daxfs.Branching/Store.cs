@@ -226,11 +226,12 @@ public sealed partial class Store : IDisposable
     // ------------------------------------------------------------------ open
 
     /// <summary>
-    /// Opens an existing region, validating every structure before use and recovering from a crash:
-    /// torn log tails are cut back to their longest valid prefix, stale branches are marked invalidated,
-    /// and space that nothing reaches is returned to the arena.
+    /// Opens an existing region, validating every structure before use and recovering from a crash: stale
+    /// branches are marked invalidated, space that nothing reaches is returned to the arena, and, only on a
+    /// regular file opened for the first time since a reboot, a log tail torn by the machine's crash is cut
+    /// back to its longest valid prefix. Anywhere else a log that fails validation is damage, and nothing is cut.
     /// </summary>
-    /// <exception cref="CorruptionException">A structure failed validation; names it and its offset.</exception>
+    /// <exception cref="CorruptionException">A structure failed validation; names it, its offset and what depends on it.</exception>
     /// <exception cref="FormatVersionException">The region has another format version.</exception>
     public static Store Open(string path) => Open(path, TimeSpan.FromSeconds(30));
 
