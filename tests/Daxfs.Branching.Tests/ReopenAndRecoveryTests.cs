@@ -122,16 +122,27 @@ public class ReopenAndRecoveryTests
         Assert.Equal("first" + new string('s', 40), Encoding.UTF8.GetString(r.Store.GetBranch("a").ReadAllBytes("f")));
     }
 
+    /// <summary>
+    /// A region file whose branch <paramref name="name"/> wrote <paramref name="first"/> then <paramref name="second"/>
+    /// to file f (two records), then ran <paramref name="more"/>; closed. Returns where the first record ends.
+    /// </summary>
+    private static (TempRegion Region, long FirstEnd) TwoRecords(string name, string first, string second, Action<Branch>? more = null)
+    {
+        var r = new TempRegion(capacity: 4L << 20, onDisk: true);
+        var b = r.Store.Main.Fork(name);
+        b.Write("f", 0, Encoding.UTF8.GetBytes(first));
+        long end = SlotInfo(r, name).Tail;
+        b.Write("f", first.Length, Encoding.UTF8.GetBytes(second));
+        more?.Invoke(b);
+        r.Store.Dispose();
+        return (r, end);
+    }
+
     [Fact]
     public void A_branch_cut_back_after_a_reboot_takes_the_branches_forked_from_it_along()
     {
-        using var r = new TempRegion(capacity: 4L << 20, onDisk: true);
-        var b = r.Store.Main.Fork("b");
-        b.Write("f", 0, "kept"u8);
-        long end = SlotInfo(r, "b").Tail;
-        b.Write("f", 4, "torn"u8);
-        b.Fork("c").WriteAllBytes("c.txt", "built on all of b"u8);
-        r.Store.Dispose();
+        var (r, end) = TwoRecords("b", "kept", "torn", b => b.Fork("c").WriteAllBytes("c.txt", "built on all of b"u8));
+        using var _ = r;
         var bytes = File.ReadAllBytes(r.RegionPath);
         bytes[end + 40] ^= 0xFF; // b's last record, torn by the crash
         AsAfterAReboot(bytes);
@@ -173,12 +184,8 @@ public class ReopenAndRecoveryTests
     [Fact]
     public void After_truncation_the_branch_keeps_working_and_reopens_clean()
     {
-        using var r = new TempRegion(capacity: 4L << 20, onDisk: true);
-        var a = r.Store.Main.Fork("a");
-        a.Write("f", 0, "keep"u8);
-        long end = SlotInfo(r, "a").Tail;
-        a.Write("f", 4, "lost"u8);
-        r.Store.Dispose();
+        var (r, end) = TwoRecords("a", "keep", "lost");
+        using var _ = r;
         var bytes = File.ReadAllBytes(r.RegionPath);
         bytes[end + 40] ^= 0xFF; // damage the second record's body
         AsAfterAReboot(bytes);    // as a crash of the machine would leave it: a torn write is possible
