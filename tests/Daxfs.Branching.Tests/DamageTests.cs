@@ -116,6 +116,30 @@ public class DamageTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public void A_snapshot_and_a_change_exclude_each_other()
+    {
+        using var r = ThreeVersions();
+        r.Store.EnterChange(); // a change under way: a snapshot waits for it
+        try
+        {
+            Assert.Throws<StoreBusyException>(() => Store.OpenSnapshot(r.RegionPath, TimeSpan.FromMilliseconds(300)).Dispose());
+        }
+        finally
+        {
+            r.Store.ExitChange(changed: false);
+        }
+        using (var snap = Store.OpenSnapshot(r.RegionPath, TimeSpan.FromSeconds(5)))
+        {
+            using var second = Store.OpenSnapshot(r.RegionPath, TimeSpan.FromSeconds(5)); // snapshots share
+            r.Store.LockTimeout = TimeSpan.FromMilliseconds(300);
+            Assert.Throws<StoreBusyException>(() => r.Store.Main.Fork("while-checking")); // no change under a picture being checked
+            Assert.Throws<InvalidOperationException>(() => snap.Main.Fork("through-a-snapshot"));
+        }
+        r.Store.Main.Fork("after");
+        Assert.True(r.Store.BranchExists("after"));
+    }
+
+    [Fact]
     public void A_check_lists_every_damaged_log_in_one_pass()
     {
         using var r = ThreeVersions();

@@ -108,16 +108,7 @@ internal sealed class ChangeScope
     /// </summary>
     private void JoinAsSnapshot()
     {
-        long lockByte = FormatConstants.ControlOffset + ControlBlock.LockOwnerOffset;
-        var deadline = DateTime.UtcNow + Lock.Timeout;
-        var delay = TimeSpan.FromMilliseconds(0.5);
-        while (!_region.TryLockShared(lockByte))
-        {
-            if (DateTime.UtcNow >= deadline)
-                throw new StoreBusyException($"{_region.Path}: a change is under way (the region lock is held); a read-only snapshot waited {Lock.Timeout.TotalSeconds:0.#} s");
-            Thread.Sleep(delay);
-            delay = TimeSpan.FromMilliseconds(Math.Min(50, delay.TotalMilliseconds * 2));
-        }
+        Lock.AcquireShared();
         try
         {
             // As a lone open would: every repair it would make lands in this process's private copy only, so the
@@ -127,7 +118,7 @@ internal sealed class ChangeScope
         }
         catch
         {
-            _region.Unlock(lockByte);
+            Lock.ReleaseShared();
             throw;
         }
     }
@@ -142,7 +133,7 @@ internal sealed class ChangeScope
         Debug.Assert(Monitor.IsEntered(Gate), "leaving holds the gate");
         if (_region.IsSnapshot)
         {
-            _region.Unlock(FormatConstants.ControlOffset + ControlBlock.LockOwnerOffset);
+            Lock.ReleaseShared();
             return;
         }
         try

@@ -140,6 +140,26 @@ internal sealed class RegionLock
         return false;
     }
 
+    /// <summary>
+    /// Takes the byte lock shared, for a read-only snapshot (its file is open for reading only, and it writes
+    /// no word): it excludes holders of the lock, not other snapshots, and waits as <see cref="Acquire"/> does.
+    /// </summary>
+    public void AcquireShared()
+    {
+        try
+        {
+            if (!_region.TryLockShared(_owner))
+                _pipeline.Execute(_ => _region.TryLockShared(_owner));
+        }
+        catch (TimeoutRejectedException)
+        {
+            throw new StoreBusyException($"{_region.Path}: a change is under way (the region lock is held); a read-only snapshot waited {_timeout.TotalSeconds:0.#} s");
+        }
+    }
+
+    /// <summary>Lets a shared byte lock go.</summary>
+    public void ReleaseShared() => _region.Unlock(_owner);
+
     /// <summary>Clears the word, then lets the byte lock go: a crash between the two leaves a word a later taker re-derives after.</summary>
     public void Release()
     {
