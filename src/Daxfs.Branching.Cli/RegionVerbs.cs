@@ -149,7 +149,8 @@ internal static class RegionVerbs
                 throw new UsageException($"--salvage {salvage}: is a symbolic link; give a real directory");
             if (File.Exists(dir) || Directory.Exists(dir) && Directory.EnumerateFileSystemEntries(dir).Any())
                 throw new UsageException($"--salvage {salvage}: exists and is not an empty directory");
-            Directory.CreateDirectory(dir);
+            // Private while it is filled (0700): nobody else can plant a link inside it between the exports.
+            Directory.CreateDirectory(dir, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
             foreach (long v in versions)
                 plan.AtVersion(v).Export(Path.Combine(dir, $"version-{v}"));
             foreach (var b in branches)

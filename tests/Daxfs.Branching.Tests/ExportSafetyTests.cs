@@ -6,13 +6,7 @@ namespace Daxfs.Branching.Tests;
 /// <summary>Export as root into a directory another user controls: links planted while it runs are never followed.</summary>
 public class ExportSafetyTests
 {
-    private static void Run(string file, params string[] args)
-    {
-        using var p = Process.Start(new ProcessStartInfo(file, args) { RedirectStandardError = true })!;
-        string err = p.StandardError.ReadToEnd();
-        p.WaitForExit();
-        Assert.True(p.ExitCode == 0, $"{file} {string.Join(' ', args)}: {err}");
-    }
+    private static void Run(string file, params string[] args) => Sandbox.Run(file, args);
 
     [SandboxFact]
     public void Links_another_user_plants_in_the_destination_while_an_export_runs_are_never_followed()
@@ -94,10 +88,7 @@ public class ExportSafetyTests
             Assert.Equal((1234u, 5678u), (st.Uid, st.Gid));
             var sparse = new FileInfo(Path.Combine(dest, "sparse.bin"));
             Assert.Equal((1L << 30) + 3, sparse.Length);
-            using var p = Process.Start(new ProcessStartInfo("stat", ["-c", "%b %B", sparse.FullName]) { RedirectStandardOutput = true })!;
-            var parts = p.StandardOutput.ReadToEnd().Trim().Split(' ');
-            p.WaitForExit();
-            long allocated = long.Parse(parts[0], System.Globalization.CultureInfo.InvariantCulture) * long.Parse(parts[1], System.Globalization.CultureInfo.InvariantCulture);
+            long allocated = Sandbox.AllocatedBytes(sparse.FullName);
             Assert.True(allocated < 1L << 20, $"the hole was written out: {allocated} bytes allocated");
             using var f = File.OpenRead(sparse.FullName);
             f.Position = 1L << 30;
@@ -142,10 +133,7 @@ public class ExportSafetyTests
                 s.Main.Export(dest);
                 string copy = Path.Combine(dest, "big.img");
                 Assert.Equal(10L << 30, new FileInfo(copy).Length);
-                using var p = Process.Start(new ProcessStartInfo("stat", ["-c", "%b %B", copy]) { RedirectStandardOutput = true })!;
-                var parts = p.StandardOutput.ReadToEnd().Trim().Split(' ');
-                p.WaitForExit();
-                long allocated = long.Parse(parts[0], System.Globalization.CultureInfo.InvariantCulture) * long.Parse(parts[1], System.Globalization.CultureInfo.InvariantCulture);
+                long allocated = Sandbox.AllocatedBytes(copy);
                 Assert.True(allocated < 100L << 20, $"the exported copy takes {allocated} bytes of disk");
                 using var back = File.OpenRead(copy);
                 var got = new byte[middle.Length];

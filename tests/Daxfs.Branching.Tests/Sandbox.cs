@@ -54,6 +54,24 @@ internal static class Sandbox
         return new Child(Process.Start(psi)!, prefix is not null);
     }
 
+    /// <summary>Runs a command to its end; fails the test, with its error output, when it fails.</summary>
+    public static void Run(string file, params string[] args)
+    {
+        using var p = Process.Start(new ProcessStartInfo(file, args) { RedirectStandardError = true, UseShellExecute = false })!;
+        string err = p.StandardError.ReadToEnd();
+        p.WaitForExit();
+        Assert.True(p.ExitCode == 0, $"{file} {string.Join(' ', args)}: {err}");
+    }
+
+    /// <summary>Bytes of disk or memory a file takes (stat's blocks times block size): holes take none.</summary>
+    public static long AllocatedBytes(string path)
+    {
+        using var p = Process.Start(new ProcessStartInfo("stat", ["-c", "%b %B", path]) { RedirectStandardOutput = true, UseShellExecute = false })!;
+        var parts = p.StandardOutput.ReadToEnd().Trim().Split(' ');
+        p.WaitForExit();
+        return long.Parse(parts[0], CultureInfo.InvariantCulture) * long.Parse(parts[1], CultureInfo.InvariantCulture);
+    }
+
     /// <summary>Waits until <paramref name="condition"/> holds, checking every 10 ms, at most <paramref name="seconds"/>.</summary>
     public static void Eventually(Func<bool> condition, double seconds, string what)
     {

@@ -387,11 +387,5 @@ public class SandboxTests(ITestOutputHelper output)
         Assert.Equal(2, a.InUse());
     }
 
-    private static void Run(string file, params string[] args)
-    {
-        using var p = Process.Start(new ProcessStartInfo(file, args) { RedirectStandardError = true, UseShellExecute = false })!;
-        string err = p.StandardError.ReadToEnd();
-        p.WaitForExit();
-        Assert.True(p.ExitCode == 0, $"{file} {string.Join(' ', args)}: {err}");
-    }
+    private static void Run(string file, params string[] args) => Sandbox.Run(file, args);
 }

@@ -57,12 +57,6 @@ internal sealed class ChangeScope
 
     public LeaseTable Leases { get; }
 
-    /// <summary>The failure that poisoned the store, or null.</summary>
-    public Exception? Poison => _poison;
-
-    /// <summary>True while this store holds the region lock.</summary>
-    public bool Held => _held;
-
     private ref long ChangeCounter => ref _region.Word(FormatConstants.ControlOffset + ControlBlock.ChangeCounterOffset);
 
     /// <summary>
@@ -250,9 +244,6 @@ internal sealed class ChangeScope
         Enter(); // re-reads on entry
         Exit(changed: false);
     }
-
-    /// <summary>Forgets what was seen, so the next read or change re-reads the whole region.</summary>
-    public void ForgetSeen() => Volatile.Write(ref _seen, -1);
 
     /// <summary>The change counter now: a copying read compares it before and after (no process can end a branch,
     /// and so free and reuse its bytes, without moving it first).</summary>

@@ -17,7 +17,6 @@ internal static partial class Libc
     public static readonly nint MapFailed = -1;
 
     // fcntl commands for open-file-description locks (Linux 3.15 and later).
-    public const int FOfdGetLk = 36;
     public const int FOfdSetLk = 37;
 
     // struct flock l_type values.
@@ -35,7 +34,6 @@ internal static partial class Libc
     public const int EAcces = 13;
 
     public const int SigKill = 9;
-    public const int SigStop = 19;
 
     /// <summary><c>f_type</c> of a memory file system: tmpfs (also <c>/dev/shm</c> and <c>/run</c>), ramfs, hugetlbfs.</summary>
     public const long TmpfsMagic = 0x01021994;

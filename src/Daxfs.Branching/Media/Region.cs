@@ -70,19 +70,6 @@ internal sealed unsafe class Region : IDisposable
     /// <summary>Gives up this open's lock on byte <paramref name="offset"/>.</summary>
     public void Unlock(long offset) => SetLock(offset, Libc.FUnLck);
 
-    /// <summary>True when another open of the region file (not this one) holds a lock on byte <paramref name="offset"/>.</summary>
-    public bool LockedElsewhere(long offset)
-    {
-        var lk = new Libc.Flock { Type = Libc.FWrLck, Whence = Libc.SeekSet, Start = offset, Length = 1 };
-        while (Libc.Fcntl(Fd, Libc.FOfdGetLk, ref lk) != 0)
-        {
-            int errno = Marshal.GetLastPInvokeError();
-            if (errno != Libc.EIntr)
-                throw new IOException($"{Path}: cannot test the file lock at byte {offset} (errno {errno}); the region's file system must support open-file-description locks");
-        }
-        return lk.Type != Libc.FUnLck;
-    }
-
     private bool SetLock(long offset, short type)
     {
         var lk = new Libc.Flock { Type = type, Whence = Libc.SeekSet, Start = offset, Length = 1 };
