@@ -162,6 +162,11 @@ internal sealed unsafe class FuseServer
                 generation = _ahead.Generation;
                 _ahead.From += Step; // claimed
             }
+            if (RegionLost() is not null)
+            {
+                StopCheckingAhead(generation);
+                continue;
+            }
             try
             {
                 using (_store.BeginReadScope())
@@ -204,6 +209,13 @@ internal sealed unsafe class FuseServer
         while (!_stopped)
         {
             Thread.Sleep(100);
+            if (Volatile.Read(ref _lost) is null && RegionLost() is not null)
+            {
+                InvalidateAll(); // what the kernel cached is dropped too: every read comes here and fails
+                continue;
+            }
+            if (Volatile.Read(ref _lost) is not null)
+                continue;
             object? view;
             try
             {
@@ -296,12 +308,14 @@ internal sealed unsafe class FuseServer
                 }
                 try
                 {
+                    if (header.Opcode is not (FuseProtocol.Init or FuseProtocol.Forget or FuseProtocol.BatchForget or FuseProtocol.Interrupt))
+                        CheckRegion();
                     Dispatch(ref header, body);
                 }
                 catch (Exception e)
                 {
                     int errno = ErrnoOf(e);
-                    if (errno == FuseNative.EIO)
+                    if (errno == FuseNative.EIO && !ReferenceEquals(e, Volatile.Read(ref _lost)))
                         _log.WriteLine($"daxfs mount: opcode {header.Opcode} on inode {header.NodeId}: {e.GetType().Name}: {e.Message}");
                     ReplyError(header.Unique, errno);
                 }
@@ -311,6 +325,39 @@ internal sealed unsafe class FuseServer
         {
             NativeMemory.AlignedFree(buffer);
             CloseSplicePipe();
+        }
+    }
+
+    /// <summary>Set once the region file was found truncated under the mount: every request after that is EIO.</summary>
+    private CorruptionException? _lost;
+
+    /// <summary>
+    /// Checks, before anything of the region is touched, that its file still backs the whole mapping: a file
+    /// truncated under the mount (by mistake or by a hostile user with write access) would otherwise raise
+    /// SIGBUS in this process on the next access past its new end. Once it is found short, every request is
+    /// answered EIO (logged once) and the server stays up until it is unmounted.
+    /// </summary>
+    private void CheckRegion()
+    {
+        if (RegionLost() is { } lost)
+            throw lost;
+    }
+
+    /// <summary>The truncation found (recorded and logged the first time), or null while the file backs the mapping.</summary>
+    private CorruptionException? RegionLost()
+    {
+        if (Volatile.Read(ref _lost) is { } lost)
+            return lost;
+        try
+        {
+            _store.CheckBacking();
+            return null;
+        }
+        catch (CorruptionException e)
+        {
+            if (Interlocked.CompareExchange(ref _lost, e, null) is null)
+                _log.WriteLine($"daxfs mount: {e.Message}; every request is answered EIO from now on (unmount, then restore the region)");
+            return Volatile.Read(ref _lost);
         }
     }
 

@@ -296,7 +296,7 @@ public sealed partial class Store : IDisposable
 
     private static Superblock ValidateSuperblock(Region region)
     {
-        if (region.Length < 3 * FormatConstants.PageSize)
+        if (region.Length < FormatConstants.PageSize)
             ThrowHelper.Corrupt("superblock", 0, $"region of {region.Length} bytes is too small to hold a region header");
         var sb = region.At<Superblock>(0);
         if (sb.Magic != Superblock.MagicValue)
@@ -304,6 +304,10 @@ public sealed partial class Store : IDisposable
         uint crc = Crc32C.Compute(region.Span(0, 252));
         if (crc != sb.Crc)
             ThrowHelper.Corrupt("superblock", 0, $"checksum mismatch (stored {sb.Crc:X8}, computed {crc:X8})");
+        if (sb.Capacity > region.Length)
+            ThrowHelper.Corrupt("region file", region.Length, $"the file holds {region.Length} bytes but its superblock records a capacity of {sb.Capacity}: it was truncated, and what lay past byte {region.Length} is gone");
+        if (region.Length < 3 * FormatConstants.PageSize)
+            ThrowHelper.Corrupt("superblock", 0, $"region of {region.Length} bytes is too small to hold a region header");
         if (sb.FormatVersion != FormatConstants.Version)
             throw new FormatVersionException(sb.FormatVersion, FormatConstants.Version);
         const long page = FormatConstants.PageSize;
@@ -367,6 +371,8 @@ public sealed partial class Store : IDisposable
             _disposed = true;
             try
             {
+                if (!BackingIntact())
+                    return; // truncated under us: touching the region would raise SIGBUS; closing drops our locks
                 // Give back blocks reserved but never linked, and parked space no lease still needs; what cannot
                 // be given back now (the lock is busy, or another process's lease still sees it) is reclaimed by
                 // the next open that finds the region with no other process.
@@ -387,6 +393,12 @@ public sealed partial class Store : IDisposable
         }
     }
 
+    private bool BackingIntact()
+    {
+        try { _region.CheckBacking(); return true; }
+        catch (CorruptionException) { return false; }
+    }
+
     internal void ThrowIfUnusable()
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
@@ -398,6 +410,9 @@ public sealed partial class Store : IDisposable
 
     /// <summary>Leaves a change; <paramref name="changed"/> tells other processes to re-read the region.</summary>
     internal void ExitChange(bool changed) => _changes.Exit(changed);
+
+    /// <inheritdoc cref="Region.CheckBacking"/>
+    internal void CheckBacking() => _region.CheckBacking();
 
     /// <inheritdoc cref="ChangeScope.PoisonIfBroken"/>
     internal bool PoisonIfBroken(Exception ex) => _changes.PoisonIfBroken(ex);

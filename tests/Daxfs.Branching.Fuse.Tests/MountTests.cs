@@ -262,6 +262,40 @@ public class MountTests
     }
 
     [Fact]
+    public void A_region_truncated_under_the_mount_answers_EIO_and_the_server_stays_up()
+    {
+        using var m = new Mounted();
+        string mp = m.Mount("t");
+        Sh.Ok(Sh.Bash("echo written > new.txt && cat README.md lib/util.sh > /dev/null", mp), "use the branch");
+        string Pids() => Sh.Bash($"pgrep -f '[d]axfs.dll mount {mp}' || true").Out.Trim();
+        string pid = Pids();
+        Assert.NotEqual("", pid);
+
+        // Cut the file to its first two pages: the mapping now runs far past the file's end.
+        Sh.Ok(Sh.Run("truncate", ["-s", "8192", m.Region]), "truncate");
+        Assert.True(Eventually(() =>
+        {
+            var r = Sh.Bash($"cat {mp}/README.md {mp}/new.txt {mp}/data.bin > /dev/null");
+            return r.Code != 0 && r.Err.Contains("Input/output error");
+        }), "reads after the truncation should fail with EIO");
+        var list = Sh.Bash($"ls {mp}; stat {mp}/lib/util.sh; echo more > {mp}/other.txt");
+        Assert.NotEqual(0, list.Code);
+        Assert.Contains("Input/output error", list.Err);
+        // The same server, still answering (with errors), not killed by SIGBUS.
+        Assert.Equal(pid, Pids());
+        Assert.True(BranchMount.IsMounted(mp));
+        string log = File.ReadAllText(m.Logs[mp]);
+        Assert.Contains("was truncated to 8192 bytes while open", log);
+        Assert.Single(System.Text.RegularExpressions.Regex.Matches(log, "every request is answered EIO"));
+        Sh.Ok(Sh.Daxfs("unmount", mp), "unmount");
+        Assert.True(Eventually(() => Pids() == ""));
+        // The CLI names the damage too, with the damage exit code.
+        var open = m.Cli("ls", "/");
+        Assert.Equal(3, open.Code);
+        Assert.Contains("the file holds 8192 bytes but its superblock records a capacity of 536870912: it was truncated", open.Err);
+    }
+
+    [Fact]
     public void Permissions_are_enforced_for_other_users()
     {
         using var m = new Mounted();

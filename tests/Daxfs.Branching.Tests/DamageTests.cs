@@ -58,6 +58,24 @@ public class DamageTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public void A_region_file_truncated_while_open_fails_the_next_change_naming_the_file_and_closes_cleanly()
+    {
+        using var r = new TempRegion(capacity: 4L << 20, slots: 16);
+        var b = r.Store.Main.Fork("b");
+        b.WriteAllBytes("x.txt", "x"u8);
+        // Keep the header and control pages (what a change reads before it checks), lose the rest.
+        using (var f = new FileStream(r.RegionPath, FileMode.Open, FileAccess.ReadWrite))
+            f.SetLength(8192);
+        var e = Assert.Throws<CorruptionException>(() => b.WriteAllBytes("y.txt", "y"u8));
+        Assert.Equal("region file", e.Structure);
+        Assert.Contains($"{r.RegionPath} was truncated to 8192 bytes while open", e.Message);
+        Assert.Throws<CorruptionException>(() => r.Store.Main.Fork("c"));
+        r.Store.Dispose(); // no SIGBUS: the process table past the end is left alone
+        var reopen = Assert.Throws<CorruptionException>(() => Store.Open(r.RegionPath));
+        Assert.Contains("it was truncated", reopen.Message);
+    }
+
+    [Fact]
     public void A_bit_flipped_in_a_committed_version_is_reported_and_nothing_is_cut()
     {
         using var r = ThreeVersions();

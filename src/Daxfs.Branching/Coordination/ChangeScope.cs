@@ -180,6 +180,7 @@ internal sealed class ChangeScope
         try
         {
             _throwIfUnusable();
+            _region.CheckBacking(); // a truncated file: an error here, not SIGBUS on the lock word
             Lock.Acquire();
         }
         catch

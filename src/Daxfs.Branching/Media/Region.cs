@@ -280,6 +280,23 @@ internal sealed unsafe class Region : IDisposable
         return long.Parse(File.ReadAllText(sys).Trim(), System.Globalization.CultureInfo.InvariantCulture);
     }
 
+    /// <summary>
+    /// Throws <see cref="CorruptionException"/> when the file behind the mapping is now shorter than the mapping
+    /// (someone truncated it while it was open): touching a mapped page past the file's end would raise SIGBUS
+    /// and kill the process, so callers check here first, wherever a change or a served request begins. A DAX
+    /// device cannot shrink.
+    /// </summary>
+    public void CheckBacking()
+    {
+        if (_base == null)
+            ThrowDisposed();
+        if (Kind == RegionKind.DaxDevice)
+            return;
+        long size = RandomAccess.GetLength(_file);
+        if (size < _length)
+            ThrowHelper.Corrupt("region file", size, $"{Path} was truncated to {size} bytes while open ({_length} bytes are mapped); what lay past byte {size} is gone");
+    }
+
     /// <summary>Checks that [offset, offset+length) lies inside the mapping.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public void Check(long offset, long length)
