@@ -30,8 +30,8 @@ internal static class MountVerbs
             throw new FileNotFoundException($"{region}: region not found", region);
         if (!Directory.Exists(mountpoint))
             throw new UsageException($"{mountpoint}: mount point is not a directory");
-        using (var store = Store.Open(region))
-            store.GetBranch(branch); // fail here, with a clear message, for a missing or invalidated branch
+        using (var store = Store.OpenFenced(region))
+            _ = store.GetBranch(branch).Info; // fail here, with a clear message, for a missing, invalidated or damaged branch
         if (c.Args.Flag("--background"))
             return Background(c, mountpoint, region, branch, readOnly, directText, timeoutText);
 

@@ -73,9 +73,15 @@ public static class BranchMount
         if (!Directory.Exists(target))
             throw new DirectoryNotFoundException($"{mountpoint}: mount point is not a directory");
         RequireNotMounted(mountpoint);
-        using var store = Store.Open(regionPath);
+        // A damaged region is still served: what the damage reaches is fenced (EIO), the rest reads as usual.
+        using var store = Store.OpenFenced(regionPath);
         var branch = store.GetBranch(branchName);
-        bool readOnly = options.ReadOnly || branch.IsMain;
+        _ = branch.Info; // a fenced branch: its damage, now, rather than EIO on every request
+        var fenced = store.Fenced;
+        if (fenced.Count > 0)
+            (options.Log ?? Console.Error).WriteLine($"daxfs mount: {regionPath} is damaged ({fenced.Count} damaged log(s), first: {fenced[0].Structure} at offset {fenced[0].Offset}: {fenced[0].Detail}); "
+                + "what it reaches answers EIO, and the mount is read-only until the region is repaired (daxfs verify, daxfs repair)");
+        bool readOnly = options.ReadOnly || branch.IsMain || fenced.Count > 0;
         int fd = FuseNative.Geteuid() == 0 ? MountAsRoot(branchName, target, mountpoint, readOnly) : MountWithHelper(branchName, target, mountpoint, readOnly);
         try
         {

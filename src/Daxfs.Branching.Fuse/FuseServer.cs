@@ -221,8 +221,10 @@ internal sealed unsafe class FuseServer
             {
                 view = _branch.CurrentViewToken();
             }
-            catch (BranchInvalidatedException)
+            catch (Exception e) when (e is BranchInvalidatedException or CorruptionException)
             {
+                // Ended elsewhere, or damage found in what it is built on (fenced): whatever the kernel cached
+                // is dropped once, so every later request comes here and gets its answer (ESTALE, EIO).
                 if (!_stale)
                 {
                     _stale = true;

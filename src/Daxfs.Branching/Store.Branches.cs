@@ -92,6 +92,8 @@ public sealed partial class Store
     /// <summary>Checks the branch can be used: it is live here and its slot was not reused or ended by another process.</summary>
     internal void CheckLive(BranchState s)
     {
+        if (s.Fence is { } fence)
+            throw fence;
         if (s.Status != BranchState.StatusLive)
             ThrowHelper.Invalidated(s.Name, s.Kept);
         if (s.IsSnapshot)

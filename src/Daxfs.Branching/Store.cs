@@ -35,7 +35,7 @@ public sealed partial class Store : IDisposable
     private readonly Rec _rec = new();
     private bool _disposed;
 
-    private Store(Region region, Superblock super, BaseImage baseImage, BlockAllocator allocator, bool repair)
+    private Store(Region region, Superblock super, BaseImage baseImage, BlockAllocator allocator, bool repair, bool fence = false)
     {
         _region = region;
         _super = super;
@@ -49,6 +49,7 @@ public sealed partial class Store : IDisposable
         _picture = new RegionPicture(region, super, baseImage, allocator, region.Kind == RegionKind.File && lastBoot != ProcessIdentity.BootTag)
         {
             RepairDamage = repair,
+            FenceDamage = fence,
         };
     }
 
@@ -272,7 +273,31 @@ public sealed partial class Store : IDisposable
     /// </summary>
     public static Store OpenRepairing(string path) => Open(Region.Open(path ?? throw new ArgumentNullException(nameof(path))), TimeSpan.FromSeconds(30), repair: true);
 
-    private static Store Open(Region region, TimeSpan lockTimeout, bool repair)
+    /// <summary>
+    /// Opens a region to serve what is intact even when some of it is damaged (the mount uses it): a branch
+    /// whose log, or a log merged into it, fails validation is fenced instead of failing the open, and so is
+    /// every branch forked from it. Reading a fenced branch, or a file of it, throws the
+    /// <see cref="CorruptionException"/> naming the damage; main, the other branches and main's intact past
+    /// versions read as usual. Damage in main's own log fences main and every branch built on its current
+    /// state. Nothing is cut or freed, and while anything is fenced the store refuses every change (the damage
+    /// stays as found, for <c>daxfs verify</c> and <c>daxfs repair</c>). <see cref="Fenced"/> lists what it found,
+    /// including damage that later re-reads find in logs other processes append to.
+    /// Damage outside the logs (the superblock, the slot table, the base image's structure) still fails the open.
+    /// </summary>
+    /// <exception cref="CorruptionException">A structure outside the branch logs failed validation.</exception>
+    public static Store OpenFenced(string path) => Open(Region.Open(path ?? throw new ArgumentNullException(nameof(path))), TimeSpan.FromSeconds(30), repair: false, fence: true);
+
+    /// <summary>The damage a store opened with <see cref="OpenFenced"/> fenced, one entry per damaged log (empty when the region is intact).</summary>
+    public IReadOnlyList<DamageFound> Fenced
+    {
+        get
+        {
+            lock (_gate)
+                return _picture.Fenced.Select(e => new DamageFound(e.Structure, e.Offset, e.Detail, e.Consequences ?? "")).ToArray();
+        }
+    }
+
+    private static Store Open(Region region, TimeSpan lockTimeout, bool repair, bool fence = false)
     {
         try
         {
@@ -282,7 +307,7 @@ public sealed partial class Store : IDisposable
                 ThrowHelper.Corrupt("control block", sb.ControlOffset, "bad magic");
             var baseImage = BaseImage.Open(region, sb.BaseOffset, sb.BaseLength);
             var allocator = new BlockAllocator(region, sb.BitmapOffset, sb.BitmapLength, sb.ArenaOffset, sb.ArenaLength);
-            var store = new Store(region, sb, baseImage, allocator, repair);
+            var store = new Store(region, sb, baseImage, allocator, repair, fence);
             store.LockTimeout = lockTimeout;
             store._changes.Join();
             return store;
@@ -406,7 +431,17 @@ public sealed partial class Store : IDisposable
     }
 
     /// <summary>Enters a change: the in-process gate, the region lock, and a re-read if another process changed the region. Pair with <see cref="ExitChange"/>.</summary>
-    internal void EnterChange() => _changes.Enter();
+    internal void EnterChange()
+    {
+        _changes.Enter();
+        if (_picture.Fenced.Count > 0)
+        {
+            var first = _picture.Fenced[0];
+            _changes.Exit(changed: false);
+            throw new CorruptionException(first.Structure, first.Offset, first.Detail,
+                $"this store serves what is intact and refuses every change while the region is damaged ({_picture.Fenced.Count} damaged log(s)); run daxfs verify, then daxfs repair");
+        }
+    }
 
     /// <summary>Leaves a change; <paramref name="changed"/> tells other processes to re-read the region.</summary>
     internal void ExitChange(bool changed) => _changes.Exit(changed);

@@ -262,6 +262,52 @@ public class MountTests
     }
 
     [Fact]
+    public void A_damaged_branch_is_fenced_and_the_rest_of_the_region_is_served()
+    {
+        using var m = new Mounted();
+        Sh.Ok(m.Cli("branch", "create", "good"), "create good");
+        Sh.Ok(m.Cli("branch", "create", "bad"), "create bad");
+        Sh.Ok(Sh.Bash($"echo note | dotnet {Path.Combine(AppContext.BaseDirectory, "daxfs.dll")} put /note.txt -b bad -r {m.Region}"), "write to bad");
+        Sh.Ok(m.Cli("branch", "create", "badchild", "--parent", "bad"), "fork from bad");
+        long record;
+        using (var s = Store.Open(m.Region))
+        {
+            var c = s.Cursor(s.GetBranch("bad").State.Log.Ref);
+            Assert.True(c.MoveNext());
+            record = c.Offset + 24;
+        }
+        using (var f = new FileStream(m.Region, FileMode.Open, FileAccess.ReadWrite))
+        {
+            f.Position = record;
+            int b = f.ReadByte();
+            f.Position = record;
+            f.WriteByte((byte)(b ^ 0x40));
+        }
+
+        // The healthy branch mounts and reads; the damage makes the mount read-only, and the server says why.
+        string good = m.MountAt("mnt-good", "good");
+        Assert.Equal("# project\n", File.ReadAllText(Path.Combine(good, "README.md")));
+        var write = Sh.Bash($"echo x > {good}/new.txt");
+        Assert.NotEqual(0, write.Code);
+        Assert.Contains("Read-only file system", write.Err);
+        Assert.Contains("is damaged (1 damaged log(s)", File.ReadAllText(m.Logs[good]));
+
+        // The damaged branch and its child are refused with the damage named, not served as EIO everywhere.
+        foreach (string branch in new[] { "bad", "badchild" })
+        {
+            string mp = Path.Combine(m.Root, "mnt-" + branch);
+            Directory.CreateDirectory(mp);
+            var r = Sh.Daxfs("mount", mp, "-r", m.Region, "-b", branch, "--background");
+            Assert.Equal(3, r.Code);
+            Assert.Contains($"offset {record - 24}", r.Err);
+            Assert.False(BranchMount.IsMounted(mp));
+        }
+        // Verification still reports it, and the good mount is still serving.
+        Assert.Equal(3, m.Cli("verify").Code);
+        Assert.Equal("# project\n", File.ReadAllText(Path.Combine(good, "README.md")));
+    }
+
+    [Fact]
     public void A_region_truncated_under_the_mount_answers_EIO_and_the_server_stays_up()
     {
         using var m = new Mounted();

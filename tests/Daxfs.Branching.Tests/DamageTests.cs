@@ -31,10 +31,12 @@ public class DamageTests(ITestOutputHelper output)
     }
 
     /// <summary>Main's own records: offset, length, kind and (for versions) sequence.</summary>
-    private static List<(long Offset, long Length, RecordKind Kind, long Seq)> MainRecords(Store s)
+    private static List<(long Offset, long Length, RecordKind Kind, long Seq)> MainRecords(Store s) => Records(s, s.Main.State);
+
+    /// <summary>A branch's own records: offset, length, kind and (for versions) sequence.</summary>
+    private static List<(long Offset, long Length, RecordKind Kind, long Seq)> Records(Store s, Branching.BranchState branch)
     {
-        var main = s.Main.State;
-        var c = s.Cursor(main.Log.Ref);
+        var c = s.Cursor(branch.Log.Ref);
         var list = new List<(long, long, RecordKind, long)>();
         var r = new Rec();
         while (c.MoveNext())
@@ -47,6 +49,15 @@ public class DamageTests(ITestOutputHelper output)
     }
 
     private static string Hash(string path) => Convert.ToHexString(SHA256.HashData(File.ReadAllBytes(path)));
+
+    /// <summary>A hash of the branch slots, the bitmap, the base image and the arena: everything but the header,
+    /// control and process-table pages, which any store that opens the region writes to (its entry, the lock).</summary>
+    private static string HashOfData(string path)
+    {
+        var bytes = File.ReadAllBytes(path);
+        var sb = System.Runtime.InteropServices.MemoryMarshal.Read<Superblock>(bytes);
+        return Convert.ToHexString(SHA256.HashData(bytes.AsSpan((int)sb.SlotTableOffset)));
+    }
 
     private static void Flip(string path, long offset, byte mask)
     {
@@ -73,6 +84,57 @@ public class DamageTests(ITestOutputHelper output)
         r.Store.Dispose(); // no SIGBUS: the process table past the end is left alone
         var reopen = Assert.Throws<CorruptionException>(() => Store.Open(r.RegionPath));
         Assert.Contains("it was truncated", reopen.Message);
+    }
+
+    [Fact]
+    public void A_fencing_open_serves_what_is_intact_and_fences_the_damaged_branch_and_its_children()
+    {
+        using var r = ThreeVersions();
+        var liveRecord = Records(r.Store, r.Store.GetBranch("live").State)[0];
+        r.Store.Dispose();
+        Flip(r.RegionPath, liveRecord.Offset + liveRecord.Length / 2, 0x10);
+        string damaged = HashOfData(r.RegionPath);
+        Assert.Throws<CorruptionException>(() => Store.Open(r.RegionPath).Dispose());
+
+        using (var s = Store.OpenFenced(r.RegionPath))
+        {
+            var found = Assert.Single(s.Fenced);
+            Assert.Equal(liveRecord.Offset, found.Offset);
+            Assert.Contains("the log of branch 'live'", found.Detail);
+            // Main, its versions and its tags read as usual.
+            Assert.Equal("content of version 3", Encoding.UTF8.GetString(s.Main.ReadAllBytes("file.txt")));
+            Assert.Equal("content of version 2", Encoding.UTF8.GetString(s.AtVersion(2).ReadAllBytes("file.txt")));
+            Assert.Equal(1, s.Tags["first"]);
+            // The damaged branch and the child forked from it answer with the damage, for reads and listings alike.
+            var live = Assert.Throws<CorruptionException>(() => s.GetBranch("live").ReadAllBytes("live.txt"));
+            Assert.Equal(liveRecord.Offset, live.Offset);
+            var child = Assert.Throws<CorruptionException>(() => s.GetBranch("child").ReadAllBytes("child.txt"));
+            Assert.Contains("forked from 'live'", child.Consequences);
+            Assert.Throws<CorruptionException>(() => s.GetBranch("child").Exists("README.md"));
+            // No change while anything is fenced: a commit or fork could drop or overwrite what is still salvageable.
+            var change = Assert.Throws<CorruptionException>(() => s.Main.Fork("new"));
+            Assert.Contains("refuses every change", change.Message);
+        }
+        // Nothing was cut, freed or rewritten.
+        Assert.Equal(damaged, HashOfData(r.RegionPath));
+    }
+
+    [Fact]
+    public void Damage_in_mains_log_fences_main_and_its_branches_while_intact_versions_stay_readable()
+    {
+        using var r = ThreeVersions();
+        var v3 = MainRecords(r.Store).Single(x => x.Kind == RecordKind.Version && x.Seq == 3);
+        r.Store.Dispose();
+        Flip(r.RegionPath, v3.Offset + v3.Length / 2, 0x01);
+        string damaged = HashOfData(r.RegionPath);
+        using (var s = Store.OpenFenced(r.RegionPath))
+        {
+            Assert.Contains("main's log", Assert.Single(s.Fenced).Detail);
+            Assert.Throws<CorruptionException>(() => s.Main.ReadAllBytes("file.txt"));
+            Assert.Throws<CorruptionException>(() => s.GetBranch("live").ReadAllBytes("live.txt"));
+            Assert.Equal("content of version 2", Encoding.UTF8.GetString(s.AtVersion(2).ReadAllBytes("file.txt")));
+        }
+        Assert.Equal(damaged, HashOfData(r.RegionPath));
     }
 
     [Fact]

@@ -28,6 +28,12 @@ internal sealed class BranchState
     /// <summary>Invalidated by a commit to main with its log kept (slot state Kept): readable only by a rebase.</summary>
     public bool Kept;
 
+    /// <summary>
+    /// Set by a fencing open when the branch's log, a log merged into it, or its parent's is damaged: every
+    /// read or change of the branch throws this, and nothing of it is cut or freed.
+    /// </summary>
+    public CorruptionException? Fence;
+
     /// <summary>The version of main the branch's chain started from.</summary>
     public long BaseVersion;
 

@@ -68,7 +68,8 @@ internal sealed partial class RegionPicture
             ByName["main"] = main;
             _rebuild = false;
         }
-        CatchUp(Slots[0]!, in raw[0], alone, truncated);
+        if (Slots[0]!.Fence is null)
+            CatchUp(Slots[0]!, in raw[0], alone, truncated);
 
         // Branches this process knew that ended or were replaced since.
         for (int i = 1; i < count; i++)
@@ -99,6 +100,20 @@ internal sealed partial class RegionPicture
             // A branch forked from a past version of main is not invalidated by later commits: it never was
             // based on main's current state. Any other branch is stale once its parent's epoch moved on.
             bool detached = (s.Flags & BranchSlot.FlagDetached) != 0 && p == 0;
+            if (parent is { Fence: { } parentFence } && parentMatches)
+            {
+                // Built on a fenced branch: whether it is still valid cannot be told, so it is fenced too.
+                if (Slots[i] is not { Fence: not null })
+                {
+                    var fenced = Slots[i] ?? NewState(i, in s, names[i]!, parent);
+                    fenced.View = parent.View;
+                    fenced.Fence = FencedBy(fenced, parent, parentFence);
+                    Slots[i] = fenced;
+                    ByName[names[i]!] = fenced;
+                    InvalidatedNames.Remove(names[i]!);
+                }
+                continue;
+            }
             bool valid = parent is not null && parentMatches && !_cutSlots.Contains(p)
                 && (detached ? s.ForkEpoch >= BaseVersion && s.ForkEpoch <= CurrentVersion : s.ForkEpoch == parent.Epoch);
             if (!valid)
@@ -135,7 +150,8 @@ internal sealed partial class RegionPicture
                 ByName[names[i]!] = st;
                 InvalidatedNames.Remove(names[i]!);
             }
-            CatchUp(st, in s, alone, truncated);
+            if (st.Fence is null)
+                CatchUp(st, in s, alone, truncated);
         }
 
         // Families, derived fields and names, written back.
@@ -143,12 +159,14 @@ internal sealed partial class RegionPicture
             st?.Children.Clear();
         foreach (var st in Slots)
             if (st?.Parent is { } par) par.Children.Add(st);
+        // While anything is fenced nothing is written back: what this picture derived rests on damaged logs.
+        bool writeBack = Fenced.Count == 0;
         for (int i = 1; i < count; i++)
         {
             if (Slots[i] is not null)
                 continue;
             ref var slot = ref SlotAt(i);
-            if (slot.State == (uint)SlotState.Live)
+            if (slot.State == (uint)SlotState.Live && writeBack)
             {
                 if (stale.Contains(i) && !MergedLogs.Contains(slot.LogId))
                 {
@@ -163,18 +181,19 @@ internal sealed partial class RegionPicture
         }
         foreach (var key in InvalidatedNames.Where(kv => SlotAt(kv.Value).State is not ((uint)SlotState.Invalidated or (uint)SlotState.Kept)).Select(kv => kv.Key).ToList())
             InvalidatedNames.Remove(key);
-        SyncKept(count, names, alone, truncated);
+        SyncKept(count, names, alone && writeBack, truncated);
         foreach (var st in Slots)
         {
-            if (st is null) continue;
+            if (st is null || !writeBack) continue;
             ref var slot = ref SlotAt(st.Slot);
             if (slot.Epoch != st.Epoch) Volatile.Write(ref slot.Epoch, st.Epoch);
             if (slot.LiveChildren != (uint)st.Children.Count) Volatile.Write(ref slot.LiveChildren, (uint)st.Children.Count);
         }
 
-        if (alone)
+        if (alone && writeBack)
         {
-            // Free space: whatever a live branch or main's history reaches is in use; the rest is free.
+            // Free space: whatever a live branch or main's history reaches is in use; the rest is free. (Not
+            // while a log is fenced: what lies past its damage is unreachable, yet may still be salvaged.)
             var used = new List<(long, long)>();
             foreach (var st in Slots)
                 if (st is not null) used.AddRange(st.AllBlocks());
@@ -218,7 +237,7 @@ internal sealed partial class RegionPicture
             var s = SlotAt(i);
             if (s.State != (uint)SlotState.Kept || s.Generation != k.Generation)
                 Kept.Remove(i);
-            else
+            else if (k.Fence is null)
                 CatchUp(k, in s, alone, truncated); // records another process wrote before the commit that kept it
         }
         var order = Enumerable.Range(1, (int)count - 1).Where(i => SlotAt(i).State == (uint)SlotState.Kept && !Kept.ContainsKey(i))
@@ -240,6 +259,15 @@ internal sealed partial class RegionPicture
                 continue;
             }
             var st = NewState(i, in s, names[i] ?? CheckSlot(i, in s), parent);
+            if (parent!.Fence is { } parentFence)
+            {
+                st.View = parent.View;
+                st.Fence = FencedBy(st, parent, parentFence);
+                st.Kept = true;
+                st.Status = BranchState.StatusInvalidated;
+                Kept[i] = st;
+                continue;
+            }
             st.View = p == 0 ? VersionView(s.ForkEpoch) : parent!.View;
             st.BaseVersion = p == 0 ? s.ForkEpoch : parent!.BaseVersion;
             st.Kept = true;
@@ -248,6 +276,18 @@ internal sealed partial class RegionPicture
             Kept[i] = st;
         }
     }
+
+    /// <summary>Fences <paramref name="st"/> for <paramref name="damage"/> found in its log (see <see cref="FenceDamage"/>).</summary>
+    private void Fence(BranchState st, CorruptionException damage)
+    {
+        st.Fence = damage;
+        Fenced.Add(damage);
+    }
+
+    /// <summary>The error a branch forked from a fenced one answers with: its parent's damage, and why it matters here.</summary>
+    private static CorruptionException FencedBy(BranchState st, BranchState parent, CorruptionException parentFence)
+        => new(parentFence.Structure, parentFence.Offset, parentFence.Detail,
+            $"branch '{st.Name}' was forked from '{parent.Name}', which this damage fences, so it is fenced too (nothing of it is dropped)");
 
     /// <summary>Ends this process's picture of a branch another process ended (no space is touched here).</summary>
     private void Forget(BranchState st, int status)
@@ -350,7 +390,15 @@ internal sealed partial class RegionPicture
         {
             var view = st.View;
             long epoch = st.Epoch;
-            failure = Replay(st, ref view, cursor, ref epoch);
+            try
+            {
+                failure = Replay(st, ref view, cursor, ref epoch);
+            }
+            catch (CorruptionException e) when (FenceDamage)
+            {
+                Fence(st, e); // damage inside a log merged into this one
+                return;
+            }
             st.View = view;
             st.Epoch = epoch;
         }
@@ -376,6 +424,13 @@ internal sealed partial class RegionPicture
                 string where = st.IsMain ? "main's log" : $"the log of branch '{st.Name}'";
                 string why = !TornTailsPossible ? "a torn write cannot happen here (memory, or no machine crash since the region was last open)"
                     : !alone ? "other processes have the region open" : "the record lies in the part of the log already flushed to the file";
+                var damage = new CorruptionException(failure.Structure, failure.Offset, $"{where} (log {s.LogId}) fails validation: {failure.Detail}; not cut back, since {why}",
+                    failure.Consequences ?? Consequences(st, st.Epoch));
+                if (FenceDamage)
+                {
+                    Fence(st, damage);
+                    return;
+                }
                 throw new CorruptionException(failure.Structure, failure.Offset, $"{where} (log {s.LogId}) fails validation: {failure.Detail}; not cut back, since {why}",
                     failure.Consequences ?? Consequences(st, st.Epoch));
             }
@@ -405,9 +460,13 @@ internal sealed partial class RegionPicture
         {
             // The whole log read clean, yet it ends before the point a flushed publication recorded: its Tail
             // word was damaged (a lower Tail would silently hide committed records).
-            throw new CorruptionException($"branch slot {st.Slot}", SlotOffset(st.Slot),
+            var damage = new CorruptionException($"branch slot {st.Slot}", SlotOffset(st.Slot),
                 $"{(st.IsMain ? "main's log" : $"the log of branch '{st.Name}'")} ends at {s.Tail}, before its flushed tail {s.SyncedTail}: the Tail word is damaged",
                 st.IsMain ? "the versions after the Tail word's position are hidden, not lost: repair the Tail word from a backup, or restore the region file" : "records of this branch after that point are hidden");
+            if (!FenceDamage)
+                throw damage;
+            Fence(st, damage);
+            return;
         }
         if (cursor is not null && tail != 0)
         {

@@ -53,6 +53,17 @@ internal sealed partial class RegionPicture
     /// </summary>
     public bool RepairDamage { get; init; }
 
+    /// <summary>
+    /// Set by a fencing open (<see cref="Store.OpenFenced"/>): a branch whose own log, or a log merged into it,
+    /// fails validation is fenced (<see cref="BranchState.Fence"/>) with the branches forked from it, instead of
+    /// failing the whole open, and nothing is cut. While anything is fenced, free space is never rebuilt (blocks
+    /// past the damage may still be salvageable) and the store refuses changes.
+    /// </summary>
+    public bool FenceDamage { get; init; }
+
+    /// <summary>The damage a fencing open found, one entry per fenced log (branches fenced for their parent are not repeated).</summary>
+    public List<CorruptionException> Fenced { get; } = [];
+
     /// <summary>What an explicit repair cut, and what that dropped.</summary>
     public List<string> Repairs { get; } = [];
 
