@@ -1,10 +1,11 @@
 using System.Diagnostics;
+using System.Runtime.InteropServices;
 using System.Text;
 using Daxfs.Branching;
 
 namespace Daxfs.Branching.Tests;
 
-public class BaseImageTests
+public partial class BaseImageTests
 {
     private static string MakeTree()
     {
@@ -92,6 +93,39 @@ public class BaseImageTests
             Assert.Equal("x", Encoding.UTF8.GetString(r.Store.Main.ReadAllBytes("hardlink")));
             var ex = Assert.Throws<IOException>(() => BaseImageBuilder.FromDirectory(src, UnsupportedEntryPolicy.Refuse));
             Assert.Contains(src, ex.Message);
+        }
+        finally
+        {
+            Directory.Delete(src, recursive: true);
+        }
+    }
+
+    [LibraryImport("libc", EntryPoint = "setxattr", StringMarshalling = StringMarshalling.Utf8, SetLastError = true)]
+    private static partial int SetXattr(string path, string name, byte[] value, nuint size, int flags);
+
+    [Fact]
+    public void An_ACL_mask_does_not_land_in_the_group_bits()
+    {
+        // tmpfs keeps POSIX ACLs; with an extended ACL, stat's group bits are the mask, not the owning group's bits.
+        string src = Path.Combine("/dev/shm", $"daxfs-acl-{Guid.NewGuid():N}");
+        Directory.CreateDirectory(src);
+        try
+        {
+            string file = Path.Combine(src, "shared.txt");
+            File.WriteAllText(file, "x");
+            File.SetUnixFileMode(file, (UnixFileMode)0x1A0); // 0640
+            // version 2; user_obj rw-, user 1000 r--, group_obj r--, mask rwx, other ---
+            var acl = new List<byte>(BitConverter.GetBytes(2u));
+            foreach (var (tag, perm, id) in new (ushort, ushort, uint)[] { (0x01, 6, uint.MaxValue), (0x02, 4, 1000), (0x04, 4, uint.MaxValue), (0x10, 7, uint.MaxValue), (0x20, 0, uint.MaxValue) })
+                acl.AddRange([.. BitConverter.GetBytes(tag), .. BitConverter.GetBytes(perm), .. BitConverter.GetBytes(id)]);
+            if (SetXattr(file, "system.posix_acl_access", [.. acl], (nuint)acl.Count, 0) != 0)
+                Assert.Fail($"setting an ACL on tmpfs failed (errno {Marshal.GetLastPInvokeError()})");
+            Assert.Equal((UnixFileMode)0x1B8, File.GetUnixFileMode(file)); // 0670: the mask shows as the group bits
+
+            var b = BaseImageBuilder.FromDirectory(src);
+            Assert.Contains(b.Warnings, w => w.Contains(file, StringComparison.Ordinal) && w.Contains("ACL", StringComparison.Ordinal));
+            using var r = new TempRegion(b);
+            Assert.Equal(0x1A0u, r.Store.Main.Stat("shared.txt").Mode); // 0640: the owning group reads, as the ACL says
         }
         finally
         {

@@ -209,6 +209,12 @@ public sealed class BaseImageBuilder
             var st = UnixStatReader.Read(child);
             uint type = st.Mode & ModeBits.TypeMask;
             var e = new Entry { Name = name, Kind = NodeKind.File, Perm = st.Mode & ModeBits.PermMask, Uid = st.Uid, Gid = st.Gid, MtimeNs = st.MtimeNs };
+            if (type is ModeBits.Directory or ModeBits.Regular && UnixStatReader.AclGroupPermission(child) is { } group)
+            {
+                // With an extended ACL, stat's group bits are the ACL's mask: the owning group's own bits go there instead.
+                e.Perm = (e.Perm & ~0x38u) | (group << 3);
+                Unsupported(policy, $"{child}: POSIX ACL entries for named users and groups are not stored; the group bits keep the owning group's permissions, not the ACL mask");
+            }
             switch (type)
             {
                 case ModeBits.Directory:
