@@ -10,7 +10,7 @@ internal static class MountVerbs
     {
         string mountpoint = c.Args.Arg(0, "MOUNTPOINT");
         string region = c.RegionPath;
-        string branch = c.BranchName;
+        string? branch = c.Args.Value("--branch"); // none: the whole region
         bool readOnly = c.Args.Flag("--read-only");
         string? directText = c.Args.Value("--direct-read");
         long directRead = directText is null ? new MountOptions().DirectReadSize
@@ -31,7 +31,7 @@ internal static class MountVerbs
         if (!Directory.Exists(mountpoint))
             throw new UsageException($"{mountpoint}: mount point is not a directory");
         using (var store = Store.OpenFenced(region))
-            _ = store.GetBranch(branch).Info; // fail here, with a clear message, for a missing, invalidated or damaged branch
+            _ = (branch is null ? store.Main : store.GetBranch(branch)).Info; // fail here, with a clear message, for a missing, invalidated or damaged branch
         if (c.Args.Flag("--background"))
             return Background(c, mountpoint, region, branch, readOnly, directText, timeoutText);
 
@@ -40,7 +40,7 @@ internal static class MountVerbs
         using var intr = PosixSignalRegistration.Create(PosixSignal.SIGINT, ctx => { ctx.Cancel = true; cancel.Cancel(); });
         BranchMount.Run(region, branch, mountpoint, new MountOptions { ReadOnly = readOnly, DirectReadSize = directRead, CacheTimeout = cacheTimeout }, () =>
         {
-            Console.Out.WriteLine($"mounted branch '{branch}' at {mountpoint}{(readOnly || branch == "main" ? " (read-only)" : "")}; unmount with 'daxfs unmount {mountpoint}' or Ctrl-C");
+            Console.Out.WriteLine($"mounted {What(branch)} at {mountpoint}{(readOnly || branch == "main" ? " (read-only)" : "")}; unmount with 'daxfs unmount {mountpoint}' or Ctrl-C");
             Console.Out.Flush();
         }, cancel.Token);
         // A background server logs to a file its parent named; after a clean unmount there is nothing to keep.
@@ -55,8 +55,20 @@ internal static class MountVerbs
         return Program.Ok;
     }
 
+    private static string What(string? branch) => branch is null ? "the region (main, and each branch as @NAME)" : $"branch '{branch}'";
+
+    /// <summary>How to start this tool again: the executable itself, or the runtime and the tool's assembly.</summary>
+    private static string[] Self()
+    {
+        string? process = Environment.ProcessPath;
+        string assembly = typeof(Program).Assembly.Location;
+        if (process is null || Path.GetFileNameWithoutExtension(process) == "dotnet")
+            return [process ?? "dotnet", assembly];
+        return [process]; // an installed executable (apphost): it is the tool
+    }
+
     /// <summary>Starts the server as a detached process and returns once the mount is in place.</summary>
-    private static int Background(Context c, string mountpoint, string region, string branch, bool readOnly, string? directRead, string? cacheTimeout)
+    private static int Background(Context c, string mountpoint, string region, string? branch, bool readOnly, string? directRead, string? cacheTimeout)
     {
         // Checked here, not only by the server: a server that fails on a mount point already in use would
         // look like a success to the wait below, which only sees that something is mounted there.
@@ -65,9 +77,13 @@ internal static class MountVerbs
         // other user can plant a link or a FIFO where the server writes.
         string log = Path.Combine(Directory.CreateTempSubdirectory("daxfs-mount-").FullName, "server.log");
         var psi = new ProcessStartInfo("setsid") { UseShellExecute = false };
-        foreach (var a in new[] { "sh", "-c", "exec \"$@\" </dev/null >>\"$DAXFS_MOUNT_LOG\" 2>&1", "sh",
-            Environment.ProcessPath ?? "dotnet", typeof(Program).Assembly.Location, "mount", mountpoint, "-r", region, "-b", branch })
+        foreach (var a in new[] { "sh", "-c", "exec \"$@\" </dev/null >>\"$DAXFS_MOUNT_LOG\" 2>&1", "sh" }.Concat(Self()).Concat(["mount", mountpoint, "-r", region]))
             psi.ArgumentList.Add(a);
+        if (branch is not null)
+        {
+            psi.ArgumentList.Add("-b");
+            psi.ArgumentList.Add(branch);
+        }
         if (readOnly) psi.ArgumentList.Add("--read-only");
         if (directRead is not null)
         {
@@ -86,7 +102,7 @@ internal static class MountVerbs
         {
             if (BranchMount.IsMounted(mountpoint))
             {
-                Console.Out.WriteLine($"mounted branch '{branch}' at {mountpoint} in the background (server pid {child.Id}; log {log}); unmount with 'daxfs unmount {mountpoint}'");
+                Console.Out.WriteLine($"mounted {What(branch)} at {mountpoint} in the background (server pid {child.Id}; log {log}); unmount with 'daxfs unmount {mountpoint}'");
                 return Program.Ok;
             }
             if (child.HasExited)

@@ -121,9 +121,14 @@ internal static class Verbs
             "Folds main's history into a new base image and gives the older versions' space back. Keeps the last N versions\n(default 0) readable, and every tagged version or version a branch was forked from. Live branches go on as they were.",
             "daxfs compact -r /dev/shm/ws.daxfs --keep 10",
             [new("--keep", "-k", "N", "versions before the current one to keep readable (default 0)")], 0, 0, RegionVerbs.Compact, HasJson: true),
-        new("mount", "mount MOUNTPOINT -r REGION -b BRANCH [--background] [--read-only] [--direct-read SIZE|off] [--cache-timeout SECONDS]",
-            "Mounts a branch at a directory through FUSE, so any program works inside it (main is always read-only).\nNeeds /dev/fuse (apt-get install fuse3); a user other than root mounts through fusermount3. Stays in the foreground unless --background.",
-            "daxfs mount /mnt/agent -r /dev/shm/ws.daxfs -b agent-1 --background",
+        new("mount", "mount MOUNTPOINT -r REGION [-b BRANCH] [--background] [--read-only] [--direct-read SIZE|off] [--cache-timeout SECONDS]",
+            "Mounts the region (or, with -b, one branch) at a directory through FUSE, so any program works inside it.\n"
+            + "Without -b one server shows main read-only at MOUNTPOINT and every live branch as MOUNTPOINT/@NAME: mkdir @NAME\n"
+            + "forks main, rmdir @NAME discards. In every branch directory the hidden .daxfs/ctl takes one command per write\n"
+            + "(fork NAME, commit [MESSAGE], commit-parent [MESSAGE], abort, discard; reading it shows the state and the last\n"
+            + "failure), and mkdir .daxfs/branches/NAME forks that branch. Needs /dev/fuse (apt-get install fuse3); a user\n"
+            + "other than root mounts through fusermount3. Stays in the foreground unless --background.",
+            "daxfs mount /mnt/ws -r /dev/shm/ws.daxfs --background && mkdir /mnt/ws/@agent-1 && echo commit > /mnt/ws/@agent-1/.daxfs/ctl",
             [new("--background", null, null, "detach the server and return once mounted"), new("--read-only", null, null, "refuse writes (EROFS)"),
              new("--direct-read", null, "SIZE", "read files of SIZE or more opened read-only past the page cache (default 1M; off)"),
              new("--cache-timeout", null, "SECONDS", "how long the kernel may cache names, missing names and attributes (default 60,\n                              or 1 on kernels before 6.16); other processes' changes reach the mount within 0.1 s")],

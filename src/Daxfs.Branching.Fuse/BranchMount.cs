@@ -60,9 +60,12 @@ public static class BranchMount
     /// <summary>
     /// Mounts branch <paramref name="branchName"/> of the region at <paramref name="mountpoint"/> and serves it
     /// until it is unmounted or <paramref name="cancel"/> is signalled. <paramref name="ready"/> is called once the
-    /// mount is in place.
+    /// mount is in place. With <paramref name="branchName"/> null the whole region is served by this one server: main read-only at
+    /// the root, every live branch as the directory <c>@NAME</c> there (mkdir forks main, rmdir discards), appearing
+    /// and going within 0.1 s of a change by any process.
+    /// Either way each branch directory holds the hidden control entry <c>.daxfs</c> (see docs/mount.md).
     /// </summary>
-    public static void Run(string regionPath, string branchName, string mountpoint, MountOptions? options = null, Action? ready = null, CancellationToken cancel = default)
+    public static void Run(string regionPath, string? branchName, string mountpoint, MountOptions? options = null, Action? ready = null, CancellationToken cancel = default)
     {
         options ??= new MountOptions();
         if (options.CacheTimeout is { } timeout && (timeout < TimeSpan.Zero || timeout > TimeSpan.FromDays(1)))
@@ -75,18 +78,22 @@ public static class BranchMount
         RequireNotMounted(mountpoint);
         // A damaged region is still served: what the damage reaches is fenced (EIO), the rest reads as usual.
         using var store = Store.OpenFenced(regionPath);
-        var branch = store.GetBranch(branchName);
+        bool regionMode = branchName is null;
+        var branch = regionMode ? store.Main : store.GetBranch(branchName!);
         _ = branch.Info; // a fenced branch: its damage, now, rather than EIO on every request
         var fenced = store.Fenced;
         if (fenced.Count > 0)
             (options.Log ?? Console.Error).WriteLine($"daxfs mount: {regionPath} is damaged ({fenced.Count} damaged log(s), first: {fenced[0].Structure} at offset {fenced[0].Offset}: {fenced[0].Detail}); "
                 + "what it reaches answers EIO, and the mount is read-only until the region is repaired (daxfs verify, daxfs repair)");
-        bool readOnly = options.ReadOnly || branch.IsMain || fenced.Count > 0;
-        int fd = FuseNative.Geteuid() == 0 ? MountAsRoot(branchName, target, mountpoint, readOnly) : MountWithHelper(branchName, target, mountpoint, readOnly);
+        bool readOnly = options.ReadOnly || fenced.Count > 0;
+        // Main at the root of a region mount stays read-only per node (EROFS), not per mount: mkdir @NAME there forks.
+        bool mountReadOnly = readOnly || (!regionMode && branch.IsMain);
+        string name = branchName ?? System.IO.Path.GetFileName(regionPath);
+        int fd = FuseNative.Geteuid() == 0 ? MountAsRoot(name, target, mountpoint, mountReadOnly) : MountWithHelper(name, target, mountpoint, mountReadOnly);
         try
         {
             using var registration = cancel.Register(() => Unmount(target));
-            var server = new FuseServer(fd, store, branch, readOnly, options.Log ?? Console.Error)
+            var server = new FuseServer(fd, store, branch, readOnly || (!regionMode && branch.IsMain), options.Log ?? Console.Error, regionMode)
             {
                 CacheTimeout = options.CacheTimeout,
                 DirectReadSize = options.DirectReadSize,

@@ -17,7 +17,7 @@ internal static unsafe partial class FuseNative
 
     public const int ENOENT = 2, EINTR = 4, EIO = 5, EAGAIN = 11, EACCES = 13, EEXIST = 17, ENODEV = 19, ENOTDIR = 20,
         EISDIR = 21, EINVAL = 22, EFBIG = 27, ENOSPC = 28, EROFS = 30, EPERM = 1, ENAMETOOLONG = 36, ENOSYS = 38,
-        ENOTEMPTY = 39, ENODATA = 61, EOPNOTSUPP = 95, ESTALE = 116, ECONNABORTED = 103, EPROTO = 71;
+        ENOTEMPTY = 39, ENODATA = 61, EBUSY = 16, EXDEV = 18, EOPNOTSUPP = 95, ESTALE = 116, ECONNABORTED = 103, EPROTO = 71;
 
     [StructLayout(LayoutKind.Sequential)]
     public struct IoVec

@@ -204,3 +204,79 @@ internal struct FuseNotifyInvalInode
     [FieldOffset(8)] public long Offset;
     [FieldOffset(16)] public long Length;
 }
+
+[StructLayout(LayoutKind.Explicit, Size = 16)]
+internal struct FuseMknodIn
+{
+    [FieldOffset(0)] public uint Mode;
+    [FieldOffset(4)] public uint Rdev;
+    [FieldOffset(8)] public uint Umask;
+}
+
+[StructLayout(LayoutKind.Explicit, Size = 8)]
+internal struct FuseMkdirIn
+{
+    [FieldOffset(0)] public uint Mode;
+    [FieldOffset(4)] public uint Umask;
+}
+
+[StructLayout(LayoutKind.Explicit, Size = 8)]
+internal struct FuseRenameIn
+{
+    [FieldOffset(0)] public ulong NewDir;
+}
+
+[StructLayout(LayoutKind.Explicit, Size = 16)]
+internal struct FuseRename2In
+{
+    [FieldOffset(0)] public ulong NewDir;
+    [FieldOffset(8)] public uint Flags;
+}
+
+[StructLayout(LayoutKind.Explicit, Size = 8)]
+internal struct FuseOpenIn
+{
+    [FieldOffset(0)] public uint Flags;
+    [FieldOffset(4)] public uint OpenFlags;
+}
+
+[StructLayout(LayoutKind.Explicit, Size = 16)]
+internal struct FuseCreateIn
+{
+    [FieldOffset(0)] public uint Flags;
+    [FieldOffset(4)] public uint Mode;
+    [FieldOffset(8)] public uint Umask;
+    [FieldOffset(12)] public uint OpenFlags;
+}
+
+[StructLayout(LayoutKind.Explicit, Size = 24)]
+internal struct FuseReleaseIn
+{
+    [FieldOffset(0)] public ulong Fh;
+    [FieldOffset(8)] public uint Flags;
+    [FieldOffset(12)] public uint ReleaseFlags;
+    [FieldOffset(16)] public ulong LockOwner;
+}
+
+[StructLayout(LayoutKind.Explicit, Size = 8)]
+internal struct FuseWriteOut
+{
+    [FieldOffset(0)] public uint Size;
+}
+
+[StructLayout(LayoutKind.Explicit, Size = 24)]
+internal struct FuseDirent
+{
+    [FieldOffset(0)] public ulong Ino;
+    [FieldOffset(8)] public ulong Off;
+    [FieldOffset(16)] public uint NameLen;
+    [FieldOffset(20)] public uint Type;
+}
+
+[StructLayout(LayoutKind.Explicit, Size = 16)]
+internal struct FuseNotifyInvalEntry
+{
+    [FieldOffset(0)] public ulong Parent;
+    [FieldOffset(8)] public uint NameLen;
+    [FieldOffset(12)] public uint Flags;
+}

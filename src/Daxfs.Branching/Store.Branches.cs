@@ -44,6 +44,33 @@ public sealed partial class Store
         lock (_gate) { ThrowIfUnusable(); return _picture.ByName.ContainsKey(name); }
     }
 
+    /// <summary>The live branch named <paramref name="name"/>, or null (no exception: the mount looks names up often).</summary>
+    internal Branch? FindLive(string name)
+    {
+        EnsureCurrent();
+        lock (_gate)
+        {
+            ThrowIfUnusable();
+            return _picture.ByName.TryGetValue(name, out var s) && s.Status == BranchState.StatusLive ? new Branch(this, s) : null;
+        }
+    }
+
+    /// <summary>The live branches other than main, each with its parent's name, by name.</summary>
+    internal List<(string Name, string Parent)> LiveBranches()
+    {
+        EnsureCurrent();
+        lock (_gate)
+        {
+            ThrowIfUnusable();
+            var list = new List<(string, string)>();
+            foreach (var s in _picture.Slots)
+                if (s is { IsMain: false, Status: BranchState.StatusLive, Parent: { } p })
+                    list.Add((s.Name, p.Name));
+            list.Sort((a, b) => string.CompareOrdinal(a.Item1, b.Item1));
+            return list;
+        }
+    }
+
     /// <summary>Every branch this region holds: live ones (main first, then by depth and name) and invalidated ones.</summary>
     public IReadOnlyList<BranchInfo> ListBranches()
     {

@@ -3,10 +3,14 @@ namespace Daxfs.Branching;
 /// <summary>The POSIX-style reason a file operation failed. Each value maps to one errno.</summary>
 public enum FileSystemError
 {
+    /// <summary>EPERM: the operation is not permitted on this entry (for example a file operation on the mount's control entry).</summary>
+    NotPermitted = 1,
     /// <summary>ENOENT: a path component does not exist.</summary>
     NotFound = 2,
     /// <summary>EEXIST: the target already exists.</summary>
     Exists = 17,
+    /// <summary>EXDEV: the operation would cross from one branch to another (a rename between two branch directories of one mount).</summary>
+    CrossDevice = 18,
     /// <summary>ENOTDIR: a path component is not a directory.</summary>
     NotADirectory = 20,
     /// <summary>EISDIR: the operation needs a non-directory.</summary>
@@ -45,6 +49,8 @@ public sealed class DaxfsIOException : DaxfsException
 
     internal static string Describe(FileSystemError error) => error switch
     {
+        FileSystemError.NotPermitted => "operation not permitted",
+        FileSystemError.CrossDevice => "cross-branch link",
         FileSystemError.NotFound => "no such file or directory",
         FileSystemError.Exists => "file exists",
         FileSystemError.NotADirectory => "not a directory",

@@ -1,0 +1,623 @@
+using System.Collections.Concurrent;
+using System.Runtime.InteropServices;
+using System.Text;
+using Daxfs.Branching.Index;
+
+namespace Daxfs.Branching.Fuse;
+
+/// <summary>One handler per operation the kernel sends.</summary>
+internal sealed unsafe partial class FuseServer
+{
+    /// <summary>The hidden control entry at each branch's root: found by name, never listed.</summary>
+    public const string ControlName = ".daxfs";
+
+    private void RegisterHandlers()
+    {
+        _handlers[FuseProtocol.Init] = Init;
+        _handlers[FuseProtocol.Lookup] = Lookup;
+        _handlers[FuseProtocol.GetAttr] = GetAttr;
+        _handlers[FuseProtocol.SetAttr] = SetAttr;
+        _handlers[FuseProtocol.ReadLink] = ReadLink;
+        _handlers[FuseProtocol.Symlink] = Symlink;
+        _handlers[FuseProtocol.Mknod] = Mknod;
+        _handlers[FuseProtocol.Mkdir] = Mkdir;
+        _handlers[FuseProtocol.Unlink] = Unlink;
+        _handlers[FuseProtocol.Rmdir] = Rmdir;
+        _handlers[FuseProtocol.Rename] = Rename;
+        _handlers[FuseProtocol.Rename2] = Rename;
+        _handlers[FuseProtocol.Link] = Link;
+        _handlers[FuseProtocol.Open] = Open;
+        _handlers[FuseProtocol.Create] = Create;
+        _handlers[FuseProtocol.Read] = Read;
+        _handlers[FuseProtocol.Write] = Write;
+        _handlers[FuseProtocol.StatFs] = StatFs;
+        _handlers[FuseProtocol.Flush] = Flush;
+        _handlers[FuseProtocol.Release] = Acknowledge;
+        _handlers[FuseProtocol.Fsync] = Acknowledge;
+        _handlers[FuseProtocol.FsyncDir] = Acknowledge;
+        _handlers[FuseProtocol.Access] = Acknowledge;
+        _handlers[FuseProtocol.OpenDir] = OpenDir;
+        _handlers[FuseProtocol.ReleaseDir] = ReleaseDir;
+        _handlers[FuseProtocol.ReadDir] = ReadDir;
+        _handlers[FuseProtocol.ReadDirPlus] = ReadDir;
+    }
+
+    // Set by INIT: whether the kernel lets a file opened for direct I/O be mapped shared (without it, mmap would fail).
+    private bool _directIoAllowed;
+
+    // Set by INIT: whether the kernel opens directories without asking once OPENDIR answers ENOSYS.
+    private bool _noOpendir;
+
+    // Set by INIT: whether the kernel takes FUSE_NOTIFY_INC_EPOCH (protocol 7.44), which makes every name it
+    // cached, found or missing, be looked up again. Only then are missing names cached.
+    private bool _epochs;
+
+    private long _nextFh = 1;
+
+    // ------------------------------------------------------------------ helpers
+
+    /// <summary>Refuses a change of the files of <paramref name="mb"/> (main, read-only mounts, damaged regions).</summary>
+    private static void RequireWritable(MountedBranch mb)
+    {
+        if (mb.ReadOnly)
+            throw new BranchReadOnlyException(mb.Name, mb.Branch.IsMain ? $"branch '{mb.Name}' is read-only: main changes only by commits; fork a branch to write" : "mounted read-only");
+    }
+
+    /// <summary>Refuses a change of the region's branches (fork, commit, end) on a read-only mount.</summary>
+    private void RequireLifecycle(MountedBranch mb)
+    {
+        if (ReadOnly)
+            throw new BranchReadOnlyException(mb.Name, "mounted read-only");
+    }
+
+    /// <summary>The inode of the branch tree a request addresses; EPERM for a control entry (which holds no files).</summary>
+    private (MountedBranch Branch, long Ino) TreeNode(ulong node, string what)
+    {
+        var (mb, ino, role) = _nodes.Resolve(node);
+        if (role != NodeRole.Tree)
+            throw new DaxfsIOException(FileSystemError.NotPermitted, $"{ControlName}", $"{what}: the control entry holds no files");
+        return (mb, ino);
+    }
+
+    /// <summary>True for a name the control entry takes at a branch's root, or an @ name at the region's root.</summary>
+    private bool Reserved(MountedBranch mb, long parent, string name)
+        => parent == Branch.RootInode && (name == ControlName || (RegionMode && ReferenceEquals(mb, _nodes.Root) && name.StartsWith('@')));
+
+    /// <summary>The attributes of a control entry, from the branch root's.</summary>
+    private static InodeAttributes ControlAttributes(MountedBranch mb, NodeRole role)
+    {
+        var root = mb.Branch.GetAttributes(Branch.RootInode); // ESTALE once the branch is gone
+        return role switch
+        {
+            NodeRole.ControlDir => root with { Ino = NodeIds.ControlDirIno, Mode = 0x16D, Nlink = 2, Size = 0 }, // 0555
+            NodeRole.ChildrenDir => root with { Ino = NodeIds.ChildrenDirIno, Mode = root.Mode & 0x1FF, Nlink = 2, Size = 0 },
+            _ => root with { Ino = NodeIds.ControlFileIno, Kind = NodeKind.File, Mode = 0x124 | (root.Mode & 0x92), Nlink = 1, Size = 0 }, // r for all, w as the root
+        };
+    }
+
+    private void ReplyControlEntry(ulong unique, MountedBranch mb, NodeRole role, long ino)
+    {
+        var a = ControlAttributes(mb, role);
+        ReplyEntry(unique, mb, NodeIds.Control(mb.Index, ino), in a);
+    }
+
+    private void ReplyBranchRoot(ulong unique, MountedBranch mb)
+    {
+        var a = mb.Branch.GetAttributes(Branch.RootInode);
+        ReplyEntry(unique, mb, mb.RootNode, in a);
+    }
+
+    /// <summary>The entry for live branch <paramref name="name"/> at the region's root (<c>@NAME</c>), or null.</summary>
+    private MountedBranch? RegionBranch(string name)
+    {
+        var b = _store.FindLive(name);
+        return b is null ? null : _nodes.Attach(b, FuseProtocol.RootId, "@" + name, ReadOnly);
+    }
+
+    /// <summary>The entry for <paramref name="name"/>, a live child of <paramref name="parent"/>, under its <c>.daxfs/branches</c>; or null.</summary>
+    private MountedBranch? ChildBranch(MountedBranch parent, string name)
+    {
+        var b = _store.FindLive(name);
+        if (b is null || b.Parent?.Name != parent.Name)
+            return null;
+        return _nodes.Attach(b, NodeIds.Control(parent.Index, NodeIds.ChildrenDirIno), name, ReadOnly);
+    }
+
+    private void NotFound(ulong unique) => _reply.Error(unique, FuseNative.ENOENT);
+
+    // ------------------------------------------------------------------ handlers
+
+    private void Acknowledge(scoped in Request r) => _reply.Empty(r.Unique);
+
+    private void Lookup(scoped in Request r)
+    {
+        string name = r.Name(0);
+        var (mb, ino, role) = _nodes.Resolve(r.Node);
+        switch (role)
+        {
+            case NodeRole.ControlDir:
+                if (name == "ctl") ReplyControlEntry(r.Unique, mb, NodeRole.ControlFile, NodeIds.ControlFileIno);
+                else if (name == "branches") ReplyControlEntry(r.Unique, mb, NodeRole.ChildrenDir, NodeIds.ChildrenDirIno);
+                else NotFound(r.Unique);
+                return;
+            case NodeRole.ChildrenDir:
+                if (ChildBranch(mb, name) is { } child) ReplyBranchRoot(r.Unique, child);
+                else NotFound(r.Unique); // not cached: a fork elsewhere must show at once
+                return;
+            case NodeRole.ControlFile:
+                throw new DaxfsIOException(FileSystemError.NotADirectory, "ctl");
+        }
+        if (ino == Branch.RootInode && name == ControlName)
+        {
+            mb.Branch.GetAttributes(Branch.RootInode); // ESTALE for a branch that ended
+            ReplyControlEntry(r.Unique, mb, NodeRole.ControlDir, NodeIds.ControlDirIno);
+            return;
+        }
+        if (ino == Branch.RootInode && RegionMode && ReferenceEquals(mb, _nodes.Root) && name.Length > 1 && name[0] == '@'
+            && RegionBranch(name[1..]) is { } branch)
+        {
+            ReplyBranchRoot(r.Unique, branch);
+            return;
+        }
+        if (mb.Branch.TryLookupChild(ino, name, out var a))
+        {
+            ReplyEntry(r.Unique, mb, mb.Node(a.Ino), in a);
+        }
+        else if (_epochs && !(RegionMode && name.StartsWith('@')))
+        {
+            // Node 0: missing, and the kernel may keep that for the entry timeout (a tool probing for a
+            // .gitignore in every directory asks once); the watcher's epoch drops it on a change elsewhere.
+            var e = new FuseEntryOut { EntryValid = _timeoutSec, EntryValidNsec = _timeoutNsec };
+            _reply.Struct(r.Unique, in e);
+        }
+        else
+        {
+            NotFound(r.Unique); // not cached: nothing could drop it on a change elsewhere
+        }
+    }
+
+    private void GetAttr(scoped in Request r)
+    {
+        var (mb, ino, role) = _nodes.Resolve(r.Node);
+        var a = role == NodeRole.Tree ? mb.Branch.GetAttributes(ino) : ControlAttributes(mb, role);
+        ReplyAttr(r.Unique, r.Node, in a);
+    }
+
+    private void SetAttr(scoped in Request r)
+    {
+        var s = r.Read<FuseSetAttrIn>();
+        var (mb, ino, role) = _nodes.Resolve(r.Node);
+        if (role == NodeRole.ControlFile && (s.Valid & (FuseProtocol.FattrMode | FuseProtocol.FattrUid | FuseProtocol.FattrGid)) == 0)
+        {
+            var c = ControlAttributes(mb, role); // truncation and times, as `echo cmd > ctl` asks first: nothing to change
+            ReplyAttr(r.Unique, r.Node, in c);
+            return;
+        }
+        if (role != NodeRole.Tree)
+            throw new DaxfsIOException(FileSystemError.NotPermitted, ControlName, "the control entry's attributes cannot be changed");
+        RequireWritable(mb);
+        long? size = (s.Valid & FuseProtocol.FattrSize) != 0 ? (long)s.Size : null;
+        uint? mode = (s.Valid & FuseProtocol.FattrMode) != 0 ? s.Mode & 0xFFF : null;
+        uint? uid = (s.Valid & FuseProtocol.FattrUid) != 0 ? s.Uid : null;
+        uint? gid = (s.Valid & FuseProtocol.FattrGid) != 0 ? s.Gid : null;
+        long? mtime = (s.Valid & FuseProtocol.FattrMtimeNow) != 0 ? (DateTime.UtcNow - DateTime.UnixEpoch).Ticks * 100
+            : (s.Valid & FuseProtocol.FattrMtime) != 0 ? (long)s.Mtime * 1_000_000_000L + s.MtimeNsec : null;
+        InodeAttributes a = size is null && mode is null && uid is null && gid is null && mtime is null
+            ? mb.Branch.GetAttributes(ino) // atime or ctime only: not stored
+            : mb.Branch.SetInodeAttributes(ino, size, mode, uid, gid, mtime);
+        Changed(mb);
+        ReplyAttr(r.Unique, r.Node, in a);
+    }
+
+    private void ReadLink(scoped in Request r)
+    {
+        var (mb, ino) = TreeNode(r.Node, "readlink");
+        _reply.Bytes(r.Unique, Encoding.UTF8.GetBytes(mb.Branch.ReadLinkInode(ino)));
+    }
+
+    private void Symlink(scoped in Request r)
+    {
+        string name = r.Name(0, out int end);
+        string target = r.Name(end);
+        MakeEntry(in r, name, NodeKind.Symlink, 0x1FF, target, create: false);
+    }
+
+    private void Mknod(scoped in Request r)
+    {
+        var m = r.Read<FuseMknodIn>();
+        string name = r.Name(sizeof(FuseMknodIn));
+        if ((m.Mode & 0xF000) != 0x8000)
+            throw new DaxfsIOException(FileSystemError.InvalidArgument, name, "only regular files can be created");
+        MakeEntry(in r, name, NodeKind.File, m.Mode, "", create: false);
+    }
+
+    private void Create(scoped in Request r)
+    {
+        var c = r.Read<FuseCreateIn>();
+        string name = r.Name(sizeof(FuseCreateIn));
+        MakeEntry(in r, name, NodeKind.File, c.Mode, "", create: true);
+    }
+
+    private void Mkdir(scoped in Request r)
+    {
+        var m = r.Read<FuseMkdirIn>();
+        string name = r.Name(sizeof(FuseMkdirIn));
+        var (mb, ino, role) = _nodes.Resolve(r.Node);
+        if (role == NodeRole.ChildrenDir)
+        {
+            // mkdir …/.daxfs/branches/NAME: fork this branch.
+            RequireLifecycle(mb);
+            var child = mb.Branch.Fork(name);
+            var entry = _nodes.Attach(child, NodeIds.Control(mb.Index, NodeIds.ChildrenDirIno), name, ReadOnly);
+            ReplyBranchRoot(r.Unique, entry);
+            Shown(mb, NodeIds.Control(mb.Index, NodeIds.ChildrenDirIno), name);
+            return;
+        }
+        if (role == NodeRole.Tree && ino == Branch.RootInode && RegionMode && ReferenceEquals(mb, _nodes.Root) && name.StartsWith('@'))
+        {
+            // mkdir MNT/@NAME: fork main.
+            RequireLifecycle(mb);
+            var child = mb.Branch.Fork(name[1..]);
+            ReplyBranchRoot(r.Unique, _nodes.Attach(child, FuseProtocol.RootId, name, ReadOnly));
+            Shown(mb, FuseProtocol.RootId, name);
+            return;
+        }
+        MakeEntry(in r, name, NodeKind.Directory, m.Mode, "", create: false);
+    }
+
+    /// <summary>Creates an entry owned by the calling user (mkdir, mknod, create, symlink).</summary>
+    private void MakeEntry(scoped in Request r, string name, NodeKind kind, uint mode, string target, bool create)
+    {
+        var (mb, parent) = TreeNode(r.Node, "create");
+        if (Reserved(mb, parent, name))
+            throw new DaxfsIOException(FileSystemError.Exists, name, "the name is reserved for the control entry or a branch");
+        RequireWritable(mb);
+        var a = mb.Branch.CreateInode(parent, name, kind, mode & 0xFFF, r.Header.Uid, r.Header.Gid, target);
+        Changed(mb);
+        if (!create)
+        {
+            ReplyEntry(r.Unique, mb, mb.Node(a.Ino), in a);
+            return;
+        }
+        mb.Known[mb.Node(a.Ino)] = 0;
+        Span<byte> reply = stackalloc byte[sizeof(FuseEntryOut) + sizeof(FuseOpenOut)];
+        var e = Entry(mb, mb.Node(a.Ino), in a);
+        MemoryMarshal.Write(reply, in e);
+        var o = new FuseOpenOut { Fh = 0, OpenFlags = FuseProtocol.KeepCache };
+        MemoryMarshal.Write(reply[sizeof(FuseEntryOut)..], in o);
+        _reply.Bytes(r.Unique, reply);
+    }
+
+    private void Unlink(scoped in Request r)
+    {
+        string name = r.Name(0);
+        var (mb, parent) = TreeNode(r.Node, "unlink");
+        if (Reserved(mb, parent, name))
+            throw new DaxfsIOException(FileSystemError.NotPermitted, name, "the control entry and branches are not files");
+        RequireWritable(mb);
+        mb.Branch.RemoveEntry(parent, name, directory: false);
+        Changed(mb);
+        _reply.Empty(r.Unique);
+    }
+
+    private void Rmdir(scoped in Request r)
+    {
+        string name = r.Name(0);
+        var (mb, ino, role) = _nodes.Resolve(r.Node);
+        if (role == NodeRole.ChildrenDir)
+        {
+            // rmdir …/.daxfs/branches/NAME: discard that child (a leaf).
+            RequireLifecycle(mb);
+            var child = _store.FindLive(name);
+            if (child is null || child.Parent?.Name != mb.Name)
+                throw new BranchNotFoundException(name);
+            child.Discard();
+            RefreshSoon();
+            _reply.Empty(r.Unique);
+            return;
+        }
+        if (role == NodeRole.Tree && ino == Branch.RootInode && RegionMode && ReferenceEquals(mb, _nodes.Root) && name.StartsWith('@'))
+        {
+            // rmdir MNT/@NAME: discard that branch (a leaf).
+            RequireLifecycle(mb);
+            var branch = _store.FindLive(name[1..]) ?? throw new BranchNotFoundException(name[1..]);
+            branch.Discard();
+            RefreshSoon();
+            _reply.Empty(r.Unique);
+            return;
+        }
+        if (role != NodeRole.Tree)
+            throw new DaxfsIOException(FileSystemError.NotPermitted, name, "the control entry holds no files");
+        if (Reserved(mb, ino, name))
+            throw new DaxfsIOException(FileSystemError.NotPermitted, name, "the control entry is not a directory of the branch");
+        RequireWritable(mb);
+        mb.Branch.RemoveEntry(ino, name, directory: true);
+        Changed(mb);
+        _reply.Empty(r.Unique);
+    }
+
+    private void Rename(scoped in Request r)
+    {
+        bool two = r.Header.Opcode == FuseProtocol.Rename2;
+        ulong newDir = two ? r.Read<FuseRename2In>().NewDir : r.Read<FuseRenameIn>().NewDir;
+        uint flags = two ? r.Read<FuseRename2In>().Flags : 0;
+        string oldName = r.Name(two ? sizeof(FuseRename2In) : sizeof(FuseRenameIn), out int end);
+        string newName = r.Name(end);
+        if ((flags & ~FuseProtocol.RenameNoReplace) != 0)
+            throw new DaxfsIOException(FileSystemError.InvalidArgument, oldName, "rename flags other than RENAME_NOREPLACE are not supported");
+        var (from, fromDir) = TreeNode(r.Node, "rename");
+        var (to, toDir) = TreeNode(newDir, "rename");
+        if (!ReferenceEquals(from, to) && from.Key != to.Key)
+            throw new DaxfsIOException(FileSystemError.CrossDevice, oldName, "a rename cannot move an entry between branches");
+        if (Reserved(from, fromDir, oldName) || Reserved(to, toDir, newName))
+            throw new DaxfsIOException(FileSystemError.NotPermitted, oldName, "the control entry and branches cannot be renamed");
+        RequireWritable(from);
+        from.Branch.RenameEntry(fromDir, oldName, toDir, newName, noReplace: (flags & FuseProtocol.RenameNoReplace) != 0);
+        Changed(from);
+        _reply.Empty(r.Unique);
+    }
+
+    private void Link(scoped in Request r) => _reply.Error(r.Unique, FuseNative.EPERM); // a branch has no hard links
+
+    private void Open(scoped in Request r)
+    {
+        uint flags = r.Read<FuseOpenIn>().Flags;
+        var (mb, ino, role) = _nodes.Resolve(r.Node);
+        if (role == NodeRole.ControlFile)
+        {
+            ReplyOpen(r.Unique, 0, FuseProtocol.DirectIo); // never cached: each read asks for the state now
+            return;
+        }
+        if (role != NodeRole.Tree)
+            throw new DaxfsIOException(FileSystemError.IsADirectory, ControlName);
+        if ((flags & 3) != 0) RequireWritable(mb); // O_WRONLY or O_RDWR
+        var a = mb.Branch.GetAttributes(ino);
+        // A large file opened only for reading skips the page cache: each read is one copy, from the region
+        // into the reader's buffer, and N mounts reading one file do not keep N copies of it in memory.
+        bool direct = (flags & 3) == 0 && _directIoAllowed && a.Size >= DirectReadSize;
+        ReplyOpen(r.Unique, 0, direct ? FuseProtocol.DirectIo | FuseProtocol.KeepCache : FuseProtocol.KeepCache);
+    }
+
+    private void Read(scoped in Request r)
+    {
+        var rd = r.Read<FuseReadIn>();
+        var (mb, ino, role) = _nodes.Resolve(r.Node);
+        if (role == NodeRole.ControlFile)
+        {
+            var text = Encoding.UTF8.GetBytes(ControlText(mb));
+            int from = (int)Math.Min((ulong)text.Length, rd.Offset);
+            _reply.Bytes(r.Unique, text.AsSpan(from, Math.Min(text.Length - from, (int)rd.Size)));
+            return;
+        }
+        if (role != NodeRole.Tree)
+            throw new DaxfsIOException(FileSystemError.IsADirectory, ControlName);
+        // The lease keeps the bytes under the spans from being reused by another process (one that ends this
+        // branch meanwhile) until the kernel has copied them out of the mapping: the reply is sent inside it.
+        using (_store.BeginReadScope())
+            _reply.Data(r.Unique, mb.Branch.ReadInode(ino, (long)rd.Offset, rd.Size));
+        if (rd.Size >= CheckAheadMinimum)
+            CheckAhead(r.Node, (long)rd.Offset, (long)rd.Offset + rd.Size);
+    }
+
+    private void Write(scoped in Request r)
+    {
+        var w = r.Read<FuseWriteIn>();
+        if ((ulong)r.Body.Length < (ulong)sizeof(FuseWriteIn) + w.Size)
+            throw new DaxfsIOException(FileSystemError.InvalidArgument, "request", "write shorter than it says");
+        var data = r.Body.Slice(sizeof(FuseWriteIn), (int)w.Size);
+        var (mb, ino, role) = _nodes.Resolve(r.Node);
+        if (role == NodeRole.ControlFile)
+            Command(mb, data);
+        else if (role != NodeRole.Tree)
+            throw new DaxfsIOException(FileSystemError.IsADirectory, ControlName);
+        else
+        {
+            RequireWritable(mb);
+            mb.Branch.WriteInode(ino, (long)w.Offset, data);
+            Changed(mb);
+        }
+        var o = new FuseWriteOut { Size = w.Size };
+        _reply.Struct(r.Unique, in o);
+    }
+
+    private void StatFs(scoped in Request r)
+    {
+        var u = _store.Usage;
+        var s = new FuseStatfsOut
+        {
+            Blocks = (ulong)(u.Capacity / 4096),
+            Bfree = (ulong)(u.ArenaFreeBytes / 4096),
+            Bavail = ReadOnly ? 0 : (ulong)(u.ArenaFreeBytes / 4096),
+            Files = 1UL << 32,
+            Ffree = (1UL << 32) - (ulong)u.BaseInodes,
+            Bsize = 4096,
+            NameLen = 255,
+            Frsize = 4096,
+        };
+        _reply.Struct(r.Unique, in s);
+    }
+
+    // Nothing to do on close (writes reach the branch as they come); ENOSYS makes the kernel stop sending
+    // FLUSH (it still writes back dirty mapped pages before a close returns).
+    private void Flush(scoped in Request r) => _reply.Error(r.Unique, FuseNative.ENOSYS);
+
+    // ------------------------------------------------------------------ directories
+
+    /// <summary>One entry of a listing: its name, node, attributes and the branch entry that owns the node.</summary>
+    private readonly record struct Listed(string Name, ulong Node, InodeAttributes Attributes, MountedBranch Owner);
+
+    // Listings being read, by directory node and open handle (handle 0 when the kernel opens directories without
+    // asking): taken at the READDIR of offset 0, so a listing read in several requests is one snapshot.
+    private readonly ConcurrentDictionary<(ulong Node, ulong Fh), List<Listed>> _listings = new();
+
+    /// <summary>At most this many listings are kept between the requests that read them.</summary>
+    private const int MaxListings = 1024;
+
+    private void OpenDir(scoped in Request r)
+    {
+        // The kernel keeps listings in its cache and reads them from there while the directory is unchanged:
+        // it drops one itself on a change made through this mount, and on one made elsewhere when the watcher
+        // invalidates the node. A kernel that can open directories without asking (it then keeps their listings
+        // cached too) is told so, and a repeated walk (git status, find, a build) costs no request per directory
+        // at all; an older one gets a handle.
+        if (_noOpendir)
+        {
+            _reply.Error(r.Unique, FuseNative.ENOSYS);
+            return;
+        }
+        var (mb, ino, role) = _nodes.Resolve(r.Node);
+        if (role == NodeRole.ControlFile || (role == NodeRole.Tree && mb.Branch.GetAttributes(ino).Kind != NodeKind.Directory))
+            throw new DaxfsIOException(FileSystemError.NotADirectory, $"node {r.Node}");
+        ReplyOpen(r.Unique, (ulong)Interlocked.Increment(ref _nextFh), role == NodeRole.Tree ? FuseProtocol.CacheDir | FuseProtocol.KeepCache : 0);
+    }
+
+    private void ReleaseDir(scoped in Request r)
+    {
+        _listings.TryRemove((r.Node, r.Read<FuseReleaseIn>().Fh), out _);
+        _reply.Empty(r.Unique);
+    }
+
+    /// <summary>What directory <paramref name="node"/> lists now, without "." and "..".</summary>
+    private List<Listed> List(ulong node)
+    {
+        var (mb, ino, role) = _nodes.Resolve(node);
+        var list = new List<Listed>();
+        switch (role)
+        {
+            case NodeRole.ControlDir:
+                list.Add(new("ctl", NodeIds.Control(mb.Index, NodeIds.ControlFileIno), ControlAttributes(mb, NodeRole.ControlFile), mb));
+                list.Add(new("branches", NodeIds.Control(mb.Index, NodeIds.ChildrenDirIno), ControlAttributes(mb, NodeRole.ChildrenDir), mb));
+                return list;
+            case NodeRole.ChildrenDir:
+                foreach (var (name, parent) in _store.LiveBranches())
+                    if (parent == mb.Name && ChildBranch(mb, name) is { } child)
+                        list.Add(new(name, child.RootNode, child.Branch.GetAttributes(Branch.RootInode), child));
+                return list;
+            case NodeRole.ControlFile:
+                throw new DaxfsIOException(FileSystemError.NotADirectory, "ctl");
+        }
+        bool regionRoot = RegionMode && ino == Branch.RootInode && ReferenceEquals(mb, _nodes.Root);
+        var branches = regionRoot ? _store.LiveBranches() : [];
+        var shadowed = branches.Select(b => "@" + b.Name).ToHashSet(StringComparer.Ordinal);
+        foreach (var (name, a) in mb.Branch.ReadDirectory(ino))
+            if (!shadowed.Contains(name))
+                list.Add(new(name, mb.Node(a.Ino), a, mb));
+        foreach (var (name, _) in branches)
+        {
+            try
+            {
+                if (RegionBranch(name) is { } b)
+                    list.Add(new("@" + name, b.RootNode, b.Branch.GetAttributes(Branch.RootInode), b));
+            }
+            catch (DaxfsException) { } // ended or fenced meanwhile: not listed
+        }
+        return list;
+    }
+
+    private ulong ParentNodeOf(MountedBranch mb, long ino, NodeRole role) => role switch
+    {
+        NodeRole.ControlDir => mb.RootNode,
+        NodeRole.ChildrenDir => NodeIds.Control(mb.Index, NodeIds.ControlDirIno),
+        _ when ino == Branch.RootInode => mb.Index == 0 ? FuseProtocol.RootId : mb.ParentNode,
+        _ => mb.Node(mb.Branch.ParentOf(ino)),
+    };
+
+    private void ReadDir(scoped in Request r)
+    {
+        bool plus = r.Header.Opcode == FuseProtocol.ReadDirPlus;
+        var rd = r.Read<FuseReadIn>();
+        var key = (r.Node, rd.Fh);
+        if (rd.Offset == 0 || !_listings.TryGetValue(key, out var list))
+        {
+            // A new pass over the directory (or one whose listing was dropped): take it now and keep it for the
+            // requests that continue this pass. Without a handle (fh 0) nothing says when a pass is abandoned,
+            // so the kept listings are bounded.
+            list = List(r.Node);
+            if (_listings.Count >= MaxListings)
+                _listings.Clear();
+            _listings[key] = list;
+        }
+        var (self, ino, role) = _nodes.Resolve(r.Node);
+        int size = (int)Math.Min(rd.Size, 1 << 20);
+        var buffer = new byte[size];
+        int used = 0;
+        // Entry k (k = 0 ".", 1 "..", then the children) is resumed with offset k; each entry's cookie is k + 1.
+        for (long k = (long)rd.Offset; k < list.Count + 2; k++)
+        {
+            string name;
+            ulong node;
+            uint type;
+            Listed entry = default;
+            bool dot = k < 2;
+            if (k == 0) { name = "."; node = r.Node; type = 4; }
+            else if (k == 1) { name = ".."; node = ParentNodeOf(self, ino, role); type = 4; }
+            else
+            {
+                entry = list[(int)(k - 2)];
+                (name, node) = (entry.Name, entry.Node);
+                type = entry.Attributes.Kind switch { NodeKind.Directory => 4u, NodeKind.Symlink => 10u, _ => 8u };
+            }
+            int nameLen = Encoding.UTF8.GetByteCount(name);
+            int direntSize = (sizeof(FuseDirent) + nameLen + 7) & ~7;
+            int entrySize = plus ? sizeof(FuseEntryOut) + direntSize : direntSize;
+            if (used + entrySize > size)
+                break;
+            var span = buffer.AsSpan(used, entrySize);
+            span.Clear();
+            int at = 0;
+            if (plus)
+            {
+                var attributes = entry.Attributes;
+                var e = dot ? default : Entry(entry.Owner, node, in attributes);
+                MemoryMarshal.Write(span, in e);
+                at = sizeof(FuseEntryOut);
+                if (!dot) entry.Owner.Known[node] = 0;
+            }
+            var d = new FuseDirent { Ino = node, Off = (ulong)(k + 1), NameLen = (uint)nameLen, Type = type };
+            MemoryMarshal.Write(span[at..], in d);
+            Encoding.UTF8.GetBytes(name, span[(at + sizeof(FuseDirent))..]);
+            used += entrySize;
+        }
+        if (used == 0)
+            _listings.TryRemove(KeyValuePair.Create(key, list)); // the end of this pass: the kernel reads until an empty reply
+        _reply.Bytes(r.Unique, buffer.AsSpan(0, used));
+    }
+
+    // ------------------------------------------------------------------ INIT
+
+    private void Init(scoped in Request r)
+    {
+        var i = r.Read<FuseInitIn>();
+        if (i.Major != FuseProtocol.Major)
+        {
+            _reply.Error(r.Unique, FuseNative.EPROTO);
+            return;
+        }
+        uint wanted = FuseProtocol.AsyncRead | FuseProtocol.BigWrites | FuseProtocol.AutoInvalData | FuseProtocol.DoReaddirplus
+            | FuseProtocol.ReaddirplusAuto | FuseProtocol.ParallelDirops | FuseProtocol.MaxPagesFlag | FuseProtocol.CacheSymlinks | FuseProtocol.AsyncDio;
+        // Direct reads need mmap to keep working on such files, which the kernel allows only when asked (flags2).
+        // The kernel reads flags2 whenever the reply sets InitExt, whatever minor version it names.
+        bool allowMmap = (i.Flags & FuseProtocol.InitExt) != 0 && (i.Flags2 & FuseProtocol.DirectIoAllowMmap) != 0;
+        _directIoAllowed = allowMmap && DirectReadSize != long.MaxValue;
+        _noOpendir = (i.Flags & FuseProtocol.NoOpendirSupport) != 0;
+        _epochs = i.Minor >= 44;
+        var timeout = CacheTimeout ?? TimeSpan.FromSeconds(_epochs ? 60 : 1);
+        _timeoutSec = (ulong)(timeout.Ticks / TimeSpan.TicksPerSecond);
+        _timeoutNsec = (uint)(timeout.Ticks % TimeSpan.TicksPerSecond * 100);
+        var o = new FuseInitOut
+        {
+            Major = FuseProtocol.Major,
+            Minor = Math.Min(FuseProtocol.Minor, i.Minor),
+            MaxReadahead = Math.Max(i.MaxReadahead, 4u << 20),
+            Flags = (i.Flags & wanted) | (_directIoAllowed ? FuseProtocol.InitExt : 0),
+            Flags2 = _directIoAllowed ? FuseProtocol.DirectIoAllowMmap : 0,
+            MaxBackground = 64,
+            CongestionThreshold = 48,
+            MaxWrite = 4 << 20,
+            TimeGran = 1,
+            MaxPages = 1024, // the kernel caps this at its own limit (256 on older kernels)
+        };
+        _reply.Struct(r.Unique, in o);
+        Initialized?.Invoke();
+    }
+}
