@@ -131,7 +131,7 @@ internal static class Verbs
             "daxfs mount /mnt/ws -r /dev/shm/ws.daxfs --background && mkdir /mnt/ws/@agent-1 && echo commit > /mnt/ws/@agent-1/.daxfs/ctl",
             [new("--background", null, null, "detach the server and return once mounted"), new("--read-only", null, null, "refuse writes (EROFS)"),
              new("--direct-read", null, "SIZE", "read files of SIZE or more opened read-only past the page cache (default 1M; off)"),
-             new("--cache-timeout", null, "SECONDS", "how long the kernel may cache names, missing names and attributes (default 60,\n                              or 1 on kernels before 6.16); other processes' changes reach the mount within 0.1 s")],
+             new("--cache-timeout", null, "SECONDS", "how long the kernel may cache names, missing names and attributes (default 60);\n                              other processes' changes reach the mount within 0.1 s")],
             1, 1, MountVerbs.Mount, UsesBranch: true),
         new("unmount", "unmount MOUNTPOINT", "Unmounts a mounted branch (also clears the mount of a server that crashed).",
             "daxfs unmount /mnt/agent", [], 1, 1, MountVerbs.Unmount, UsesRegion: false),

@@ -13,9 +13,8 @@ public sealed record MountOptions
 
     /// <summary>
     /// How long the kernel may cache names (found or missing) and attributes. Changes made by other processes are
-    /// pushed to the kernel within 0.1 s whatever this is, so it only bounds how long a lookup is saved. Default
-    /// (null): 60 s on a kernel that can drop every cached name at once (Linux 6.16 on, FUSE 7.44), 1 s on an
-    /// older one, where a name removed or renamed elsewhere stays visible until it expires.
+    /// pushed to the kernel within 0.1 s whatever this is (each name that changed is dropped), so it only bounds
+    /// how long a lookup is saved. Default (null): 60 s.
     /// </summary>
     public TimeSpan? CacheTimeout { get; init; }
 

@@ -36,7 +36,7 @@ internal static class FuseProtocol
 
     public const uint RenameNoReplace = 1, RenameExchange = 2;
 
-    public const int NotifyInvalInode = 2, NotifyInvalEntry = 3, NotifyIncEpoch = 8;
+    public const int NotifyInvalInode = 2, NotifyInvalEntry = 3;
 
     /// <summary>The kernel's name for request <paramref name="opcode"/> (without the FUSE_ prefix).</summary>
     public static string Name(uint opcode) => opcode switch

@@ -45,6 +45,8 @@ internal sealed unsafe partial class FuseServer
             int space = text.IndexOf(' ');
             string verb = space < 0 ? text : text[..space];
             string argument = space < 0 ? "" : text[(space + 1)..].Trim();
+            if (mb.Branch.IsMain && verb is "commit" or "commit-parent" or "abort" or "discard")
+                throw new BranchReadOnlyException(mb.Name, $"main cannot {verb}: it changes only by the commits of its branches");
             switch (verb)
             {
                 case "fork":

@@ -48,10 +48,6 @@ internal sealed unsafe partial class FuseServer
     // Set by INIT: whether the kernel opens directories without asking once OPENDIR answers ENOSYS.
     private bool _noOpendir;
 
-    // Set by INIT: whether the kernel takes FUSE_NOTIFY_INC_EPOCH (protocol 7.44), which makes every name it
-    // cached, found or missing, be looked up again. Only then are missing names cached.
-    private bool _epochs;
-
     private long _nextFh = 1;
 
     // ------------------------------------------------------------------ helpers
@@ -163,16 +159,16 @@ internal sealed unsafe partial class FuseServer
         {
             ReplyEntry(r.Unique, mb, mb.Node(a.Ino), in a);
         }
-        else if (_epochs && !(RegionMode && name.StartsWith('@')))
+        else if (!(RegionMode && name.StartsWith('@')))
         {
             // Node 0: missing, and the kernel may keep that for the entry timeout (a tool probing for a
-            // .gitignore in every directory asks once); the watcher's epoch drops it on a change elsewhere.
+            // .gitignore in every directory asks once); the watcher drops that name when it appears elsewhere.
             var e = new FuseEntryOut { EntryValid = _timeoutSec, EntryValidNsec = _timeoutNsec };
             _reply.Struct(r.Unique, in e);
         }
         else
         {
-            NotFound(r.Unique); // not cached: nothing could drop it on a change elsewhere
+            NotFound(r.Unique); // not cached: a branch forked elsewhere must show at once
         }
     }
 
@@ -600,8 +596,7 @@ internal sealed unsafe partial class FuseServer
         bool allowMmap = (i.Flags & FuseProtocol.InitExt) != 0 && (i.Flags2 & FuseProtocol.DirectIoAllowMmap) != 0;
         _directIoAllowed = allowMmap && DirectReadSize != long.MaxValue;
         _noOpendir = (i.Flags & FuseProtocol.NoOpendirSupport) != 0;
-        _epochs = i.Minor >= 44;
-        var timeout = CacheTimeout ?? TimeSpan.FromSeconds(_epochs ? 60 : 1);
+        var timeout = CacheTimeout ?? TimeSpan.FromSeconds(60);
         _timeoutSec = (ulong)(timeout.Ticks / TimeSpan.TicksPerSecond);
         _timeoutNsec = (uint)(timeout.Ticks % TimeSpan.TicksPerSecond * 100);
         var o = new FuseInitOut

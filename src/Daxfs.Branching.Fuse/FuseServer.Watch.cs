@@ -1,3 +1,5 @@
+using Daxfs.Branching.Index;
+
 namespace Daxfs.Branching.Fuse;
 
 /// <summary>
@@ -23,7 +25,15 @@ internal sealed unsafe partial class FuseServer
     /// Has the watcher look now. Handlers never notify the kernel themselves: a notification about a directory
     /// the kernel holds locked for the very request being answered would wait for that answer forever.
     /// </summary>
-    private void RefreshSoon() => _wake.Set();
+    private void RefreshSoon()
+    {
+        _woken = true;
+        _wake.Set();
+    }
+
+    /// <summary>The region's change counter at the watcher's last look, and whether a handler asked for a look since.</summary>
+    private long _lastStamp = -1;
+    private volatile bool _woken;
 
     /// <summary>Records that the kernel already knows of branch entry <paramref name="name"/> in <paramref name="dir"/> (made by this mount), so the next look does not drop it.</summary>
     private void Shown(MountedBranch owner, ulong dir, string name)
@@ -35,7 +45,8 @@ internal sealed unsafe partial class FuseServer
             else
                 owner.LastChildren = [.. owner.LastChildren.Append(name).Order(StringComparer.Ordinal)];
         }
-        RefreshSoon();
+        // No early look: the kernel learnt of the entry from the reply, and the next look (within 0.1 s) covers
+        // the rest; a burst of forks costs one look, not one each.
     }
 
     /// <summary>Looks for changes every 0.1 s (sooner when woken), until the mount ends.</summary>
@@ -55,6 +66,13 @@ internal sealed unsafe partial class FuseServer
                     InvalidateBranch(mb);
                 continue;
             }
+            // Nothing changed anywhere in the region since the last look (the change counter is where it was):
+            // nothing to compare, and the idle watcher allocates nothing.
+            long stamp = _store.ChangeStamp();
+            if (stamp == _lastStamp && !_woken)
+                continue;
+            _woken = false;
+            _lastStamp = stamp;
             try
             {
                 Refresh();
@@ -81,7 +99,6 @@ internal sealed unsafe partial class FuseServer
     {
         lock (_refreshGate)
         {
-            bool moved = false;
             var reached = _nodes.Live();
             foreach (var mb in reached)
             {
@@ -103,15 +120,14 @@ internal sealed unsafe partial class FuseServer
                     }
                     continue;
                 }
-                if (!ReferenceEquals(view, Volatile.Read(ref mb.LastView)))
+                var last = Volatile.Read(ref mb.LastView);
+                if (!ReferenceEquals(view, last))
                 {
                     Volatile.Write(ref mb.LastView, view);
+                    DropChangedNames(mb, last as View, view as View);
                     InvalidateBranch(mb);
-                    moved = true;
                 }
             }
-            if (moved && _epochs)
-                _reply.IncrementEpoch(); // names created, removed or renamed elsewhere show at once
 
             var live = _store.LiveBranches();
             if (RegionMode)
@@ -120,10 +136,11 @@ internal sealed unsafe partial class FuseServer
                 ListChanged(FuseProtocol.RootId, _lastBranches, names);
                 _lastBranches = names;
             }
+            var byParent = live.ToLookup(b => b.Parent, b => b.Name, StringComparer.Ordinal);
             foreach (var mb in reached)
             {
                 if (mb.Gone) continue;
-                var children = live.Where(b => b.Parent == mb.Name).Select(b => b.Name).ToArray();
+                var children = byParent[mb.Name].ToArray();
                 ListChanged(NodeIds.Control(mb.Index, NodeIds.ChildrenDirIno), mb.LastChildren, children);
                 mb.LastChildren = children;
             }
@@ -139,6 +156,37 @@ internal sealed unsafe partial class FuseServer
         _reply.InvalidateNode(dir);
         foreach (var name in before.Except(now).Concat(now.Except(before)))
             _reply.InvalidateEntry(dir, name);
+    }
+
+    /// <summary>
+    /// Names created, removed or renamed elsewhere show at once: in every directory of <paramref name="mb"/> the
+    /// kernel may have names of (its known directories), each name whose entry differs between the view the
+    /// kernel was told about and the new one is dropped, found or missing. Only those names go: dropping all
+    /// names (the kernel's epoch) would evict every unused inode of every branch, and their cached pages with them.
+    /// </summary>
+    private void DropChangedNames(MountedBranch mb, View? before, View? now)
+    {
+        if (now is null)
+            return;
+        foreach (var node in mb.Known.Keys)
+        {
+            long ino = NodeIds.InoOf(node);
+            if (ino >= NodeIds.TreeLimit || before is null || !before.Exists(ino) || before.KindOf(ino) != NodeKind.Directory)
+                continue;
+            var old = new Dictionary<string, long>(StringComparer.Ordinal);
+            foreach (var (name, child) in before.Entries(ino))
+                old[name] = child;
+            if (now.Exists(ino) && now.KindOf(ino) == NodeKind.Directory)
+            {
+                foreach (var (name, child) in now.Entries(ino))
+                {
+                    if (!old.Remove(name, out long was) || was != child)
+                        _reply.InvalidateEntry(node, name);
+                }
+            }
+            foreach (var name in old.Keys)
+                _reply.InvalidateEntry(node, name); // gone
+        }
     }
 
     /// <summary>Drops everything the kernel cached of <paramref name="mb"/>'s nodes (attributes, pages, listings).</summary>

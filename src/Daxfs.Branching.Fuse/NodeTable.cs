@@ -101,6 +101,7 @@ internal sealed class NodeTable
     public NodeTable(Branch root, bool readOnly)
     {
         Root = Attach(root, 0, "", readOnly);
+        Root.Known[Root.RootNode] = 0; // the kernel has the mount's root without a lookup
     }
 
     /// <summary>The branch at the mount's root (index 0, its root node is the mount's root, node 1).</summary>

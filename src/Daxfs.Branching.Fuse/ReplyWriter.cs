@@ -69,16 +69,6 @@ internal sealed unsafe class ReplyWriter(int fd, TextWriter log)
 
     // ------------------------------------------------------------------ notifications
 
-    /// <summary>Makes the kernel look up again every name it cached, found or missing (FUSE_NOTIFY_INC_EPOCH, 7.44).</summary>
-    public void IncrementEpoch()
-    {
-        var e = new FuseOutHeader { Len = (uint)sizeof(FuseOutHeader), Error = FuseProtocol.NotifyIncEpoch, Unique = 0 };
-        var iov = stackalloc FuseNative.IoVec[1];
-        iov[0] = new FuseNative.IoVec { Base = &e, Length = (nuint)sizeof(FuseOutHeader) };
-        if (FuseNative.Writev(Fd, iov, 1) < 0)
-            log.WriteLine($"daxfs mount: dropping the kernel's cached names failed: {FuseNative.Describe(FuseNative.LastError)}");
-    }
-
     /// <summary>Drops what the kernel cached of node <paramref name="node"/>: attributes, pages, listing. A node it forgot answers ENOENT: nothing to drop.</summary>
     public void InvalidateNode(ulong node)
     {

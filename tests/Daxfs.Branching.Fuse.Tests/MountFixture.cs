@@ -8,7 +8,7 @@ internal static class Sh
 {
     public sealed record Result(int Code, string Out, string Err);
 
-    public static Result Run(string file, IEnumerable<string> args, string? cwd = null, int timeoutSeconds = 300)
+    public static Result Run(string file, IEnumerable<string> args, string? cwd = null, int timeoutSeconds = 300, IReadOnlyDictionary<string, string>? env = null)
     {
         var psi = new ProcessStartInfo(file) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
         foreach (var a in args) psi.ArgumentList.Add(a);
@@ -17,6 +17,7 @@ internal static class Sh
         psi.Environment["NO_COLOR"] = "1";
         psi.Environment["GIT_CONFIG_NOSYSTEM"] = "1";
         psi.Environment["HOME"] = Path.GetTempPath();
+        foreach (var (k, v) in env ?? new Dictionary<string, string>()) psi.Environment[k] = v;
         using var p = Process.Start(psi)!;
         var o = p.StandardOutput.ReadToEndAsync();
         var e = p.StandardError.ReadToEndAsync();
@@ -78,11 +79,12 @@ internal sealed class Mounted : IDisposable
     }
 
     /// <summary>Mounts an existing <paramref name="branch"/> at the directory <paramref name="name"/> under the root.</summary>
-    public string MountAt(string name, string branch, params string[] extra)
+    public string MountAt(string name, string? branch, params string[] extra)
     {
         string mp = Path.Combine(Root, name);
         Directory.CreateDirectory(mp);
-        var r = Sh.Ok(Sh.Daxfs(["mount", mp, "-r", Region, "-b", branch, "--background", .. extra]), "mount");
+        string[] which = branch is null ? [] : ["-b", branch];
+        var r = Sh.Ok(Sh.Daxfs(["mount", mp, "-r", Region, .. which, "--background", .. extra]), "mount");
         _mounts.Add(mp);
         var log = System.Text.RegularExpressions.Regex.Match(r.Out, @"; log (\S+?)\)");
         if (log.Success)
@@ -96,6 +98,9 @@ internal sealed class Mounted : IDisposable
         }
         return mp;
     }
+
+    /// <summary>Mounts the whole region (main at the root, each branch as @NAME) at the directory <paramref name="name"/> under the root.</summary>
+    public string MountRegion(string name = "mnt-region", params string[] extra) => MountAt(name, null, extra);
 
     /// <summary>The log file of each background server, by mount point.</summary>
     public Dictionary<string, string> Logs { get; } = [];
