@@ -439,6 +439,123 @@ internal sealed class Peers(string work, string ws, string region, Report report
         }
     }
 
+    /// <summary>
+    /// Mounts the whole region with one server process of its own (<c>daxfs mount MNT -r REGION --background</c>, no
+    /// <c>-b</c>), as a user would, for the duration of <paramref name="body"/>, which gets the mount point and the
+    /// server's pid.
+    /// </summary>
+    private void WithRegionMount(string regionPath, Action<string, int> body)
+    {
+        string mp = Fresh("rmnt");
+        Directory.CreateDirectory(mp);
+        string said = Sh.Run("dotnet", Daxfs, "mount", mp, "-r", regionPath, "--background");
+        int pid = int.Parse(System.Text.RegularExpressions.Regex.Match(said, @"server pid (\d+)").Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture);
+        try { body(mp, pid); }
+        finally
+        {
+            try { Sh.Run("dotnet", Daxfs, "unmount", mp); }
+            catch (InvalidOperationException e) { Console.WriteLine($"  unmount {mp} failed: {e.Message.Split('\n')[0]}"); }
+        }
+    }
+
+    /// <summary>Writes one command to a branch's control file, as any program would (open, write, close).</summary>
+    private static void Control(string branchDir, string command)
+    {
+        using var f = new FileStream(Path.Combine(branchDir, ".daxfs", "ctl"), FileMode.Open, FileAccess.Write, FileShare.ReadWrite, 1);
+        f.Write(System.Text.Encoding.UTF8.GetBytes(command + "\n"));
+    }
+
+    /// <summary>A process's anonymous resident memory (its heaps, not the mapped region), in KiB.</summary>
+    private static long AnonKiB(int pid) => long.Parse(File.ReadLines($"/proc/{pid}/status").First(l => l.StartsWith("RssAnon:", StringComparison.Ordinal))
+        .Split(' ', StringSplitOptions.RemoveEmptyEntries)[1], System.Globalization.CultureInfo.InvariantCulture);
+
+    // ------------------------------------------------------------------ branch lifecycle through one mount
+
+    /// <summary>
+    /// Forks, commits and aborts as file operations on one region mount (mkdir, a write to .daxfs/ctl), timed in this
+    /// process against a server process of its own; and the memory one server holds per branch it serves.
+    /// </summary>
+    public void MountLifecycle()
+    {
+        Console.WriteLine("branch lifecycle through one mount:");
+        if (BranchMount.FuseProblem() is { } problem)
+        {
+            foreach (var sc in new[] { "fork", "commit 100 files (1 byte each)", "abort after 100 edits (1 byte each)", "idle cost of a mounted branch" })
+                report.Skip(sc, "ours (one mount)", problem);
+            return;
+        }
+        var targets = Workspace.Pick(ws, 100);
+        int reps = quick ? 3 : 10;
+        WithRegionMount(region, (mp, pid) =>
+        {
+            Try("fork", "ours (one mount: mkdir @NAME)", () => null, () =>
+            {
+                Directory.CreateDirectory(Path.Combine(mp, "@warm"));
+                Directory.Delete(Path.Combine(mp, "@warm"));
+                var samples = new List<double>();
+                for (int i = 0; i < (quick ? 50 : 200); i++)
+                {
+                    string b = Path.Combine(mp, $"@mk{_n++}");
+                    samples.Add(Sh.TimeMs(() => Directory.CreateDirectory(b)));
+                    Directory.Delete(b); // rmdir: discard
+                }
+                return new Figure("fork", "ours (one mount: mkdir @NAME)", "ms", samples, "mkdir from this process, served by a server process of its own");
+            });
+            Try("commit 100 files (1 byte each)", "ours (one mount: echo commit > .daxfs/ctl)", () => null, () =>
+            {
+                var samples = new List<double>();
+                for (int i = 0; i < reps; i++)
+                {
+                    string b = Path.Combine(mp, $"@cm{_n++}");
+                    Directory.CreateDirectory(b);
+                    foreach (var t in targets)
+                        using (var f = new FileStream(Path.Combine(b, t), FileMode.Open, FileAccess.Write)) f.WriteByte(0x5A);
+                    samples.Add(Sh.TimeMs(() => Control(b, "commit edit")));
+                }
+                return new Figure("commit 100 files (1 byte each)", "ours (one mount: echo commit > .daxfs/ctl)", "ms", samples, "the commit step, as a write to the control file");
+            });
+            Try("abort after 100 edits (1 byte each)", "ours (one mount: echo abort > .daxfs/ctl)", () => null, () =>
+            {
+                var samples = new List<double>();
+                for (int i = 0; i < reps; i++)
+                {
+                    string b = Path.Combine(mp, $"@ab{_n++}");
+                    Directory.CreateDirectory(b);
+                    foreach (var t in targets)
+                        using (var f = new FileStream(Path.Combine(b, t), FileMode.Open, FileAccess.Write)) f.WriteByte(0x5A);
+                    samples.Add(Sh.TimeMs(() => Control(b, "abort")));
+                }
+                return new Figure("abort after 100 edits (1 byte each)", "ours (one mount: echo abort > .daxfs/ctl)", "ms", samples);
+            });
+            Try("idle cost of a mounted branch", "ours (one mount, 64 branches)", () => null, () =>
+            {
+                // Served means used: each branch is forked, a file of it read and its root listed, so the server
+                // holds its entry, views and cached listings; then the server's heap is compared.
+                var samples = new List<double>();
+                for (int round = 0; round < (quick ? 1 : 3); round++)
+                {
+                    GC.Collect();
+                    Thread.Sleep(300);
+                    long before = AnonKiB(pid);
+                    var made = new List<string>();
+                    for (int i = 0; i < 64; i++)
+                    {
+                        string b = Path.Combine(mp, $"@idle{_n++}");
+                        Directory.CreateDirectory(b);
+                        File.ReadAllBytes(Path.Combine(b, targets[i]));
+                        _ = Directory.GetFileSystemEntries(b);
+                        made.Add(b);
+                    }
+                    Thread.Sleep(500); // the watcher's look at the new branches
+                    long after = AnonKiB(pid);
+                    samples.Add((after - before) / 64.0 / 1024.0);
+                    foreach (var b in made) Directory.Delete(b);
+                }
+                return new Figure("idle cost of a mounted branch", "ours (one mount, 64 branches)", "MiB", samples, "growth of the server's anonymous memory (RssAnon) per branch served");
+            });
+        });
+    }
+
     /// <summary>Mounts a branch in this process for the duration of <paramref name="body"/>.</summary>
     private void WithMount(string regionPath, string branch, string? problem, Action<string> body, MountOptions? options = null)
     {
@@ -710,6 +827,29 @@ internal sealed class Peers(string work, string ws, string region, Report report
                 }));
             }
             return new Figure("8 agents: fork, edit, git status, commit one", "ours (mounts)", "ms", samples, "mount, 10 edits and git status per agent, in parallel");
+        });
+        Try("8 agents: fork, edit, git status, commit one", "ours (one mount, file operations)", () => null, () =>
+        {
+            var samples = new List<double>();
+            WithRegionMount(agentRegion, (mp, _) =>
+            {
+                for (int rep = 0; rep < reps; rep++)
+                {
+                    samples.Add(Sh.TimeMs(() =>
+                    {
+                        var dirs = Enumerable.Range(0, 8).Select(i => Path.Combine(mp, $"@one{rep}-{i}")).ToList();
+                        foreach (var d in dirs) Directory.CreateDirectory(d); // fork main
+                        Parallel.ForEach(dirs, new ParallelOptions { MaxDegreeOfParallelism = 8 }, d =>
+                        {
+                            foreach (var t in targets.Skip(dirs.IndexOf(d) * 10).Take(10))
+                                using (var f = new FileStream(Path.Combine(d, t), FileMode.Open, FileAccess.Write)) f.WriteByte(1);
+                            Sh.Bash("git status --porcelain >/dev/null", d);
+                        });
+                        Control(dirs[0], "commit agent 0 wins"); // the others are invalidated by it
+                    }));
+                }
+            });
+            return new Figure("8 agents: fork, edit, git status, commit one", "ours (one mount, file operations)", "ms", samples, "one server; mkdir, 10 edits and git status per agent in parallel, commit through .daxfs/ctl");
         });
         Try("8 agents: fork, edit, git status, commit one", "overlayfs", () => NeedRoot("mount -t overlay"), () =>
         {

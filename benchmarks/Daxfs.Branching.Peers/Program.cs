@@ -24,7 +24,7 @@ string? tree = Opt("--tree");
 string? only = Opt("--only");
 if (opts.Contains("--help") || opts.Contains("-h"))
 {
-    Console.WriteLine("usage: Daxfs.Branching.Peers [--quick] [--json PATH] [--markdown PATH] [--tree DIR] [--only fork|scaling|read|metadata|edit|agents]");
+    Console.WriteLine("usage: Daxfs.Branching.Peers [--quick] [--json PATH] [--markdown PATH] [--tree DIR] [--only fork|scaling|read|metadata|edit|lifecycle|agents]");
     return 0;
 }
 bool root = Geteuid() == 0;
@@ -69,6 +69,7 @@ try
     if (Want("read")) peers.Read();
     if (Want("metadata")) peers.Metadata();
     if (Want("edit")) peers.EditCommitAbort();
+    if (Want("lifecycle")) peers.MountLifecycle();
     if (Want("agents")) peers.Agents();
 }
 finally

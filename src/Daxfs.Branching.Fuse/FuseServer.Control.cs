@@ -83,10 +83,9 @@ internal sealed unsafe partial class FuseServer
             _lastFailure[mb.Key] = $"{e.Message} ({FuseNative.Describe(ErrnoOf(e))})";
             throw;
         }
-        finally
-        {
-            RefreshSoon(); // forks, commits and ends show at once, not at the watcher's next 0.1 s look
-        }
+        // What the command ended or invalidated is dropped from the kernel's caches by the watcher's next look,
+        // within 0.1 s: not from here (a handler never notifies the kernel), and not woken at once either,
+        // which would put the watcher's work on the CPU the writer needs to get its answer.
     }
 
     private static void RequireNoArgument(string verb, string argument)

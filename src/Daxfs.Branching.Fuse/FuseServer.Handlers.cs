@@ -307,8 +307,7 @@ internal sealed unsafe partial class FuseServer
             var child = _store.FindLive(name);
             if (child is null || child.Parent?.Name != mb.Name)
                 throw new BranchNotFoundException(name);
-            child.Discard();
-            RefreshSoon();
+            child.Discard(); // the watcher's next look drops its nodes (the kernel already dropped the name)
             _reply.Empty(r.Unique);
             return;
         }
@@ -317,8 +316,7 @@ internal sealed unsafe partial class FuseServer
             // rmdir MNT/@NAME: discard that branch (a leaf).
             RequireLifecycle(mb);
             var branch = _store.FindLive(name[1..]) ?? throw new BranchNotFoundException(name[1..]);
-            branch.Discard();
-            RefreshSoon();
+            branch.Discard(); // the watcher's next look drops its nodes (the kernel already dropped the name)
             _reply.Empty(r.Unique);
             return;
         }

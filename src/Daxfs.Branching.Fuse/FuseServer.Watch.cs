@@ -18,22 +18,11 @@ internal sealed unsafe partial class FuseServer
     /// <summary>The <c>@NAME</c> entries the root showed at the last look (region mode).</summary>
     private string[] _lastBranches = [];
 
-    /// <summary>Wakes the watcher before its next 0.1 s look (a fork, commit or end through this mount).</summary>
+    /// <summary>Wakes the watcher at once (the end of the mount).</summary>
     private readonly AutoResetEvent _wake = new(false);
 
-    /// <summary>
-    /// Has the watcher look now. Handlers never notify the kernel themselves: a notification about a directory
-    /// the kernel holds locked for the very request being answered would wait for that answer forever.
-    /// </summary>
-    private void RefreshSoon()
-    {
-        _woken = true;
-        _wake.Set();
-    }
-
-    /// <summary>The region's change counter at the watcher's last look, and whether a handler asked for a look since.</summary>
+    /// <summary>The region's change counter at the watcher's last look.</summary>
     private long _lastStamp = -1;
-    private volatile bool _woken;
 
     /// <summary>Records that the kernel already knows of branch entry <paramref name="name"/> in <paramref name="dir"/> (made by this mount), so the next look does not drop it.</summary>
     private void Shown(MountedBranch owner, ulong dir, string name)
@@ -49,7 +38,11 @@ internal sealed unsafe partial class FuseServer
         // the rest; a burst of forks costs one look, not one each.
     }
 
-    /// <summary>Looks for changes every 0.1 s (sooner when woken), until the mount ends.</summary>
+    /// <summary>
+    /// Looks for changes every 0.1 s, until the mount ends. Handlers never notify the kernel themselves: a
+    /// notification about a directory the kernel holds locked for the very request being answered would wait
+    /// for that answer forever. Nor do they wake the watcher: its work would take the CPU the caller needs.
+    /// </summary>
     private void Watch()
     {
         while (!_stopped)
@@ -69,9 +62,8 @@ internal sealed unsafe partial class FuseServer
             // Nothing changed anywhere in the region since the last look (the change counter is where it was):
             // nothing to compare, and the idle watcher allocates nothing.
             long stamp = _store.ChangeStamp();
-            if (stamp == _lastStamp && !_woken)
+            if (stamp == _lastStamp)
                 continue;
-            _woken = false;
             _lastStamp = stamp;
             try
             {
