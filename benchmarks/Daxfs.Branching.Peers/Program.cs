@@ -24,7 +24,7 @@ string? tree = Opt("--tree");
 string? only = Opt("--only");
 if (opts.Contains("--help") || opts.Contains("-h"))
 {
-    Console.WriteLine("usage: Daxfs.Branching.Peers [--quick] [--json PATH] [--markdown PATH] [--tree DIR] [--only fork|scaling|read|metadata|edit|lifecycle|agents]");
+    Console.WriteLine("usage: Daxfs.Branching.Peers [--quick] [--json PATH] [--markdown PATH] [--tree DIR] [--only fork|scaling|read|metadata|edit|lifecycle|agents (comma-separated)]");
     return 0;
 }
 bool root = Geteuid() == 0;
@@ -43,7 +43,7 @@ var machine = new Dictionary<string, string>
 };
 Console.WriteLine($"machine: {string.Join("; ", machine.Select(kv => $"{kv.Key} {kv.Value}"))}");
 
-bool Want(string s) => only is null || only == s;
+bool Want(string s) => only is null || only.Split(',').Contains(s);
 try
 {
     string ws = Path.Combine(work, "ws");

@@ -103,13 +103,15 @@ internal sealed unsafe partial class FuseServer
                 {
                     // Ended, invalidated, or fenced by damage found since: nothing cached of it may be served.
                     mb.Gone = e is not CorruptionException;
-                    if (mb.LastView is not null)
+                    if (mb.LastView is not null || mb.Gone)
                     {
                         mb.LastView = null;
                         InvalidateBranch(mb);
                         if (mb.EntryName.Length > 0)
                             _reply.InvalidateEntry(mb.ParentNode, mb.EntryName);
                     }
+                    if (mb.Gone && mb.Index != 0)
+                        _nodes.Forget(mb);
                     continue;
                 }
                 var last = Volatile.Read(ref mb.LastView);

@@ -92,7 +92,7 @@ internal static class NodeIds
 internal sealed class NodeTable
 {
     private readonly object _gate = new();
-    private readonly List<MountedBranch> _byIndex = [];
+    private readonly List<MountedBranch?> _byIndex = []; // null: gone and forgotten (its node ids answer ESTALE)
     private readonly Dictionary<((int, long) Key, ulong Via), MountedBranch> _byKey = [];
 
     /// <summary>The index limit the node id's upper bits allow.</summary>
@@ -138,15 +138,15 @@ internal sealed class NodeTable
     public (MountedBranch Branch, long Ino, NodeRole Role) Resolve(ulong node)
     {
         int index = NodeIds.IndexOf(node);
-        MountedBranch mb;
+        MountedBranch? mb;
         lock (_gate)
         {
             if (index >= _byIndex.Count)
                 throw new BranchInvalidatedException("?", $"node {node} is unknown to this mount");
             mb = _byIndex[index];
         }
-        if (mb.Gone)
-            throw new BranchInvalidatedException(mb.Name);
+        if (mb is null || mb.Gone)
+            throw new BranchInvalidatedException(mb?.Name ?? "?", $"the branch of node {node} ended or was invalidated");
         long ino = NodeIds.InoOf(node);
         var role = ino switch
         {
@@ -162,14 +162,23 @@ internal sealed class NodeTable
     public List<MountedBranch> Live()
     {
         lock (_gate)
-            return _byIndex.Where(b => !b.Gone).ToList();
+            return _byIndex.Where(b => b is { Gone: false }).ToList()!;
     }
 
-    /// <summary>Entries that are not gone, of the branch <paramref name="key"/>.</summary>
-    public List<MountedBranch> Of((int Slot, long Generation) key)
+    /// <summary>
+    /// Drops a gone entry once the kernel was told: only its index stays taken (its node ids keep answering
+    /// ESTALE), so a mount that outlives many branches holds one slot of a list for each, not their nodes.
+    /// </summary>
+    public void Forget(MountedBranch mb)
     {
         lock (_gate)
-            return _byIndex.Where(b => !b.Gone && b.Key == key).ToList();
+        {
+            if (ReferenceEquals(_byIndex[mb.Index], mb))
+                _byIndex[mb.Index] = null;
+            foreach (var key in _byKey.Where(kv => ReferenceEquals(kv.Value, mb)).Select(kv => kv.Key).ToList())
+                _byKey.Remove(key);
+        }
+        mb.Known.Clear();
     }
 
     public int Count
