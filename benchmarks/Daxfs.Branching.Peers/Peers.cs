@@ -501,32 +501,26 @@ internal sealed class Peers(string work, string ws, string region, Report report
                 }
                 return new Figure("fork", "ours (one mount: mkdir @NAME)", "ms", samples, "mkdir from this process, served by a server process of its own");
             });
-            Try("commit 100 files (1 byte each)", "ours (one mount: echo commit > .daxfs/ctl)", () => null, () =>
+            foreach (var (scenario, system, command, note) in new[]
             {
-                var samples = new List<double>();
-                for (int i = 0; i < reps; i++)
-                {
-                    string b = Path.Combine(mp, $"@cm{_n++}");
-                    Directory.CreateDirectory(b);
-                    foreach (var t in targets)
-                        using (var f = new FileStream(Path.Combine(b, t), FileMode.Open, FileAccess.Write)) f.WriteByte(0x5A);
-                    samples.Add(Sh.TimeMs(() => Control(b, "commit edit")));
-                }
-                return new Figure("commit 100 files (1 byte each)", "ours (one mount: echo commit > .daxfs/ctl)", "ms", samples, "the commit step, as a write to the control file");
-            });
-            Try("abort after 100 edits (1 byte each)", "ours (one mount: echo abort > .daxfs/ctl)", () => null, () =>
+                ("commit 100 files (1 byte each)", "ours (one mount: echo commit > .daxfs/ctl)", "commit edit", "the commit step, as a write to the control file"),
+                ("abort after 100 edits (1 byte each)", "ours (one mount: echo abort > .daxfs/ctl)", "abort", (string?)null),
+            })
             {
-                var samples = new List<double>();
-                for (int i = 0; i < reps; i++)
+                Try(scenario, system, () => null, () =>
                 {
-                    string b = Path.Combine(mp, $"@ab{_n++}");
-                    Directory.CreateDirectory(b);
-                    foreach (var t in targets)
-                        using (var f = new FileStream(Path.Combine(b, t), FileMode.Open, FileAccess.Write)) f.WriteByte(0x5A);
-                    samples.Add(Sh.TimeMs(() => Control(b, "abort")));
-                }
-                return new Figure("abort after 100 edits (1 byte each)", "ours (one mount: echo abort > .daxfs/ctl)", "ms", samples);
-            });
+                    var samples = new List<double>();
+                    for (int i = 0; i < reps; i++)
+                    {
+                        string b = Path.Combine(mp, $"@ctl{_n++}");
+                        Directory.CreateDirectory(b);
+                        foreach (var t in targets)
+                            using (var f = new FileStream(Path.Combine(b, t), FileMode.Open, FileAccess.Write)) f.WriteByte(0x5A);
+                        samples.Add(Sh.TimeMs(() => Control(b, command)));
+                    }
+                    return new Figure(scenario, system, "ms", samples, note);
+                });
+            }
             Try("idle cost of a mounted branch", "ours (one mount, 64 branches)", () => null, () =>
             {
                 // Served means used: each branch is forked, a file of it read and its root listed, so the server

@@ -2,16 +2,7 @@
 # The shell recipe from the README: one server for a whole region, branches made and ended with mkdir,
 # echo and rmdir. Usage: examples/mount/recipe.sh [WORKSPACE_DIR] (default: this repository's src/).
 set -euo pipefail
-here="$(cd "$(dirname "$0")/../.." && pwd)"
-# The tool: this repository's ./daxfs (built on first use), or the assembly DAXFS_DLL names (the tests' build).
-daxfs() { if [ -n "${DAXFS_DLL:-}" ]; then dotnet "$DAXFS_DLL" "$@"; else "$here/daxfs" "$@"; fi; }
-src="${1:-$here/src}"
-region="/dev/shm/recipe-$$.daxfs"
-mnt="$(mktemp -d)"
-trap 'daxfs unmount "$mnt" >/dev/null 2>&1 || true; rm -f "$region"; rmdir "$mnt"' EXIT
-
-daxfs mkfs "$src" -r "$region" --capacity 512M >/dev/null
-daxfs mount "$mnt" -r "$region" --background >/dev/null   # main at $mnt, each branch at $mnt/@NAME
+source "$(dirname "$0")/setup.sh"
 
 mkdir "$mnt/@try"                                  # fork main
 echo "tried" > "$mnt/@try/NOTES.md"                  # write in the branch

@@ -77,7 +77,11 @@ internal sealed unsafe partial class FuseServer
 
     /// <summary>True for a name the control entry takes at a branch's root, or an @ name at the region's root.</summary>
     private bool Reserved(MountedBranch mb, long parent, string name)
-        => parent == Branch.RootInode && (name == ControlName || (RegionMode && ReferenceEquals(mb, _nodes.Root) && name.StartsWith('@')));
+        => (parent == Branch.RootInode && name == ControlName) || BranchName(mb, parent, name);
+
+    /// <summary>True when <paramref name="name"/> in directory <paramref name="dir"/> names a branch: an @ name at a region mount's root.</summary>
+    private bool BranchName(MountedBranch mb, long dir, string name)
+        => RegionMode && dir == Branch.RootInode && ReferenceEquals(mb, _nodes.Root) && name.Length > 1 && name[0] == '@';
 
     /// <summary>The attributes of a control entry, from the branch root's.</summary>
     private static InodeAttributes ControlAttributes(MountedBranch mb, NodeRole role)
@@ -149,8 +153,7 @@ internal sealed unsafe partial class FuseServer
             ReplyControlEntry(r.Unique, mb, NodeRole.ControlDir, NodeIds.ControlDirIno);
             return;
         }
-        if (ino == Branch.RootInode && RegionMode && ReferenceEquals(mb, _nodes.Root) && name.Length > 1 && name[0] == '@'
-            && RegionBranch(name[1..]) is { } branch)
+        if (BranchName(mb, ino, name) && RegionBranch(name[1..]) is { } branch)
         {
             ReplyBranchRoot(r.Unique, branch);
             return;
@@ -159,7 +162,7 @@ internal sealed unsafe partial class FuseServer
         {
             ReplyEntry(r.Unique, mb, mb.Node(a.Ino), in a);
         }
-        else if (!(RegionMode && name.StartsWith('@')))
+        else if (!BranchName(mb, ino, name))
         {
             // Node 0: missing, and the kernel may keep that for the entry timeout (a tool probing for a
             // .gitignore in every directory asks once); the watcher drops that name when it appears elsewhere.
@@ -249,7 +252,7 @@ internal sealed unsafe partial class FuseServer
             Shown(mb, NodeIds.Control(mb.Index, NodeIds.ChildrenDirIno), name);
             return;
         }
-        if (role == NodeRole.Tree && ino == Branch.RootInode && RegionMode && ReferenceEquals(mb, _nodes.Root) && name.StartsWith('@'))
+        if (role == NodeRole.Tree && BranchName(mb, ino, name))
         {
             // mkdir MNT/@NAME: fork main.
             RequireLifecycle(mb);
@@ -288,12 +291,18 @@ internal sealed unsafe partial class FuseServer
     {
         string name = r.Name(0);
         var (mb, parent) = TreeNode(r.Node, "unlink");
+        Remove(r.Unique, mb, parent, name, directory: false);
+    }
+
+    /// <summary>Removes entry <paramref name="name"/> of directory <paramref name="parent"/> of a branch's tree (unlink, rmdir).</summary>
+    private void Remove(ulong unique, MountedBranch mb, long parent, string name, bool directory)
+    {
         if (Reserved(mb, parent, name))
-            throw new DaxfsIOException(FileSystemError.NotPermitted, name, "the control entry and branches are not files");
+            throw new DaxfsIOException(FileSystemError.NotPermitted, name, "the control entry and branches are not entries of the branch");
         RequireWritable(mb);
-        mb.Branch.RemoveEntry(parent, name, directory: false);
+        mb.Branch.RemoveEntry(parent, name, directory);
         Changed(mb);
-        _reply.Empty(r.Unique);
+        _reply.Empty(unique);
     }
 
     private void Rmdir(scoped in Request r)
@@ -311,7 +320,7 @@ internal sealed unsafe partial class FuseServer
             _reply.Empty(r.Unique);
             return;
         }
-        if (role == NodeRole.Tree && ino == Branch.RootInode && RegionMode && ReferenceEquals(mb, _nodes.Root) && name.StartsWith('@'))
+        if (role == NodeRole.Tree && BranchName(mb, ino, name))
         {
             // rmdir MNT/@NAME: discard that branch (a leaf).
             RequireLifecycle(mb);
@@ -322,12 +331,7 @@ internal sealed unsafe partial class FuseServer
         }
         if (role != NodeRole.Tree)
             throw new DaxfsIOException(FileSystemError.NotPermitted, name, "the control entry holds no files");
-        if (Reserved(mb, ino, name))
-            throw new DaxfsIOException(FileSystemError.NotPermitted, name, "the control entry is not a directory of the branch");
-        RequireWritable(mb);
-        mb.Branch.RemoveEntry(ino, name, directory: true);
-        Changed(mb);
-        _reply.Empty(r.Unique);
+        Remove(r.Unique, mb, ino, name, directory: true);
     }
 
     private void Rename(scoped in Request r)

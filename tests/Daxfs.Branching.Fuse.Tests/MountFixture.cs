@@ -40,6 +40,21 @@ internal static class Sh
     public static Result Daxfs(params string[] args) => Run("dotnet", [Path.Combine(AppContext.BaseDirectory, "daxfs.dll"), .. args]);
 }
 
+/// <summary>Waiting for what the mount shows after a change made elsewhere.</summary>
+internal static class Wait
+{
+    /// <summary>True once <paramref name="condition"/> holds, trying every 50 ms for up to 5 seconds.</summary>
+    public static bool Until(Func<bool> condition)
+    {
+        for (int i = 0; i < 100; i++)
+        {
+            if (condition()) return true;
+            Thread.Sleep(50);
+        }
+        return condition();
+    }
+}
+
 /// <summary>A region built from a small real tree, with branches mounted on demand; everything is unmounted and removed afterwards.</summary>
 internal sealed class Mounted : IDisposable
 {

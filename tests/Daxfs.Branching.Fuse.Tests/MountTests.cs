@@ -319,7 +319,7 @@ public class MountTests
 
         // Cut the file to its first two pages: the mapping now runs far past the file's end.
         Sh.Ok(Sh.Run("truncate", ["-s", "8192", m.Region]), "truncate");
-        Assert.True(Eventually(() =>
+        Assert.True(Wait.Until(() =>
         {
             var r = Sh.Bash($"cat {mp}/README.md {mp}/new.txt {mp}/data.bin > /dev/null");
             return r.Code != 0 && r.Err.Contains("Input/output error");
@@ -334,7 +334,7 @@ public class MountTests
         Assert.Contains("was truncated to 8192 bytes while open", log);
         Assert.Single(System.Text.RegularExpressions.Regex.Matches(log, "every request is answered EIO"));
         Sh.Ok(Sh.Daxfs("unmount", mp), "unmount");
-        Assert.True(Eventually(() => Pids() == ""));
+        Assert.True(Wait.Until(() => Pids() == ""));
         // The CLI names the damage too, with the damage exit code.
         var open = m.Cli("ls", "/");
         Assert.Equal(3, open.Code);
@@ -468,9 +468,9 @@ public class MountTests
         // Another process adds a file to the mounted branch, then removes one.
         string daxfs = Path.Combine(AppContext.BaseDirectory, "daxfs.dll");
         Sh.Ok(Sh.Run("bash", ["-c", $"echo x | dotnet '{daxfs}' put /lib/ext.txt -r '{m.Region}' -b lists"]), "put from another process");
-        Assert.True(Eventually(() => Ls() == ". .. ext.txt u2.sh"), $"listing after an outside put: {Ls()}");
+        Assert.True(Wait.Until(() => Ls() == ". .. ext.txt u2.sh"), $"listing after an outside put: {Ls()}");
         Sh.Ok(m.Cli("rm", "/lib/u2.sh", "-b", "lists"), "rm from another process");
-        Assert.True(Eventually(() => Ls() == ". .. ext.txt"), $"listing after an outside rm: {Ls()}");
+        Assert.True(Wait.Until(() => Ls() == ". .. ext.txt"), $"listing after an outside rm: {Ls()}");
     }
 
     [Fact]
@@ -490,11 +490,11 @@ public class MountTests
         var stdout = server.StandardOutput.ReadToEndAsync();
         try
         {
-            Assert.True(Eventually(() => BranchMount.IsMounted(mp)), "the foreground mount did not come up");
+            Assert.True(Wait.Until(() => BranchMount.IsMounted(mp)), "the foreground mount did not come up");
             Sh.Ok(Sh.Bash("for i in $(seq 50); do [ ! -e missing.txt ]; done; cat README.md >/dev/null", mp), "probe a missing name 50 times");
             Sh.Ok(Sh.Run("bash", ["-c", $"echo made-elsewhere | dotnet '{Path.Combine(AppContext.BaseDirectory, "daxfs.dll")}' put /missing.txt -r '{m.Region}' -b names"]), "put from another process");
             Sh.Ok(m.Cli("mv", "/README.md", "/README2.md", "-b", "names"), "rename from another process");
-            Assert.True(Eventually(() => File.Exists(Path.Combine(mp, "missing.txt")) && !File.Exists(Path.Combine(mp, "README.md"))
+            Assert.True(Wait.Until(() => File.Exists(Path.Combine(mp, "missing.txt")) && !File.Exists(Path.Combine(mp, "README.md"))
                 && File.Exists(Path.Combine(mp, "README2.md"))), "names cached for 60 s did not follow the changes made elsewhere");
             Assert.Equal("made-elsewhere\n", File.ReadAllText(Path.Combine(mp, "missing.txt")));
         }
@@ -510,17 +510,6 @@ public class MountTests
         int n = int.Parse(lookups.Groups[1].Value);
         // Missing names are cached (the watcher drops each one that appears elsewhere): 50 probes, a few lookups.
         Assert.True(n < 20, $"50 probes of a missing name cost {n} lookups: {report}");
-    }
-
-    /// <summary>True once <paramref name="condition"/> holds, trying for up to 5 seconds.</summary>
-    private static bool Eventually(Func<bool> condition)
-    {
-        for (int i = 0; i < 50; i++)
-        {
-            if (condition()) return true;
-            Thread.Sleep(100);
-        }
-        return condition();
     }
 
     [Fact]

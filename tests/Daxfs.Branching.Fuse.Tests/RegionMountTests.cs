@@ -7,17 +7,6 @@ namespace Daxfs.Branching.Fuse.Tests;
 /// <summary>One server for the whole region: branches as @NAME directories, their lifecycle by file operations alone.</summary>
 public class RegionMountTests(ITestOutputHelper output)
 {
-    /// <summary>True once <paramref name="condition"/> holds, trying for up to 5 seconds.</summary>
-    private static bool Eventually(Func<bool> condition)
-    {
-        for (int i = 0; i < 100; i++)
-        {
-            if (condition()) return true;
-            Thread.Sleep(50);
-        }
-        return condition();
-    }
-
     [Fact]
     public void Fork_edit_nest_commit_and_end_by_file_operations_alone()
     {
@@ -58,14 +47,14 @@ public class RegionMountTests(ITestOutputHelper output)
         Assert.Contains("Stale file handle", loser.Err);
         Assert.Equal("edited\n", File.ReadAllText(Path.Combine(mnt, "README.md")));
         Assert.Equal("nested\n", File.ReadAllText(Path.Combine(mnt, "nested.txt")));
-        Assert.True(Eventually(() => !Directory.EnumerateFileSystemEntries(mnt, "@*").Any()), "committed and invalidated branches leave the root");
+        Assert.True(Wait.Until(() => !Directory.EnumerateFileSystemEntries(mnt, "@*").Any()), "committed and invalidated branches leave the root");
 
         // Abort and discard.
         Sh.Ok(Sh.Bash($"mkdir {mnt}/@b && mkdir {mnt}/@b/.daxfs/branches/b2 && echo abort > {mnt}/@b2/.daxfs/ctl"), "abort a chain");
-        Assert.True(Eventually(() => !Directory.Exists(Path.Combine(mnt, "@b")) && !Directory.Exists(Path.Combine(mnt, "@b2"))), "abort ends the whole chain");
+        Assert.True(Wait.Until(() => !Directory.Exists(Path.Combine(mnt, "@b")) && !Directory.Exists(Path.Combine(mnt, "@b2"))), "abort ends the whole chain");
         Sh.Ok(Sh.Bash($"mkdir {mnt}/@c && echo discard > {mnt}/@c/.daxfs/ctl"), "discard");
         Sh.Ok(Sh.Bash($"mkdir {mnt}/@d && rmdir {mnt}/@d"), "rmdir discards");
-        Assert.True(Eventually(() => !Directory.EnumerateFileSystemEntries(mnt, "@*").Any()));
+        Assert.True(Wait.Until(() => !Directory.EnumerateFileSystemEntries(mnt, "@*").Any()));
         Assert.DoesNotContain(m.Cli("branch", "list").Out.Split('\n'), l => Regex.IsMatch(l, @"^\s+[bcd]2?\s+main\s+live"));
     }
 
@@ -100,7 +89,7 @@ public class RegionMountTests(ITestOutputHelper output)
         Sh.Ok(Sh.Bash($"mv {mnt}/@x/f.txt {mnt}/@y/f.txt && cat {mnt}/@y/f.txt"), "mv copies across branches");
         // An invalidated branch answers ESTALE through its control file too.
         Sh.Ok(m.Cli("branch", "commit", "y"), "commit y elsewhere");
-        Assert.True(Eventually(() => Sh.Bash($"cat {mnt}/@x/.daxfs/ctl").Code != 0));
+        Assert.True(Wait.Until(() => Sh.Bash($"cat {mnt}/@x/.daxfs/ctl").Code != 0));
         Assert.Equal("hi\n", File.ReadAllText(Path.Combine(mnt, "f.txt")));
         Assert.True(BranchMount.IsMounted(mnt));
         Assert.DoesNotContain(" on node ", File.ReadAllText(m.Logs[mnt])); // no request failed unexpectedly (EIO)
@@ -144,13 +133,13 @@ public class RegionMountTests(ITestOutputHelper output)
         Assert.NotEqual("0", steady);
         var sw = System.Diagnostics.Stopwatch.StartNew();
         Sh.Ok(m.Cli("branch", "create", "from-cli"), "fork elsewhere");
-        Assert.True(Eventually(() => Directory.Exists(Path.Combine(mnt, "@from-cli"))));
+        Assert.True(Wait.Until(() => Directory.Exists(Path.Combine(mnt, "@from-cli"))));
         output.WriteLine($"a fork by the CLI showed in the mount {sw.ElapsedMilliseconds} ms after the CLI started (its own start-up included)");
         Assert.Contains("@from-cli", Sh.Ok(Sh.Bash($"ls {mnt}"), "ls").Out);
         Sh.Ok(Sh.Bash($"echo note | dotnet {Path.Combine(AppContext.BaseDirectory, "daxfs.dll")} put /note.txt -b from-cli -r {m.Region}"), "write elsewhere");
-        Assert.True(Eventually(() => File.Exists(Path.Combine(mnt, "@from-cli", "note.txt"))));
+        Assert.True(Wait.Until(() => File.Exists(Path.Combine(mnt, "@from-cli", "note.txt"))));
         Sh.Ok(m.Cli("branch", "discard", "from-cli"), "end elsewhere");
-        Assert.True(Eventually(() => !Sh.Ok(Sh.Bash($"ls {mnt}"), "ls").Out.Contains("@from-cli", StringComparison.Ordinal)));
+        Assert.True(Wait.Until(() => !Sh.Ok(Sh.Bash($"ls {mnt}"), "ls").Out.Contains("@from-cli", StringComparison.Ordinal)));
         // The steady branch was never invalidated: what it had in the page cache is still there.
         string Cached() => Sh.Ok(Sh.Bash($"fincore --bytes --noheadings --output RES {mnt}/@steady/data.bin"), "fincore").Out.Trim();
         Assert.Equal(steady, Cached());
