@@ -36,6 +36,9 @@ internal static class FuseProtocol
 
     public const uint RenameNoReplace = 1, RenameExchange = 2;
 
+    // FALLOCATE modes
+    public const uint FallocKeepSize = 0x01, FallocPunchHole = 0x02;
+
     public const int NotifyInvalInode = 2, NotifyInvalEntry = 3;
 
     /// <summary>The kernel's name for request <paramref name="opcode"/> (without the FUSE_ prefix).</summary>
@@ -279,4 +282,13 @@ internal struct FuseNotifyInvalEntry
     [FieldOffset(0)] public ulong Parent;
     [FieldOffset(8)] public uint NameLen;
     [FieldOffset(12)] public uint Flags;
+}
+
+[StructLayout(LayoutKind.Explicit, Size = 32)]
+internal struct FuseFallocateIn
+{
+    [FieldOffset(0)] public ulong Fh;
+    [FieldOffset(8)] public ulong Offset;
+    [FieldOffset(16)] public ulong Length;
+    [FieldOffset(24)] public uint Mode;
 }

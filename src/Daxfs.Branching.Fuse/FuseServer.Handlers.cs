@@ -32,7 +32,8 @@ internal sealed unsafe partial class FuseServer
         _handlers[FuseProtocol.Write] = Write;
         _handlers[FuseProtocol.StatFs] = StatFs;
         _handlers[FuseProtocol.Flush] = Flush;
-        _handlers[FuseProtocol.Release] = Acknowledge;
+        _handlers[FuseProtocol.Release] = Release;
+        _handlers[FuseProtocol.Fallocate] = Fallocate;
         _handlers[FuseProtocol.Fsync] = Acknowledge;
         _handlers[FuseProtocol.FsyncDir] = Acknowledge;
         _handlers[FuseProtocol.Access] = Acknowledge;
@@ -217,7 +218,7 @@ internal sealed unsafe partial class FuseServer
     private void Symlink(scoped in Request r)
     {
         string name = r.Name(0, out int end);
-        string target = r.Name(end);
+        string target = r.Name(end, out _, limit: 4095);
         MakeEntry(in r, name, NodeKind.Symlink, 0x1FF, target, create: false);
     }
 
@@ -264,6 +265,8 @@ internal sealed unsafe partial class FuseServer
         MakeEntry(in r, name, NodeKind.Directory, m.Mode, "", create: false);
     }
 
+    private const uint SetGid = 0x400;
+
     /// <summary>Creates an entry owned by the calling user (mkdir, mknod, create, symlink).</summary>
     private void MakeEntry(scoped in Request r, string name, NodeKind kind, uint mode, string target, bool create)
     {
@@ -271,8 +274,18 @@ internal sealed unsafe partial class FuseServer
         if (Reserved(mb, parent, name))
             throw new DaxfsIOException(FileSystemError.Exists, name, "the name is reserved for the control entry or a branch");
         RequireWritable(mb);
-        var a = mb.Branch.CreateInode(parent, name, kind, mode & 0xFFF, r.Header.Uid, r.Header.Gid, target);
+        uint gid = r.Header.Gid;
+        var dir = mb.Branch.GetAttributes(parent);
+        if ((dir.Mode & SetGid) != 0)
+        {
+            // A setgid directory passes its group on, and its setgid bit to new subdirectories.
+            gid = dir.Gid;
+            if (kind == NodeKind.Directory) mode |= SetGid;
+        }
+        var a = mb.Branch.CreateInode(parent, name, kind, mode & 0xFFF, r.Header.Uid, gid, target);
         Changed(mb);
+        if (create)
+            _open.AddOrUpdate(mb.Node(a.Ino), 1, (_, n) => n + 1); // CREATE opens the file too
         if (!create)
         {
             ReplyEntry(r.Unique, mb, mb.Node(a.Ino), in a);
@@ -294,13 +307,17 @@ internal sealed unsafe partial class FuseServer
         Remove(r.Unique, mb, parent, name, directory: false);
     }
 
+    /// <summary>True when the file named <paramref name="name"/> in <paramref name="parent"/> is open through this mount (it must outlive its name).</summary>
+    private bool IsOpen(MountedBranch mb, long parent, string name)
+        => mb.Branch.TryLookupChild(parent, name, out var a) && _open.ContainsKey(mb.Node(a.Ino));
+
     /// <summary>Removes entry <paramref name="name"/> of directory <paramref name="parent"/> of a branch's tree (unlink, rmdir).</summary>
     private void Remove(ulong unique, MountedBranch mb, long parent, string name, bool directory)
     {
         if (Reserved(mb, parent, name))
             throw new DaxfsIOException(FileSystemError.NotPermitted, name, "the control entry and branches are not entries of the branch");
         RequireWritable(mb);
-        mb.Branch.RemoveEntry(parent, name, directory);
+        mb.Branch.RemoveEntry(parent, name, directory, keepOpen: !directory && IsOpen(mb, parent, name));
         Changed(mb);
         _reply.Empty(unique);
     }
@@ -341,8 +358,8 @@ internal sealed unsafe partial class FuseServer
         uint flags = two ? r.Read<FuseRename2In>().Flags : 0;
         string oldName = r.Name(two ? sizeof(FuseRename2In) : sizeof(FuseRenameIn), out int end);
         string newName = r.Name(end);
-        if ((flags & ~FuseProtocol.RenameNoReplace) != 0)
-            throw new DaxfsIOException(FileSystemError.InvalidArgument, oldName, "rename flags other than RENAME_NOREPLACE are not supported");
+        if ((flags & ~(FuseProtocol.RenameNoReplace | FuseProtocol.RenameExchange)) != 0)
+            throw new DaxfsIOException(FileSystemError.InvalidArgument, oldName, "rename flags other than RENAME_NOREPLACE and RENAME_EXCHANGE (RENAME_WHITEOUT) are not supported");
         var (from, fromDir) = TreeNode(r.Node, "rename");
         var (to, toDir) = TreeNode(newDir, "rename");
         if (!ReferenceEquals(from, to) && from.Key != to.Key)
@@ -350,7 +367,8 @@ internal sealed unsafe partial class FuseServer
         if (Reserved(from, fromDir, oldName) || Reserved(to, toDir, newName))
             throw new DaxfsIOException(FileSystemError.NotPermitted, oldName, "the control entry and branches cannot be renamed");
         RequireWritable(from);
-        from.Branch.RenameEntry(fromDir, oldName, toDir, newName, noReplace: (flags & FuseProtocol.RenameNoReplace) != 0);
+        from.Branch.RenameEntry(fromDir, oldName, toDir, newName, noReplace: (flags & FuseProtocol.RenameNoReplace) != 0,
+            exchange: (flags & FuseProtocol.RenameExchange) != 0, keepReplaced: IsOpen(to, toDir, newName));
         Changed(from);
         _reply.Empty(r.Unique);
     }
@@ -373,8 +391,82 @@ internal sealed unsafe partial class FuseServer
         // A large file opened only for reading skips the page cache: each read is one copy, from the region
         // into the reader's buffer, and N mounts reading one file do not keep N copies of it in memory.
         bool direct = (flags & 3) == 0 && _directIoAllowed && a.Size >= DirectReadSize;
+        _open.AddOrUpdate(r.Node, 1, (_, n) => n + 1);
         ReplyOpen(r.Unique, 0, direct ? FuseProtocol.DirectIo | FuseProtocol.KeepCache : FuseProtocol.KeepCache);
     }
+
+    /// <summary>Open handles by node: a file removed while open stays (nameless, link count 0) until its last one closes.</summary>
+    private readonly ConcurrentDictionary<ulong, int> _open = new();
+
+    private void Release(scoped in Request r)
+    {
+        _reply.Empty(r.Unique); // nothing the kernel waits on
+        ulong node = r.Node;
+        int left;
+        while (true)
+        {
+            if (!_open.TryGetValue(node, out int n))
+                return; // the control file, or opened before a restart of the count
+            left = n - 1;
+            if (left == 0 ? _open.TryRemove(KeyValuePair.Create(node, n)) : _open.TryUpdate(node, left, n))
+                break;
+        }
+        if (left > 0)
+            return;
+        try
+        {
+            var (mb, ino, role) = _nodes.Resolve(node);
+            if (role == NodeRole.Tree && !mb.ReadOnly && mb.Branch.IsOrphan(ino))
+                mb.Branch.ReleaseInode(ino); // its last handle closed: the nameless file goes
+        }
+        catch (DaxfsException)
+        {
+            // The branch ended or is frozen meanwhile: the nameless file goes with it (compaction and commits
+            // never carry a file no directory names).
+        }
+    }
+
+    /// <summary>
+    /// fallocate, as tmpfs has it: mode 0 grows the file to cover the range (its new bytes read as zeros),
+    /// KEEP_SIZE alone changes nothing, PUNCH_HOLE (with KEEP_SIZE) makes the range read as zeros. A branch
+    /// stores a punched range as written zeros (its log has no hole record yet). Other modes (ZERO_RANGE,
+    /// COLLAPSE_RANGE, INSERT_RANGE): EOPNOTSUPP.
+    /// </summary>
+    private void Fallocate(scoped in Request r)
+    {
+        var f = r.Read<FuseFallocateIn>();
+        var (mb, ino) = TreeNode(r.Node, "fallocate");
+        uint mode = f.Mode;
+        bool keep = (mode & FuseProtocol.FallocKeepSize) != 0, punch = (mode & FuseProtocol.FallocPunchHole) != 0;
+        if ((mode & ~(FuseProtocol.FallocKeepSize | FuseProtocol.FallocPunchHole)) != 0 || (punch && !keep))
+        {
+            _reply.Error(r.Unique, FuseNative.EOPNOTSUPP);
+            return;
+        }
+        if (f.Length == 0 || f.Offset > long.MaxValue || f.Length > long.MaxValue || (long)f.Offset > long.MaxValue - (long)f.Length)
+            throw new DaxfsIOException(FileSystemError.InvalidArgument, $"inode {ino}", "fallocate range");
+        RequireWritable(mb);
+        long offset = (long)f.Offset, end = offset + (long)f.Length;
+        long size = mb.Branch.GetAttributes(ino).Size;
+        if (punch)
+        {
+            long to = Math.Min(end, size);
+            for (long at = offset; at < to;)
+            {
+                int n = (int)Math.Min(to - at, Zeros.Length);
+                mb.Branch.WriteInode(ino, at, Zeros.AsSpan(0, n));
+                at += n;
+            }
+        }
+        else if (!keep && end > size)
+        {
+            mb.Branch.SetInodeAttributes(ino, end, null, null, null, null);
+        }
+        Changed(mb);
+        _reply.Empty(r.Unique);
+    }
+
+    private static readonly byte[] Zeros = new byte[1 << 20];
 
     private void Read(scoped in Request r)
     {

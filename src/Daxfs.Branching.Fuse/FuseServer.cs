@@ -27,8 +27,12 @@ internal readonly ref struct Request(ref FuseInHeader header, ReadOnlySpan<byte>
         return MemoryMarshal.Read<T>(Body);
     }
 
-    /// <summary>The NUL-terminated name starting <paramref name="offset"/> bytes into the body; <paramref name="end"/> is where the next one starts.</summary>
-    public string Name(int offset, out int end)
+    /// <summary>
+    /// The NUL-terminated name starting <paramref name="offset"/> bytes into the body; <paramref name="end"/> is
+    /// where the next one starts. A name longer than 255 bytes is ENAMETOOLONG, for every call that names an
+    /// entry (a symlink's target is not a name: <paramref name="limit"/> lifts the rule).
+    /// </summary>
+    public string Name(int offset, out int end, int limit = 255)
     {
         if (offset > Body.Length)
             throw new DaxfsIOException(FileSystemError.InvalidArgument, "request", "name past the end of the request");
@@ -37,6 +41,8 @@ internal readonly ref struct Request(ref FuseInHeader header, ReadOnlySpan<byte>
         if (nul < 0)
             throw new DaxfsIOException(FileSystemError.InvalidArgument, "request", "name without terminator");
         end = offset + nul + 1;
+        if (nul > limit)
+            throw new DaxfsIOException(FileSystemError.NameTooLong, "request", $"a name of {nul} bytes (at most {limit})");
         return Encoding.UTF8.GetString(rest[..nul]);
     }
 
@@ -185,7 +191,7 @@ internal sealed unsafe partial class FuseServer
             if (handler is null)
             {
                 // xattrs, locks, ioctl, poll, bmap, lseek, copy_file_range: the kernel falls back or reports it.
-                _reply.Error(r.Unique, op == FuseProtocol.Fallocate ? FuseNative.EOPNOTSUPP : FuseNative.ENOSYS);
+                _reply.Error(r.Unique, FuseNative.ENOSYS);
                 return;
             }
             handler(in r);

@@ -112,8 +112,13 @@ public sealed partial class Branch
         });
     }
 
-    /// <summary>Removes entry <paramref name="name"/> of <paramref name="parent"/>; <paramref name="directory"/> says whether it must be one (rmdir) or must not (unlink).</summary>
-    internal void RemoveEntry(long parent, string name, bool directory) => Change(v =>
+    /// <summary>
+    /// Removes entry <paramref name="name"/> of <paramref name="parent"/>; <paramref name="directory"/> says whether
+    /// it must be one (rmdir) or must not (unlink). With <paramref name="keepOpen"/> (a process still has the file
+    /// open) a non-directory stays, nameless with a link count of 0, until <see cref="ReleaseInode"/>; on a
+    /// region of format version 2 it goes at once, as before.
+    /// </summary>
+    internal void RemoveEntry(long parent, string name, bool directory, bool keepOpen = false) => Change(v =>
     {
         RequireDir(v, parent);
         long ino = v.Lookup(parent, name);
@@ -124,16 +129,37 @@ public sealed partial class Branch
             ThrowHelper.IO(FileSystemError.NotADirectory, name);
         if (!directory && isDir)
             ThrowHelper.IO(FileSystemError.IsADirectory, name);
-        int len = RecordCodec.EncodeRemove(default, parent, name);
-        Emit(RecordKind.Remove, len, b => RecordCodec.EncodeRemove(b, parent, name), name);
+        var flags = keepOpen && !isDir && Store.KeepsOpenFiles ? RemoveFlags.KeepOpen : RemoveFlags.None;
+        int len = RecordCodec.EncodeRemove(default, parent, name, flags);
+        Emit(RecordKind.Remove, len, b => RecordCodec.EncodeRemove(b, parent, name, flags), name);
     });
 
-    internal void RenameEntry(long parent, string name, long newParent, string newName, bool noReplace)
+    /// <summary>Ends inode <paramref name="ino"/>, kept open after its last name went (see <see cref="RemoveEntry"/>): its last handle closed.</summary>
+    internal void ReleaseInode(long ino) => Change(v =>
+    {
+        if (!v.TryGetNode(ino, out var n) || !n.IsOrphan)
+            return; // it has a name again, or is already gone: nothing to end
+        Emit(RecordKind.Release, 8, b => RecordCodec.EncodeRelease(b, ino), $"inode {ino}");
+    });
+
+    /// <summary>True when inode <paramref name="ino"/> is a file kept open after its last name went.</summary>
+    internal bool IsOrphan(long ino) => ReadView().TryGetNode(ino, out var n) && n.IsOrphan;
+
+    /// <summary>
+    /// Renames an entry. <paramref name="exchange"/> swaps two existing names (RENAME_EXCHANGE, format version 3
+    /// on); <paramref name="keepReplaced"/> keeps a replaced file that is still open, as <see cref="RemoveEntry"/> does.
+    /// </summary>
+    internal void RenameEntry(long parent, string name, long newParent, string newName, bool noReplace, bool exchange = false, bool keepReplaced = false)
     {
         Names.Validate(newName, newName);
+        if (exchange && noReplace)
+            ThrowHelper.IO(FileSystemError.InvalidArgument, name, "RENAME_EXCHANGE and RENAME_NOREPLACE exclude each other");
+        if (exchange && !Store.KeepsOpenFiles)
+            ThrowHelper.IO(FileSystemError.InvalidArgument, name, "exchanging names needs a region of format version 3 (this one is version 2)");
         Change(v =>
         {
-            var flags = noReplace ? RenameFlags.NoReplace : RenameFlags.None;
+            var flags = (noReplace ? RenameFlags.NoReplace : RenameFlags.None) | (exchange ? RenameFlags.Exchange : RenameFlags.None)
+                | (keepReplaced && Store.KeepsOpenFiles ? RenameFlags.KeepReplaced : RenameFlags.None);
             int len = RecordCodec.EncodeRename(default, parent, name, newParent, newName, flags);
             Emit(RecordKind.Rename, len, b => RecordCodec.EncodeRename(b, parent, name, newParent, newName, flags), name + " -> " + newName);
         });

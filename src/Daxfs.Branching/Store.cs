@@ -53,6 +53,9 @@ public sealed partial class Store : IDisposable
         };
     }
 
+    /// <summary>True when the region's format (version 3 on) keeps open files after their last name goes and exchanges names in renames.</summary>
+    internal bool KeepsOpenFiles => _super.FormatVersion >= 3;
+
     /// <summary>The region file's path.</summary>
     public string Path => _region.Path;
 
@@ -333,7 +336,7 @@ public sealed partial class Store : IDisposable
             ThrowHelper.Corrupt("region file", region.Length, $"the file holds {region.Length} bytes but its superblock records a capacity of {sb.Capacity}: it was truncated, and what lay past byte {region.Length} is gone");
         if (region.Length < 3 * FormatConstants.PageSize)
             ThrowHelper.Corrupt("superblock", 0, $"region of {region.Length} bytes is too small to hold a region header");
-        if (sb.FormatVersion != FormatConstants.Version)
+        if (sb.FormatVersion < FormatConstants.OldestVersion || sb.FormatVersion > FormatConstants.Version)
             throw new FormatVersionException(sb.FormatVersion, FormatConstants.Version);
         const long page = FormatConstants.PageSize;
         if (sb.PageSize != page || sb.SlotSize != BranchSlot.Size || sb.ProcessEntrySize != ProcessEntry.Size)

@@ -68,7 +68,7 @@ public class RegionMountTests(ITestOutputHelper output)
         Assert.Contains("File exists", Err($"mkdir {mnt}/@x"));
         Assert.Contains("Invalid argument", Err($"mkdir {mnt}/@bad@name"));
         Assert.Contains("Invalid argument", Err($"mkdir {mnt}/@{new string('n', 250)}"));
-        Assert.Contains("Invalid argument", Err($"mkdir {mnt}/@{new string('n', 256)}"));
+        Assert.Contains("File name too long", Err($"mkdir {mnt}/@{new string('n', 255)}"));
         Assert.Contains("No such file or directory", Err($"rmdir {mnt}/@missing"));
         Assert.Contains("Read-only file system", Err($"echo commit > {mnt}/.daxfs/ctl")); // main
         Assert.Contains("Invalid argument", Err($"echo frobnicate > {mnt}/@x/.daxfs/ctl"));

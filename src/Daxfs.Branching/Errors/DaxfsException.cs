@@ -48,7 +48,7 @@ public sealed class FormatVersionException : DaxfsException
 {
     /// <summary>Creates the exception.</summary>
     public FormatVersionException(uint found, uint supported)
-        : base($"region format version {found} is not supported (this library reads version {supported})")
+        : base($"region format version {found} is not supported (this library reads versions {Format.FormatConstants.OldestVersion} to {supported})")
     {
         Found = found;
         Supported = supported;

@@ -65,4 +65,6 @@ internal enum RecordKind : ushort
     Version = 10,
     Tag = 11,
     Base = 12,
+    /// <summary>Ends a file kept open after its last name went (format version 3 on).</summary>
+    Release = 13,
 }

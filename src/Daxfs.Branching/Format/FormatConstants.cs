@@ -3,8 +3,15 @@ namespace Daxfs.Branching.Format;
 /// <summary>Numbers fixed by the on-media format (docs/format.md).</summary>
 internal static class FormatConstants
 {
-    /// <summary>The format version this library reads and writes.</summary>
-    public const uint Version = 2;
+    /// <summary>The format version this library writes (new regions), and the newest it reads.</summary>
+    public const uint Version = 3;
+
+    /// <summary>
+    /// The oldest format version this library reads and writes. Version 2 lacks only what version 3 added
+    /// (open files kept after their last name goes, and exchanging renames): a version 2 region is used as it
+    /// is, without them, so every build that reads version 2 can still read it.
+    /// </summary>
+    public const uint OldestVersion = 2;
 
     /// <summary>Allocation unit of the region and of the delta arena.</summary>
     public const int PageSize = 4096;

@@ -37,12 +37,25 @@ internal enum AttrMask : uint
     Mtime = 8,
 }
 
+/// <summary>Remove flags (format version 3 on; 0 before).</summary>
+[Flags]
+internal enum RemoveFlags : uint
+{
+    None = 0,
+    /// <summary>The removed non-directory stays, with no name and a link count of 0, until a Release record: a process still has it open.</summary>
+    KeepOpen = 1,
+}
+
 /// <summary>Rename flags.</summary>
 [Flags]
 internal enum RenameFlags : uint
 {
     None = 0,
     NoReplace = 1,
+    /// <summary>Both names exist and swap their inodes (format version 3 on).</summary>
+    Exchange = 2,
+    /// <summary>A replaced non-directory stays as by <see cref="RemoveFlags.KeepOpen"/> (format version 3 on).</summary>
+    KeepReplaced = 4,
 }
 
 /// <summary>
@@ -80,17 +93,19 @@ internal static class RecordCodec
         return len;
     }
 
-    public static int EncodeRemove(Span<byte> dst, long parentIno, string name)
+    public static int EncodeRemove(Span<byte> dst, long parentIno, string name, RemoveFlags flags = RemoveFlags.None)
     {
         int nl = Utf8Length(name);
         int len = 16 + nl;
         if (dst.Length < len) return len;
         BinaryPrimitives.WriteInt64LittleEndian(dst, parentIno);
         BinaryPrimitives.WriteUInt32LittleEndian(dst[8..], (uint)nl);
-        BinaryPrimitives.WriteUInt32LittleEndian(dst[12..], 0);
+        BinaryPrimitives.WriteUInt32LittleEndian(dst[12..], (uint)flags);
         s_utf8.GetBytes(name, dst[16..]);
         return len;
     }
+
+    public static void EncodeRelease(Span<byte> dst, long ino) => BinaryPrimitives.WriteInt64LittleEndian(dst, ino);
 
     public static int EncodeRename(Span<byte> dst, long srcParent, string srcName, long dstParent, string dstName, RenameFlags flags)
     {
@@ -231,7 +246,16 @@ internal static class RecordCodec
             {
                 Need(body, 16, recordOffset);
                 r.ParentIno = I64(body, 0);
+                r.Flags = U32(body, 12);
+                if ((r.Flags & ~(uint)RemoveFlags.KeepOpen) != 0)
+                    Bad(recordOffset, $"unknown remove flags {r.Flags:X}");
                 r.Name = NameAt16(body, U32(body, 8), Format.FormatConstants.MaxNameLength, recordOffset, "name length out of range");
+                break;
+            }
+            case RecordKind.Release:
+            {
+                Need(body, 8, recordOffset);
+                r.Ino = I64(body, 0);
                 break;
             }
             case RecordKind.Rename:
@@ -240,6 +264,9 @@ internal static class RecordCodec
                 r.ParentIno = I64(body, 0);
                 r.DstParent = I64(body, 8);
                 r.Flags = U32(body, 16);
+                if ((r.Flags & ~(uint)(RenameFlags.NoReplace | RenameFlags.Exchange | RenameFlags.KeepReplaced)) != 0
+                    || (r.Flags & (uint)(RenameFlags.NoReplace | RenameFlags.Exchange)) == (uint)(RenameFlags.NoReplace | RenameFlags.Exchange))
+                    Bad(recordOffset, $"bad rename flags {r.Flags:X}");
                 int sl = BinaryPrimitives.ReadUInt16LittleEndian(body[20..]);
                 int dl = BinaryPrimitives.ReadUInt16LittleEndian(body[22..]);
                 Need(body, 24 + sl + dl, recordOffset);

@@ -35,8 +35,17 @@ internal sealed record Node
     public ImmutableSortedDictionary<string, long>? Entries { get; init; }
     /// <summary>Directories: how many entries are directories (for the link count).</summary>
     public int Subdirs { get; init; }
-    /// <summary>The containing directory (the root names itself). Kept for every kind: a file has one name (no hard links).</summary>
+    /// <summary>
+    /// The containing directory (the root names itself). Kept for every kind: a file has one name (no hard
+    /// links). <see cref="NoParent"/> for a file kept open after its last name went (an orphan).
+    /// </summary>
     public long ParentIno { get; init; }
+
+    /// <summary>The parent of an orphan: a file with no name, kept while a process has it open.</summary>
+    public const long NoParent = 0;
+
+    /// <summary>A file kept open after its last name went: no directory holds it, its link count is 0.</summary>
+    public bool IsOrphan => ParentIno == NoParent && !IsTombstone;
     /// <summary>Symlinks: the target.</summary>
     public string? Target { get; init; }
 

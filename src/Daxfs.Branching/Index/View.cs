@@ -41,7 +41,7 @@ internal sealed class View
     {
         if (LongMap.TryGet(Nodes, ino, out var n))
             return new InodeInfo(n.Ino, n.Kind, n.Perm, n.Uid, n.Gid, n.MtimeNs, n.CtimeNs, n.Size,
-                n.Kind == NodeKind.Directory ? 2 + n.Subdirs : 1);
+                n.Kind == NodeKind.Directory ? 2 + n.Subdirs : n.IsOrphan ? 0 : 1);
         ref readonly var b = ref Base.Inode(ino);
         var kind = KindOfMode(b.Mode);
         return new InodeInfo(ino, kind, b.Mode & ModeBits.PermMask, b.Uid, b.Gid, b.MtimeNs, b.ChangeTimeNs, b.ByteSize,

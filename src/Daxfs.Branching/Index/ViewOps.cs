@@ -20,7 +20,15 @@ internal static class ViewOps
             case RecordKind.Symlink:
                 return Create(v, r, path ?? r.Name);
             case RecordKind.Remove:
-                return Remove(v, r.ParentIno, r.Name, r.TimeNs, path ?? r.Name);
+                return Remove(v, r.ParentIno, r.Name, r.TimeNs, path ?? r.Name, keepOpen: (((RemoveFlags)r.Flags) & RemoveFlags.KeepOpen) != 0);
+            case RecordKind.Release:
+            {
+                // A file kept open after its last name went: the last handle closed, and it goes now.
+                if (!v.TryGetNode(r.Ino, out var orphan) || orphan.IsTombstone || !orphan.IsOrphan)
+                    ThrowHelper.IO(FileSystemError.InvalidArgument, P(), "not a file kept open after its last name went");
+                var rest = v.Base.Contains(r.Ino) ? LongMap.Set(v.Nodes, r.Ino, Node.Tombstone(r.Ino)) : LongMap.Remove(v.Nodes, r.Ino);
+                return v.With(rest, v.NextIno);
+            }
             case RecordKind.Rename:
                 return Rename(v, r, path ?? r.Name);
             case RecordKind.Write:
@@ -147,7 +155,7 @@ internal static class ViewOps
         return v.With(nodes, r.Ino + 1);
     }
 
-    private static View Remove(View v, long parentIno, string name, long timeNs, string path)
+    private static View Remove(View v, long parentIno, string name, long timeNs, string path, bool keepOpen = false)
     {
         var dir = DirNode(v, parentIno, path);
         if (!dir.Entries!.TryGetValue(name, out long child))
@@ -164,6 +172,12 @@ internal static class ViewOps
             CtimeNs = timeNs,
         };
         var nodes = LongMap.Set(v.Nodes, dir.Ino, dir);
+        if (keepOpen && kind != NodeKind.Directory)
+        {
+            // Still open somewhere: the inode stays, with no name (link count 0), until a Release record.
+            var kept = v.NodeOf(child) with { ParentIno = Node.NoParent, CtimeNs = timeNs };
+            return v.With(LongMap.Set(nodes, child, kept), v.NextIno);
+        }
         // A base inode stays in the image: mark it gone so lookups by number (open handles) miss it too.
         nodes = v.Base.Contains(child) ? LongMap.Set(nodes, child, Node.Tombstone(child)) : LongMap.Remove(nodes, child);
         return v.With(nodes, v.NextIno);
@@ -177,6 +191,8 @@ internal static class ViewOps
             ThrowHelper.IO(FileSystemError.NotFound, path);
         var dst = DirNode(v, r.DstParent, path);
         var kind = v.KindOf(moving);
+        if ((((RenameFlags)r.Flags) & RenameFlags.Exchange) != 0)
+            return Exchange(v, r, moving, path);
         if (dst.Entries!.TryGetValue(r.DstName, out long existing))
         {
             if ((((RenameFlags)r.Flags) & RenameFlags.NoReplace) != 0)
@@ -192,22 +208,10 @@ internal static class ViewOps
                 ThrowHelper.IO(FileSystemError.NotEmpty, path);
         }
         if (kind == NodeKind.Directory)
-        {
-            // A directory must not move into its own subtree: walk up from the destination to the root.
-            long at = r.DstParent;
-            for (int guard = 0; ; guard++)
-            {
-                if (at == moving)
-                    ThrowHelper.IO(FileSystemError.InvalidArgument, path, "cannot move a directory into itself");
-                if (at == View.RootIno) break;
-                if (guard > 1_000_000)
-                    ThrowHelper.IO(FileSystemError.InvalidArgument, path, "directory parent chain does not reach the root");
-                at = v.ParentOf(at);
-            }
-        }
+            NotIntoItself(v, moving, r.DstParent, path);
         var nodes = v.Nodes;
         if (existing != 0)
-            v = Remove(v, r.DstParent, r.DstName, r.TimeNs, path);
+            v = Remove(v, r.DstParent, r.DstName, r.TimeNs, path, keepOpen: (((RenameFlags)r.Flags) & RenameFlags.KeepReplaced) != 0);
         // Re-read both directories: the removal above may have changed the destination.
         src = v.NodeOf(r.ParentIno);
         src = src with
@@ -232,6 +236,57 @@ internal static class ViewOps
         var moved = v.With(nodes, v.NextIno).NodeOf(moving);
         moved = moved with { CtimeNs = r.TimeNs, ParentIno = r.DstParent };
         nodes = LongMap.Set(nodes, moving, moved);
+        return v.With(nodes, v.NextIno);
+    }
+
+    /// <summary>A directory must not move into its own subtree: walks up from <paramref name="destination"/> to the root.</summary>
+    private static void NotIntoItself(View v, long directory, long destination, string path)
+    {
+        long at = destination;
+        for (int guard = 0; ; guard++)
+        {
+            if (at == directory)
+                ThrowHelper.IO(FileSystemError.InvalidArgument, path, "cannot move a directory into itself");
+            if (at == View.RootIno) break;
+            if (guard > 1_000_000)
+                ThrowHelper.IO(FileSystemError.InvalidArgument, path, "directory parent chain does not reach the root");
+            at = v.ParentOf(at);
+        }
+    }
+
+    /// <summary>
+    /// RENAME_EXCHANGE: both names exist and swap their inodes, whatever their kinds. Neither may be an ancestor
+    /// of the other's new place. Both parents' mtime and ctime and both inodes' ctime become the record's time.
+    /// </summary>
+    private static View Exchange(View v, Rec r, long first, string path)
+    {
+        var dst = DirNode(v, r.DstParent, path);
+        if (!dst.Entries!.TryGetValue(r.DstName, out long second))
+            ThrowHelper.IO(FileSystemError.NotFound, path, "an exchange needs both names");
+        if (first == second)
+            return v;
+        bool firstDir = v.KindOf(first) == NodeKind.Directory, secondDir = v.KindOf(second) == NodeKind.Directory;
+        if (firstDir) NotIntoItself(v, first, r.DstParent, path);
+        if (secondDir) NotIntoItself(v, second, r.ParentIno, path);
+        LongMapNode<Node>? nodes;
+        if (r.DstParent == r.ParentIno)
+        {
+            var dir = v.NodeOf(r.ParentIno);
+            dir = dir with { Entries = dir.Entries!.SetItem(r.Name, second).SetItem(r.DstName, first), MtimeNs = r.TimeNs, CtimeNs = r.TimeNs };
+            nodes = LongMap.Set(v.Nodes, dir.Ino, dir);
+        }
+        else
+        {
+            int gained = (secondDir ? 1 : 0) - (firstDir ? 1 : 0); // subdirectories the source directory gains
+            var src = v.NodeOf(r.ParentIno);
+            src = src with { Entries = src.Entries!.SetItem(r.Name, second), Subdirs = src.Subdirs + gained, MtimeNs = r.TimeNs, CtimeNs = r.TimeNs };
+            dst = dst with { Entries = dst.Entries.SetItem(r.DstName, first), Subdirs = dst.Subdirs - gained, MtimeNs = r.TimeNs, CtimeNs = r.TimeNs };
+            nodes = LongMap.Set(LongMap.Set(v.Nodes, src.Ino, src), dst.Ino, dst);
+        }
+        var now = v.With(nodes, v.NextIno);
+        var a = now.NodeOf(first) with { ParentIno = r.DstParent, CtimeNs = r.TimeNs };
+        var b = now.NodeOf(second) with { ParentIno = r.ParentIno, CtimeNs = r.TimeNs };
+        nodes = LongMap.Set(LongMap.Set(nodes, first, a), second, b);
         return v.With(nodes, v.NextIno);
     }
 }

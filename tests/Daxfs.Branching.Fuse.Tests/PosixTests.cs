@@ -1,0 +1,95 @@
+namespace Daxfs.Branching.Fuse.Tests;
+
+/// <summary>POSIX rules a mounted branch follows as tmpfs does: each check runs on the mount and on tmpfs, and both must agree.</summary>
+public class PosixTests
+{
+    /// <summary>Runs <paramref name="script"/> in a branch of a fresh mount and in a tmpfs directory; returns both outputs (stdout and stderr, paths made relative).</summary>
+    private static (string Mount, string Tmpfs) Both(string script)
+    {
+        using var m = new Mounted();
+        string mp = m.Mount("posix");
+        string tmp = Directory.CreateTempSubdirectory("daxfs-posix-").FullName; // /tmp on this machine; the shm check below uses /dev/shm
+        string shm = Path.Combine("/dev/shm", Path.GetFileName(tmp));
+        Directory.CreateDirectory(shm);
+        try
+        {
+            string Run(string dir)
+            {
+                Directory.CreateDirectory(Path.Combine(dir, "w")); // an empty directory in both
+                var r = Sh.Bash(script, Path.Combine(dir, "w"));
+                return (r.Out + r.Err).Replace(dir, "DIR", StringComparison.Ordinal);
+            }
+            return (Run(mp), Run(shm));
+        }
+        finally
+        {
+            Directory.Delete(tmp, true);
+            Directory.Delete(shm, true);
+        }
+    }
+
+    private static void Same(string script, params string[] expected)
+    {
+        var (mount, tmpfs) = Both(script);
+        Assert.True(tmpfs == mount, $"the mount answered\n{mount}\ntmpfs answered\n{tmpfs}");
+        foreach (var e in expected)
+            Assert.Contains(e, mount);
+    }
+
+    [Fact]
+    public void A_file_removed_or_replaced_while_open_keeps_working_through_its_descriptor()
+    {
+        Same("""
+            echo hello > g; exec 3<g; rm g; cat <&3; stat -L -c 'links %h size %s' /proc/self/fd/3
+            echo old > a; exec 4<>a; echo new > b; mv b a; cat <&4; echo more >&4; stat -L -c 'links %h size %s' /proc/self/fd/4
+            cat a; exec 4>&-; exec 3>&-; ls
+            python3 -c "import os,tempfile; f=tempfile.TemporaryFile(dir='.'); f.write(b'x'*100000); f.seek(0); print(len(f.read()), os.fstat(f.fileno()).st_nlink)"
+            ls
+            """, "hello\nlinks 0 size 6", "old\nlinks 0 size 9", "100000 0");
+    }
+
+    [Fact]
+    public void Names_over_255_bytes_are_ENAMETOOLONG_for_every_call_that_looks_one_up()
+    {
+        string n = new('n', 256);
+        Same($"stat {n}; chmod 600 {n}; rm {n}; touch {n}; mkdir {n}; ls {n}/x; true", "File name too long");
+    }
+
+    [Fact]
+    public void Rename_exchange_swaps_and_noreplace_refuses()
+    {
+        Same("""
+            mkdir d; echo f > f; echo inner > d/x
+            python3 - <<'PY'
+            import ctypes, os
+            libc = ctypes.CDLL(None, use_errno=True)
+            def r2(a, b, flags):
+                rc = libc.renameat2(-100, a.encode(), -100, b.encode(), flags)
+                print(a, b, flags, "ok" if rc == 0 else os.strerror(ctypes.get_errno()))
+            r2("f", "d", 2); r2("f", "missing", 2); r2("d", "f", 1); r2("f", "d", 3); r2("d", "d/x", 2)
+            PY
+            cat d; cat f/x; ls
+            """, "f d 2 ok", "inner");
+    }
+
+    [Fact]
+    public void Fallocate_grows_punches_and_zeroes_as_tmpfs_does()
+    {
+        Same("""
+            fallocate -l 100000 grown; stat -c '%s' grown
+            head -c 50000 /dev/urandom > hole; fallocate -p -o 1000 -l 2000 hole; stat -c '%s' hole; cmp -n 2000 -i 1000:0 hole /dev/zero && echo punched-zeros
+            fallocate -z -o 40000 -l 20000 hole; stat -c '%s' hole
+            fallocate -n -l 5000000 hole; stat -c '%s' hole
+            """, "100000\n", "punched-zeros", "Operation not supported");
+    }
+
+    [Fact]
+    public void A_setgid_directory_passes_its_group_and_its_bit_on()
+    {
+        Same("""
+            mkdir shared; chgrp 1234 shared; chmod 2775 shared
+            touch shared/f; mkdir shared/sub
+            stat -c '%n %g %A' shared/f shared/sub
+            """, "shared/f 1234", "shared/sub 1234 drwxr-sr-x");
+    }
+}

@@ -1,0 +1,151 @@
+using System.Text;
+using Daxfs.Branching.Format;
+
+namespace Daxfs.Branching.Tests;
+
+/// <summary>
+/// Format version 3: a file removed while open stays, nameless with a link count of 0, until its last handle
+/// closes (the mount asks for this); renames exchange two names; and version 2 regions still open.
+/// </summary>
+public class KeptFilesTests
+{
+    private static long Ino(Branch b, string path) => b.Stat(path).Inode;
+
+    [Fact]
+    public void A_file_removed_while_open_keeps_its_bytes_and_takes_writes_until_released_and_survives_a_reopen()
+    {
+        using var r = new TempRegion();
+        var b = r.Store.Main.Fork("b");
+        b.WriteAllBytes("open.txt", "hello"u8);
+        long ino = Ino(b, "open.txt");
+        b.RemoveEntry(Branch.RootInode, "open.txt", directory: false, keepOpen: true);
+
+        Assert.False(b.Exists("open.txt"));
+        Assert.True(b.IsOrphan(ino));
+        var a = b.GetAttributes(ino);
+        Assert.Equal(0, a.Nlink);
+        Assert.Equal("hello", Encoding.UTF8.GetString(b.ReadInode(ino, 0, 100).ToArray()));
+        b.WriteInode(ino, 5, " world"u8);
+        Assert.Equal(11, b.GetAttributes(ino).Size);
+        Assert.DoesNotContain(b.Diff(), c => c.Path.Contains("open", StringComparison.Ordinal) && c.Kind != ChangeKind.Deleted);
+
+        // Another process (a reopen) replays the same: the nameless file is still there, still nameless.
+        var s = r.Reopen();
+        var again = s.GetBranch("b");
+        Assert.True(again.IsOrphan(ino));
+        Assert.Equal("hello world", Encoding.UTF8.GetString(again.ReadInode(ino, 0, 100).ToArray()));
+        Assert.DoesNotContain(again.ReadDirectory(Branch.RootInode), e => e.Name == "open.txt");
+
+        // The last handle closes: it goes, and stays gone across a reopen.
+        again.ReleaseInode(ino);
+        Assert.False(again.IsOrphan(ino));
+        Assert.Throws<DaxfsIOException>(() => again.GetAttributes(ino));
+        again.ReleaseInode(ino); // a second release finds nothing: no error, no record
+        s = r.Reopen();
+        Assert.Throws<DaxfsIOException>(() => s.GetBranch("b").GetAttributes(ino));
+    }
+
+    [Fact]
+    public void A_file_replaced_by_rename_while_open_stays_readable_and_a_commit_carries_no_nameless_file()
+    {
+        using var r = new TempRegion();
+        var b = r.Store.Main.Fork("b");
+        b.WriteAllBytes("a.txt", "old"u8);
+        b.WriteAllBytes("b.txt", "new"u8);
+        long old = Ino(b, "a.txt");
+        b.RenameEntry(Branch.RootInode, "b.txt", Branch.RootInode, "a.txt", noReplace: false, keepReplaced: true);
+        Assert.Equal("new", Encoding.UTF8.GetString(b.ReadAllBytes("a.txt")));
+        Assert.Equal("old", Encoding.UTF8.GetString(b.ReadInode(old, 0, 10).ToArray()));
+        Assert.Equal(0, b.GetAttributes(old).Nlink);
+        b.Commit("replace");
+        // Main has the new file under the name; the nameless one is named nowhere, and export leaves it out.
+        Assert.Equal("new", Encoding.UTF8.GetString(r.Store.Main.ReadAllBytes("a.txt")));
+        string dest = Path.Combine(r.Directory_, "export");
+        r.Store.Main.Export(dest);
+        Assert.Equal("new", File.ReadAllText(Path.Combine(dest, "a.txt")));
+        Assert.DoesNotContain(Directory.EnumerateFiles(dest, "*", SearchOption.AllDirectories), f => File.ReadAllText(f) == "old");
+    }
+
+    [Fact]
+    public void Rename_exchange_swaps_two_names_of_any_kind_and_refuses_a_cycle()
+    {
+        using var r = new TempRegion();
+        var b = r.Store.Main.Fork("b");
+        b.WriteAllBytes("f.txt", "file"u8);
+        b.CreateDirectory("d/inner", parents: true);
+        long f = Ino(b, "f.txt"), d = Ino(b, "d");
+        b.RenameEntry(Branch.RootInode, "f.txt", Branch.RootInode, "d", noReplace: false, exchange: true);
+        Assert.Equal(f, Ino(b, "d"));
+        Assert.Equal(d, Ino(b, "f.txt"));
+        Assert.True(b.Exists("f.txt/inner"));
+        Assert.Equal("file", Encoding.UTF8.GetString(b.ReadAllBytes("d")));
+
+        // Across directories, link counts follow the directories that moved.
+        b.CreateDirectory("x");
+        b.WriteAllBytes("x/plain", "p"u8);
+        long x = Ino(b, "x");
+        int rootLinks = b.GetAttributes(Branch.RootInode).Nlink, xLinks = b.GetAttributes(x).Nlink;
+        b.RenameEntry(Branch.RootInode, "f.txt", x, "plain", noReplace: false, exchange: true); // a directory into x, a file out
+        Assert.Equal(rootLinks - 1, b.GetAttributes(Branch.RootInode).Nlink);
+        Assert.Equal(xLinks + 1, b.GetAttributes(x).Nlink);
+        Assert.True(b.Exists("x/plain/inner"));
+        Assert.Equal("p", Encoding.UTF8.GetString(b.ReadAllBytes("f.txt")));
+
+        // A directory cannot trade places with something inside itself; both names must exist.
+        var cycle = Assert.Throws<DaxfsIOException>(() => b.RenameEntry(x, "plain", Ino(b, "x/plain"), "inner", noReplace: false, exchange: true));
+        Assert.Equal(FileSystemError.InvalidArgument, cycle.Error);
+        Assert.Equal(FileSystemError.NotFound, Assert.Throws<DaxfsIOException>(() => b.RenameEntry(Branch.RootInode, "f.txt", Branch.RootInode, "nope", noReplace: false, exchange: true)).Error);
+        Assert.Equal(FileSystemError.InvalidArgument, Assert.Throws<DaxfsIOException>(() => b.RenameEntry(Branch.RootInode, "f.txt", x, "plain", noReplace: true, exchange: true)).Error);
+
+        // Replay agrees with the live operations.
+        var s = r.Reopen();
+        var again = s.GetBranch("b");
+        Assert.True(again.Exists("x/plain/inner"));
+        Assert.Equal("p", Encoding.UTF8.GetString(again.ReadAllBytes("f.txt")));
+        Assert.Equal(xLinks + 1, again.GetAttributes(x).Nlink);
+    }
+
+    [Fact]
+    public void A_version_2_region_opens_and_works_without_the_version_3_records()
+    {
+        using var r = new TempRegion();
+        r.Store.Main.Fork("b").WriteAllBytes("a.txt", "a"u8);
+        r.Store.Dispose();
+        // Make it a version 2 region, as an earlier build wrote it (the layout is the same).
+        using (var f = new FileStream(r.RegionPath, FileMode.Open, FileAccess.ReadWrite))
+        {
+            var head = new byte[256];
+            f.ReadExactly(head);
+            BitConverter.TryWriteBytes(head.AsSpan(8), 2u);
+            BitConverter.TryWriteBytes(head.AsSpan(252), Crc32C.Compute(head.AsSpan(0, 252)));
+            f.Position = 0;
+            f.Write(head);
+        }
+        var s = r.Reopen();
+        Assert.False(s.KeepsOpenFiles);
+        var b = s.GetBranch("b");
+        long ino = Ino(b, "a.txt");
+        b.RemoveEntry(Branch.RootInode, "a.txt", directory: false, keepOpen: true); // goes at once, as version 2 did
+        Assert.Throws<DaxfsIOException>(() => b.GetAttributes(ino));
+        b.WriteAllBytes("x", "x"u8);
+        b.WriteAllBytes("y", "y"u8);
+        var e = Assert.Throws<DaxfsIOException>(() => b.RenameEntry(Branch.RootInode, "x", Branch.RootInode, "y", noReplace: false, exchange: true));
+        Assert.Contains("format version 3", e.Message);
+        s = r.Reopen();
+        Assert.Equal("y", Encoding.UTF8.GetString(s.GetBranch("b").ReadAllBytes("y")));
+
+        // A version this build does not know is refused by number.
+        s.Dispose();
+        using (var f = new FileStream(r.RegionPath, FileMode.Open, FileAccess.ReadWrite))
+        {
+            var head = new byte[256];
+            f.ReadExactly(head);
+            BitConverter.TryWriteBytes(head.AsSpan(8), 9u);
+            BitConverter.TryWriteBytes(head.AsSpan(252), Crc32C.Compute(head.AsSpan(0, 252)));
+            f.Position = 0;
+            f.Write(head);
+        }
+        var refused = Assert.Throws<FormatVersionException>(() => Store.Open(r.RegionPath).Dispose());
+        Assert.Contains("format version 9 is not supported (this library reads versions 2 to 3)", refused.Message);
+    }
+}
