@@ -200,11 +200,14 @@ internal sealed unsafe partial class FuseServer
         uint? mode = (s.Valid & FuseProtocol.FattrMode) != 0 ? s.Mode & 0xFFF : null;
         uint? uid = (s.Valid & FuseProtocol.FattrUid) != 0 ? s.Uid : null;
         uint? gid = (s.Valid & FuseProtocol.FattrGid) != 0 ? s.Gid : null;
-        long? mtime = (s.Valid & FuseProtocol.FattrMtimeNow) != 0 ? (DateTime.UtcNow - DateTime.UnixEpoch).Ticks * 100
+        long now = (DateTime.UtcNow - DateTime.UnixEpoch).Ticks * 100;
+        long? mtime = (s.Valid & FuseProtocol.FattrMtimeNow) != 0 ? now
             : (s.Valid & FuseProtocol.FattrMtime) != 0 ? (long)s.Mtime * 1_000_000_000L + s.MtimeNsec : null;
-        InodeAttributes a = size is null && mode is null && uid is null && gid is null && mtime is null
-            ? mb.Branch.GetAttributes(ino) // atime or ctime only: not stored
-            : mb.Branch.SetInodeAttributes(ino, size, mode, uid, gid, mtime);
+        long? atime = (s.Valid & FuseProtocol.FattrAtimeNow) != 0 ? now
+            : (s.Valid & FuseProtocol.FattrAtime) != 0 ? (long)s.Atime * 1_000_000_000L + s.AtimeNsec : null;
+        InodeAttributes a = size is null && mode is null && uid is null && gid is null && mtime is null && atime is null
+            ? mb.Branch.GetAttributes(ino) // ctime only: it follows every change by itself
+            : mb.Branch.SetInodeAttributes(ino, size, mode, uid, gid, mtime, atime);
         Changed(mb);
         ReplyAttr(r.Unique, r.Node, in a);
     }

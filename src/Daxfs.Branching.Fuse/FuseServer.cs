@@ -236,6 +236,7 @@ internal sealed unsafe partial class FuseServer
         uint type = a.Kind switch { NodeKind.Directory => 0x4000u, NodeKind.Symlink => 0xA000u, _ => 0x8000u };
         ulong sec = (ulong)(a.MtimeNs / 1_000_000_000L);
         uint nsec = (uint)(a.MtimeNs % 1_000_000_000L);
+        long atimeNs = a.AtimeNs != 0 ? a.AtimeNs : a.MtimeNs;
         ulong csec = (ulong)(a.CtimeNs / 1_000_000_000L);
         uint cnsec = (uint)(a.CtimeNs % 1_000_000_000L);
         long size = a.Kind == NodeKind.Directory ? 4096 : a.Size;
@@ -244,8 +245,8 @@ internal sealed unsafe partial class FuseServer
             Ino = node,
             Size = (ulong)size,
             Blocks = (ulong)((size + 511) / 512),
-            Atime = sec,
-            AtimeNsec = nsec,
+            Atime = (ulong)(atimeNs / 1_000_000_000L),
+            AtimeNsec = (uint)(atimeNs % 1_000_000_000L),
             Mtime = sec,
             MtimeNsec = nsec,
             Ctime = csec,

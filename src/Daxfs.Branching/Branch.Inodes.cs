@@ -4,7 +4,7 @@ using Daxfs.Branching.Index;
 namespace Daxfs.Branching;
 
 /// <summary>Attributes of an inode for adapters that address files by inode number (the mount).</summary>
-internal readonly record struct InodeAttributes(long Ino, NodeKind Kind, uint Mode, uint Uid, uint Gid, long Size, long MtimeNs, long CtimeNs, int Nlink);
+internal readonly record struct InodeAttributes(long Ino, NodeKind Kind, uint Mode, uint Uid, uint Gid, long Size, long MtimeNs, long CtimeNs, int Nlink, long AtimeNs = 0);
 
 /// <summary>
 /// The branch addressed by inode numbers and names within a directory, as a kernel file system interface
@@ -14,7 +14,7 @@ public sealed partial class Branch
 {
     internal const long RootInode = View.RootIno;
 
-    private static InodeAttributes Attr(in InodeInfo i) => new(i.Ino, i.Kind, i.Perm, i.Uid, i.Gid, i.Size, i.MtimeNs, i.CtimeNs, i.Nlink);
+    private static InodeAttributes Attr(in InodeInfo i) => new(i.Ino, i.Kind, i.Perm, i.Uid, i.Gid, i.Size, i.MtimeNs, i.CtimeNs, i.Nlink, i.AtimeNs);
 
     /// <summary>The branch's current view, after checking it is usable (re-reading the region if another process changed it).</summary>
     internal object CurrentViewToken() => ReadView();
@@ -195,8 +195,11 @@ public sealed partial class Branch
         }
     }
 
-    /// <summary>Changes attributes of an inode: size (files), mode, owner, modification time; each only when given.</summary>
-    internal InodeAttributes SetInodeAttributes(long ino, long? size, uint? mode, uint? uid, uint? gid, long? mtimeNs) => Change(v =>
+    /// <summary>
+    /// Changes attributes of an inode: size (files), mode, owner, modification and access time; each only when
+    /// given. The access time needs format version 3: a version 2 region keeps it equal to the modification time.
+    /// </summary>
+    internal InodeAttributes SetInodeAttributes(long ino, long? size, uint? mode, uint? uid, uint? gid, long? mtimeNs, long? atimeNs = null) => Change(v =>
     {
         if (!v.Exists(ino))
             ThrowHelper.IO(FileSystemError.NotFound, $"inode {ino}");
@@ -213,11 +216,12 @@ public sealed partial class Branch
         if (uid is not null) mask |= AttrMask.Uid;
         if (gid is not null) mask |= AttrMask.Gid;
         if (mtimeNs is not null) mask |= AttrMask.Mtime;
+        if (atimeNs is not null && Store.KeepsOpenFiles) mask |= AttrMask.Atime;
         if (mask != AttrMask.None)
         {
             uint m = mode ?? 0, u = uid ?? 0, g = gid ?? 0;
-            long t = mtimeNs ?? 0;
-            v = Emit(RecordKind.SetAttr, 32, b => RecordCodec.EncodeSetAttr(b, ino, mask, m, u, g, t), $"inode {ino}");
+            long t = mtimeNs ?? 0, at = atimeNs ?? 0;
+            v = Emit(RecordKind.SetAttr, (mask & AttrMask.Atime) != 0 ? 40 : 32, b => RecordCodec.EncodeSetAttr(b, ino, mask, m, u, g, t, at), $"inode {ino}");
         }
         var i = v.Info(ino);
         return Attr(in i);

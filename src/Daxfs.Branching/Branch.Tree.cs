@@ -85,13 +85,13 @@ public sealed partial class Branch
                             ExportDirectory(view, ino, sub, asRoot, ref e, ref b);
                         break;
                     case NodeKind.Symlink:
-                        dir.CreateSymlink(name, view.LinkTarget(ino), owner, info.MtimeNs);
+                        dir.CreateSymlink(name, view.LinkTarget(ino), owner, info.MtimeNs, info.AtimeNs);
                         break;
                     default:
                         using (var fd = dir.CreateFile(name))
                         {
                             b += WriteData(view, ino, fd);
-                            DirectoryWriter.Finish(fd, Path.Combine(dir.Path, name), info.Perm, owner, info.MtimeNs);
+                            DirectoryWriter.Finish(fd, Path.Combine(dir.Path, name), info.Perm, owner, info.MtimeNs, info.AtimeNs);
                         }
                         break;
                 }
@@ -100,7 +100,7 @@ public sealed partial class Branch
             }
             // Its owner, mode and time last: writing into it would change its time, and a read-only mode would stop the writes.
             var self = view.Info(dirIno);
-            dir.Finish(self.Perm, asRoot ? (self.Uid, self.Gid) : null, self.MtimeNs);
+            dir.Finish(self.Perm, asRoot ? (self.Uid, self.Gid) : null, self.MtimeNs, self.AtimeNs);
         }
     }
 

@@ -60,7 +60,10 @@ public readonly record struct FileStat(string Path, long Inode, NodeKind Kind, u
     DateTimeOffset ModifiedTime, DateTimeOffset ChangedTime, int LinkCount)
 {
     internal static FileStat From(string path, in InodeInfo i) => new(path, i.Ino, i.Kind, i.Perm, i.Uid, i.Gid, i.Size,
-        FromNs(i.MtimeNs), FromNs(i.CtimeNs), i.Nlink);
+        FromNs(i.MtimeNs), FromNs(i.CtimeNs), i.Nlink) { AccessedTimeNs = i.AtimeNs };
+
+    /// <summary>Access time in nanoseconds since the Unix epoch: set at creation and by a change of times, not by reads (see docs/semantics.md).</summary>
+    public long AccessedTimeNs { get; init; }
 
     internal static DateTimeOffset FromNs(long ns) => new(DateTime.UnixEpoch.AddTicks(ns / 100), TimeSpan.Zero);
 

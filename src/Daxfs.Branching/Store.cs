@@ -53,7 +53,7 @@ public sealed partial class Store : IDisposable
         };
     }
 
-    /// <summary>True when the region's format (version 3 on) keeps open files after their last name goes and exchanges names in renames.</summary>
+    /// <summary>True when the region's format (version 3 on) keeps open files after their last name goes, exchanges names in renames and stores access times.</summary>
     internal bool KeepsOpenFiles => _super.FormatVersion >= 3;
 
     /// <summary>The region file's path.</summary>

@@ -84,6 +84,17 @@ public class PosixTests
     }
 
     [Fact]
+    public void Access_times_are_stored_to_the_nanosecond_and_now_and_omit_work()
+    {
+        Same("""
+            echo x > f; touch -m -d @5.25 f; touch -a -d @7.123456789 f; stat -c '%X %Y %x' f
+            touch -a f; stat -c '%Y' f; test "$(stat -c %X f)" -gt 1000000000 && echo atime-now
+            touch -m -d @9 f; test "$(stat -c %X f)" -gt 1000000000 && echo atime-kept
+            mkdir d; touch -a -d @11 d; stat -c '%X' d; ln -s f l; touch -h -a -d @13 l; stat -c '%X' l
+            """, "7 5 1970-01-01 00:00:07.123456789 +0000", "5\natime-now", "atime-kept", "11\n13");
+    }
+
+    [Fact]
     public void A_setgid_directory_passes_its_group_and_its_bit_on()
     {
         Same("""

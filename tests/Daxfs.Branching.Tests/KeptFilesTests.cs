@@ -148,4 +148,27 @@ public class KeptFilesTests
         var refused = Assert.Throws<FormatVersionException>(() => Store.Open(r.RegionPath).Dispose());
         Assert.Contains("format version 9 is not supported (this library reads versions 2 to 3)", refused.Message);
     }
+
+    [Fact]
+    public void Access_times_are_stored_replayed_compacted_and_exported()
+    {
+        using var r = new TempRegion();
+        var b = r.Store.Main.Fork("b");
+        b.WriteAllBytes("a.txt", "a"u8);
+        long ino = Ino(b, "a.txt");
+        const long At = 1_234_567_890_123_456_789;
+        var before = b.GetAttributes(ino);
+        b.SetInodeAttributes(ino, null, null, null, null, null, At);
+        var after = b.GetAttributes(ino);
+        Assert.Equal(At, after.AtimeNs);
+        Assert.Equal(before.MtimeNs, after.MtimeNs); // only the access time moved
+        Assert.Equal(At, b.Stat("a.txt").AccessedTimeNs);
+        b.Commit("atime");
+        r.Store.Compact();
+        var s = r.Reopen();
+        Assert.Equal(At, s.Main.Stat("a.txt").AccessedTimeNs);
+        string dest = Path.Combine(r.Directory_, "out");
+        s.Main.Export(dest);
+        Assert.Equal(At / 100, (File.GetLastAccessTimeUtc(Path.Combine(dest, "a.txt")) - DateTime.UnixEpoch).Ticks);
+    }
 }

@@ -40,6 +40,8 @@ public sealed class BaseImageBuilder
         public uint Uid;
         public uint Gid;
         public long MtimeNs;
+        /// <summary>Access time; 0: the same as <see cref="MtimeNs"/>.</summary>
+        public long AtimeNs;
         public SortedDictionary<string, Entry>? Children;
         public byte[]? Content;
         public string? SourcePath;
@@ -192,6 +194,7 @@ public sealed class BaseImageBuilder
         var st = UnixStatReader.Read(full);
         b.SetRoot(st.Mode, st.Uid, st.Gid, DateTimeOffset.FromUnixTimeMilliseconds(st.MtimeNs / 1_000_000));
         b._root.MtimeNs = st.MtimeNs;
+        b._root.AtimeNs = st.AtimeNs;
         b.Collect(b._root, full, policy);
         return b;
     }
@@ -208,7 +211,7 @@ public sealed class BaseImageBuilder
             }
             var st = UnixStatReader.Read(child);
             uint type = st.Mode & ModeBits.TypeMask;
-            var e = new Entry { Name = name, Kind = NodeKind.File, Perm = st.Mode & ModeBits.PermMask, Uid = st.Uid, Gid = st.Gid, MtimeNs = st.MtimeNs };
+            var e = new Entry { Name = name, Kind = NodeKind.File, Perm = st.Mode & ModeBits.PermMask, Uid = st.Uid, Gid = st.Gid, MtimeNs = st.MtimeNs, AtimeNs = st.AtimeNs };
             if (type is ModeBits.Directory or ModeBits.Regular && UnixStatReader.AclGroupPermission(child) is { } group)
             {
                 // With an extended ACL, stat's group bits are the ACL's mask: the owning group's own bits go there instead.
@@ -446,6 +449,7 @@ public sealed class BaseImageBuilder
             n.Uid = e.Uid;
             n.Gid = e.Gid;
             n.MtimeNs = e.MtimeNs;
+            n.AtimeNs = e.AtimeNs == e.MtimeNs ? 0 : e.AtimeNs;
             n.ParentIno = e.ParentIno; // every inode names its directory (the root names itself)
             switch (e.Kind)
             {

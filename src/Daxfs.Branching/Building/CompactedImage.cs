@@ -210,6 +210,7 @@ internal sealed class CompactedImage
             n.ParentIno = (uint)item.Parent;
             n.MtimeNs = info.MtimeNs;
             n.CtimeNs = info.CtimeNs == info.MtimeNs ? 0 : info.CtimeNs;
+            n.AtimeNs = info.AtimeNs == info.MtimeNs ? 0 : info.AtimeNs;
             if (item.Dir is { } dir)
             {
                 n.ByteSize = dir.Entries.Count;

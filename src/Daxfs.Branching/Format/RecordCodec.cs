@@ -18,7 +18,7 @@ internal sealed class Rec
     /// <summary>Region offset of the record's header.</summary>
     public long Offset;
     /// <summary>Version records reuse <see cref="Size"/> for their record count and <see cref="FileOffset"/> for their log bytes.</summary>
-    public long ParentIno, Ino, DstParent, FileOffset, Size, MtimeNs, Epoch, Seq;
+    public long ParentIno, Ino, DstParent, FileOffset, Size, MtimeNs, AtimeNs, Epoch, Seq;
     public uint Mode, Uid, Gid, Mask, Flags;
     public string Name = "", DstName = "", Target = "", Message = "", Source = "";
     public long PayloadOffset;
@@ -35,6 +35,8 @@ internal enum AttrMask : uint
     Uid = 2,
     Gid = 4,
     Mtime = 8,
+    /// <summary>Format version 3 on: the body is 40 bytes, the access time at 32.</summary>
+    Atime = 16,
 }
 
 /// <summary>Remove flags (format version 3 on; 0 before).</summary>
@@ -137,16 +139,18 @@ internal static class RecordCodec
         return 16;
     }
 
-    public static int EncodeSetAttr(Span<byte> dst, long ino, AttrMask mask, uint mode, uint uid, uint gid, long mtimeNs)
+    public static int EncodeSetAttr(Span<byte> dst, long ino, AttrMask mask, uint mode, uint uid, uint gid, long mtimeNs, long atimeNs = 0)
     {
-        if (dst.Length < 32) return 32;
+        int len = (mask & AttrMask.Atime) != 0 ? 40 : 32;
+        if (dst.Length < len) return len;
+        if (len == 40) BinaryPrimitives.WriteInt64LittleEndian(dst[32..], atimeNs);
         BinaryPrimitives.WriteInt64LittleEndian(dst, ino);
         BinaryPrimitives.WriteUInt32LittleEndian(dst[8..], (uint)mask);
         BinaryPrimitives.WriteUInt32LittleEndian(dst[12..], mode);
         BinaryPrimitives.WriteUInt32LittleEndian(dst[16..], uid);
         BinaryPrimitives.WriteUInt32LittleEndian(dst[20..], gid);
         BinaryPrimitives.WriteInt64LittleEndian(dst[24..], mtimeNs);
-        return 32;
+        return len;
     }
 
     /// <summary>Merge (commit to parent): the child's log joins the parent's history.</summary>
@@ -294,6 +298,13 @@ internal static class RecordCodec
                 r.Uid = U32(body, 16);
                 r.Gid = U32(body, 20);
                 r.MtimeNs = I64(body, 24);
+                if ((r.Mask & ~(uint)(AttrMask.Mode | AttrMask.Uid | AttrMask.Gid | AttrMask.Mtime | AttrMask.Atime)) != 0)
+                    Bad(recordOffset, $"unknown attribute mask bits {r.Mask:X}");
+                if ((r.Mask & (uint)AttrMask.Atime) != 0)
+                {
+                    Need(body, 40, recordOffset);
+                    r.AtimeNs = I64(body, 32);
+                }
                 break;
             case RecordKind.Merge:
             {

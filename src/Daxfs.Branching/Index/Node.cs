@@ -27,6 +27,8 @@ internal sealed record Node
     public required uint Gid { get; init; }
     public required long MtimeNs { get; init; }
     public required long CtimeNs { get; init; }
+    /// <summary>Access time: set at creation and by SetAttr; reads leave it (see docs/semantics.md).</summary>
+    public long AtimeNs { get; init; }
     /// <summary>Files: bytes. Symlinks: target bytes. Directories: entry count.</summary>
     public long Size { get; init; }
     /// <summary>Files: the byte-range map.</summary>

@@ -4,7 +4,7 @@ using Daxfs.Branching.Format;
 namespace Daxfs.Branching.Index;
 
 /// <summary>Attributes of one inode as a view sees it.</summary>
-internal readonly record struct InodeInfo(long Ino, NodeKind Kind, uint Perm, uint Uid, uint Gid, long MtimeNs, long CtimeNs, long Size, int Nlink);
+internal readonly record struct InodeInfo(long Ino, NodeKind Kind, uint Perm, uint Uid, uint Gid, long MtimeNs, long CtimeNs, long Size, int Nlink, long AtimeNs);
 
 /// <summary>
 /// An immutable snapshot of a branch's whole tree: the base image plus a persistent map of the inodes
@@ -41,11 +41,11 @@ internal sealed class View
     {
         if (LongMap.TryGet(Nodes, ino, out var n))
             return new InodeInfo(n.Ino, n.Kind, n.Perm, n.Uid, n.Gid, n.MtimeNs, n.CtimeNs, n.Size,
-                n.Kind == NodeKind.Directory ? 2 + n.Subdirs : n.IsOrphan ? 0 : 1);
+                n.Kind == NodeKind.Directory ? 2 + n.Subdirs : n.IsOrphan ? 0 : 1, n.AtimeNs);
         ref readonly var b = ref Base.Inode(ino);
         var kind = KindOfMode(b.Mode);
         return new InodeInfo(ino, kind, b.Mode & ModeBits.PermMask, b.Uid, b.Gid, b.MtimeNs, b.ChangeTimeNs, b.ByteSize,
-            kind == NodeKind.Directory ? 2 + (int)b.Subdirs : 1);
+            kind == NodeKind.Directory ? 2 + (int)b.Subdirs : 1, b.AccessTimeNs);
     }
 
     public NodeKind KindOf(long ino)
@@ -120,6 +120,7 @@ internal sealed class View
             Gid = b.Gid,
             MtimeNs = b.MtimeNs,
             CtimeNs = b.ChangeTimeNs,
+            AtimeNs = b.AccessTimeNs,
             Size = b.ByteSize,
             ParentIno = b.ParentIno,
         };

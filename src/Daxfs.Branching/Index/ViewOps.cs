@@ -72,6 +72,7 @@ internal static class ViewOps
                     Uid = mask.HasFlag(AttrMask.Uid) ? r.Uid : n.Uid,
                     Gid = mask.HasFlag(AttrMask.Gid) ? r.Gid : n.Gid,
                     MtimeNs = mask.HasFlag(AttrMask.Mtime) ? r.MtimeNs : n.MtimeNs,
+                    AtimeNs = mask.HasFlag(AttrMask.Atime) ? r.AtimeNs : n.AtimeNs,
                     CtimeNs = r.TimeNs,
                 };
                 return v.With(LongMap.Set(v.Nodes, n.Ino, n), v.NextIno);
@@ -138,6 +139,7 @@ internal static class ViewOps
             Gid = r.Gid,
             MtimeNs = r.TimeNs,
             CtimeNs = r.TimeNs,
+            AtimeNs = r.TimeNs,
             Size = kind == NodeKind.Symlink ? RecordCodec.Utf8Length(r.Target) : 0,
             Entries = kind == NodeKind.Directory ? Node.EmptyEntries : null,
             ParentIno = r.ParentIno,

@@ -27,7 +27,7 @@ internal sealed class DirectoryWriter : IDisposable
     /// <summary>
     /// Creates <paramref name="path"/> or takes it when it is an empty directory, opens it without following a
     /// link, and makes it 0700, owned by this user, while it is written, so no other user can plant anything in
-    /// it meanwhile (its own owner and mode are set last, by <see cref="Finish(uint, ValueTuple{uint, uint}?, long)"/>).
+    /// it meanwhile (its own owner and mode are set last, by <see cref="Finish(uint, ValueTuple{uint, uint}?, long, long)"/>).
     /// </summary>
     public static DirectoryWriter CreateRoot(string path)
     {
@@ -77,7 +77,7 @@ internal sealed class DirectoryWriter : IDisposable
     }
 
     /// <summary>Creates the symbolic link <paramref name="name"/> → <paramref name="target"/>, with its owner (when <paramref name="owner"/>) and time, never following it.</summary>
-    public unsafe void CreateSymlink(string name, string target, (uint Uid, uint Gid)? owner, long mtimeNs)
+    public unsafe void CreateSymlink(string name, string target, (uint Uid, uint Gid)? owner, long mtimeNs, long atimeNs)
     {
         string path = System.IO.Path.Combine(Path, name);
         if (Libc.SymlinkAt(target, Fd, name) != 0)
@@ -85,19 +85,19 @@ internal sealed class DirectoryWriter : IDisposable
         if (owner is { } o && Libc.FchownAt(Fd, name, o.Uid, o.Gid, Libc.AtSymlinkNoFollow) != 0)
             throw Error(path, $"set the owner {o.Uid}:{o.Gid}", Marshal.GetLastPInvokeError());
         long* times = stackalloc long[4];
-        Times(times, mtimeNs);
+        Times(times, mtimeNs, atimeNs);
         if (Libc.UtimensAt(Fd, name, times, Libc.AtSymlinkNoFollow) != 0)
             throw Error(path, "set the time", Marshal.GetLastPInvokeError());
     }
 
     /// <summary>Sets this directory's owner (when given), then its mode, then its time, on its descriptor.</summary>
-    public void Finish(uint mode, (uint Uid, uint Gid)? owner, long mtimeNs) => Finish(_fd, Path, mode, owner, mtimeNs);
+    public void Finish(uint mode, (uint Uid, uint Gid)? owner, long mtimeNs, long atimeNs) => Finish(_fd, Path, mode, owner, mtimeNs, atimeNs);
 
     /// <summary>
     /// Sets an open file's owner (when given), then its mode, then its time. The owner comes first: a chown by
     /// root clears the setuid and setgid bits, so the mode set after it keeps them.
     /// </summary>
-    public static unsafe void Finish(SafeFileHandle fd, string path, uint mode, (uint Uid, uint Gid)? owner, long mtimeNs)
+    public static unsafe void Finish(SafeFileHandle fd, string path, uint mode, (uint Uid, uint Gid)? owner, long mtimeNs, long atimeNs)
     {
         int n = (int)fd.DangerousGetHandle();
         if (owner is { } o && Libc.Fchown(n, o.Uid, o.Gid) != 0)
@@ -105,17 +105,22 @@ internal sealed class DirectoryWriter : IDisposable
         if (Libc.Fchmod(n, mode & 0xFFF) != 0)
             throw Error(path, $"set the mode {Convert.ToString(mode & 0xFFF, 8)}", Marshal.GetLastPInvokeError());
         long* times = stackalloc long[4];
-        Times(times, mtimeNs);
+        Times(times, mtimeNs, atimeNs);
         if (Libc.Futimens(n, times) != 0)
             throw Error(path, "set the time", Marshal.GetLastPInvokeError());
     }
 
-    /// <summary>Access and modification time both set to <paramref name="mtimeNs"/>.</summary>
-    private static unsafe void Times(long* times, long mtimeNs)
+    /// <summary>The access time, then the modification time, as utimensat takes them.</summary>
+    private static unsafe void Times(long* times, long mtimeNs, long atimeNs)
     {
-        long seconds = Math.DivRem(mtimeNs, 1_000_000_000L, out long nanos);
+        Split(atimeNs, out times[0], out times[1]);
+        Split(mtimeNs, out times[2], out times[3]);
+    }
+
+    private static void Split(long ns, out long seconds, out long nanos)
+    {
+        seconds = Math.DivRem(ns, 1_000_000_000L, out nanos);
         if (nanos < 0) { seconds--; nanos += 1_000_000_000L; }
-        times[0] = seconds; times[1] = nanos; times[2] = seconds; times[3] = nanos;
     }
 
     private static IOException Error(string path, string what, int errno)
