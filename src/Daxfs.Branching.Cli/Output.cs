@@ -42,7 +42,11 @@ internal static class Output
 
     public static string Mode(uint perm, Index.NodeKind kind)
     {
-        char t = kind switch { Index.NodeKind.Directory => 'd', Index.NodeKind.Symlink => 'l', _ => '-' };
+        char t = kind switch
+        {
+            Index.NodeKind.Directory => 'd', Index.NodeKind.Symlink => 'l', Index.NodeKind.Fifo => 'p', Index.NodeKind.Socket => 's',
+            Index.NodeKind.CharDevice => 'c', Index.NodeKind.BlockDevice => 'b', _ => '-',
+        };
         var s = new char[10];
         s[0] = t;
         const string rwx = "rwxrwxrwx";

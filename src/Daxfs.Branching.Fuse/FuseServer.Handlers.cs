@@ -229,9 +229,12 @@ internal sealed unsafe partial class FuseServer
     {
         var m = r.Read<FuseMknodIn>();
         string name = r.Name(sizeof(FuseMknodIn));
-        if ((m.Mode & 0xF000) != 0x8000)
-            throw new DaxfsIOException(FileSystemError.InvalidArgument, name, "only regular files can be created");
-        MakeEntry(in r, name, NodeKind.File, m.Mode, "", create: false);
+        var kind = View.KindOfMode(m.Mode);
+        if ((m.Mode & 0xF000) is not (0x8000 or 0x1000 or 0xC000 or 0x2000 or 0x6000))
+            throw new DaxfsIOException(FileSystemError.InvalidArgument, name, $"mknod of an unknown file type (mode {Convert.ToString(m.Mode, 8)})");
+        // The kernel sends the device number as new_encode_dev does; for majors below 4096 that is also the C
+        // library's dev_t, which the branch stores.
+        MakeEntry(in r, name, kind, m.Mode, "", create: false, rdev: m.Rdev);
     }
 
     private void Create(scoped in Request r)
@@ -271,7 +274,7 @@ internal sealed unsafe partial class FuseServer
     private const uint SetGid = 0x400;
 
     /// <summary>Creates an entry owned by the calling user (mkdir, mknod, create, symlink).</summary>
-    private void MakeEntry(scoped in Request r, string name, NodeKind kind, uint mode, string target, bool create)
+    private void MakeEntry(scoped in Request r, string name, NodeKind kind, uint mode, string target, bool create, long rdev = 0)
     {
         var (mb, parent) = TreeNode(r.Node, "create");
         if (Reserved(mb, parent, name))
@@ -285,7 +288,7 @@ internal sealed unsafe partial class FuseServer
             gid = dir.Gid;
             if (kind == NodeKind.Directory) mode |= SetGid;
         }
-        var a = mb.Branch.CreateInode(parent, name, kind, mode & 0xFFF, r.Header.Uid, gid, target);
+        var a = mb.Branch.CreateInode(parent, name, kind, mode & 0xFFF, r.Header.Uid, gid, target, rdev);
         Changed(mb);
         if (create)
             _open.AddOrUpdate(mb.Node(a.Ino), 1, (_, n) => n + 1); // CREATE opens the file too
@@ -648,7 +651,11 @@ internal sealed unsafe partial class FuseServer
             {
                 entry = list[(int)(k - 2)];
                 (name, node) = (entry.Name, entry.Node);
-                type = entry.Attributes.Kind switch { NodeKind.Directory => 4u, NodeKind.Symlink => 10u, _ => 8u };
+                type = entry.Attributes.Kind switch
+                {
+                    NodeKind.Directory => 4u, NodeKind.Symlink => 10u, NodeKind.Fifo => 1u, NodeKind.CharDevice => 2u,
+                    NodeKind.BlockDevice => 6u, NodeKind.Socket => 12u, _ => 8u,
+                };
             }
             int nameLen = Encoding.UTF8.GetByteCount(name);
             int direntSize = (sizeof(FuseDirent) + nameLen + 7) & ~7;

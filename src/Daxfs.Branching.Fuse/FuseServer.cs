@@ -233,7 +233,11 @@ internal sealed unsafe partial class FuseServer
 
     private static FuseAttr ToAttr(in InodeAttributes a, ulong node)
     {
-        uint type = a.Kind switch { NodeKind.Directory => 0x4000u, NodeKind.Symlink => 0xA000u, _ => 0x8000u };
+        uint type = a.Kind switch
+        {
+            NodeKind.Directory => 0x4000u, NodeKind.Symlink => 0xA000u, NodeKind.Fifo => 0x1000u, NodeKind.Socket => 0xC000u,
+            NodeKind.CharDevice => 0x2000u, NodeKind.BlockDevice => 0x6000u, _ => 0x8000u,
+        };
         ulong sec = (ulong)(a.MtimeNs / 1_000_000_000L);
         uint nsec = (uint)(a.MtimeNs % 1_000_000_000L);
         long atimeNs = a.AtimeNs != 0 ? a.AtimeNs : a.MtimeNs;
@@ -255,6 +259,7 @@ internal sealed unsafe partial class FuseServer
             Nlink = (uint)a.Nlink,
             Uid = a.Uid,
             Gid = a.Gid,
+            Rdev = (uint)a.Rdev,
             BlkSize = 4096,
         };
     }

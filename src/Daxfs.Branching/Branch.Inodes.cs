@@ -4,7 +4,7 @@ using Daxfs.Branching.Index;
 namespace Daxfs.Branching;
 
 /// <summary>Attributes of an inode for adapters that address files by inode number (the mount).</summary>
-internal readonly record struct InodeAttributes(long Ino, NodeKind Kind, uint Mode, uint Uid, uint Gid, long Size, long MtimeNs, long CtimeNs, int Nlink, long AtimeNs = 0);
+internal readonly record struct InodeAttributes(long Ino, NodeKind Kind, uint Mode, uint Uid, uint Gid, long Size, long MtimeNs, long CtimeNs, int Nlink, long AtimeNs = 0, long Rdev = 0);
 
 /// <summary>
 /// The branch addressed by inode numbers and names within a directory, as a kernel file system interface
@@ -14,7 +14,7 @@ public sealed partial class Branch
 {
     internal const long RootInode = View.RootIno;
 
-    private static InodeAttributes Attr(in InodeInfo i) => new(i.Ino, i.Kind, i.Perm, i.Uid, i.Gid, i.Size, i.MtimeNs, i.CtimeNs, i.Nlink, i.AtimeNs);
+    private static InodeAttributes Attr(in InodeInfo i) => new(i.Ino, i.Kind, i.Perm, i.Uid, i.Gid, i.Size, i.MtimeNs, i.CtimeNs, i.Nlink, i.AtimeNs, i.Rdev);
 
     /// <summary>The branch's current view, after checking it is usable (re-reading the region if another process changed it).</summary>
     internal object CurrentViewToken() => ReadView();
@@ -94,19 +94,36 @@ public sealed partial class Branch
         return v.LinkTarget(ino);
     }
 
-    /// <summary>Creates a file, directory or symlink named <paramref name="name"/> in directory <paramref name="parent"/>.</summary>
-    internal InodeAttributes CreateInode(long parent, string name, NodeKind kind, uint mode, uint uid, uint gid, string target)
+    /// <summary>
+    /// Creates a file, directory, symlink, FIFO, socket or device node named <paramref name="name"/> in directory
+    /// <paramref name="parent"/>; <paramref name="rdev"/> is a device node's number. FIFOs, sockets and devices
+    /// need format version 3.
+    /// </summary>
+    internal InodeAttributes CreateInode(long parent, string name, NodeKind kind, uint mode, uint uid, uint gid, string target, long rdev = 0)
     {
         Names.Validate(name, name);
+        if (View.IsSpecial(kind) && !Store.WritesVersion3)
+            ThrowHelper.IO(FileSystemError.InvalidArgument, name, "FIFOs, sockets and device nodes need a region of format version 3 (this one is version 2)");
         return Change(v =>
         {
             RequireDir(v, parent);
             if (v.Lookup(parent, name) != 0)
                 ThrowHelper.IO(FileSystemError.Exists, name);
             long ino = v.NextIno;
-            var kindRecord = kind switch { NodeKind.Directory => RecordKind.Mkdir, NodeKind.Symlink => RecordKind.Symlink, _ => RecordKind.CreateFile };
-            int len = RecordCodec.EncodeCreate(default, parent, ino, mode, uid, gid, name, target);
-            var next = Emit(kindRecord, len, b => RecordCodec.EncodeCreate(b, parent, ino, mode, uid, gid, name, target), name);
+            View next;
+            if (View.IsSpecial(kind))
+            {
+                uint typed = ModeBits.Of(kind) | (mode & ModeBits.PermMask);
+                long dev = View.IsDevice(kind) ? rdev : 0;
+                int mlen = RecordCodec.EncodeMknod(default, parent, ino, typed, uid, gid, name, dev);
+                next = Emit(RecordKind.Mknod, mlen, b => RecordCodec.EncodeMknod(b, parent, ino, typed, uid, gid, name, dev), name);
+            }
+            else
+            {
+                var kindRecord = kind switch { NodeKind.Directory => RecordKind.Mkdir, NodeKind.Symlink => RecordKind.Symlink, _ => RecordKind.CreateFile };
+                int len = RecordCodec.EncodeCreate(default, parent, ino, mode, uid, gid, name, target);
+                next = Emit(kindRecord, len, b => RecordCodec.EncodeCreate(b, parent, ino, mode, uid, gid, name, target), name);
+            }
             var i = next.Info(ino);
             return Attr(in i);
         });
@@ -129,7 +146,7 @@ public sealed partial class Branch
             ThrowHelper.IO(FileSystemError.NotADirectory, name);
         if (!directory && isDir)
             ThrowHelper.IO(FileSystemError.IsADirectory, name);
-        var flags = keepOpen && !isDir && Store.KeepsOpenFiles ? RemoveFlags.KeepOpen : RemoveFlags.None;
+        var flags = keepOpen && !isDir && Store.WritesVersion3 ? RemoveFlags.KeepOpen : RemoveFlags.None;
         int len = RecordCodec.EncodeRemove(default, parent, name, flags);
         Emit(RecordKind.Remove, len, b => RecordCodec.EncodeRemove(b, parent, name, flags), name);
     });
@@ -154,12 +171,12 @@ public sealed partial class Branch
         Names.Validate(newName, newName);
         if (exchange && noReplace)
             ThrowHelper.IO(FileSystemError.InvalidArgument, name, "RENAME_EXCHANGE and RENAME_NOREPLACE exclude each other");
-        if (exchange && !Store.KeepsOpenFiles)
+        if (exchange && !Store.WritesVersion3)
             ThrowHelper.IO(FileSystemError.InvalidArgument, name, "exchanging names needs a region of format version 3 (this one is version 2)");
         Change(v =>
         {
             var flags = (noReplace ? RenameFlags.NoReplace : RenameFlags.None) | (exchange ? RenameFlags.Exchange : RenameFlags.None)
-                | (keepReplaced && Store.KeepsOpenFiles ? RenameFlags.KeepReplaced : RenameFlags.None);
+                | (keepReplaced && Store.WritesVersion3 ? RenameFlags.KeepReplaced : RenameFlags.None);
             int len = RecordCodec.EncodeRename(default, parent, name, newParent, newName, flags);
             Emit(RecordKind.Rename, len, b => RecordCodec.EncodeRename(b, parent, name, newParent, newName, flags), name + " -> " + newName);
         });
@@ -216,7 +233,7 @@ public sealed partial class Branch
         if (uid is not null) mask |= AttrMask.Uid;
         if (gid is not null) mask |= AttrMask.Gid;
         if (mtimeNs is not null) mask |= AttrMask.Mtime;
-        if (atimeNs is not null && Store.KeepsOpenFiles) mask |= AttrMask.Atime;
+        if (atimeNs is not null && Store.WritesVersion3) mask |= AttrMask.Atime;
         if (mask != AttrMask.None)
         {
             uint m = mode ?? 0, u = uid ?? 0, g = gid ?? 0;

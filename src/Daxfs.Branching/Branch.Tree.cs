@@ -87,6 +87,9 @@ public sealed partial class Branch
                     case NodeKind.Symlink:
                         dir.CreateSymlink(name, view.LinkTarget(ino), owner, info.MtimeNs, info.AtimeNs);
                         break;
+                    case NodeKind.Fifo or NodeKind.Socket or NodeKind.CharDevice or NodeKind.BlockDevice:
+                        dir.CreateSpecial(name, Format.ModeBits.Of(info.Kind) | info.Perm, info.Rdev, owner, info.MtimeNs, info.AtimeNs);
+                        break;
                     default:
                         using (var fd = dir.CreateFile(name))
                         {

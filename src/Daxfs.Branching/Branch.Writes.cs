@@ -56,6 +56,32 @@ public sealed partial class Branch
         }
     });
 
+    /// <summary>
+    /// Creates a FIFO, socket or device node at <paramref name="path"/> (format version 3 regions): the branch holds
+    /// its name, owner, mode and, for a device, its number (<paramref name="device"/>, as the C library's dev_t
+    /// encodes it); the kernel serves it where the branch is mounted or exported.
+    /// </summary>
+    public void CreateSpecialFile(string path, NodeKind kind, uint mode = 0x1A4, long device = 0)
+    {
+        if (!View.IsSpecial(kind))
+            throw new ArgumentException($"{kind} is not a FIFO, socket or device node", nameof(kind));
+        if (!Store.WritesVersion3)
+            ThrowHelper.IO(FileSystemError.InvalidArgument, path, "FIFOs, sockets and device nodes need a region of format version 3 (this one is version 2)");
+        Change(v =>
+        {
+            var (parent, name) = ResolveParent(v, path);
+            if (v.KindOf(parent) != NodeKind.Directory)
+                ThrowHelper.IO(FileSystemError.NotADirectory, path);
+            if (v.Lookup(parent, name) != 0)
+                ThrowHelper.IO(FileSystemError.Exists, path);
+            long ino = v.NextIno;
+            uint typed = ModeBits.Of(kind) | (mode & ModeBits.PermMask), gid = v.Info(parent).Gid;
+            long dev = View.IsDevice(kind) ? device : 0;
+            int len = RecordCodec.EncodeMknod(default, parent, ino, typed, 0, gid, name, dev);
+            Emit(RecordKind.Mknod, len, b => RecordCodec.EncodeMknod(b, parent, ino, typed, 0, gid, name, dev), path);
+        });
+    }
+
     /// <summary>Creates symbolic link <paramref name="path"/> pointing at <paramref name="target"/>.</summary>
     public void CreateSymlink(string path, string target)
     {

@@ -60,7 +60,10 @@ public readonly record struct FileStat(string Path, long Inode, NodeKind Kind, u
     DateTimeOffset ModifiedTime, DateTimeOffset ChangedTime, int LinkCount)
 {
     internal static FileStat From(string path, in InodeInfo i) => new(path, i.Ino, i.Kind, i.Perm, i.Uid, i.Gid, i.Size,
-        FromNs(i.MtimeNs), FromNs(i.CtimeNs), i.Nlink) { AccessedTimeNs = i.AtimeNs };
+        FromNs(i.MtimeNs), FromNs(i.CtimeNs), i.Nlink) { AccessedTimeNs = i.AtimeNs, Device = i.Rdev };
+
+    /// <summary>Device nodes: the device number, as the C library's dev_t encodes it; otherwise 0.</summary>
+    public long Device { get; init; }
 
     /// <summary>Access time in nanoseconds since the Unix epoch: set at creation and by a change of times, not by reads (see docs/semantics.md).</summary>
     public long AccessedTimeNs { get; init; }

@@ -216,6 +216,9 @@ public sealed partial class Store
                 case NodeKind.Symlink:
                     target.CreateSymlink(c.Path, ours.LinkTarget(ino));
                     break;
+                case NodeKind.Fifo or NodeKind.Socket or NodeKind.CharDevice or NodeKind.BlockDevice:
+                    target.CreateSpecialFile(c.Path, c.NodeKind, info.Perm, info.Rdev);
+                    break;
                 default:
                     target.CreateFile(c.Path, info.Perm);
                     CopyRange(target, c.Path, ours, ino, new ByteRange(0, info.Size));

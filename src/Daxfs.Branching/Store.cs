@@ -53,8 +53,8 @@ public sealed partial class Store : IDisposable
         };
     }
 
-    /// <summary>True when the region's format (version 3 on) keeps open files after their last name goes, exchanges names in renames and stores access times.</summary>
-    internal bool KeepsOpenFiles => _super.FormatVersion >= 3;
+    /// <summary>True when the region has format version 3 (or later): only then are its records (open files kept after their last name goes, exchanging renames, access times, special files) written.</summary>
+    internal bool WritesVersion3 => _super.FormatVersion >= 3;
 
     /// <summary>The region file's path.</summary>
     public string Path => _region.Path;

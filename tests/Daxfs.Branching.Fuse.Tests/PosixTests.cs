@@ -95,6 +95,39 @@ public class PosixTests
     }
 
     [Fact]
+    public void FIFOs_sockets_and_device_nodes_are_made_listed_and_work_through_the_kernel()
+    {
+        Same("""
+            mkfifo -m 640 pipe; mknod chr c 1 3; mknod blk b 7 200; mknod big c 300 70000
+            python3 -c "import socket; s=socket.socket(socket.AF_UNIX); s.bind('sock')"
+            stat -c '%n %F %t:%T %a' pipe chr blk big sock; ls -l | cut -c1-10
+            find . -type p -o -type s -o -type c -o -type b | sort
+            (echo through-the-fifo > pipe &) ; cat pipe
+            python3 - <<'PY'
+            import os, socket, threading
+            os.remove('sock')
+            srv = socket.socket(socket.AF_UNIX); srv.bind('sock'); srv.listen(1)
+            def serve():
+                c, _ = srv.accept(); c.sendall(c.recv(100).upper()); c.close()
+            t = threading.Thread(target=serve); t.start()
+            cl = socket.socket(socket.AF_UNIX); cl.connect('sock'); cl.sendall(b'over the socket'); print(cl.recv(100).decode()); t.join()
+            PY
+            """, "pipe fifo 0:0 640", "chr character special file 1:3", "blk block special file 7:c8", "big character special file 12c:11170",
+            "through-the-fifo", "OVER THE SOCKET");
+    }
+
+    [Fact]
+    public void Device_nodes_in_a_mount_are_inert_nodev()
+    {
+        using var m = new Mounted();
+        string mp = m.Mount("dev");
+        var r = Sh.Bash($"mknod {mp}/null c 1 3 && echo x > {mp}/null");
+        Assert.Contains("Permission denied", r.Err); // the mount is nodev: the node exists, the device is not reachable
+        Assert.Contains("nodev", Sh.Ok(Sh.Bash($"findmnt -n -o OPTIONS {mp}"), "findmnt").Out);
+        Assert.Contains("nosuid", Sh.Ok(Sh.Bash($"findmnt -n -o OPTIONS {mp}"), "findmnt").Out);
+    }
+
+    [Fact]
     public void A_setgid_directory_passes_its_group_and_its_bit_on()
     {
         Same("""

@@ -42,6 +42,8 @@ public sealed class BaseImageBuilder
         public long MtimeNs;
         /// <summary>Access time; 0: the same as <see cref="MtimeNs"/>.</summary>
         public long AtimeNs;
+        /// <summary>Device nodes: the device number.</summary>
+        public long Rdev;
         public SortedDictionary<string, Entry>? Children;
         public byte[]? Content;
         public string? SourcePath;
@@ -123,6 +125,16 @@ public sealed class BaseImageBuilder
         e.Content = content.ToArray();
         e.Size = content.Length;
         _contentBytes += content.Length;
+        return this;
+    }
+
+    /// <summary>Adds a FIFO, socket or device node (with its number, as the C library's dev_t encodes it).</summary>
+    public BaseImageBuilder AddSpecialFile(string path, NodeKind kind, uint mode = 0x1A4, long device = 0, uint uid = 0, uint gid = 0, DateTimeOffset? mtime = null)
+    {
+        if (!View.IsSpecial(kind))
+            throw new ArgumentException($"{kind} is not a FIFO, socket or device node", nameof(kind));
+        var e = AddLeaf(path, kind, mode, uid, gid, ToNs(mtime));
+        e.Rdev = View.IsDevice(kind) ? device : 0;
         return this;
     }
 
@@ -247,8 +259,14 @@ public sealed class BaseImageBuilder
                     dir.Children!.Add(name, e);
                     _entries++;
                     break;
+                case ModeBits.Fifo or ModeBits.Socket or ModeBits.CharDevice or ModeBits.BlockDevice:
+                    e.Kind = View.KindOfMode(st.Mode);
+                    e.Rdev = View.IsDevice(e.Kind) ? st.Rdev : 0;
+                    dir.Children!.Add(name, e);
+                    _entries++;
+                    break;
                 default:
-                    Unsupported(policy, $"{child}: special file (mode {st.Mode:X}) skipped; a base image holds only files, directories and symlinks");
+                    Unsupported(policy, $"{child}: file of unknown type (mode {st.Mode:X}) skipped");
                     break;
             }
         }
@@ -346,7 +364,7 @@ public sealed class BaseImageBuilder
         foreach (var e in order)
         {
             filesDone++;
-            if (e.Kind == NodeKind.Directory) continue;
+            if (e.Kind == NodeKind.Directory || View.IsSpecial(e.Kind)) continue; // no bytes of their own
             if (e.Runs is { } runs)
             {
                 // Holes stay holes: an extent table (count, then offset, length and source of each run), then the runs' bytes.
@@ -463,6 +481,10 @@ public sealed class BaseImageBuilder
                     n.Mode = ModeBits.Symlink | 0x1FF;
                     n.ByteSize = e.Size;
                     n.DataOffset = dataOffsets[e.Ino];
+                    break;
+                case NodeKind.Fifo or NodeKind.Socket or NodeKind.CharDevice or NodeKind.BlockDevice:
+                    n.Mode = ModeBits.Of(e.Kind) | e.Perm;
+                    n.DataOffset = e.Rdev; // 0 for a FIFO or socket
                     break;
                 default:
                     n.Mode = ModeBits.Regular | e.Perm;

@@ -86,6 +86,8 @@ internal sealed class CompactedImage
                 case NodeKind.Symlink:
                     item.Target = Names.Utf8.GetBytes(view.LinkTarget(item.Ino));
                     break;
+                case NodeKind.Fifo or NodeKind.Socket or NodeKind.CharDevice or NodeKind.BlockDevice:
+                    break; // no bytes: the mode and the device number say it all
                 default:
                     item.Data = FileData.Of(view, item.Ino);
                     item.Runs = DataRuns(in item.Data);
@@ -203,8 +205,7 @@ internal sealed class CompactedImage
                 continue;
             ref var n = ref MemoryMarshal.AsRef<BaseInode>(inodes.Slice((int)((ino - 1) * BaseInode.Size), BaseInode.Size));
             var info = item.Info;
-            n.Mode = (info.Kind switch { NodeKind.Directory => ModeBits.Directory, NodeKind.Symlink => ModeBits.Symlink, _ => ModeBits.Regular })
-                | (info.Perm & ModeBits.PermMask);
+            n.Mode = ModeBits.Of(info.Kind) | (info.Perm & ModeBits.PermMask);
             n.Uid = info.Uid;
             n.Gid = info.Gid;
             n.ParentIno = (uint)item.Parent;
@@ -216,6 +217,10 @@ internal sealed class CompactedImage
                 n.ByteSize = dir.Entries.Count;
                 n.DataOffset = dir.FirstDirent;
                 n.Subdirs = (uint)dir.Entries.Count(e => _items[e.Ino]!.Info.Kind == NodeKind.Directory);
+            }
+            else if (View.IsSpecial(info.Kind))
+            {
+                n.DataOffset = info.Rdev; // no bytes; a device node's number (0 for a FIFO or socket)
             }
             else if (item.Target is { } target)
             {

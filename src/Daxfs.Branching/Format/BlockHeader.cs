@@ -67,4 +67,6 @@ internal enum RecordKind : ushort
     Base = 12,
     /// <summary>Ends a file kept open after its last name went (format version 3 on).</summary>
     Release = 13,
+    /// <summary>Creates a FIFO, socket or device node (format version 3 on).</summary>
+    Mknod = 14,
 }

@@ -59,5 +59,21 @@ internal static class ModeBits
     public const uint Directory = 0x4000;
     public const uint Regular = 0x8000;
     public const uint Symlink = 0xA000;
+    public const uint Fifo = 0x1000;
+    public const uint CharDevice = 0x2000;
+    public const uint BlockDevice = 0x6000;
+    public const uint Socket = 0xC000;
     public const uint PermMask = 0x0FFF;
+
+    /// <summary>The type bits of <paramref name="kind"/>.</summary>
+    public static uint Of(Index.NodeKind kind) => kind switch
+    {
+        Index.NodeKind.Directory => Directory,
+        Index.NodeKind.Symlink => Symlink,
+        Index.NodeKind.Fifo => Fifo,
+        Index.NodeKind.Socket => Socket,
+        Index.NodeKind.CharDevice => CharDevice,
+        Index.NodeKind.BlockDevice => BlockDevice,
+        _ => Regular,
+    };
 }

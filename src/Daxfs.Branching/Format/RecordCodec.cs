@@ -78,6 +78,19 @@ internal static class RecordCodec
 
     // ---- encoders: each returns the body length, writing into dst when it is large enough ----
 
+    /// <summary>Mknod: as a create, then the device number (40 bytes + name); <paramref name="mode"/> carries the type bits.</summary>
+    public static int EncodeMknod(Span<byte> dst, long parentIno, long ino, uint mode, uint uid, uint gid, string name, long rdev)
+    {
+        int nl = Utf8Length(name);
+        int len = 40 + nl;
+        if (dst.Length < len) return len;
+        EncodeCreate(dst, parentIno, ino, mode, uid, gid, "", "");
+        BinaryPrimitives.WriteUInt16LittleEndian(dst[28..], (ushort)nl);
+        BinaryPrimitives.WriteInt64LittleEndian(dst[32..], rdev);
+        s_utf8.GetBytes(name, dst[40..]);
+        return len;
+    }
+
     public static int EncodeCreate(Span<byte> dst, long parentIno, long ino, uint mode, uint uid, uint gid, string name, string target)
     {
         int nl = Utf8Length(name), tl = Utf8Length(target);
@@ -254,6 +267,23 @@ internal static class RecordCodec
                 if ((r.Flags & ~(uint)RemoveFlags.KeepOpen) != 0)
                     Bad(recordOffset, $"unknown remove flags {r.Flags:X}");
                 r.Name = NameAt16(body, U32(body, 8), Format.FormatConstants.MaxNameLength, recordOffset, "name length out of range");
+                break;
+            }
+            case RecordKind.Mknod:
+            {
+                Need(body, 40, recordOffset);
+                r.ParentIno = I64(body, 0);
+                r.Ino = I64(body, 8);
+                r.Mode = U32(body, 16);
+                r.Uid = U32(body, 20);
+                r.Gid = U32(body, 24);
+                int nl = BinaryPrimitives.ReadUInt16LittleEndian(body[28..]);
+                r.Size = I64(body, 32); // the device number
+                Need(body, 40 + nl, recordOffset);
+                r.Name = Str(body.Slice(40, nl), recordOffset);
+                r.Target = "";
+                if (!Index.View.IsSpecial(Index.View.KindOfMode(r.Mode)))
+                    Bad(recordOffset, $"mknod of mode {r.Mode:X}: not a FIFO, socket or device");
                 break;
             }
             case RecordKind.Release:

@@ -207,6 +207,14 @@ internal sealed unsafe class BaseImage
                 if ((n.Mode & ModeBits.TypeMask) == ModeBits.Symlink && (n.ByteSize == 0 || n.ByteSize > FormatConstants.MaxLinkTarget))
                     ThrowHelper.Corrupt($"base inode {ino}", InodeOffset(ino), $"symlink target length {n.ByteSize} out of range");
                 break;
+            case ModeBits.Fifo:
+            case ModeBits.Socket:
+            case ModeBits.CharDevice:
+            case ModeBits.BlockDevice:
+                // No bytes of their own (DataOffset holds a device node's number).
+                if (n.ByteSize != 0 || n.Flags != 0 || n.Subdirs != 0)
+                    ThrowHelper.Corrupt($"base inode {ino}", InodeOffset(ino), $"a FIFO, socket or device node with size {n.ByteSize}, flags {n.Flags} or subdirectories {n.Subdirs}");
+                break;
             default:
                 ThrowHelper.Corrupt($"base inode {ino}", InodeOffset(ino), $"unknown file type in mode {n.Mode:X}");
                 break;

@@ -11,6 +11,14 @@ public enum NodeKind : byte
     Directory = 2,
     /// <summary>A symbolic link.</summary>
     Symlink = 3,
+    /// <summary>A named pipe (FIFO). Format version 3 on.</summary>
+    Fifo = 4,
+    /// <summary>A UNIX-domain socket's name. Format version 3 on.</summary>
+    Socket = 5,
+    /// <summary>A character device node (with its device number). Format version 3 on.</summary>
+    CharDevice = 6,
+    /// <summary>A block device node (with its device number). Format version 3 on.</summary>
+    BlockDevice = 7,
 }
 
 /// <summary>
@@ -48,6 +56,8 @@ internal sealed record Node
 
     /// <summary>A file kept open after its last name went: no directory holds it, its link count is 0.</summary>
     public bool IsOrphan => ParentIno == NoParent && !IsTombstone;
+    /// <summary>Device nodes: the device number (as the C library's dev_t encodes it).</summary>
+    public long Rdev { get; init; }
     /// <summary>Symlinks: the target.</summary>
     public string? Target { get; init; }
 

@@ -4,7 +4,7 @@ using Daxfs.Branching.Format;
 namespace Daxfs.Branching.Index;
 
 /// <summary>Attributes of one inode as a view sees it.</summary>
-internal readonly record struct InodeInfo(long Ino, NodeKind Kind, uint Perm, uint Uid, uint Gid, long MtimeNs, long CtimeNs, long Size, int Nlink, long AtimeNs);
+internal readonly record struct InodeInfo(long Ino, NodeKind Kind, uint Perm, uint Uid, uint Gid, long MtimeNs, long CtimeNs, long Size, int Nlink, long AtimeNs, long Rdev = 0);
 
 /// <summary>
 /// An immutable snapshot of a branch's whole tree: the base image plus a persistent map of the inodes
@@ -41,11 +41,11 @@ internal sealed class View
     {
         if (LongMap.TryGet(Nodes, ino, out var n))
             return new InodeInfo(n.Ino, n.Kind, n.Perm, n.Uid, n.Gid, n.MtimeNs, n.CtimeNs, n.Size,
-                n.Kind == NodeKind.Directory ? 2 + n.Subdirs : n.IsOrphan ? 0 : 1, n.AtimeNs);
+                n.Kind == NodeKind.Directory ? 2 + n.Subdirs : n.IsOrphan ? 0 : 1, n.AtimeNs, n.Rdev);
         ref readonly var b = ref Base.Inode(ino);
         var kind = KindOfMode(b.Mode);
         return new InodeInfo(ino, kind, b.Mode & ModeBits.PermMask, b.Uid, b.Gid, b.MtimeNs, b.ChangeTimeNs, b.ByteSize,
-            kind == NodeKind.Directory ? 2 + (int)b.Subdirs : 1, b.AccessTimeNs);
+            kind == NodeKind.Directory ? 2 + (int)b.Subdirs : 1, b.AccessTimeNs, IsDevice(kind) ? b.DataOffset : 0);
     }
 
     public NodeKind KindOf(long ino)
@@ -55,8 +55,18 @@ internal sealed class View
     {
         ModeBits.Directory => NodeKind.Directory,
         ModeBits.Symlink => NodeKind.Symlink,
+        ModeBits.Fifo => NodeKind.Fifo,
+        ModeBits.Socket => NodeKind.Socket,
+        ModeBits.CharDevice => NodeKind.CharDevice,
+        ModeBits.BlockDevice => NodeKind.BlockDevice,
         _ => NodeKind.File,
     };
+
+    /// <summary>True for the kinds that carry a device number.</summary>
+    public static bool IsDevice(NodeKind kind) => kind is NodeKind.CharDevice or NodeKind.BlockDevice;
+
+    /// <summary>True for FIFOs, sockets and device nodes: inodes with no bytes of their own, which the kernel serves.</summary>
+    public static bool IsSpecial(NodeKind kind) => kind is NodeKind.Fifo or NodeKind.Socket or NodeKind.CharDevice or NodeKind.BlockDevice;
 
     /// <summary>The child named <paramref name="name"/> in directory <paramref name="dirIno"/>, or 0.</summary>
     public long Lookup(long dirIno, string name)
@@ -121,6 +131,7 @@ internal sealed class View
             MtimeNs = b.MtimeNs,
             CtimeNs = b.ChangeTimeNs,
             AtimeNs = b.AccessTimeNs,
+            Rdev = IsDevice(kind) ? b.DataOffset : 0,
             Size = b.ByteSize,
             ParentIno = b.ParentIno,
         };

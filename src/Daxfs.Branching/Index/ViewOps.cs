@@ -18,6 +18,7 @@ internal static class ViewOps
             case RecordKind.CreateFile:
             case RecordKind.Mkdir:
             case RecordKind.Symlink:
+            case RecordKind.Mknod:
                 return Create(v, r, path ?? r.Name);
             case RecordKind.Remove:
                 return Remove(v, r.ParentIno, r.Name, r.TimeNs, path ?? r.Name, keepOpen: (((RemoveFlags)r.Flags) & RemoveFlags.KeepOpen) != 0);
@@ -126,6 +127,7 @@ internal static class ViewOps
         {
             RecordKind.Mkdir => NodeKind.Directory,
             RecordKind.Symlink => NodeKind.Symlink,
+            RecordKind.Mknod => View.KindOfMode(r.Mode),
             _ => NodeKind.File,
         };
         if (kind == NodeKind.Symlink && (r.Target.Length == 0 || RecordCodec.Utf8Length(r.Target) > FormatConstants.MaxLinkTarget || r.Target.Contains('\0', StringComparison.Ordinal)))
@@ -144,6 +146,7 @@ internal static class ViewOps
             Entries = kind == NodeKind.Directory ? Node.EmptyEntries : null,
             ParentIno = r.ParentIno,
             Target = kind == NodeKind.Symlink ? r.Target : null,
+            Rdev = View.IsDevice(kind) ? r.Size : 0,
         };
         dir = dir with
         {

@@ -90,6 +90,29 @@ internal sealed class DirectoryWriter : IDisposable
             throw Error(path, "set the time", Marshal.GetLastPInvokeError());
     }
 
+    /// <summary>
+    /// Creates the FIFO, socket or device node <paramref name="name"/> (mknodat: never follows anything, fails if
+    /// the name exists), then its owner (when <paramref name="owner"/>), its mode and its times, by name without
+    /// following. A device node needs root (CAP_MKNOD); without it the error says so.
+    /// </summary>
+    public unsafe void CreateSpecial(string name, uint typeAndMode, long device, (uint Uid, uint Gid)? owner, long mtimeNs, long atimeNs)
+    {
+        string path = System.IO.Path.Combine(Path, name);
+        if (Libc.MknodAt(Fd, name, typeAndMode & ~0xFFFu | 0x180, (ulong)device) != 0) // 0600 until the owner is set
+        {
+            int errno = Marshal.GetLastPInvokeError();
+            throw errno == 1 ? new IOException($"{path}: cannot create the device node: only root may (CAP_MKNOD)") : Error(path, "create the node", errno);
+        }
+        if (owner is { } o && Libc.FchownAt(Fd, name, o.Uid, o.Gid, Libc.AtSymlinkNoFollow) != 0)
+            throw Error(path, $"set the owner {o.Uid}:{o.Gid}", Marshal.GetLastPInvokeError());
+        if (Libc.FchmodAt(Fd, name, typeAndMode & 0xFFF, 0) != 0)
+            throw Error(path, $"set the mode {Convert.ToString(typeAndMode & 0xFFF, 8)}", Marshal.GetLastPInvokeError());
+        long* times = stackalloc long[4];
+        Times(times, mtimeNs, atimeNs);
+        if (Libc.UtimensAt(Fd, name, times, Libc.AtSymlinkNoFollow) != 0)
+            throw Error(path, "set the time", Marshal.GetLastPInvokeError());
+    }
+
     /// <summary>Sets this directory's owner (when given), then its mode, then its time, on its descriptor.</summary>
     public void Finish(uint mode, (uint Uid, uint Gid)? owner, long mtimeNs, long atimeNs) => Finish(_fd, Path, mode, owner, mtimeNs, atimeNs);
 

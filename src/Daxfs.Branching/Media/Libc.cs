@@ -97,6 +97,12 @@ internal static partial class Libc
     [LibraryImport("libc", EntryPoint = "symlinkat", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
     public static partial int SymlinkAt(string target, int dirfd, string path);
 
+    [LibraryImport("libc", EntryPoint = "mknodat", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    public static partial int MknodAt(int dirfd, string path, uint mode, ulong dev);
+
+    [LibraryImport("libc", EntryPoint = "fchmodat", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    public static partial int FchmodAt(int dirfd, string path, uint mode, int flags);
+
     [LibraryImport("libc", EntryPoint = "fchownat", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
     public static partial int FchownAt(int dirfd, string path, uint uid, uint gid, int flags);
 
