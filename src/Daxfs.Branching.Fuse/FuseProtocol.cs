@@ -292,3 +292,9 @@ internal struct FuseFallocateIn
     [FieldOffset(16)] public ulong Length;
     [FieldOffset(24)] public uint Mode;
 }
+
+[StructLayout(LayoutKind.Explicit, Size = 8)]
+internal struct FuseLinkIn
+{
+    [FieldOffset(0)] public ulong OldNodeId;
+}

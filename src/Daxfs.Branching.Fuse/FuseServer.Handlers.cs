@@ -379,7 +379,21 @@ internal sealed unsafe partial class FuseServer
         _reply.Empty(r.Unique);
     }
 
-    private void Link(scoped in Request r) => _reply.Error(r.Unique, FuseNative.EPERM); // a branch has no hard links
+    private void Link(scoped in Request r)
+    {
+        ulong oldNode = r.Read<FuseLinkIn>().OldNodeId;
+        string name = r.Name(sizeof(FuseLinkIn));
+        var (mb, parent) = TreeNode(r.Node, "link");
+        var (target, ino) = TreeNode(oldNode, "link");
+        if (!ReferenceEquals(mb, target) && mb.Key != target.Key)
+            throw new DaxfsIOException(FileSystemError.CrossDevice, name, "a hard link cannot join two branches");
+        if (Reserved(mb, parent, name))
+            throw new DaxfsIOException(FileSystemError.Exists, name, "the name is reserved for the control entry or a branch");
+        RequireWritable(mb);
+        var a = mb.Branch.LinkInode(ino, parent, name);
+        Changed(mb);
+        ReplyEntry(r.Unique, mb, mb.Node(a.Ino), in a);
+    }
 
     private void Open(scoped in Request r)
     {

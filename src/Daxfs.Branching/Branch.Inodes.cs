@@ -151,6 +151,21 @@ public sealed partial class Branch
         Emit(RecordKind.Remove, len, b => RecordCodec.EncodeRemove(b, parent, name, flags), name);
     });
 
+    /// <summary>Gives non-directory <paramref name="ino"/> the name <paramref name="name"/> in <paramref name="parent"/> too (a hard link; format version 3).</summary>
+    internal InodeAttributes LinkInode(long ino, long parent, string name)
+    {
+        Names.Validate(name, name);
+        if (!Store.WritesVersion3)
+            ThrowHelper.IO(FileSystemError.NotPermitted, name, "hard links need a region of format version 3 (this one is version 2)");
+        return Change(v =>
+        {
+            int len = RecordCodec.EncodeLink(default, parent, ino, name);
+            var next = Emit(RecordKind.Link, len, b => RecordCodec.EncodeLink(b, parent, ino, name), name);
+            var i = next.Info(ino);
+            return Attr(in i);
+        });
+    }
+
     /// <summary>Ends inode <paramref name="ino"/>, kept open after its last name went (see <see cref="RemoveEntry"/>): its last handle closed.</summary>
     internal void ReleaseInode(long ino) => Change(v =>
     {

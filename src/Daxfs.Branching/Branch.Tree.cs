@@ -60,7 +60,18 @@ public sealed partial class Branch
         long entries = 0, bytes = 0;
         var last = DateTime.MinValue;
         using var top = DirectoryWriter.CreateRoot(destination);
-        ExportDirectory(v, View.RootIno, top, root, ref entries, ref bytes);
+        // Inodes with several names (hard links): the first name made is held open, and each later name is
+        // linked to it, so the export has one inode with all its names, as the branch does.
+        // A descriptor is held only while names of its inode are still to come.
+        var held = new Dictionary<long, (Microsoft.Win32.SafeHandles.SafeFileHandle Fd, int Left)>();
+        try
+        {
+            ExportDirectory(v, View.RootIno, top, root, ref entries, ref bytes);
+        }
+        finally
+        {
+            foreach (var h in held.Values) h.Fd.Dispose();
+        }
         progress?.Report(new ExportProgress(entries, bytes, totalEntries, totalBytes));
 
         void Report(long e, long b)
@@ -78,6 +89,21 @@ public sealed partial class Branch
             {
                 var info = view.Info(ino);
                 (uint, uint)? owner = asRoot ? (info.Uid, info.Gid) : null;
+                if (info.Kind != NodeKind.Directory && held.TryGetValue(ino, out var first))
+                {
+                    dir.Link(first.Fd, name);
+                    if (first.Left == 1)
+                    {
+                        first.Fd.Dispose();
+                        held.Remove(ino);
+                    }
+                    else
+                    {
+                        held[ino] = (first.Fd, first.Left - 1);
+                    }
+                    e++;
+                    continue;
+                }
                 switch (info.Kind)
                 {
                     case NodeKind.Directory:
@@ -98,6 +124,8 @@ public sealed partial class Branch
                         }
                         break;
                 }
+                if (info.Kind != NodeKind.Directory && info.Nlink > 1)
+                    held[ino] = (dir.Hold(name), info.Nlink - 1);
                 e++;
                 Report(e, b);
             }

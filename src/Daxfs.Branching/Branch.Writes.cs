@@ -82,6 +82,27 @@ public sealed partial class Branch
         });
     }
 
+    /// <summary>
+    /// Gives the file (or symlink, FIFO, socket or device node) at <paramref name="existing"/> a second name,
+    /// <paramref name="path"/>: a hard link. Both names are one inode: a change through one shows through the
+    /// other, and removing one keeps the other. Directories cannot be linked. Format version 3 regions.
+    /// </summary>
+    public void CreateHardLink(string existing, string path)
+    {
+        ArgumentNullException.ThrowIfNull(existing);
+        if (!Store.WritesVersion3)
+            ThrowHelper.IO(FileSystemError.NotPermitted, path, "hard links need a region of format version 3 (this one is version 2)");
+        Change(v =>
+        {
+            long ino = Resolve(v, existing);
+            var (parent, name) = ResolveParent(v, path);
+            if (v.KindOf(parent) != NodeKind.Directory)
+                ThrowHelper.IO(FileSystemError.NotADirectory, path);
+            int len = RecordCodec.EncodeLink(default, parent, ino, name);
+            Emit(RecordKind.Link, len, b => RecordCodec.EncodeLink(b, parent, ino, name), path);
+        });
+    }
+
     /// <summary>Creates symbolic link <paramref name="path"/> pointing at <paramref name="target"/>.</summary>
     public void CreateSymlink(string path, string target)
     {

@@ -29,7 +29,16 @@ public readonly record struct ByteRange(long Offset, long Length);
 /// <param name="OldPath">For renames: the path in the older view.</param>
 /// <param name="Ranges">For modified files: the byte ranges whose content differs (in the newer file's offsets).</param>
 /// <param name="Detail">A short human description (sizes, attribute values, targets).</param>
-public sealed record Change(ChangeKind Kind, string Path, NodeKind NodeKind, string? OldPath, IReadOnlyList<ByteRange> Ranges, string? Detail);
+/// <remarks>
+/// A file with several names (hard links) is compared once, under one of its names (its path); every other name
+/// that came is an <see cref="ChangeKind.Added"/> change whose <see cref="LinkTo"/> names that path, and every
+/// other name that went is a <see cref="ChangeKind.Deleted"/> change of that name alone.
+/// </remarks>
+public sealed record Change(ChangeKind Kind, string Path, NodeKind NodeKind, string? OldPath, IReadOnlyList<ByteRange> Ranges, string? Detail)
+{
+    /// <summary>For an added name of a file that has others: the path of the file it is another name of (a hard link).</summary>
+    public string? LinkTo { get; init; }
+}
 
 internal static class DiffEngine
 {
@@ -108,6 +117,22 @@ internal static class DiffEngine
         }
         foreach (var (path, _) in gone)
             changes.Add(new Change(ChangeKind.Deleted, path, NodeKind.File, null, [], null));
+        // Names beyond the one a file is compared under (hard links): each one that came or went.
+        foreach (long ino in candidates)
+        {
+            bool inA = older.Exists(ino) && older.KindOf(ino) != NodeKind.Directory && older.Info(ino).Nlink > 1;
+            bool inB = newer.Exists(ino) && newer.KindOf(ino) != NodeKind.Directory && newer.Info(ino).Nlink > 1;
+            if (!inA && !inB)
+                continue;
+            var namesA = inA ? pathsA.AllNames(ino) : [];
+            var namesB = inB ? pathsB.AllNames(ino) : [];
+            string? primary = pathsB.PathOf(ino);
+            foreach (var name in namesB.Except(namesA).Where(n => n != primary && primary is not null))
+                changes.Add(new Change(ChangeKind.Added, name, newer.KindOf(ino), null, [], $"another name of {primary}") { LinkTo = primary });
+            string? primaryA = pathsA.PathOf(ino);
+            foreach (var name in namesA.Except(namesB).Where(n => n != primaryA))
+                changes.Add(new Change(ChangeKind.Deleted, name, older.KindOf(ino), null, [], null));
+        }
         changes.Sort((x, y) => string.CompareOrdinal(x.Path, y.Path) is var c && c != 0 ? c : x.Kind.CompareTo(y.Kind));
         return changes;
     }
@@ -139,9 +164,30 @@ internal static class DiffEngine
                 if (parent != ino && view.Exists(parent) && view.KindOf(parent) == NodeKind.Directory && NameIn(parent, ino) is { } name
                     && PathOf(parent) is { } parentPath)
                     result = parentPath + "/" + name;
+                else if (view.KindOf(ino) != NodeKind.Directory && view.Info(ino).Nlink > 0 && AllNames(ino) is [var first, ..])
+                    result = first; // a hard-linked file whose parent link names a directory that lost that name
             }
             _paths[ino] = result;
             return result;
+        }
+
+        private Dictionary<long, List<string>>? _allNames;
+
+        /// <summary>Every path naming <paramref name="ino"/> in this view, sorted (one walk of the tree, the first time a file with several names asks).</summary>
+        public List<string> AllNames(long ino)
+        {
+            if (_allNames is null)
+            {
+                _allNames = [];
+                foreach (var (path, child) in view.Walk())
+                {
+                    if (view.KindOf(child) == NodeKind.Directory || view.Info(child).Nlink < 2) continue;
+                    if (!_allNames.TryGetValue(child, out var list)) _allNames[child] = list = [];
+                    list.Add("/" + path.TrimStart('/'));
+                }
+                foreach (var list in _allNames.Values) list.Sort(StringComparer.Ordinal);
+            }
+            return _allNames.TryGetValue(ino, out var names) ? names : [];
         }
 
         /// <summary>True when the inode kept its name and parent and only an ancestor moved (the ancestor's rename says it all).</summary>
@@ -166,7 +212,9 @@ internal static class DiffEngine
     {
         NodeKind.File => $"{i.Size} bytes",
         NodeKind.Directory => "directory",
-        _ => "symlink",
+        NodeKind.Symlink => "symlink",
+        NodeKind.CharDevice or NodeKind.BlockDevice => $"{i.Kind.ToString().ToLowerInvariant()} {i.Rdev >> 8 & 0xFFF}:{(i.Rdev & 0xFF) | (i.Rdev >> 12 & 0xFFF00)}",
+        _ => i.Kind.ToString().ToLowerInvariant(),
     };
 
     /// <summary>

@@ -203,7 +203,7 @@ public sealed partial class Store
             if (target.Exists(now) && !renames.Any(r => r.Path == now)) // a rename's destination holds the node that replaced it
                 target.Delete(now, recursive: true);
         }
-        foreach (var c in changes.Where(c => c.Kind == ChangeKind.Added).OrderBy(c => c.Path.Count(ch => ch == '/')).ThenBy(c => c.Path, StringComparer.Ordinal))
+        foreach (var c in changes.Where(c => c.Kind == ChangeKind.Added && c.LinkTo is null).OrderBy(c => c.Path.Count(ch => ch == '/')).ThenBy(c => c.Path, StringComparer.Ordinal))
         {
             EnsureParents(target, c.Path, ours);
             long ino = Branch.Resolve(ours, c.Path);
@@ -225,6 +225,12 @@ public sealed partial class Store
                     break;
             }
             target.Chown(c.Path, info.Uid, info.Gid);
+        }
+        // Other names of files (hard links), once every file they name is in place.
+        foreach (var c in changes.Where(c => c.Kind == ChangeKind.Added && c.LinkTo is not null).OrderBy(c => c.Path, StringComparer.Ordinal))
+        {
+            EnsureParents(target, c.Path, ours);
+            target.CreateHardLink(c.LinkTo!, c.Path);
         }
         foreach (var c in changes.Where(c => c.Kind == ChangeKind.Modified))
         {

@@ -128,6 +128,32 @@ public class PosixTests
     }
 
     [Fact]
+    public void Hard_links_share_an_inode_and_follow_POSIX_through_unlink_and_rename()
+    {
+        Same("""
+            echo one > f; ln f g; stat -c '%h' f g; test "$(stat -c %i f)" = "$(stat -c %i g)" && echo same-inode
+            echo two >> g; cat f; mkdir d; ln g d/h; stat -c '%h' f
+            rm f; cat g; stat -c '%h' g d/h
+            mv g d/h || true; ls; ls d; stat -c '%h' d/h
+            ln d d2 || true; ln missing x || true; ln d/h d/h || true
+            exec 3<d/h; rm d/h; cat <&3; exec 3<&-
+            ls d
+            """, "2\n2\nsame-inode", "one\ntwo\n3", "hard link not allowed for directory", "File exists");
+    }
+
+    [Fact]
+    public void Git_clone_local_hard_links_its_objects()
+    {
+        Same("""
+            git init -q src && cd src && for i in 1 2 3; do echo $i > f$i; git add f$i; git -c user.email=t@t -c user.name=t commit -qm c$i; done
+            git gc -q 2>/dev/null; cd ..
+            git clone -q --local src copy
+            find src/.git/objects -type f | head -1 | xargs stat -c '%h'
+            cd copy && git log --oneline | wc -l && git fsck --no-progress 2>&1 | grep -c error || true
+            """, "2\n3\n0");
+    }
+
+    [Fact]
     public void A_setgid_directory_passes_its_group_and_its_bit_on()
     {
         Same("""

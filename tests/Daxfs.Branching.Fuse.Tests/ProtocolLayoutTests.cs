@@ -33,6 +33,7 @@ public class ProtocolLayoutTests(ITestOutputHelper output)
         (typeof(FuseCreateIn), "fuse_create_in", [("Flags", "flags"), ("Mode", "mode"), ("Umask", "umask"), ("OpenFlags", "open_flags")]),
         (typeof(FuseReleaseIn), "fuse_release_in", [("Fh", "fh"), ("Flags", "flags"), ("ReleaseFlags", "release_flags"), ("LockOwner", "lock_owner")]),
         (typeof(FuseDirent), "fuse_dirent", [("Ino", "ino"), ("Off", "off"), ("NameLen", "namelen"), ("Type", "type")]),
+        (typeof(FuseLinkIn), "fuse_link_in", [("OldNodeId", "oldnodeid")]),
         (typeof(FuseFallocateIn), "fuse_fallocate_in", [("Fh", "fh"), ("Offset", "offset"), ("Length", "length"), ("Mode", "mode")]),
     ];
 

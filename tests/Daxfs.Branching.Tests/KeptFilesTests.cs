@@ -237,4 +237,80 @@ public class KeptFilesTests
             l.Contains(" directory ", StringComparison.Ordinal) ? string.Join(' ', l.Split(' ').Take(6))
             : l.Contains(" symbolic link ", StringComparison.Ordinal) ? string.Join(' ', l.Split(' ').Take(7)) : l));
     }
+
+    [Fact]
+    public void Hard_links_share_one_inode_through_changes_removal_replay_commit_compaction_rebase_and_export()
+    {
+        using var r = new TempRegion();
+        var b = r.Store.Main.Fork("b", new ForkOptions { KeepForRebase = true });
+        b.WriteAllBytes("f.txt", "one"u8);
+        b.CreateDirectory("d");
+        b.CreateHardLink("f.txt", "d/g.txt");
+        Assert.Equal(Ino(b, "f.txt"), Ino(b, "d/g.txt"));
+        Assert.Equal(2, b.Stat("f.txt").LinkCount);
+        b.Write("d/g.txt", 3, " two"u8);
+        Assert.Equal("one two", Encoding.UTF8.GetString(b.ReadAllBytes("f.txt")));
+        Assert.Equal(FileSystemError.NotPermitted, Assert.Throws<DaxfsIOException>(() => b.CreateHardLink("d", "d2")).Error);
+        Assert.Equal(FileSystemError.Exists, Assert.Throws<DaxfsIOException>(() => b.CreateHardLink("f.txt", "d/g.txt")).Error);
+
+        // Removing one name keeps the other; renaming a name onto another name of the same file changes nothing.
+        b.CreateHardLink("f.txt", "h.txt");
+        Assert.Equal(3, b.Stat("h.txt").LinkCount);
+        b.Delete("f.txt");
+        Assert.Equal(2, b.Stat("h.txt").LinkCount);
+        b.Rename("h.txt", "d/g.txt");
+        Assert.True(b.Exists("h.txt"));
+        Assert.Equal("one two", Encoding.UTF8.GetString(b.ReadAllBytes("h.txt")));
+        var diff = b.Diff();
+        Assert.Contains(diff, c => c.Kind == ChangeKind.Added && c.LinkTo is not null && (c.Path == "/h.txt" || c.Path == "/d/g.txt"));
+
+        // Another process replays the same; the branch commits; compaction writes one inode with two names.
+        var s = r.Reopen();
+        b = s.GetBranch("b");
+        Assert.Equal(Ino(b, "h.txt"), Ino(b, "d/g.txt"));
+        var other = s.Main.Fork("other");
+        other.WriteAllBytes("x.txt", "x"u8);
+        other.Commit("first");
+        var rebased = s.Rebase("b", "b2"); // re-applied by path: the second name is linked again, not copied
+        Assert.Equal(Ino(rebased, "h.txt"), Ino(rebased, "d/g.txt"));
+        rebased.Commit("links");
+        s.Compact();
+        s = r.Reopen();
+        Assert.Equal(Ino(s.Main, "h.txt"), Ino(s.Main, "d/g.txt"));
+        Assert.Equal(2, s.Main.Stat("h.txt").LinkCount);
+        string dest = Path.Combine(r.Directory_, "out");
+        s.Main.Export(dest);
+        var exported = Bash($"stat -c '%i %h' {dest}/h.txt {dest}/d/g.txt").Out.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.Equal(2, exported.Length);
+        Assert.Equal(exported[0], exported[1]);
+        Assert.EndsWith(" 2", exported[0]);
+    }
+
+    [Fact]
+    public void Mkfs_keeps_a_source_trees_hard_links()
+    {
+        string src = Path.Combine("/dev/shm", $"daxfs-links-{Guid.NewGuid():N}");
+        Directory.CreateDirectory(src);
+        try
+        {
+            Assert.Equal(0, Bash($"cd {src} && echo shared > a && mkdir sub && ln a sub/b && ln a c && echo alone > d").Code);
+            var builder = BaseImageBuilder.FromDirectory(src);
+            Assert.DoesNotContain(builder.Warnings, w => w.Contains("hard link", StringComparison.Ordinal));
+            using var r = new TempRegion(builder);
+            var m = r.Store.Main;
+            Assert.Equal(Ino(m, "a"), Ino(m, "sub/b"));
+            Assert.Equal(Ino(m, "a"), Ino(m, "c"));
+            Assert.Equal(3, m.Stat("c").LinkCount);
+            Assert.Equal(1, m.Stat("d").LinkCount);
+            var b = m.Fork("b");
+            b.Write("sub/b", 0, "SHARED"u8);
+            Assert.Equal("SHARED\n", Encoding.UTF8.GetString(b.ReadAllBytes("c")));
+            b.Delete("a");
+            Assert.Equal(2, b.Stat("c").LinkCount);
+        }
+        finally
+        {
+            Directory.Delete(src, recursive: true);
+        }
+    }
 }

@@ -51,12 +51,19 @@ public sealed class BaseImageBuilder
         public string? Target;
         /// <summary>A source file's data runs when it has holes (the rest reads as zeros); null: all of it is data.</summary>
         public List<(long Offset, long Length)>? Runs;
+        /// <summary>Another name of <see cref="LinkOf"/>'s inode (a hard link): it has no inode of its own.</summary>
+        public Entry? LinkOf;
+        /// <summary>Names of this inode in the tree (hard links), when it is the first of them.</summary>
+        public int Links = 1;
         // Assigned when written.
         public uint Ino;
         public uint ParentIno;
     }
 
     private readonly Entry _root;
+
+    /// <summary>Source files with several names, by device and inode number: their first entry in the tree.</summary>
+    private readonly Dictionary<(ulong Dev, ulong Ino), Entry> _byFileId = [];
     private readonly List<string> _warnings = [];
     private long _entries = 1;
     private long _contentBytes;
@@ -223,6 +230,16 @@ public sealed class BaseImageBuilder
             }
             var st = UnixStatReader.Read(child);
             uint type = st.Mode & ModeBits.TypeMask;
+            if (type != ModeBits.Directory && st.Nlink > 1)
+            {
+                // A hard link: a file already met under another name in this tree becomes one more name of it.
+                if (_byFileId.TryGetValue((st.Dev, st.Ino), out var first))
+                {
+                    first.Links++;
+                    dir.Children!.Add(name, new Entry { Name = name, Kind = first.Kind, LinkOf = first });
+                    continue;
+                }
+            }
             var e = new Entry { Name = name, Kind = NodeKind.File, Perm = st.Mode & ModeBits.PermMask, Uid = st.Uid, Gid = st.Gid, MtimeNs = st.MtimeNs, AtimeNs = st.AtimeNs };
             if (type is ModeBits.Directory or ModeBits.Regular && UnixStatReader.AclGroupPermission(child) is { } group)
             {
@@ -241,7 +258,7 @@ public sealed class BaseImageBuilder
                     break;
                 case ModeBits.Regular:
                     if (st.Nlink > 1)
-                        Unsupported(policy, $"{child}: hard link ({st.Nlink} names); stored as an independent file with the same bytes");
+                        _byFileId[(st.Dev, st.Ino)] = e; // its other names in the tree link to it
                     e.SourcePath = child;
                     e.Size = st.Size;
                     using (var probe = File.OpenHandle(child, FileMode.Open, FileAccess.Read))
@@ -251,6 +268,8 @@ public sealed class BaseImageBuilder
                     _entries++;
                     break;
                 case ModeBits.Symlink:
+                    if (st.Nlink > 1)
+                        _byFileId[(st.Dev, st.Ino)] = e;
                     e.Kind = NodeKind.Symlink;
                     e.Perm = 0x1FF;
                     var info = new FileInfo(child);
@@ -260,6 +279,8 @@ public sealed class BaseImageBuilder
                     _entries++;
                     break;
                 case ModeBits.Fifo or ModeBits.Socket or ModeBits.CharDevice or ModeBits.BlockDevice:
+                    if (st.Nlink > 1)
+                        _byFileId[(st.Dev, st.Ino)] = e;
                     e.Kind = View.KindOfMode(st.Mode);
                     e.Rdev = View.IsDevice(e.Kind) ? st.Rdev : 0;
                     dir.Children!.Add(name, e);
@@ -314,21 +335,23 @@ public sealed class BaseImageBuilder
     internal unsafe long WriteTo(Region region, long offset, long limit, IProgress<BuildProgress>? progress)
     {
         // Breadth-first numbering: a directory's entries are contiguous in the dirent table.
-        var order = new List<Entry>();
-        foreach (var e in Walk()) order.Add(e);
+        // Every name is an entry; a hard link's later names share the first one's inode.
+        var all = Walk().ToList();
+        var order = all.Where(e => e.LinkOf is null).ToList();
         for (int i = 0; i < order.Count; i++) order[i].Ino = (uint)(i + 1);
         _root.ParentIno = 1;
         foreach (var e in order)
             if (e.Children is not null)
-                foreach (var c in e.Children.Values) c.ParentIno = e.Ino;
+                foreach (var c in e.Children.Values)
+                    if (c.LinkOf is null) c.ParentIno = e.Ino; // a linked inode's parent: its first name's directory
 
         long inodeTable = offset + BaseHeader.Size;
         long dirents = inodeTable + (long)order.Count * BaseInode.Size;
-        long direntCount = order.Count - 1;
+        long direntCount = all.Count - 1;
         long namePool = dirents + direntCount * BaseDirent.Size;
         long namesLength = 0;
-        foreach (var e in order)
-            if (e.Ino != 1) namesLength += Names.Utf8.GetByteCount(e.Name);
+        foreach (var e in all)
+            if (!ReferenceEquals(e, _root)) namesLength += Names.Utf8.GetByteCount(e.Name);
         long data = FormatConstants.AlignUp(namePool + namesLength, FormatConstants.PageSize);
         if (data > limit)
             throw new IOException($"base image metadata needs {data - offset} bytes, more than the {limit - offset} available");
@@ -347,7 +370,7 @@ public sealed class BaseImageBuilder
                 int n = Names.Utf8.GetBytes(c.Name, region.WritableSpan(namePool + nameCursor, Names.Utf8.GetByteCount(c.Name)));
                 d.NameOffset = (uint)nameCursor;
                 d.NameLength = (ushort)n;
-                d.ChildIno = c.Ino;
+                d.ChildIno = (c.LinkOf ?? c).Ino;
                 nameCursor += n;
                 direntIndex++;
             }
@@ -468,6 +491,8 @@ public sealed class BaseImageBuilder
             n.Gid = e.Gid;
             n.MtimeNs = e.MtimeNs;
             n.AtimeNs = e.AtimeNs == e.MtimeNs ? 0 : e.AtimeNs;
+            if (e.Kind != NodeKind.Directory && e.Links > 1)
+                n.Subdirs = (uint)e.Links; // a non-directory's name count (hard links)
             n.ParentIno = e.ParentIno; // every inode names its directory (the root names itself)
             switch (e.Kind)
             {

@@ -63,6 +63,7 @@ internal sealed class CompactedImage
         var queue = new Queue<Item>();
         var root = new Item { Ino = View.RootIno, Info = view.Info(View.RootIno), Parent = View.RootIno };
         queue.Enqueue(root);
+        var reached = new HashSet<long> { View.RootIno };
         long maxIno = 1, dirents = 0, names = 0;
         while (queue.Count > 0)
         {
@@ -80,7 +81,8 @@ internal sealed class CompactedImage
                     foreach (var (name, child) in entries)
                     {
                         names += name.Length;
-                        queue.Enqueue(new Item { Ino = child, Info = view.Info(child), Parent = item.Ino });
+                        if (reached.Add(child)) // a hard link's other names: one inode, reached once
+                            queue.Enqueue(new Item { Ino = child, Info = view.Info(child), Parent = item.Ino });
                     }
                     break;
                 case NodeKind.Symlink:
@@ -212,6 +214,8 @@ internal sealed class CompactedImage
             n.MtimeNs = info.MtimeNs;
             n.CtimeNs = info.CtimeNs == info.MtimeNs ? 0 : info.CtimeNs;
             n.AtimeNs = info.AtimeNs == info.MtimeNs ? 0 : info.AtimeNs;
+            if (info.Kind != NodeKind.Directory && info.Nlink > 1)
+                n.Subdirs = (uint)info.Nlink; // a non-directory's name count (hard links)
             if (item.Dir is { } dir)
             {
                 n.ByteSize = dir.Entries.Count;

@@ -19,6 +19,8 @@ public enum FileSystemError
     InvalidArgument = 22,
     /// <summary>EFBIG: the offset or size is beyond what a file may hold.</summary>
     FileTooLarge = 27,
+    /// <summary>EMLINK: the file already has the most names (hard links) it may have.</summary>
+    TooManyNames = 31,
     /// <summary>ENAMETOOLONG: a name is longer than 255 bytes of UTF-8.</summary>
     NameTooLong = 36,
     /// <summary>ENOTEMPTY: the directory is not empty.</summary>
@@ -58,6 +60,7 @@ public sealed class DaxfsIOException : DaxfsException
         FileSystemError.InvalidArgument => "invalid argument",
         FileSystemError.FileTooLarge => "file too large",
         FileSystemError.NameTooLong => "file name too long",
+        FileSystemError.TooManyNames => "too many links",
         FileSystemError.NotEmpty => "directory not empty",
         FileSystemError.TooManyLinks => "too many levels of symbolic links",
         _ => error.ToString(),

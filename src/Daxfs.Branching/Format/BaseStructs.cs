@@ -41,7 +41,7 @@ internal struct BaseHeader
 ///  0 Mode u32 (type and permission bits)   4 Uid u32   8 Gid u32   12 ParentIno u32 (the containing directory; the root: itself)
 /// 16 MtimeNs i64   24 Size i64 (files: bytes; symlinks: target bytes; dirs: entry count)
 /// 32 DataOffset i64 (files, symlinks: absolute offset of the bytes; dirs: index of the first dirent)
-/// 40 Subdirs u32 (dirs)   44 Flags u32 (bit 0: Sparse)   48 CtimeNs i64 (0: same as MtimeNs)
+/// 40 Subdirs u32 (dirs) / Links u32 (other kinds, version 3: names of the inode; 0: one)   44 Flags u32 (bit 0: Sparse)   48 CtimeNs i64 (0: same as MtimeNs)
 /// 56 AtimeNs i64 (0: same as MtimeNs; format version 2 wrote 0 here)
 /// </code>
 /// An entry whose Mode is 0 is an unused inode number (only in a base image written by compaction).
@@ -73,6 +73,9 @@ internal struct BaseInode
 
     /// <summary>The inode's change time: <see cref="CtimeNs"/>, or the modification time when that is 0.</summary>
     public readonly long ChangeTimeNs => CtimeNs != 0 ? CtimeNs : MtimeNs;
+
+    /// <summary>A non-directory's number of names (hard links): the field a directory uses for <see cref="Subdirs"/>, 0 meaning one.</summary>
+    public readonly int LinkCount => Subdirs == 0 ? 1 : (int)Subdirs;
 
     /// <summary>The inode's access time: <see cref="AtimeNs"/>, or the modification time when that is 0.</summary>
     public readonly long AccessTimeNs => AtimeNs != 0 ? AtimeNs : MtimeNs;

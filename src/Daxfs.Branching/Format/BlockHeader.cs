@@ -69,4 +69,6 @@ internal enum RecordKind : ushort
     Release = 13,
     /// <summary>Creates a FIFO, socket or device node (format version 3 on).</summary>
     Mknod = 14,
+    /// <summary>Gives an existing non-directory one more name (a hard link; format version 3 on).</summary>
+    Link = 15,
 }

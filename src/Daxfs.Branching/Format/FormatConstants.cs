@@ -28,6 +28,9 @@ internal static class FormatConstants
     /// <summary>Longest name of a file or directory, in bytes of UTF-8.</summary>
     public const int MaxNameLength = 255;
 
+    /// <summary>The most names (hard links) one inode may have, as on ext4.</summary>
+    public const int MaxLinks = 65000;
+
     /// <summary>Longest symbolic link target, in bytes of UTF-8.</summary>
     public const int MaxLinkTarget = 4095;
 

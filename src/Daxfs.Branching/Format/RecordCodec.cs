@@ -122,6 +122,20 @@ internal static class RecordCodec
 
     public static void EncodeRelease(Span<byte> dst, long ino) => BinaryPrimitives.WriteInt64LittleEndian(dst, ino);
 
+    /// <summary>Link: 0 ParentIno (the directory that gains the name), 8 Ino (the inode named), 16 NameLength u32, 20 reserved, 24 name.</summary>
+    public static int EncodeLink(Span<byte> dst, long parentIno, long ino, string name)
+    {
+        int nl = Utf8Length(name);
+        int len = 24 + nl;
+        if (dst.Length < len) return len;
+        BinaryPrimitives.WriteInt64LittleEndian(dst, parentIno);
+        BinaryPrimitives.WriteInt64LittleEndian(dst[8..], ino);
+        BinaryPrimitives.WriteUInt32LittleEndian(dst[16..], (uint)nl);
+        BinaryPrimitives.WriteUInt32LittleEndian(dst[20..], 0);
+        s_utf8.GetBytes(name, dst[24..]);
+        return len;
+    }
+
     public static int EncodeRename(Span<byte> dst, long srcParent, string srcName, long dstParent, string dstName, RenameFlags flags)
     {
         int sl = Utf8Length(srcName), dl = Utf8Length(dstName);
@@ -284,6 +298,17 @@ internal static class RecordCodec
                 r.Target = "";
                 if (!Index.View.IsSpecial(Index.View.KindOfMode(r.Mode)))
                     Bad(recordOffset, $"mknod of mode {r.Mode:X}: not a FIFO, socket or device");
+                break;
+            }
+            case RecordKind.Link:
+            {
+                Need(body, 24, recordOffset);
+                r.ParentIno = I64(body, 0);
+                r.Ino = I64(body, 8);
+                int nl = (int)U32(body, 16);
+                if (nl < 1 || nl > Format.FormatConstants.MaxNameLength) Bad(recordOffset, "link name length out of range");
+                Need(body, 24 + nl, recordOffset);
+                r.Name = Str(body.Slice(24, nl), recordOffset);
                 break;
             }
             case RecordKind.Release:

@@ -128,12 +128,16 @@ internal sealed unsafe class BaseImage
 
     /// <summary>
     /// Checks every inode and entry, and that the directories form one tree rooted at inode 1: every other
-    /// inode is named by exactly one entry and reachable from the root. This bounds every later walk.
+    /// directory is named by exactly one entry, every other inode by as many as its link count says (hard
+    /// links), one of them in the directory its parent link names, and all are reachable from the root. This
+    /// bounds every later walk.
     /// </summary>
     private void ValidateTree()
     {
         uint count = _header.InodeCount;
         var seen = new bool[count + 1];
+        var names = new int[count + 1];
+        var parentNamed = new bool[count + 1];
         ref readonly var root = ref Inode(1);
         if ((root.Mode & ModeBits.TypeMask) != ModeBits.Directory)
             ThrowHelper.Corrupt("base inode 1", InodeOffset(1), "the root is not a directory");
@@ -163,16 +167,22 @@ internal sealed unsafe class BaseImage
                 uint child = e.ChildIno;
                 if (child < 2 || child > count)
                     ThrowHelper.Corrupt($"base dirent {i}", DirentOffsetOf(i), $"child inode {child} out of range");
+                ref readonly var c = ref Inode(child);
+                names[child]++;
+                if (c.ParentIno == dir) parentNamed[child] = true;
                 if (seen[child])
-                    ThrowHelper.Corrupt($"base dirent {i}", DirentOffsetOf(i), $"inode {child} is named twice (a cycle or a hard link)");
+                {
+                    if ((c.Mode & ModeBits.TypeMask) == ModeBits.Directory)
+                        ThrowHelper.Corrupt($"base dirent {i}", DirentOffsetOf(i), $"directory {child} is named twice (a cycle)");
+                    continue; // another name of a file (a hard link): counted, checked once
+                }
                 seen[child] = true;
                 reached++;
                 ValidateInode(child);
-                ref readonly var c = ref Inode(child);
-                if (c.ParentIno != dir)
-                    ThrowHelper.Corrupt($"base inode {child}", InodeOffset(child), $"parent link {c.ParentIno} does not match directory {dir}");
                 if ((c.Mode & ModeBits.TypeMask) == ModeBits.Directory)
                 {
+                    if (c.ParentIno != dir)
+                        ThrowHelper.Corrupt($"base inode {child}", InodeOffset(child), $"parent link {c.ParentIno} does not match directory {dir}");
                     subdirs++;
                     queue.Enqueue(child);
                 }
@@ -182,7 +192,15 @@ internal sealed unsafe class BaseImage
         }
         long unused = 0;
         for (uint ino = 2; ino <= count; ino++)
-            if (Inode(ino).Mode == 0) unused++; // a number compaction left unused: never named (checked above)
+        {
+            ref readonly var n = ref Inode(ino);
+            if (n.Mode == 0) { unused++; continue; } // a number compaction left unused: never named (checked above)
+            if (!seen[ino] || (n.Mode & ModeBits.TypeMask) == ModeBits.Directory) continue;
+            if (names[ino] != n.LinkCount)
+                ThrowHelper.Corrupt($"base inode {ino}", InodeOffset(ino), $"link count {n.LinkCount} does not match the {names[ino]} entries that name it");
+            if (!parentNamed[ino])
+                ThrowHelper.Corrupt($"base inode {ino}", InodeOffset(ino), $"parent link {n.ParentIno} names no directory that holds it");
+        }
         if (reached + unused != count)
             ThrowHelper.Corrupt("base inode table", _header.InodeTableOffset, $"{count - reached - unused} inode(s) not reachable from the root");
     }
@@ -212,8 +230,8 @@ internal sealed unsafe class BaseImage
             case ModeBits.CharDevice:
             case ModeBits.BlockDevice:
                 // No bytes of their own (DataOffset holds a device node's number).
-                if (n.ByteSize != 0 || n.Flags != 0 || n.Subdirs != 0)
-                    ThrowHelper.Corrupt($"base inode {ino}", InodeOffset(ino), $"a FIFO, socket or device node with size {n.ByteSize}, flags {n.Flags} or subdirectories {n.Subdirs}");
+                if (n.ByteSize != 0 || n.Flags != 0)
+                    ThrowHelper.Corrupt($"base inode {ino}", InodeOffset(ino), $"a FIFO, socket or device node with size {n.ByteSize} or flags {n.Flags}");
                 break;
             default:
                 ThrowHelper.Corrupt($"base inode {ino}", InodeOffset(ino), $"unknown file type in mode {n.Mode:X}");

@@ -45,9 +45,12 @@ internal sealed record Node
     public ImmutableSortedDictionary<string, long>? Entries { get; init; }
     /// <summary>Directories: how many entries are directories (for the link count).</summary>
     public int Subdirs { get; init; }
+    /// <summary>Non-directories: how many names the inode has (hard links); 0 for a file kept open after its last name went.</summary>
+    public int Links { get; init; } = 1;
     /// <summary>
-    /// The containing directory (the root names itself). Kept for every kind: a file has one name (no hard
-    /// links). <see cref="NoParent"/> for a file kept open after its last name went (an orphan).
+    /// The containing directory (the root names itself). For a non-directory with several names (hard links):
+    /// the directory of the name it was created or last linked or moved under, which may since have lost that
+    /// name (then a walk finds its names). <see cref="NoParent"/> for a file kept open after its last name went.
     /// </summary>
     public long ParentIno { get; init; }
 
@@ -56,6 +59,9 @@ internal sealed record Node
 
     /// <summary>A file kept open after its last name went: no directory holds it, its link count is 0.</summary>
     public bool IsOrphan => ParentIno == NoParent && !IsTombstone;
+
+    /// <summary>The link count as stat shows it.</summary>
+    public int LinkCount => Kind == NodeKind.Directory ? 2 + Subdirs : IsOrphan ? 0 : Links;
     /// <summary>Device nodes: the device number (as the C library's dev_t encodes it).</summary>
     public long Rdev { get; init; }
     /// <summary>Symlinks: the target.</summary>

@@ -41,11 +41,11 @@ internal sealed class View
     {
         if (LongMap.TryGet(Nodes, ino, out var n))
             return new InodeInfo(n.Ino, n.Kind, n.Perm, n.Uid, n.Gid, n.MtimeNs, n.CtimeNs, n.Size,
-                n.Kind == NodeKind.Directory ? 2 + n.Subdirs : n.IsOrphan ? 0 : 1, n.AtimeNs, n.Rdev);
+                n.LinkCount, n.AtimeNs, n.Rdev);
         ref readonly var b = ref Base.Inode(ino);
         var kind = KindOfMode(b.Mode);
         return new InodeInfo(ino, kind, b.Mode & ModeBits.PermMask, b.Uid, b.Gid, b.MtimeNs, b.ChangeTimeNs, b.ByteSize,
-            kind == NodeKind.Directory ? 2 + (int)b.Subdirs : 1, b.AccessTimeNs, IsDevice(kind) ? b.DataOffset : 0);
+            kind == NodeKind.Directory ? 2 + (int)b.Subdirs : b.LinkCount, b.AccessTimeNs, IsDevice(kind) ? b.DataOffset : 0);
     }
 
     public NodeKind KindOf(long ino)
@@ -132,6 +132,7 @@ internal sealed class View
             CtimeNs = b.ChangeTimeNs,
             AtimeNs = b.AccessTimeNs,
             Rdev = IsDevice(kind) ? b.DataOffset : 0,
+            Links = kind == NodeKind.Directory ? 1 : b.LinkCount,
             Size = b.ByteSize,
             ParentIno = b.ParentIno,
         };

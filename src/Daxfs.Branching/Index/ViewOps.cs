@@ -22,6 +22,26 @@ internal static class ViewOps
                 return Create(v, r, path ?? r.Name);
             case RecordKind.Remove:
                 return Remove(v, r.ParentIno, r.Name, r.TimeNs, path ?? r.Name, keepOpen: (((RemoveFlags)r.Flags) & RemoveFlags.KeepOpen) != 0);
+            case RecordKind.Link:
+            {
+                // A hard link: the inode gains a name; its ctime and the directory's mtime and ctime move.
+                CheckName(r.Name, path ?? r.Name);
+                var dir = DirNode(v, r.ParentIno, path ?? r.Name);
+                if (dir.Entries!.ContainsKey(r.Name))
+                    ThrowHelper.IO(FileSystemError.Exists, path ?? r.Name);
+                if (!v.Exists(r.Ino))
+                    ThrowHelper.IO(FileSystemError.NotFound, P());
+                var target = v.NodeOf(r.Ino);
+                if (target.Kind == NodeKind.Directory)
+                    ThrowHelper.IO(FileSystemError.NotPermitted, path ?? r.Name, "a directory cannot have a second name");
+                if (target.IsOrphan)
+                    ThrowHelper.IO(FileSystemError.NotFound, path ?? r.Name, "the file has no name left to link to");
+                if (target.Links >= FormatConstants.MaxLinks)
+                    ThrowHelper.IO(FileSystemError.TooManyNames, path ?? r.Name, $"the file has {target.Links} names, the most it can have");
+                dir = dir with { Entries = dir.Entries.Add(r.Name, r.Ino), Size = dir.Size + 1, MtimeNs = r.TimeNs, CtimeNs = r.TimeNs };
+                target = target with { Links = target.Links + 1, CtimeNs = r.TimeNs, ParentIno = r.ParentIno };
+                return v.With(LongMap.Set(LongMap.Set(v.Nodes, dir.Ino, dir), target.Ino, target), v.NextIno);
+            }
             case RecordKind.Release:
             {
                 // A file kept open after its last name went: the last handle closed, and it goes now.
@@ -177,10 +197,15 @@ internal static class ViewOps
             CtimeNs = timeNs,
         };
         var nodes = LongMap.Set(v.Nodes, dir.Ino, dir);
+        if (kind != NodeKind.Directory && v.NodeOf(child) is { Links: > 1 } linked)
+        {
+            // One of several names: the inode stays, with one name fewer.
+            return v.With(LongMap.Set(nodes, child, linked with { Links = linked.Links - 1, CtimeNs = timeNs }), v.NextIno);
+        }
         if (keepOpen && kind != NodeKind.Directory)
         {
             // Still open somewhere: the inode stays, with no name (link count 0), until a Release record.
-            var kept = v.NodeOf(child) with { ParentIno = Node.NoParent, CtimeNs = timeNs };
+            var kept = v.NodeOf(child) with { ParentIno = Node.NoParent, Links = 0, CtimeNs = timeNs };
             return v.With(LongMap.Set(nodes, child, kept), v.NextIno);
         }
         // A base inode stays in the image: mark it gone so lookups by number (open handles) miss it too.

@@ -113,6 +113,26 @@ internal sealed class DirectoryWriter : IDisposable
             throw Error(path, "set the time", Marshal.GetLastPInvokeError());
     }
 
+    /// <summary>
+    /// Holds what was just created as <paramref name="name"/> (any kind but a directory) by an O_PATH descriptor,
+    /// never following it, so later names can be linked to this very inode (<see cref="Link"/>) whatever is done
+    /// to the paths meanwhile.
+    /// </summary>
+    public SafeFileHandle Hold(string name)
+    {
+        int fd = Libc.OpenAt(Fd, name, Libc.OPath | Libc.ONoFollow | 0x80000 /* O_CLOEXEC */, 0);
+        if (fd < 0)
+            throw Error(System.IO.Path.Combine(Path, name), "hold it for its other names", Marshal.GetLastPInvokeError());
+        return new SafeFileHandle(fd, ownsHandle: true);
+    }
+
+    /// <summary>Gives the inode <paramref name="held"/> holds the name <paramref name="name"/> here too (a hard link), through /proc's link to the descriptor.</summary>
+    public void Link(SafeFileHandle held, string name)
+    {
+        if (Libc.LinkAt(Libc.AtFdCwd, $"/proc/self/fd/{(int)held.DangerousGetHandle()}", Fd, name, Libc.AtSymlinkFollow) != 0)
+            throw Error(System.IO.Path.Combine(Path, name), "create the hard link", Marshal.GetLastPInvokeError());
+    }
+
     /// <summary>Sets this directory's owner (when given), then its mode, then its time, on its descriptor.</summary>
     public void Finish(uint mode, (uint Uid, uint Gid)? owner, long mtimeNs, long atimeNs) => Finish(_fd, Path, mode, owner, mtimeNs, atimeNs);
 

@@ -97,6 +97,12 @@ internal static partial class Libc
     [LibraryImport("libc", EntryPoint = "symlinkat", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
     public static partial int SymlinkAt(string target, int dirfd, string path);
 
+    [LibraryImport("libc", EntryPoint = "linkat", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    public static partial int LinkAt(int olddirfd, string oldpath, int newdirfd, string newpath, int flags);
+
+    public const int AtSymlinkFollow = 0x400;
+    public static readonly int OPath = 0x200000; // the same on x86-64 and arm64
+
     [LibraryImport("libc", EntryPoint = "mknodat", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
     public static partial int MknodAt(int dirfd, string path, uint mode, ulong dev);
 

@@ -3,7 +3,7 @@ using System.Runtime.InteropServices;
 namespace Daxfs.Branching.Media;
 
 /// <summary>The fields of lstat(2) the base image builder needs (ownership, type, link count).</summary>
-internal readonly record struct UnixStat(uint Mode, uint Uid, uint Gid, long Nlink, long Size, long MtimeNs, long AtimeNs, long Rdev);
+internal readonly record struct UnixStat(uint Mode, uint Uid, uint Gid, long Nlink, long Size, long MtimeNs, long AtimeNs, long Rdev, ulong Dev = 0, ulong Ino = 0);
 
 internal static unsafe partial class UnixStatReader
 {
@@ -47,13 +47,13 @@ internal static unsafe partial class UnixStatReader
         {
             // dev 0, ino 8, nlink 16 (u64), mode 24, uid 28, gid 32, rdev 40, size 48, atim 72, mtim 88
             return new UnixStat(*(uint*)(buf + 24), *(uint*)(buf + 28), *(uint*)(buf + 32), *(long*)(buf + 16),
-                *(long*)(buf + 48), *(long*)(buf + 88) * 1_000_000_000L + *(long*)(buf + 96), *(long*)(buf + 72) * 1_000_000_000L + *(long*)(buf + 80), *(long*)(buf + 40));
+                *(long*)(buf + 48), *(long*)(buf + 88) * 1_000_000_000L + *(long*)(buf + 96), *(long*)(buf + 72) * 1_000_000_000L + *(long*)(buf + 80), *(long*)(buf + 40), *(ulong*)buf, *(ulong*)(buf + 8));
         }
         if (RuntimeInformation.ProcessArchitecture == Architecture.Arm64)
         {
             // dev 0, ino 8, mode 16, nlink 20 (u32), uid 24, gid 28, rdev 32, size 48, atim 72, mtim 88
             return new UnixStat(*(uint*)(buf + 16), *(uint*)(buf + 24), *(uint*)(buf + 28), *(uint*)(buf + 20),
-                *(long*)(buf + 48), *(long*)(buf + 88) * 1_000_000_000L + *(long*)(buf + 96), *(long*)(buf + 72) * 1_000_000_000L + *(long*)(buf + 80), *(long*)(buf + 32));
+                *(long*)(buf + 48), *(long*)(buf + 88) * 1_000_000_000L + *(long*)(buf + 96), *(long*)(buf + 72) * 1_000_000_000L + *(long*)(buf + 80), *(long*)(buf + 32), *(ulong*)buf, *(ulong*)(buf + 8));
         }
         throw new PlatformNotSupportedException($"reading file ownership is implemented for x64 and arm64 Linux, not {RuntimeInformation.ProcessArchitecture}");
     }
