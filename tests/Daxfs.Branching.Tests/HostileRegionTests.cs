@@ -208,8 +208,9 @@ public class HostileRegionTests(ITestOutputHelper output)
         using var s = new Sample();
         // A directory entry that names the root: a cycle.
         Patch(s, b => { var d = Dirent(b, s, 0); d.ChildIno = 1; SetDirent(b, s, 0, d); Reseal(b, s); }, "base dirent 0");
-        // Two entries that name the same inode: a hard link or a cycle.
-        Patch(s, b => { var d0 = Dirent(b, s, 0); var d1 = Dirent(b, s, 1); d1.ChildIno = d0.ChildIno; SetDirent(b, s, 1, d1); Reseal(b, s); }, "named twice");
+        // Two entries that name the same inode where its link count (and the directory's subdirectory count) says
+        // one: a hard link is legal only when the counts agree.
+        Patch(s, b => { var d0 = Dirent(b, s, 0); var d1 = Dirent(b, s, 1); d1.ChildIno = d0.ChildIno; SetDirent(b, s, 1, d1); Reseal(b, s); }, "does not match");
         // Duplicate names in one directory.
         Patch(s, b => { var d0 = Dirent(b, s, 0); var d1 = Dirent(b, s, 1); d1.NameOffset = d0.NameOffset; d1.NameLength = d0.NameLength; SetDirent(b, s, 1, d1); Reseal(b, s); }, "strictly sorted");
         // A name containing '/', then one containing NUL.
