@@ -95,13 +95,19 @@ internal static class FileVerbs
         var b = c.OpenBranch(store);
         string path = c.Args.Arg(0, "PATH");
         var s = b.Stat(path);
+        var xattrs = b.GetExtendedAttributes(path);
         if (c.Json)
         {
+            // Attribute values as text when they are UTF-8 without NUL, else as base64 (with "base64:" before them).
+            static string Show(byte[] v) => v.AsSpan().IndexOf((byte)0) < 0 && System.Text.Unicode.Utf8.IsValid(v)
+                ? System.Text.Encoding.UTF8.GetString(v) : "base64:" + Convert.ToBase64String(v);
             Output.WriteJson(new
             {
                 path = s.Path, inode = s.Inode, kind = s.Kind, mode = Convert.ToString(s.Mode, 8), uid = s.Uid, gid = s.Gid, size = s.Size,
-                modified = s.ModifiedTime, changed = s.ChangedTime, links = s.LinkCount,
+                modified = s.ModifiedTime, changed = s.ChangedTime, accessedNs = s.AccessedTimeNs, links = s.LinkCount,
+                device = s.Device == 0 ? null : (long?)s.Device,
                 target = s.Kind == NodeKind.Symlink ? b.ReadLink(path) : null,
+                xattrs = xattrs.ToDictionary(kv => kv.Key, kv => Show(kv.Value)),
             });
             return Program.Ok;
         }
@@ -113,6 +119,8 @@ internal static class FileVerbs
         Console.Out.WriteLine($" inode: {s.Inode}   links: {s.LinkCount}");
         Console.Out.WriteLine($"modify: {Output.Time(s.ModifiedTime)}");
         Console.Out.WriteLine($"change: {Output.Time(s.ChangedTime)}");
+        foreach (var (name, value) in xattrs)
+            Console.Out.WriteLine($" xattr: {name} ({value.Length} bytes)");
         return Program.Ok;
     }
 

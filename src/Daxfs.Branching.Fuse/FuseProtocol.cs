@@ -21,7 +21,7 @@ internal static class FuseProtocol
 
     // INIT flags
     public const uint AsyncRead = 1 << 0, BigWrites = 1 << 5, DoReaddirplus = 1 << 13, ReaddirplusAuto = 1 << 14,
-        AutoInvalData = 1 << 12, ParallelDirops = 1 << 18, MaxPagesFlag = 1 << 22, CacheSymlinks = 1 << 23,
+        AutoInvalData = 1 << 12, PosixAcl = 1 << 20, ParallelDirops = 1 << 18, MaxPagesFlag = 1 << 22, CacheSymlinks = 1 << 23,
         ExportSupport = 1 << 4, AsyncDio = 1 << 15, NoOpendirSupport = 1 << 24, InitExt = 1u << 30;
 
     // INIT flags2 (the upper half of the 64-bit flags, offered when the kernel sets InitExt)
@@ -297,4 +297,23 @@ internal struct FuseFallocateIn
 internal struct FuseLinkIn
 {
     [FieldOffset(0)] public ulong OldNodeId;
+}
+
+[StructLayout(LayoutKind.Explicit, Size = 8)]
+internal struct FuseGetxattrIn
+{
+    [FieldOffset(0)] public uint Size;
+}
+
+[StructLayout(LayoutKind.Explicit, Size = 8)]
+internal struct FuseGetxattrOut
+{
+    [FieldOffset(0)] public uint Size;
+}
+
+[StructLayout(LayoutKind.Explicit, Size = 8)]
+internal struct FuseSetxattrIn
+{
+    [FieldOffset(0)] public uint Size;
+    [FieldOffset(4)] public uint Flags;
 }

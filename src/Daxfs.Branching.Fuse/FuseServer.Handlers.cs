@@ -34,6 +34,10 @@ internal sealed unsafe partial class FuseServer
         _handlers[FuseProtocol.Flush] = Flush;
         _handlers[FuseProtocol.Release] = Release;
         _handlers[FuseProtocol.Fallocate] = Fallocate;
+        _handlers[FuseProtocol.GetXattr] = GetXattr;
+        _handlers[FuseProtocol.ListXattr] = ListXattr;
+        _handlers[FuseProtocol.SetXattr] = SetXattr;
+        _handlers[FuseProtocol.RemoveXattr] = RemoveXattr;
         _handlers[FuseProtocol.Fsync] = Acknowledge;
         _handlers[FuseProtocol.FsyncDir] = Acknowledge;
         _handlers[FuseProtocol.Access] = Acknowledge;
@@ -488,6 +492,80 @@ internal sealed unsafe partial class FuseServer
 
     private static readonly byte[] Zeros = new byte[1 << 20];
 
+    // ------------------------------------------------------------------ extended attributes
+
+    private const int ERange = 34;
+
+    /// <summary>Replies with <paramref name="value"/>, or its size when the caller asked for the size (size 0), or ERANGE when it does not fit.</summary>
+    private void ReplySized(ulong unique, uint size, ReadOnlySpan<byte> value)
+    {
+        if (size == 0)
+        {
+            var o = new FuseGetxattrOut { Size = (uint)value.Length };
+            _reply.Struct(unique, in o);
+        }
+        else if (value.Length > size)
+        {
+            _reply.Error(unique, ERange);
+        }
+        else
+        {
+            _reply.Bytes(unique, value);
+        }
+    }
+
+    private void GetXattr(scoped in Request r)
+    {
+        uint size = r.Read<FuseGetxattrIn>().Size;
+        string name = r.Name(sizeof(FuseGetxattrIn));
+        var (mb, ino, role) = _nodes.Resolve(r.Node);
+        var attrs = role == NodeRole.Tree ? mb.Branch.GetXattrs(ino) : XattrsNone;
+        if (!attrs.TryGetValue(name, out var value))
+            throw new DaxfsIOException(FileSystemError.NoData, name);
+        ReplySized(r.Unique, size, value);
+    }
+
+    private void ListXattr(scoped in Request r)
+    {
+        uint size = r.Read<FuseGetxattrIn>().Size;
+        var (mb, ino, role) = _nodes.Resolve(r.Node);
+        var attrs = role == NodeRole.Tree ? mb.Branch.GetXattrs(ino) : XattrsNone;
+        var list = new List<byte>();
+        foreach (var name in attrs.Keys)
+        {
+            list.AddRange(Encoding.UTF8.GetBytes(name));
+            list.Add(0);
+        }
+        ReplySized(r.Unique, size, list.ToArray());
+    }
+
+    private void SetXattr(scoped in Request r)
+    {
+        var s = r.Read<FuseSetxattrIn>();
+        string name = r.Name(sizeof(FuseSetxattrIn), out int end);
+        if ((ulong)r.Body.Length < (ulong)end + s.Size)
+            throw new DaxfsIOException(FileSystemError.InvalidArgument, name, "attribute value shorter than it says");
+        var (mb, ino) = TreeNode(r.Node, "setxattr");
+        RequireWritable(mb);
+        if ((s.Flags & ~3u) != 0)
+            throw new DaxfsIOException(FileSystemError.InvalidArgument, name, $"setxattr flags {s.Flags}");
+        mb.Branch.SetXattr(ino, name, r.Body.Slice(end, (int)s.Size), s.Flags);
+        Changed(mb);
+        _reply.Empty(r.Unique);
+    }
+
+    private void RemoveXattr(scoped in Request r)
+    {
+        string name = r.Name(0);
+        var (mb, ino) = TreeNode(r.Node, "removexattr");
+        RequireWritable(mb);
+        mb.Branch.RemoveXattr(ino, name);
+        Changed(mb);
+        _reply.Empty(r.Unique);
+    }
+
+    private static readonly IReadOnlyDictionary<string, byte[]> XattrsNone = new Dictionary<string, byte[]>();
+
     private void Read(scoped in Request r)
     {
         var rd = r.Read<FuseReadIn>();
@@ -707,7 +785,8 @@ internal sealed unsafe partial class FuseServer
             _reply.Error(r.Unique, FuseNative.EPROTO);
             return;
         }
-        uint wanted = FuseProtocol.AsyncRead | FuseProtocol.BigWrites | FuseProtocol.AutoInvalData | FuseProtocol.DoReaddirplus
+        // PosixAcl: the kernel enforces POSIX ACLs (system.posix_acl_*), which the branch stores as attributes.
+        uint wanted = FuseProtocol.AsyncRead | FuseProtocol.BigWrites | FuseProtocol.AutoInvalData | FuseProtocol.PosixAcl | FuseProtocol.DoReaddirplus
             | FuseProtocol.ReaddirplusAuto | FuseProtocol.ParallelDirops | FuseProtocol.MaxPagesFlag | FuseProtocol.CacheSymlinks | FuseProtocol.AsyncDio;
         // Direct reads need mmap to keep working on such files, which the kernel allows only when asked (flags2).
         // The kernel reads flags2 whenever the reply sets InitExt, whatever minor version it names.

@@ -151,6 +151,66 @@ public sealed partial class Branch
         Emit(RecordKind.Remove, len, b => RecordCodec.EncodeRemove(b, parent, name, flags), name);
     });
 
+    /// <summary>The extended attributes of inode <paramref name="ino"/>.</summary>
+    internal IReadOnlyDictionary<string, byte[]> GetXattrs(long ino)
+    {
+        var v = ReadView();
+        if (!v.Exists(ino))
+            ThrowHelper.IO(FileSystemError.NotFound, $"inode {ino}");
+        return v.Xattrs(ino);
+    }
+
+    /// <summary>Sets extended attribute <paramref name="name"/> of inode <paramref name="ino"/>; <paramref name="flags"/>: 1 create only (EEXIST), 2 replace only (ENODATA). Format version 3.</summary>
+    internal void SetXattr(long ino, string name, ReadOnlySpan<byte> value, uint flags)
+    {
+        if (XattrTable.NameProblem(name) is { } why)
+            ThrowHelper.IO(XattrTable.KnownNamespace(name) ? FileSystemError.InvalidArgument : FileSystemError.NotSupported, name, why);
+        (uint Perm, bool Minimal)? acl = null;
+        if (name == PosixAcl.AccessName && (acl = PosixAcl.Mode(value)) is null)
+            ThrowHelper.IO(FileSystemError.InvalidArgument, name, "not a valid POSIX ACL");
+        if (value.Length > XattrTable.MaxValue)
+            ThrowHelper.IO(FileSystemError.FileTooLarge, name, $"an attribute value has at most {XattrTable.MaxValue} bytes");
+        if (!Store.WritesVersion3)
+            ThrowHelper.IO(FileSystemError.NotSupported, name, "extended attributes need a region of format version 3 (this one is version 2)");
+        byte[] copy = value.ToArray();
+        Change(v =>
+        {
+            if (acl is { } a)
+            {
+                // An access ACL sets the mode's permission bits (the group bits from its mask); one that says no
+                // more than the mode is not kept as an attribute, as on any Linux file system.
+                if (!v.Exists(ino))
+                    ThrowHelper.IO(FileSystemError.NotFound, $"inode {ino}");
+                uint perm = (v.Info(ino).Perm & ~0x1FFu) | a.Perm;
+                if (perm != v.Info(ino).Perm)
+                    v = Emit(RecordKind.SetAttr, 32, b => RecordCodec.EncodeSetAttr(b, ino, AttrMask.Mode, perm, 0, 0, 0), $"inode {ino}");
+                if (a.Minimal)
+                {
+                    if (v.Xattrs(ino).ContainsKey(name))
+                    {
+                        int rl = RecordCodec.EncodeRemoveXattr(default, ino, name);
+                        Emit(RecordKind.RemoveXattr, rl, b => RecordCodec.EncodeRemoveXattr(b, ino, name), $"inode {ino}");
+                    }
+                    return;
+                }
+            }
+            int len = RecordCodec.EncodeSetXattr(default, ino, flags, name, copy);
+            Emit(RecordKind.SetXattr, len, b => RecordCodec.EncodeSetXattr(b, ino, flags, name, copy), $"inode {ino}");
+        });
+    }
+
+    /// <summary>Removes extended attribute <paramref name="name"/> of inode <paramref name="ino"/> (ENODATA when it has none).</summary>
+    internal void RemoveXattr(long ino, string name)
+    {
+        if (XattrTable.NameProblem(name) is { } why)
+            ThrowHelper.IO(XattrTable.KnownNamespace(name) ? FileSystemError.InvalidArgument : FileSystemError.NotSupported, name, why);
+        Change(v =>
+        {
+            int len = RecordCodec.EncodeRemoveXattr(default, ino, name);
+            Emit(RecordKind.RemoveXattr, len, b => RecordCodec.EncodeRemoveXattr(b, ino, name), $"inode {ino}");
+        });
+    }
+
     /// <summary>Gives non-directory <paramref name="ino"/> the name <paramref name="name"/> in <paramref name="parent"/> too (a hard link; format version 3).</summary>
     internal InodeAttributes LinkInode(long ino, long parent, string name)
     {
@@ -254,6 +314,13 @@ public sealed partial class Branch
             uint m = mode ?? 0, u = uid ?? 0, g = gid ?? 0;
             long t = mtimeNs ?? 0, at = atimeNs ?? 0;
             v = Emit(RecordKind.SetAttr, (mask & AttrMask.Atime) != 0 ? 40 : 32, b => RecordCodec.EncodeSetAttr(b, ino, mask, m, u, g, t, at), $"inode {ino}");
+            if (mode is { } chmod && v.Xattrs(ino).TryGetValue(PosixAcl.AccessName, out var acl))
+            {
+                // A chmod moves the access ACL's owner, mask and other entries with it.
+                var moved = PosixAcl.WithMode(acl, chmod);
+                int len = RecordCodec.EncodeSetXattr(default, ino, 0, PosixAcl.AccessName, moved);
+                v = Emit(RecordKind.SetXattr, len, b => RecordCodec.EncodeSetXattr(b, ino, 0, PosixAcl.AccessName, moved), $"inode {ino}");
+            }
         }
         var i = v.Info(ino);
         return Attr(in i);

@@ -111,16 +111,16 @@ public sealed partial class Branch
                             ExportDirectory(view, ino, sub, asRoot, ref e, ref b);
                         break;
                     case NodeKind.Symlink:
-                        dir.CreateSymlink(name, view.LinkTarget(ino), owner, info.MtimeNs, info.AtimeNs);
+                        dir.CreateSymlink(name, view.LinkTarget(ino), owner, info.MtimeNs, info.AtimeNs, view.Xattrs(ino));
                         break;
                     case NodeKind.Fifo or NodeKind.Socket or NodeKind.CharDevice or NodeKind.BlockDevice:
-                        dir.CreateSpecial(name, Format.ModeBits.Of(info.Kind) | info.Perm, info.Rdev, owner, info.MtimeNs, info.AtimeNs);
+                        dir.CreateSpecial(name, Format.ModeBits.Of(info.Kind) | info.Perm, info.Rdev, owner, info.MtimeNs, info.AtimeNs, view.Xattrs(ino));
                         break;
                     default:
                         using (var fd = dir.CreateFile(name))
                         {
                             b += WriteData(view, ino, fd);
-                            DirectoryWriter.Finish(fd, Path.Combine(dir.Path, name), info.Perm, owner, info.MtimeNs, info.AtimeNs);
+                            DirectoryWriter.Finish(fd, Path.Combine(dir.Path, name), info.Perm, owner, info.MtimeNs, info.AtimeNs, view.Xattrs(ino));
                         }
                         break;
                 }
@@ -131,7 +131,7 @@ public sealed partial class Branch
             }
             // Its owner, mode and time last: writing into it would change its time, and a read-only mode would stop the writes.
             var self = view.Info(dirIno);
-            dir.Finish(self.Perm, asRoot ? (self.Uid, self.Gid) : null, self.MtimeNs, self.AtimeNs);
+            dir.Finish(self.Perm, asRoot ? (self.Uid, self.Gid) : null, self.MtimeNs, self.AtimeNs, view.Xattrs(dirIno));
         }
     }
 

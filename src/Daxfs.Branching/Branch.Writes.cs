@@ -103,6 +103,28 @@ public sealed partial class Branch
         });
     }
 
+    /// <summary>The extended attributes of <paramref name="path"/> (user.*, trusted.*, security.*, and POSIX ACLs as system.posix_acl_*).</summary>
+    public IReadOnlyDictionary<string, byte[]> GetExtendedAttributes(string path)
+    {
+        var v = ReadView();
+        return v.Xattrs(Resolve(v, path));
+    }
+
+    /// <summary>Sets extended attribute <paramref name="name"/> of <paramref name="path"/> (format version 3 regions; a value of at most 64 KiB).</summary>
+    public void SetExtendedAttribute(string path, string name, ReadOnlySpan<byte> value)
+    {
+        var v = ReadView();
+        SetXattr(Resolve(v, path), name, value, 0);
+    }
+
+    /// <summary>Removes extended attribute <paramref name="name"/> of <paramref name="path"/>.</summary>
+    /// <exception cref="DaxfsIOException">ENODATA (<see cref="FileSystemError.NoData"/>) when it has no such attribute.</exception>
+    public void RemoveExtendedAttribute(string path, string name)
+    {
+        var v = ReadView();
+        RemoveXattr(Resolve(v, path), name);
+    }
+
     /// <summary>Creates symbolic link <paramref name="path"/> pointing at <paramref name="target"/>.</summary>
     public void CreateSymlink(string path, string target)
     {

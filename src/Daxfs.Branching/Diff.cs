@@ -97,8 +97,8 @@ internal static class DiffEngine
                 changes.Add(new Change(ChangeKind.Modified, pb, NodeKind.Symlink, null, [],
                     $"target {older.LinkTarget(ino)} -> {newer.LinkTarget(ino)}"));
             }
-            if (ia.Perm != nb.Perm || ia.Uid != nb.Uid || ia.Gid != nb.Gid)
-                changes.Add(new Change(ChangeKind.AttributesChanged, pb, nb.Kind, null, [], AttributeChange(ia, nb)));
+            if (ia.Perm != nb.Perm || ia.Uid != nb.Uid || ia.Gid != nb.Gid || !SameXattrs(older.Xattrs(ino), newer.Xattrs(ino)))
+                changes.Add(new Change(ChangeKind.AttributesChanged, pb, nb.Kind, null, [], AttributeChange(ia, nb, older.Xattrs(ino), newer.Xattrs(ino))));
         }
         foreach (var (path, newIno) in came)
         {
@@ -112,8 +112,8 @@ internal static class DiffEngine
             var ranges = ChangedRanges(FileData.Of(older, oldIno), FileData.Of(newer, newIno));
             if (ranges.Count > 0 || ia.Size != nb.Size)
                 changes.Add(new Change(ChangeKind.Modified, path, NodeKind.File, null, ranges, $"size {ia.Size} -> {nb.Size}"));
-            if (ia.Perm != nb.Perm || ia.Uid != nb.Uid || ia.Gid != nb.Gid)
-                changes.Add(new Change(ChangeKind.AttributesChanged, path, NodeKind.File, null, [], AttributeChange(ia, nb)));
+            if (ia.Perm != nb.Perm || ia.Uid != nb.Uid || ia.Gid != nb.Gid || !SameXattrs(older.Xattrs(oldIno), newer.Xattrs(newIno)))
+                changes.Add(new Change(ChangeKind.AttributesChanged, path, NodeKind.File, null, [], AttributeChange(ia, nb, older.Xattrs(oldIno), newer.Xattrs(newIno))));
         }
         foreach (var (path, _) in gone)
             changes.Add(new Change(ChangeKind.Deleted, path, NodeKind.File, null, [], null));
@@ -137,9 +137,14 @@ internal static class DiffEngine
         return changes;
     }
 
-    private static string AttributeChange(in InodeInfo ia, in InodeInfo nb)
+    private static bool SameXattrs(IReadOnlyDictionary<string, byte[]> a, IReadOnlyDictionary<string, byte[]> b)
+        => a.Count == b.Count && a.All(kv => b.TryGetValue(kv.Key, out var v) && v.AsSpan().SequenceEqual(kv.Value));
+
+    private static string AttributeChange(in InodeInfo ia, in InodeInfo nb, IReadOnlyDictionary<string, byte[]> xa, IReadOnlyDictionary<string, byte[]> xb)
     {
         var parts = new List<string>();
+        var names = xa.Keys.Union(xb.Keys).Where(n => !(xa.TryGetValue(n, out var va) && xb.TryGetValue(n, out var vb) && va.AsSpan().SequenceEqual(vb))).Order(StringComparer.Ordinal).ToList();
+        if (names.Count > 0) parts.Add($"extended attributes {string.Join(", ", names)}");
         if (ia.Perm != nb.Perm) parts.Add($"mode {Convert.ToString(ia.Perm, 8)} -> {Convert.ToString(nb.Perm, 8)}");
         if (ia.Uid != nb.Uid) parts.Add($"uid {ia.Uid} -> {nb.Uid}");
         if (ia.Gid != nb.Gid) parts.Add($"gid {ia.Gid} -> {nb.Gid}");

@@ -150,6 +150,18 @@ public sealed partial class Store
         _ => "modified it",
     }).Distinct());
 
+    /// <summary>Makes <paramref name="path"/>'s extended attributes in <paramref name="target"/> those the branch's inode has.</summary>
+    private static void CopyXattrs(Branch target, string path, View ours, long ino)
+    {
+        var want = ours.Xattrs(ino);
+        var have = target.GetExtendedAttributes(path);
+        foreach (var name in have.Keys.Where(n => !want.ContainsKey(n)).ToList())
+            target.RemoveExtendedAttribute(path, name);
+        foreach (var (name, value) in want)
+            if (!have.TryGetValue(name, out var old) || !old.AsSpan().SequenceEqual(value))
+                target.SetExtendedAttribute(path, name, value);
+    }
+
     private static bool SameSize(string? detail)
     {
         if (detail is null || !detail.StartsWith("size ", StringComparison.Ordinal)) return true;
@@ -225,6 +237,7 @@ public sealed partial class Store
                     break;
             }
             target.Chown(c.Path, info.Uid, info.Gid);
+            CopyXattrs(target, c.Path, ours, Branch.Resolve(ours, c.Path));
         }
         // Other names of files (hard links), once every file they name is in place.
         foreach (var c in changes.Where(c => c.Kind == ChangeKind.Added && c.LinkTo is not null).OrderBy(c => c.Path, StringComparer.Ordinal))
@@ -251,6 +264,7 @@ public sealed partial class Store
             var info = ours.Info(Branch.Resolve(ours, c.Path));
             target.Chmod(c.Path, info.Perm);
             target.Chown(c.Path, info.Uid, info.Gid);
+            CopyXattrs(target, c.Path, ours, Branch.Resolve(ours, c.Path));
         }
     }
 

@@ -172,6 +172,35 @@ public class PosixTests
     }
 
     [Fact]
+    public void Extended_attributes_and_POSIX_ACLs_are_stored_and_enforced()
+    {
+        Same("""
+            echo secret > f; chmod 600 f; mkdir d
+            python3 - <<'PY'
+            import os, struct
+            def err(fn):
+                try: fn(); return "ok"
+                except OSError as e: return e.strerror
+            os.setxattr('f', 'user.color', b'blue'); os.setxattr('d', 'trusted.t', b'\x00\x01')
+            print(os.getxattr('f', 'user.color'), sorted(os.listxattr('f')), os.getxattr('d', 'trusted.t'))
+            print(err(lambda: os.setxattr('f', 'user.color', b'x', os.XATTR_CREATE)), err(lambda: os.setxattr('f', 'user.new', b'x', os.XATTR_REPLACE)))
+            os.setxattr('f', 'user.color', b'red', os.XATTR_REPLACE); print(os.getxattr('f', 'user.color'))
+            os.removexattr('f', 'user.color'); print(err(lambda: os.getxattr('f', 'user.color')), err(lambda: os.removexattr('f', 'user.color')))
+            os.setxattr('f', 'user.big', b'v' * 65536); print(len(os.getxattr('f', 'user.big')))
+            print(err(lambda: os.setxattr('f', 'bogus.name', b'x')))
+            # An access ACL: user_obj rw-, user 65534 r--, group_obj ---, mask r--, other ---
+            acl = struct.pack('<I', 2) + b''.join(struct.pack('<HHI', t, p, i) for t, p, i in [(1, 6, 0xFFFFFFFF), (2, 4, 65534), (4, 0, 0xFFFFFFFF), (0x10, 4, 0xFFFFFFFF), (0x20, 0, 0xFFFFFFFF)])
+            os.setxattr('f', 'system.posix_acl_access', acl)
+            PY
+            stat -c '%a' f
+            setpriv --reuid 65534 --regid 65534 --clear-groups cat f
+            python3 -c "import os; os.removexattr('f', 'system.posix_acl_access')"; stat -c '%a' f
+            setpriv --reuid 65534 --regid 65534 --clear-groups cat f || true
+            """, "b'blue' ['user.color'] b'\\x00\\x01'", "File exists No data available", "b'red'", "No data available No data available",
+            "65536", "Operation not supported", "640\nsecret", "Permission denied");
+    }
+
+    [Fact]
     public void A_setgid_directory_passes_its_group_and_its_bit_on()
     {
         Same("""

@@ -313,4 +313,35 @@ public class KeptFilesTests
             Directory.Delete(src, recursive: true);
         }
     }
+
+    [Fact]
+    public void Extended_attributes_go_through_replay_diff_rebase_commit_compaction_and_export()
+    {
+        using var r = new TempRegion();
+        var b = r.Store.Main.Fork("b", new ForkOptions { KeepForRebase = true });
+        b.WriteAllBytes("f.txt", "f"u8);
+        b.SetExtendedAttribute("f.txt", "user.color", "blue"u8);
+        b.SetExtendedAttribute("src", "trusted.bin", new byte[] { 0, 1, 2 });
+        Assert.Equal(FileSystemError.NotSupported, Assert.Throws<DaxfsIOException>(() => b.SetExtendedAttribute("f.txt", "bogus.x", "v"u8)).Error);
+        Assert.Equal(FileSystemError.NoData, Assert.Throws<DaxfsIOException>(() => b.RemoveExtendedAttribute("f.txt", "user.none")).Error);
+        Assert.Contains(b.Diff(), c => c.Path == "/src" && c.Kind == ChangeKind.AttributesChanged && c.Detail!.Contains("trusted.bin", StringComparison.Ordinal));
+
+        var s = r.Reopen();
+        b = s.GetBranch("b");
+        Assert.Equal("blue"u8.ToArray(), b.GetExtendedAttributes("f.txt")["user.color"]);
+        var other = s.Main.Fork("other");
+        other.WriteAllBytes("o.txt", "o"u8);
+        other.Commit("first");
+        var rebased = s.Rebase("b", "b2");
+        Assert.Equal("blue"u8.ToArray(), rebased.GetExtendedAttributes("f.txt")["user.color"]);
+        Assert.Equal(new byte[] { 0, 1, 2 }, rebased.GetExtendedAttributes("src")["trusted.bin"]);
+        rebased.Commit("xattrs");
+        s.Compact();
+        s = r.Reopen();
+        Assert.Equal("blue"u8.ToArray(), s.Main.GetExtendedAttributes("f.txt")["user.color"]);
+        string dest = Path.Combine(r.Directory_, "out");
+        s.Main.Export(dest);
+        var shown = Bash($"python3 -c \"import os; print(os.getxattr('{dest}/f.txt', 'user.color'), os.getxattr('{dest}/src', 'trusted.bin'))\"");
+        Assert.Equal("b'blue' b'\\x00\\x01\\x02'\n", shown.Out);
+    }
 }

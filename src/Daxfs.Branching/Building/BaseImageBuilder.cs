@@ -44,6 +44,8 @@ public sealed class BaseImageBuilder
         public long AtimeNs;
         /// <summary>Device nodes: the device number.</summary>
         public long Rdev;
+        /// <summary>Extended attributes (POSIX ACLs among them), by name.</summary>
+        public Dictionary<string, byte[]>? Xattrs;
         public SortedDictionary<string, Entry>? Children;
         public byte[]? Content;
         public string? SourcePath;
@@ -214,6 +216,8 @@ public sealed class BaseImageBuilder
         b.SetRoot(st.Mode, st.Uid, st.Gid, DateTimeOffset.FromUnixTimeMilliseconds(st.MtimeNs / 1_000_000));
         b._root.MtimeNs = st.MtimeNs;
         b._root.AtimeNs = st.AtimeNs;
+        if (UnixStatReader.Xattrs(full) is { Count: > 0 } rootXattrs)
+            b._root.Xattrs = rootXattrs;
         b.Collect(b._root, full, policy);
         return b;
     }
@@ -241,12 +245,10 @@ public sealed class BaseImageBuilder
                 }
             }
             var e = new Entry { Name = name, Kind = NodeKind.File, Perm = st.Mode & ModeBits.PermMask, Uid = st.Uid, Gid = st.Gid, MtimeNs = st.MtimeNs, AtimeNs = st.AtimeNs };
-            if (type is ModeBits.Directory or ModeBits.Regular && UnixStatReader.AclGroupPermission(child) is { } group)
-            {
-                // With an extended ACL, stat's group bits are the ACL's mask: the owning group's own bits go there instead.
-                e.Perm = (e.Perm & ~0x38u) | (group << 3);
-                Unsupported(policy, $"{child}: POSIX ACL entries for named users and groups are not stored; the group bits keep the owning group's permissions, not the ACL mask");
-            }
+            // Extended attributes and POSIX ACLs are kept as they are (with an ACL, stat's group bits are its mask,
+            // and the ACL, stored beside them, says what the owning group may do).
+            if (UnixStatReader.Xattrs(child) is { Count: > 0 } xattrs)
+                e.Xattrs = xattrs;
             switch (type)
             {
                 case ModeBits.Directory:
@@ -313,7 +315,10 @@ public sealed class BaseImageBuilder
             else if (e.Kind == NodeKind.File) data += e.Size + (e.Size >= FormatConstants.PageSize ? FormatConstants.PageSize : 8);
             if (e.Kind == NodeKind.Symlink) data += e.Size + 8;
         }
-        long meta = BaseHeader.Size + _entries * (BaseInode.Size + BaseDirent.Size) + names + 16;
+        long xattrs = 0;
+        foreach (var e in Walk())
+            if (e.Xattrs is { } x) xattrs += XattrTable.Size([(0u, x)]);
+        long meta = BaseHeader.Size + _entries * (BaseInode.Size + BaseDirent.Size) + names + xattrs + 24;
         long chunks = (data + FormatConstants.PageSize) / FormatConstants.DataChunkSize + 1;
         return FormatConstants.AlignUp(meta, FormatConstants.PageSize) + data + FormatConstants.PageSize + chunks * 4 + FormatConstants.PageSize;
     }
@@ -352,9 +357,18 @@ public sealed class BaseImageBuilder
         long namesLength = 0;
         foreach (var e in all)
             if (!ReferenceEquals(e, _root)) namesLength += Names.Utf8.GetByteCount(e.Name);
-        long data = FormatConstants.AlignUp(namePool + namesLength, FormatConstants.PageSize);
+        var withXattrs = order.Where(e => e.Xattrs is { Count: > 0 }).Select(e => (e.Ino, (IReadOnlyDictionary<string, byte[]>)e.Xattrs!)).ToList();
+        long xattrTable = FormatConstants.AlignUp(namePool + namesLength, 8);
+        long xattrLength = XattrTable.Size(withXattrs);
+        long data = FormatConstants.AlignUp(xattrTable + xattrLength, FormatConstants.PageSize);
         if (data > limit)
             throw new IOException($"base image metadata needs {data - offset} bytes, more than the {limit - offset} available");
+
+        // Extended attributes.
+        if (xattrLength > int.MaxValue)
+            throw new IOException($"the extended attributes of this tree take {xattrLength} bytes, more than a base image holds");
+        if (xattrLength > 0)
+            XattrTable.Write(withXattrs, region.WritableSpan(xattrTable, (int)xattrLength));
 
         // Dirents and names.
         long direntIndex = 0, nameCursor = 0;
@@ -528,6 +542,8 @@ public sealed class BaseImageBuilder
             DirentCount = direntCount,
             NamePoolOffset = namePool,
             NamePoolLength = namesLength,
+            XattrOffset = xattrLength == 0 ? 0 : xattrTable,
+            XattrLength = xattrLength,
             DataOffset = data,
             DataLength = dataLength,
             ChunkCrcOffset = chunkCrc,

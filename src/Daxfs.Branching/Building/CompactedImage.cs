@@ -105,6 +105,12 @@ internal sealed class CompactedImage
         foreach (var item in found)
             _items[item.Ino] = item;
         _dirs.Sort((a, b) => a.Ino.CompareTo(b.Ino));
+        foreach (var item in found)
+            if (view.Xattrs(item.Ino) is { Count: > 0 } attrs)
+                _xattrs.Add(((uint)item.Ino, attrs));
+        _xattrLength = XattrTable.Size(_xattrs);
+        if (_xattrLength > int.MaxValue)
+            throw new DaxfsException($"the extended attributes take {_xattrLength} bytes, more than a base image holds; this tree cannot be compacted");
         _direntCount = dirents;
         _namePool = names;
         Entries = found.Count;
@@ -152,7 +158,13 @@ internal sealed class CompactedImage
 
     private long NamePool(long offset) => DirentTable(offset) + _direntCount * BaseDirent.Size;
 
-    private long DataStart(long offset) => FormatConstants.AlignUp(NamePool(offset) + _namePool, FormatConstants.PageSize);
+    private long XattrTableAt(long offset) => FormatConstants.AlignUp(NamePool(offset) + _namePool, 8);
+
+    private long DataStart(long offset) => FormatConstants.AlignUp(XattrTableAt(offset) + _xattrLength, FormatConstants.PageSize);
+
+    /// <summary>The extended attributes of the inodes that have any, and the bytes of their table.</summary>
+    private readonly List<(uint Ino, IReadOnlyDictionary<string, byte[]> Attrs)> _xattrs = [];
+    private readonly long _xattrLength;
 
     /// <summary>The maximal runs of a file's bytes that are not holes, in file order.</summary>
     private static List<(long FileOffset, long Length)> DataRuns(in FileData d)
@@ -269,8 +281,12 @@ internal sealed class CompactedImage
             }
         }
 
+        if (_xattrLength > 0)
+            XattrTable.Write(_xattrs, region.WritableSpan(XattrTableAt(offset), (int)_xattrLength));
         BaseImage.Seal(region, offset, new BaseHeader
         {
+            XattrOffset = _xattrLength == 0 ? 0 : XattrTableAt(offset),
+            XattrLength = _xattrLength,
             InodeCount = _inodeCount,
             InodeTableOffset = InodeTable(offset),
             DirentOffset = DirentTable(offset),

@@ -25,6 +25,10 @@ public enum FileSystemError
     NameTooLong = 36,
     /// <summary>ENOTEMPTY: the directory is not empty.</summary>
     NotEmpty = 39,
+    /// <summary>EOPNOTSUPP: the operation is not supported here (for example extended attributes on a format version 2 region).</summary>
+    NotSupported = 95,
+    /// <summary>ENODATA: no such extended attribute.</summary>
+    NoData = 61,
     /// <summary>ELOOP: too many symbolic links (reserved for path resolution that follows links).</summary>
     TooManyLinks = 40,
 }
@@ -61,6 +65,8 @@ public sealed class DaxfsIOException : DaxfsException
         FileSystemError.FileTooLarge => "file too large",
         FileSystemError.NameTooLong => "file name too long",
         FileSystemError.TooManyNames => "too many links",
+        FileSystemError.NoData => "no such attribute",
+        FileSystemError.NotSupported => "operation not supported",
         FileSystemError.NotEmpty => "directory not empty",
         FileSystemError.TooManyLinks => "too many levels of symbolic links",
         _ => error.ToString(),

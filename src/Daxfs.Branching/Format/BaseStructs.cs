@@ -10,7 +10,8 @@ namespace Daxfs.Branching.Format;
 /// 40 NamePoolOffset i64     48 NamePoolLength i64
 /// 56 DataOffset i64         64 DataLength i64
 /// 72 ChunkCrcOffset i64     80 ChunkCount i64 (64 KiB chunks of the data area, one CRC32C each)
-/// 88 MetaCrc u32 (CRC32C of inode table, dirents and name pool)   92 Reserved[32]
+/// 88 MetaCrc u32 (CRC32C of inode table, dirents, name pool and attribute table)   92 Reserved u32
+/// 96 XattrOffset i64   104 XattrLength i64 (version 3: the extended attribute table; 0 bytes: none)   112 Reserved[12]
 /// 124 Crc u32 (CRC32C of bytes 0..124)
 /// </code>
 /// </summary>
@@ -32,6 +33,8 @@ internal struct BaseHeader
     [FieldOffset(72)] public long ChunkCrcOffset;
     [FieldOffset(80)] public long ChunkCount;
     [FieldOffset(88)] public uint MetaCrc;
+    [FieldOffset(96)] public long XattrOffset;
+    [FieldOffset(104)] public long XattrLength;
     [FieldOffset(124)] public uint Crc;
 }
 

@@ -71,4 +71,8 @@ internal enum RecordKind : ushort
     Mknod = 14,
     /// <summary>Gives an existing non-directory one more name (a hard link; format version 3 on).</summary>
     Link = 15,
+    /// <summary>Sets an extended attribute (format version 3 on).</summary>
+    SetXattr = 16,
+    /// <summary>Removes an extended attribute (format version 3 on).</summary>
+    RemoveXattr = 17,
 }

@@ -21,6 +21,8 @@ internal sealed class Rec
     public long ParentIno, Ino, DstParent, FileOffset, Size, MtimeNs, AtimeNs, Epoch, Seq;
     public uint Mode, Uid, Gid, Mask, Flags;
     public string Name = "", DstName = "", Target = "", Message = "", Source = "";
+    /// <summary>SetXattr: the value.</summary>
+    public byte[] Value = [];
     public long PayloadOffset;
     public int PayloadLength;
     public LogRef[] Logs = [];
@@ -121,6 +123,36 @@ internal static class RecordCodec
     }
 
     public static void EncodeRelease(Span<byte> dst, long ino) => BinaryPrimitives.WriteInt64LittleEndian(dst, ino);
+
+    /// <summary>SetXattr: 0 Ino, 8 Flags u32 (1 create only, 2 replace only), 12 NameLength u16, 14 reserved, 16 ValueLength u32, 20 reserved, 24 name, value.</summary>
+    public static int EncodeSetXattr(Span<byte> dst, long ino, uint flags, string name, ReadOnlySpan<byte> value)
+    {
+        int nl = Utf8Length(name);
+        int len = 24 + nl + value.Length;
+        if (dst.Length < len) return len;
+        BinaryPrimitives.WriteInt64LittleEndian(dst, ino);
+        BinaryPrimitives.WriteUInt32LittleEndian(dst[8..], flags);
+        BinaryPrimitives.WriteUInt16LittleEndian(dst[12..], (ushort)nl);
+        BinaryPrimitives.WriteUInt16LittleEndian(dst[14..], 0);
+        BinaryPrimitives.WriteUInt32LittleEndian(dst[16..], (uint)value.Length);
+        BinaryPrimitives.WriteUInt32LittleEndian(dst[20..], 0);
+        s_utf8.GetBytes(name, dst[24..]);
+        value.CopyTo(dst[(24 + nl)..]);
+        return len;
+    }
+
+    /// <summary>RemoveXattr: 0 Ino, 8 NameLength u32, 12 reserved, 16 name.</summary>
+    public static int EncodeRemoveXattr(Span<byte> dst, long ino, string name)
+    {
+        int nl = Utf8Length(name);
+        int len = 16 + nl;
+        if (dst.Length < len) return len;
+        BinaryPrimitives.WriteInt64LittleEndian(dst, ino);
+        BinaryPrimitives.WriteUInt32LittleEndian(dst[8..], (uint)nl);
+        BinaryPrimitives.WriteUInt32LittleEndian(dst[12..], 0);
+        s_utf8.GetBytes(name, dst[16..]);
+        return len;
+    }
 
     /// <summary>Link: 0 ParentIno (the directory that gains the name), 8 Ino (the inode named), 16 NameLength u32, 20 reserved, 24 name.</summary>
     public static int EncodeLink(Span<byte> dst, long parentIno, long ino, string name)
@@ -298,6 +330,27 @@ internal static class RecordCodec
                 r.Target = "";
                 if (!Index.View.IsSpecial(Index.View.KindOfMode(r.Mode)))
                     Bad(recordOffset, $"mknod of mode {r.Mode:X}: not a FIFO, socket or device");
+                break;
+            }
+            case RecordKind.SetXattr:
+            {
+                Need(body, 24, recordOffset);
+                r.Ino = I64(body, 0);
+                r.Flags = U32(body, 8);
+                int nl = BinaryPrimitives.ReadUInt16LittleEndian(body[12..]);
+                uint vl = U32(body, 16);
+                if (r.Flags > 2 || nl < 1 || nl > XattrTable.MaxName || vl > XattrTable.MaxValue)
+                    Bad(recordOffset, "attribute flags, name or value length out of range");
+                Need(body, 24 + nl + (int)vl, recordOffset);
+                r.Name = Str(body.Slice(24, nl), recordOffset);
+                r.Value = body.Slice(24 + nl, (int)vl).ToArray();
+                break;
+            }
+            case RecordKind.RemoveXattr:
+            {
+                Need(body, 16, recordOffset);
+                r.Ino = I64(body, 0);
+                r.Name = NameAt16(body, U32(body, 8), XattrTable.MaxName, recordOffset, "attribute name length out of range");
                 break;
             }
             case RecordKind.Link:

@@ -25,6 +25,12 @@ internal sealed unsafe class BaseImage
 
     public uint InodeCount => _header.InodeCount;
 
+    private Dictionary<long, System.Collections.Immutable.ImmutableSortedDictionary<string, byte[]>> _xattrs = [];
+
+    /// <summary>The extended attributes of base inode <paramref name="ino"/> (read and checked at open).</summary>
+    public System.Collections.Immutable.ImmutableSortedDictionary<string, byte[]> Xattrs(long ino)
+        => _xattrs.TryGetValue(ino, out var x) ? x : XattrTable.Empty;
+
     /// <summary>The number the first inode created on top of this image takes (inode numbers are never reused).</summary>
     public long NextIno { get; private set; }
 
@@ -62,6 +68,10 @@ internal sealed unsafe class BaseImage
         if (header.ChunkCount != expectChunks)
             ThrowHelper.Corrupt("base header", offset, $"chunk count {header.ChunkCount} does not match data length {header.DataLength}");
         CheckRange("base chunk checksums", header.ChunkCrcOffset, header.ChunkCount * 4, offset, end);
+        if (header.XattrLength != 0)
+            CheckRange("base attribute table", header.XattrOffset, header.XattrLength, offset, end);
+        if (header.XattrLength > int.MaxValue)
+            ThrowHelper.Corrupt("base header", offset, $"attribute table of {header.XattrLength} bytes is too large");
         if (header.InodeCount == 0)
             ThrowHelper.Corrupt("base header", offset, "no root inode");
         if ((header.InodeTableOffset & 7) != 0 || (header.DirentOffset & 7) != 0)
@@ -75,6 +85,8 @@ internal sealed unsafe class BaseImage
             ThrowHelper.Corrupt("base header", offset, $"next inode number {nextIno} is not above the image's {header.InodeCount} inodes");
         var image = new BaseImage(region, header) { Offset = offset, NextIno = nextIno == 0 ? header.InodeCount + 1L : nextIno };
         image.ValidateTree();
+        if (header.XattrLength > 0)
+            image._xattrs = XattrTable.Read(region.Span(header.XattrOffset, (int)header.XattrLength), header.XattrOffset, header.InodeCount);
         return image;
     }
 
@@ -85,6 +97,8 @@ internal sealed unsafe class BaseImage
         meta = AppendRange(region, meta, h.InodeTableOffset, (long)h.InodeCount * BaseInode.Size);
         meta = AppendRange(region, meta, h.DirentOffset, h.DirentCount * BaseDirent.Size);
         meta = AppendRange(region, meta, h.NamePoolOffset, h.NamePoolLength);
+        if (h.XattrLength > 0)
+            meta = AppendRange(region, meta, h.XattrOffset, h.XattrLength);
         return Crc32C.Finish(meta);
     }
 

@@ -62,6 +62,8 @@ internal sealed record Node
 
     /// <summary>The link count as stat shows it.</summary>
     public int LinkCount => Kind == NodeKind.Directory ? 2 + Subdirs : IsOrphan ? 0 : Links;
+    /// <summary>Extended attributes (format version 3), by name; null: none.</summary>
+    public ImmutableSortedDictionary<string, byte[]>? Xattrs { get; init; }
     /// <summary>Device nodes: the device number (as the C library's dev_t encodes it).</summary>
     public long Rdev { get; init; }
     /// <summary>Symlinks: the target.</summary>

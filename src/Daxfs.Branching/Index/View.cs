@@ -111,6 +111,10 @@ internal sealed class View
         }
     }
 
+    /// <summary>The extended attributes of <paramref name="ino"/>.</summary>
+    public ImmutableSortedDictionary<string, byte[]> Xattrs(long ino)
+        => LongMap.TryGet(Nodes, ino, out var n) ? n.Xattrs ?? Format.XattrTable.Empty : Base.Xattrs(ino);
+
     public string LinkTarget(long ino)
         => LongMap.TryGet(Nodes, ino, out var n) ? n.Target ?? "" : Base.LinkTarget(ino);
 
@@ -133,6 +137,7 @@ internal sealed class View
             AtimeNs = b.AccessTimeNs,
             Rdev = IsDevice(kind) ? b.DataOffset : 0,
             Links = kind == NodeKind.Directory ? 1 : b.LinkCount,
+            Xattrs = Base.Xattrs(ino) is { Count: > 0 } x ? x : null,
             Size = b.ByteSize,
             ParentIno = b.ParentIno,
         };

@@ -22,6 +22,32 @@ internal static class ViewOps
                 return Create(v, r, path ?? r.Name);
             case RecordKind.Remove:
                 return Remove(v, r.ParentIno, r.Name, r.TimeNs, path ?? r.Name, keepOpen: (((RemoveFlags)r.Flags) & RemoveFlags.KeepOpen) != 0);
+            case RecordKind.SetXattr:
+            case RecordKind.RemoveXattr:
+            {
+                if (XattrTable.NameProblem(r.Name) is { } why)
+                    ThrowHelper.IO(FileSystemError.InvalidArgument, P(), why);
+                if (!v.Exists(r.Ino))
+                    ThrowHelper.IO(FileSystemError.NotFound, P());
+                var n = v.NodeOf(r.Ino);
+                var attrs = n.Xattrs ?? XattrTable.Empty;
+                bool has = attrs.ContainsKey(r.Name);
+                if (r.Kind == RecordKind.RemoveXattr || (r.Flags == 2 && !has))
+                {
+                    if (!has)
+                        ThrowHelper.IO(FileSystemError.NoData, P(), $"no attribute {r.Name}");
+                    if (r.Kind == RecordKind.RemoveXattr)
+                        attrs = attrs.Remove(r.Name);
+                }
+                if (r.Kind == RecordKind.SetXattr)
+                {
+                    if (r.Flags == 1 && has)
+                        ThrowHelper.IO(FileSystemError.Exists, P(), $"attribute {r.Name} exists");
+                    attrs = attrs.SetItem(r.Name, r.Value);
+                }
+                n = n with { Xattrs = attrs.Count == 0 ? null : attrs, CtimeNs = r.TimeNs };
+                return v.With(LongMap.Set(v.Nodes, n.Ino, n), v.NextIno);
+            }
             case RecordKind.Link:
             {
                 // A hard link: the inode gains a name; its ctime and the directory's mtime and ctime move.

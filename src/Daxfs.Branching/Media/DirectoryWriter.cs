@@ -27,7 +27,7 @@ internal sealed class DirectoryWriter : IDisposable
     /// <summary>
     /// Creates <paramref name="path"/> or takes it when it is an empty directory, opens it without following a
     /// link, and makes it 0700, owned by this user, while it is written, so no other user can plant anything in
-    /// it meanwhile (its own owner and mode are set last, by <see cref="Finish(uint, ValueTuple{uint, uint}?, long, long)"/>).
+    /// it meanwhile (its own owner and mode are set last, by <see cref="Finish(uint, ValueTuple{uint, uint}?, long, long, IReadOnlyDictionary{string, byte[]})"/>).
     /// </summary>
     public static DirectoryWriter CreateRoot(string path)
     {
@@ -77,25 +77,50 @@ internal sealed class DirectoryWriter : IDisposable
     }
 
     /// <summary>Creates the symbolic link <paramref name="name"/> → <paramref name="target"/>, with its owner (when <paramref name="owner"/>) and time, never following it.</summary>
-    public unsafe void CreateSymlink(string name, string target, (uint Uid, uint Gid)? owner, long mtimeNs, long atimeNs)
+    public unsafe void CreateSymlink(string name, string target, (uint Uid, uint Gid)? owner, long mtimeNs, long atimeNs, IReadOnlyDictionary<string, byte[]>? xattrs = null)
     {
         string path = System.IO.Path.Combine(Path, name);
         if (Libc.SymlinkAt(target, Fd, name) != 0)
             throw Error(path, "create the symbolic link", Marshal.GetLastPInvokeError());
         if (owner is { } o && Libc.FchownAt(Fd, name, o.Uid, o.Gid, Libc.AtSymlinkNoFollow) != 0)
             throw Error(path, $"set the owner {o.Uid}:{o.Gid}", Marshal.GetLastPInvokeError());
+        SetXattrsByName(name, xattrs);
         long* times = stackalloc long[4];
         Times(times, mtimeNs, atimeNs);
         if (Libc.UtimensAt(Fd, name, times, Libc.AtSymlinkNoFollow) != 0)
             throw Error(path, "set the time", Marshal.GetLastPInvokeError());
     }
 
+    /// <summary>Sets extended attributes of entry <paramref name="name"/> here without following it (through /proc's link to this directory's descriptor).</summary>
+    private unsafe void SetXattrsByName(string name, IReadOnlyDictionary<string, byte[]>? xattrs)
+    {
+        if (xattrs is null || xattrs.Count == 0) return;
+        string at = $"/proc/self/fd/{Fd}/{name}";
+        foreach (var (key, value) in xattrs)
+            fixed (byte* v = value)
+                if (Libc.LSetXattr(at, key, v, (nuint)value.Length, 0) != 0)
+                    throw XattrError(System.IO.Path.Combine(Path, name), key, Marshal.GetLastPInvokeError());
+    }
+
+    /// <summary>Sets extended attributes on an open descriptor.</summary>
+    private static unsafe void SetXattrs(int fd, string path, IReadOnlyDictionary<string, byte[]>? xattrs)
+    {
+        if (xattrs is null) return;
+        foreach (var (key, value) in xattrs)
+            fixed (byte* v = value)
+                if (Libc.FSetXattr(fd, key, v, (nuint)value.Length, 0) != 0)
+                    throw XattrError(path, key, Marshal.GetLastPInvokeError());
+    }
+
+    private static IOException XattrError(string path, string name, int errno)
+        => new($"{path}: cannot set the extended attribute {name}: {(errno == 95 ? "the destination's file system does not support it" : errno == 1 ? "only root may set it" : $"errno {errno}")}");
+
     /// <summary>
     /// Creates the FIFO, socket or device node <paramref name="name"/> (mknodat: never follows anything, fails if
     /// the name exists), then its owner (when <paramref name="owner"/>), its mode and its times, by name without
     /// following. A device node needs root (CAP_MKNOD); without it the error says so.
     /// </summary>
-    public unsafe void CreateSpecial(string name, uint typeAndMode, long device, (uint Uid, uint Gid)? owner, long mtimeNs, long atimeNs)
+    public unsafe void CreateSpecial(string name, uint typeAndMode, long device, (uint Uid, uint Gid)? owner, long mtimeNs, long atimeNs, IReadOnlyDictionary<string, byte[]>? xattrs = null)
     {
         string path = System.IO.Path.Combine(Path, name);
         if (Libc.MknodAt(Fd, name, typeAndMode & ~0xFFFu | 0x180, (ulong)device) != 0) // 0600 until the owner is set
@@ -107,6 +132,7 @@ internal sealed class DirectoryWriter : IDisposable
             throw Error(path, $"set the owner {o.Uid}:{o.Gid}", Marshal.GetLastPInvokeError());
         if (Libc.FchmodAt(Fd, name, typeAndMode & 0xFFF, 0) != 0)
             throw Error(path, $"set the mode {Convert.ToString(typeAndMode & 0xFFF, 8)}", Marshal.GetLastPInvokeError());
+        SetXattrsByName(name, xattrs);
         long* times = stackalloc long[4];
         Times(times, mtimeNs, atimeNs);
         if (Libc.UtimensAt(Fd, name, times, Libc.AtSymlinkNoFollow) != 0)
@@ -134,19 +160,21 @@ internal sealed class DirectoryWriter : IDisposable
     }
 
     /// <summary>Sets this directory's owner (when given), then its mode, then its time, on its descriptor.</summary>
-    public void Finish(uint mode, (uint Uid, uint Gid)? owner, long mtimeNs, long atimeNs) => Finish(_fd, Path, mode, owner, mtimeNs, atimeNs);
+    public void Finish(uint mode, (uint Uid, uint Gid)? owner, long mtimeNs, long atimeNs, IReadOnlyDictionary<string, byte[]>? xattrs = null)
+        => Finish(_fd, Path, mode, owner, mtimeNs, atimeNs, xattrs);
 
     /// <summary>
     /// Sets an open file's owner (when given), then its mode, then its time. The owner comes first: a chown by
     /// root clears the setuid and setgid bits, so the mode set after it keeps them.
     /// </summary>
-    public static unsafe void Finish(SafeFileHandle fd, string path, uint mode, (uint Uid, uint Gid)? owner, long mtimeNs, long atimeNs)
+    public static unsafe void Finish(SafeFileHandle fd, string path, uint mode, (uint Uid, uint Gid)? owner, long mtimeNs, long atimeNs, IReadOnlyDictionary<string, byte[]>? xattrs = null)
     {
         int n = (int)fd.DangerousGetHandle();
         if (owner is { } o && Libc.Fchown(n, o.Uid, o.Gid) != 0)
             throw Error(path, $"set the owner {o.Uid}:{o.Gid}", Marshal.GetLastPInvokeError());
         if (Libc.Fchmod(n, mode & 0xFFF) != 0)
             throw Error(path, $"set the mode {Convert.ToString(mode & 0xFFF, 8)}", Marshal.GetLastPInvokeError());
+        SetXattrs(n, path, xattrs); // after the mode: an ACL sets the group bits to its mask, as it has them
         long* times = stackalloc long[4];
         Times(times, mtimeNs, atimeNs);
         if (Libc.Futimens(n, times) != 0)

@@ -97,6 +97,12 @@ internal static partial class Libc
     [LibraryImport("libc", EntryPoint = "symlinkat", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
     public static partial int SymlinkAt(string target, int dirfd, string path);
 
+    [LibraryImport("libc", EntryPoint = "fsetxattr", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    public static unsafe partial int FSetXattr(int fd, string name, byte* value, nuint size, int flags);
+
+    [LibraryImport("libc", EntryPoint = "lsetxattr", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    public static unsafe partial int LSetXattr(string path, string name, byte* value, nuint size, int flags);
+
     [LibraryImport("libc", EntryPoint = "linkat", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
     public static partial int LinkAt(int olddirfd, string oldpath, int newdirfd, string newpath, int flags);
 

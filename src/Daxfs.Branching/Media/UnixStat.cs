@@ -13,6 +13,42 @@ internal static unsafe partial class UnixStatReader
     [LibraryImport("libc", EntryPoint = "lgetxattr", StringMarshalling = StringMarshalling.Utf8, SetLastError = true)]
     private static partial nint LGetXattr(string path, string name, byte* value, nuint size);
 
+    [LibraryImport("libc", EntryPoint = "llistxattr", StringMarshalling = StringMarshalling.Utf8, SetLastError = true)]
+    private static partial nint LListXattr(string path, byte* list, nuint size);
+
+    /// <summary>
+    /// The extended attributes of <paramref name="path"/> (not following a final symlink), by name; empty when the
+    /// file system has none or does not support them. Names the store cannot hold are left out.
+    /// </summary>
+    public static Dictionary<string, byte[]> Xattrs(string path)
+    {
+        var result = new Dictionary<string, byte[]>(StringComparer.Ordinal);
+        nint size = LListXattr(path, null, 0);
+        if (size <= 0)
+            return result;
+        var list = new byte[size + 1];
+        fixed (byte* p = list)
+            size = LListXattr(path, p, (nuint)list.Length);
+        if (size <= 0)
+            return result;
+        int start = 0;
+        for (int i = 0; i < size; i++)
+        {
+            if (list[i] != 0) continue;
+            string name = System.Text.Encoding.UTF8.GetString(list, start, i - start);
+            start = i + 1;
+            if (name.Length == 0) continue;
+            if (Format.XattrTable.NameProblem(name) is not null) continue;
+            var value = new byte[Format.XattrTable.MaxValue];
+            nint n;
+            fixed (byte* v = value)
+                n = LGetXattr(path, name, v, (nuint)value.Length);
+            if (n >= 0)
+                result[name] = value.AsSpan(0, (int)n).ToArray();
+        }
+        return result;
+    }
+
     /// <summary>
     /// The owning group's permission bits (0 to 7) from <paramref name="path"/>'s POSIX access ACL, when it has one
     /// with entries beyond owner, group and other. Such an ACL has a mask entry, and stat's group bits show the
