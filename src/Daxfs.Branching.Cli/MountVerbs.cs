@@ -28,6 +28,7 @@ internal static class MountVerbs
             throw new IOException(problem);
         if (!File.Exists(region))
             throw new FileNotFoundException($"{region}: region not found", region);
+        BranchMount.RequireNotMounted(mountpoint); // also a crashed mount, which no longer looks like a directory
         if (!Directory.Exists(mountpoint))
             throw new UsageException($"{mountpoint}: mount point is not a directory");
         using (var store = Store.OpenFenced(region))

@@ -186,12 +186,17 @@ public static class BranchMount
         catch (UnauthorizedAccessException) { }
     }
 
-    /// <summary>Unmounts <paramref name="mountpoint"/> (lazily, so a busy or crashed mount is cleared too).</summary>
+    /// <summary>
+    /// Unmounts <paramref name="mountpoint"/> (lazily, so a busy or crashed mount is cleared too). As root, a
+    /// connection whose server does not end within 2 s of the unmount (it died, or hangs) is then aborted through
+    /// the kernel's fusectl, so no process stays blocked on it.
+    /// </summary>
     public static void Unmount(string mountpoint)
     {
         string target = Path.GetFullPath(mountpoint);
         if (FuseNative.Geteuid() == 0)
         {
+            string? connection = ConnectionOf(target);
             if (FuseNative.Umount2(target, FuseNative.MntDetach) != 0)
             {
                 int errno = FuseNative.LastError;
@@ -199,6 +204,8 @@ public static class BranchMount
                     throw new IOException($"{mountpoint}: not mounted");
                 throw new IOException($"unmounting {mountpoint} failed: {FuseNative.Describe(errno)}");
             }
+            if (connection is not null)
+                AbortIfStuck(connection);
             return;
         }
         var psi = new ProcessStartInfo("fusermount3", ["-u", "-z", target]) { RedirectStandardError = true };
@@ -207,6 +214,42 @@ public static class BranchMount
         p.WaitForExit();
         if (p.ExitCode != 0)
             throw new IOException($"unmounting {mountpoint} failed: {err.Trim()}");
+    }
+
+    /// <summary>The fusectl directory of the FUSE connection mounted at <paramref name="target"/> (by its device minor), or null.</summary>
+    private static string? ConnectionOf(string target)
+    {
+        foreach (var line in File.ReadLines("/proc/self/mountinfo"))
+        {
+            var fields = line.Split(' ');
+            int dash = Array.IndexOf(fields, "-");
+            if (fields.Length > 4 && Unescape(fields[4]) == target && dash > 0 && dash + 1 < fields.Length && fields[dash + 1].StartsWith("fuse", StringComparison.Ordinal))
+                return $"/sys/fs/fuse/connections/{fields[2].Split(':')[1]}";
+        }
+        return null;
+    }
+
+    /// <summary>
+    /// Aborts the connection <paramref name="dir"/> names when, 2 s after its unmount, it still has requests no
+    /// server answers (a dead or hung server). A connection that lives on only because processes still use the
+    /// detached tree (a working directory, an open file) has none waiting and is left alone.
+    /// </summary>
+    private static void AbortIfStuck(string dir)
+    {
+        try
+        {
+            if (!Directory.Exists("/sys/fs/fuse/connections") || !File.Exists("/proc/filesystems")) return;
+            if (!Directory.EnumerateFileSystemEntries("/sys/fs/fuse/connections").Any()
+                && File.ReadAllText("/proc/filesystems").Contains("fusectl", StringComparison.Ordinal))
+                FuseNative.Mount("fusectl", "/sys/fs/fuse/connections", "fusectl", 0, ""); // where it is not mounted yet
+            int Waiting() => Directory.Exists(dir) && int.TryParse(File.ReadAllText(Path.Combine(dir, "waiting")).Trim(), out int n) ? n : 0;
+            for (int i = 0; i < 20 && Waiting() > 0; i++)
+                Thread.Sleep(100);
+            if (Waiting() > 0)
+                File.WriteAllText(Path.Combine(dir, "abort"), "1");
+        }
+        catch (IOException) { }
+        catch (UnauthorizedAccessException) { }
     }
 
     /// <summary>Throws <see cref="IOException"/> naming <paramref name="mountpoint"/> when something is mounted there.</summary>

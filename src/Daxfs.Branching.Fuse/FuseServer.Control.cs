@@ -24,7 +24,8 @@ internal sealed unsafe partial class FuseServer
     /// together. A failure is kept as the branch's last failure, readable from the file, and rethrown (the
     /// writer gets its errno).
     /// </summary>
-    private void Command(MountedBranch mb, ReadOnlySpan<byte> data)
+    /// <returns>True when the command committed or ended branches (the watcher should look at once, after the reply).</returns>
+    private bool Command(MountedBranch mb, ReadOnlySpan<byte> data)
     {
         try
         {
@@ -42,6 +43,8 @@ internal sealed unsafe partial class FuseServer
             if (text.EndsWith('\n')) text = text[..^1];
             if (text.Contains('\n') || text.Contains('\0'))
                 throw new ArgumentException($"one command per write: {CommandsHelp}");
+            if (text.Any(ch => char.IsControl(ch) && ch != '\t'))
+                throw new ArgumentException("a command holds no control characters (a commit message ends up in logs and terminals)");
             int space = text.IndexOf(' ');
             string verb = space < 0 ? text : text[..space];
             string argument = space < 0 ? "" : text[(space + 1)..].Trim();
@@ -77,6 +80,7 @@ internal sealed unsafe partial class FuseServer
                     throw new ArgumentException($"unknown command '{verb}': {CommandsHelp}");
             }
             _lastFailure.TryRemove(mb.Key, out _);
+            return verb != "fork";
         }
         catch (Exception e)
         {

@@ -343,8 +343,9 @@ internal sealed unsafe partial class FuseServer
             var child = _store.FindLive(name);
             if (child is null || child.Parent?.Name != mb.Name)
                 throw new BranchNotFoundException(name);
-            child.Discard(); // the watcher's next look drops its nodes (the kernel already dropped the name)
+            child.Discard(); // the watcher drops its nodes (the kernel already dropped the name)
             _reply.Empty(r.Unique);
+            LookNow();
             return;
         }
         if (role == NodeRole.Tree && BranchName(mb, ino, name))
@@ -352,8 +353,9 @@ internal sealed unsafe partial class FuseServer
             // rmdir MNT/@NAME: discard that branch (a leaf).
             RequireLifecycle(mb);
             var branch = _store.FindLive(name[1..]) ?? throw new BranchNotFoundException(name[1..]);
-            branch.Discard(); // the watcher's next look drops its nodes (the kernel already dropped the name)
+            branch.Discard(); // the watcher drops its nodes (the kernel already dropped the name)
             _reply.Empty(r.Unique);
+            LookNow();
             return;
         }
         if (role != NodeRole.Tree)
@@ -594,8 +596,9 @@ internal sealed unsafe partial class FuseServer
             throw new DaxfsIOException(FileSystemError.InvalidArgument, "request", "write shorter than it says");
         var data = r.Body.Slice(sizeof(FuseWriteIn), (int)w.Size);
         var (mb, ino, role) = _nodes.Resolve(r.Node);
+        bool lifecycle = false;
         if (role == NodeRole.ControlFile)
-            Command(mb, data);
+            lifecycle = Command(mb, data);
         else if (role != NodeRole.Tree)
             throw new DaxfsIOException(FileSystemError.IsADirectory, ControlName);
         else
@@ -606,6 +609,8 @@ internal sealed unsafe partial class FuseServer
         }
         var o = new FuseWriteOut { Size = w.Size };
         _reply.Struct(r.Unique, in o);
+        if (lifecycle)
+            LookNow(); // what a commit or an end changed elsewhere drops from the kernel's caches now, not within 0.1 s
     }
 
     private void StatFs(scoped in Request r)
@@ -688,7 +693,7 @@ internal sealed unsafe partial class FuseServer
         var branches = regionRoot ? _store.LiveBranches() : [];
         var shadowed = branches.Select(b => "@" + b.Name).ToHashSet(StringComparer.Ordinal);
         foreach (var (name, a) in mb.Branch.ReadDirectory(ino))
-            if (!shadowed.Contains(name))
+            if (!shadowed.Contains(name) && !(ino == Branch.RootInode && name == ControlName)) // the control entry hides a real one
                 list.Add(new(name, mb.Node(a.Ino), a, mb));
         foreach (var (name, _) in branches)
         {

@@ -18,24 +18,40 @@ internal sealed unsafe partial class FuseServer
     /// <summary>The <c>@NAME</c> entries the root showed at the last look (region mode).</summary>
     private string[] _lastBranches = [];
 
-    /// <summary>Wakes the watcher at once (the end of the mount).</summary>
+    /// <summary>Wakes the watcher at once (the end of the mount, or a commit or end through the control entry, after its reply).</summary>
     private readonly AutoResetEvent _wake = new(false);
+
+    /// <summary>Has the watcher look now, for a change the caller already has its answer to (its work no longer delays that answer).</summary>
+    private void LookNow()
+    {
+        Interlocked.Exchange(ref _lastStamp, -1);
+        _wake.Set();
+    }
 
     /// <summary>The region's change counter at the watcher's last look.</summary>
     private long _lastStamp = -1;
 
-    /// <summary>Records that the kernel already knows of branch entry <paramref name="name"/> in <paramref name="dir"/> (made by this mount), so the next look does not drop it.</summary>
-    private void Shown(MountedBranch owner, ulong dir, string name)
+    /// <summary>Branch entries the kernel learnt of from this mount's own replies, for the watcher's next look.</summary>
+    private readonly System.Collections.Concurrent.ConcurrentQueue<(MountedBranch Owner, ulong Dir, string Name)> _shown = new();
+
+    /// <summary>
+    /// Records that the kernel already knows of branch entry <paramref name="name"/> in <paramref name="dir"/> (made
+    /// by this mount), so the next look does not drop it. Never waits: a handler that waited here for the watcher,
+    /// while the watcher waits in the kernel for a directory that a request waiting for a handler holds, would
+    /// stop the mount.
+    /// </summary>
+    private void Shown(MountedBranch owner, ulong dir, string name) => _shown.Enqueue((owner, dir, name));
+
+    /// <summary>Takes the entries <see cref="Shown"/> queued into the lists the watcher compares with (the watcher's thread only).</summary>
+    private void TakeShown()
     {
-        lock (_refreshGate)
+        while (_shown.TryDequeue(out var s))
         {
-            if (dir == FuseProtocol.RootId && RegionMode)
-                _lastBranches = [.. _lastBranches.Append(name).Order(StringComparer.Ordinal)];
+            if (s.Dir == FuseProtocol.RootId && RegionMode)
+                _lastBranches = [.. _lastBranches.Append(s.Name).Distinct().Order(StringComparer.Ordinal)];
             else
-                owner.LastChildren = [.. owner.LastChildren.Append(name).Order(StringComparer.Ordinal)];
+                s.Owner.LastChildren = [.. s.Owner.LastChildren.Append(s.Name).Distinct().Order(StringComparer.Ordinal)];
         }
-        // No early look: the kernel learnt of the entry from the reply, and the next look (within 0.1 s) covers
-        // the rest; a burst of forks costs one look, not one each.
     }
 
     /// <summary>
@@ -89,7 +105,8 @@ internal sealed unsafe partial class FuseServer
     /// </summary>
     private void Refresh()
     {
-        lock (_refreshGate)
+        TakeShown();
+        lock (_refreshGate) // the watcher's thread only: no handler ever takes it
         {
             var reached = _nodes.Live();
             foreach (var mb in reached)

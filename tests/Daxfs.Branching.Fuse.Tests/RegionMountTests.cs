@@ -158,4 +158,38 @@ public class RegionMountTests(ITestOutputHelper output)
             Assert.True(r.Code == 0, $"{script} failed: {r.Out}\n{r.Err}");
         }
     }
+
+    [Fact]
+    public void Forks_and_ends_racing_listings_never_stop_the_mount()
+    {
+        // The watcher notifies the kernel about a directory while requests that hold it wait for a handler: no
+        // handler may wait for the watcher then. Five processes fork, end and list at once; all must finish (a hung
+        // mount fails the test when the shell is killed after its 300 s).
+        using var m = new Mounted();
+        string mnt = m.MountRegion();
+        var r = Sh.Bash($"""
+            cd {mnt}
+            for k in 1 2 3; do (for i in $(seq 150); do mkdir @w$k-$i && rmdir @w$k-$i; done) & done
+            for k in 1 2; do (for i in $(seq 150); do ls > /dev/null; done) & done
+            wait; ls | grep -c '^@' || true
+            """);
+        Assert.True(r.Code == 0, r.Err);
+        Assert.Equal("0\n", r.Out);
+        Assert.True(BranchMount.IsMounted(mnt));
+        Assert.Equal("# project\n", File.ReadAllText(Path.Combine(mnt, "README.md")));
+    }
+
+    [Fact]
+    public void A_real_daxfs_entry_is_hidden_by_the_control_entry_and_control_characters_are_refused()
+    {
+        using var m = new Mounted();
+        Sh.Ok(m.Cli("branch", "create", "x"), "fork");
+        Sh.Ok(Sh.Bash($"echo real | dotnet {Path.Combine(AppContext.BaseDirectory, "daxfs.dll")} put /.daxfs -b x -r {m.Region}"), "a real .daxfs");
+        string mnt = m.MountRegion();
+        Assert.DoesNotContain(".daxfs", Sh.Ok(Sh.Bash($"ls -a {mnt}/@x"), "ls").Out);
+        Assert.Contains("branch: x", Sh.Ok(Sh.Bash($"cat {mnt}/@x/.daxfs/ctl"), "ctl").Out);
+        var esc = Sh.Bash($"printf 'commit \\033]0;TITLE\\007' > {mnt}/@x/.daxfs/ctl");
+        Assert.Contains("Invalid argument", esc.Err);
+        Assert.True(Directory.Exists(Path.Combine(mnt, "@x")));
+    }
 }

@@ -80,7 +80,7 @@ public sealed class BranchNotLeafException : BranchException
 {
     /// <summary>Creates the exception.</summary>
     public BranchNotLeafException(string branch, string operation)
-        : base(branch, $"cannot {operation} branch '{branch}': it has live children (only a leaf can be {operation}ed)") { }
+        : base(branch, $"cannot {operation} branch '{branch}': it has live children (only a leaf can be {(operation.EndsWith('t') ? operation + "ted" : operation + "ed")})") { }
 }
 
 /// <summary>
