@@ -16,13 +16,20 @@ public sealed partial class Branch
     private View Emit(RecordKind kind, int bodyLength, Store.BodyWriter write, string path)
         => Store.Emit(State, kind, bodyLength, write, path);
 
-    private View CreateNode(View v, string path, RecordKind kind, uint mode, string target)
+    /// <summary>The directory and name of <paramref name="path"/>, which must not exist yet (EEXIST; ENOTDIR for a parent that is not a directory).</summary>
+    private static (long Parent, string Name) FreshName(View v, string path)
     {
         var (parent, name) = ResolveParent(v, path);
         if (v.KindOf(parent) != NodeKind.Directory)
             ThrowHelper.IO(FileSystemError.NotADirectory, path);
         if (v.Lookup(parent, name) != 0)
             ThrowHelper.IO(FileSystemError.Exists, path);
+        return (parent, name);
+    }
+
+    private View CreateNode(View v, string path, RecordKind kind, uint mode, string target)
+    {
+        var (parent, name) = FreshName(v, path);
         long ino = v.NextIno;
         var parentInfo = v.Info(parent);
         uint uid = 0, gid = parentInfo.Gid;
@@ -69,11 +76,7 @@ public sealed partial class Branch
             ThrowHelper.IO(FileSystemError.InvalidArgument, path, "FIFOs, sockets and device nodes need a region of format version 3 (this one is version 2)");
         Change(v =>
         {
-            var (parent, name) = ResolveParent(v, path);
-            if (v.KindOf(parent) != NodeKind.Directory)
-                ThrowHelper.IO(FileSystemError.NotADirectory, path);
-            if (v.Lookup(parent, name) != 0)
-                ThrowHelper.IO(FileSystemError.Exists, path);
+            var (parent, name) = FreshName(v, path);
             long ino = v.NextIno;
             uint typed = ModeBits.Of(kind) | (mode & ModeBits.PermMask), gid = v.Info(parent).Gid;
             long dev = View.IsDevice(kind) ? device : 0;

@@ -201,6 +201,31 @@ public class PosixTests
     }
 
     [Fact]
+    public void Ctime_moves_on_every_metadata_change_and_the_parent_follows_entries()
+    {
+        // Each line: did the ctime (of the file, or of the directory) move across the operation? ("moved"/"kept")
+        Same("""
+            echo x > f; mkdir d
+            probe() { local a; a=$(stat -c %Z.%z "$1"); sleep 0.01; eval "$2"; [ "$(stat -c %Z.%z "$1")" != "$a" ] && echo "$3 moved" || echo "$3 kept"; }
+            probe f 'chmod 600 f' chmod; probe f 'chown 1:1 f' chown; probe f 'ln f f2' link; probe f 'mv f2 f3' rename-other
+            probe f 'truncate -s 1 f' truncate; probe f 'echo y >> f' write; probe f 'touch -m -d @5 f' utimes
+            probe f 'python3 -c "import os; os.setxattr(\"f\", \"user.a\", b\"1\")"' setxattr; probe f 'cat f > /dev/null' read
+            probe d 'touch d/new' dir-create; probe d 'rm d/new' dir-unlink; probe d 'mkdir d/s && mv d/s d/t' dir-rename
+            """, "chmod moved", "write moved", "read kept", "dir-create moved");
+    }
+
+    [Fact]
+    public void Sticky_directories_and_setuid_bits_follow_the_kernels_rules_for_other_users()
+    {
+        Same("""
+            mkdir -m 1777 tmp; echo x > tmp/roots; chmod 666 tmp/roots
+            echo x > s; chmod 4755 s; chown 65534:65534 s
+            setpriv --reuid 65534 --regid 65534 --clear-groups sh -c 'rm tmp/roots 2>&1; mv tmp/roots tmp/x 2>&1; echo y >> s; stat -c %A s'
+            ls tmp
+            """, "Operation not permitted", "-rwxr-xr-x", "roots");
+    }
+
+    [Fact]
     public void A_setgid_directory_passes_its_group_and_its_bit_on()
     {
         Same("""

@@ -11,6 +11,18 @@ public class KeptFilesTests
 {
     private static long Ino(Branch b, string path) => b.Stat(path).Inode;
 
+    /// <summary>Rewrites the superblock's format version (and its checksum).</summary>
+    private static void SetFormatVersion(string region, uint version)
+    {
+        using var f = new FileStream(region, FileMode.Open, FileAccess.ReadWrite);
+        var head = new byte[256];
+        f.ReadExactly(head);
+        BitConverter.TryWriteBytes(head.AsSpan(8), version);
+        BitConverter.TryWriteBytes(head.AsSpan(252), Crc32C.Compute(head.AsSpan(0, 252)));
+        f.Position = 0;
+        f.Write(head);
+    }
+
     private static (int Code, string Out, string Err) Bash(string script)
     {
         var psi = new System.Diagnostics.ProcessStartInfo("bash", ["-c", script]) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
@@ -121,16 +133,7 @@ public class KeptFilesTests
         using var r = new TempRegion();
         r.Store.Main.Fork("b").WriteAllBytes("a.txt", "a"u8);
         r.Store.Dispose();
-        // Make it a version 2 region, as an earlier build wrote it (the layout is the same).
-        using (var f = new FileStream(r.RegionPath, FileMode.Open, FileAccess.ReadWrite))
-        {
-            var head = new byte[256];
-            f.ReadExactly(head);
-            BitConverter.TryWriteBytes(head.AsSpan(8), 2u);
-            BitConverter.TryWriteBytes(head.AsSpan(252), Crc32C.Compute(head.AsSpan(0, 252)));
-            f.Position = 0;
-            f.Write(head);
-        }
+        SetFormatVersion(r.RegionPath, 2); // a version 2 region, as an earlier build wrote it (the layout is the same)
         var s = r.Reopen();
         Assert.False(s.WritesVersion3);
         var b = s.GetBranch("b");
@@ -146,15 +149,7 @@ public class KeptFilesTests
 
         // A version this build does not know is refused by number.
         s.Dispose();
-        using (var f = new FileStream(r.RegionPath, FileMode.Open, FileAccess.ReadWrite))
-        {
-            var head = new byte[256];
-            f.ReadExactly(head);
-            BitConverter.TryWriteBytes(head.AsSpan(8), 9u);
-            BitConverter.TryWriteBytes(head.AsSpan(252), Crc32C.Compute(head.AsSpan(0, 252)));
-            f.Position = 0;
-            f.Write(head);
-        }
+        SetFormatVersion(r.RegionPath, 9);
         var refused = Assert.Throws<FormatVersionException>(() => Store.Open(r.RegionPath).Dispose());
         Assert.Contains("format version 9 is not supported (this library reads versions 2 to 3)", refused.Message);
     }

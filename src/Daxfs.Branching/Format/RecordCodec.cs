@@ -292,12 +292,7 @@ internal static class RecordCodec
             case RecordKind.Mkdir:
             case RecordKind.Symlink:
             {
-                Need(body, 32, recordOffset);
-                r.ParentIno = I64(body, 0);
-                r.Ino = I64(body, 8);
-                r.Mode = U32(body, 16);
-                r.Uid = U32(body, 20);
-                r.Gid = U32(body, 24);
+                CreateHead(r, body, 32, recordOffset);
                 int nl = BinaryPrimitives.ReadUInt16LittleEndian(body[28..]);
                 int tl = BinaryPrimitives.ReadUInt16LittleEndian(body[30..]);
                 Need(body, 32 + nl + tl, recordOffset);
@@ -317,12 +312,7 @@ internal static class RecordCodec
             }
             case RecordKind.Mknod:
             {
-                Need(body, 40, recordOffset);
-                r.ParentIno = I64(body, 0);
-                r.Ino = I64(body, 8);
-                r.Mode = U32(body, 16);
-                r.Uid = U32(body, 20);
-                r.Gid = U32(body, 24);
+                CreateHead(r, body, 40, recordOffset);
                 int nl = BinaryPrimitives.ReadUInt16LittleEndian(body[28..]);
                 r.Size = I64(body, 32); // the device number
                 Need(body, 40 + nl, recordOffset);
@@ -463,6 +453,17 @@ internal static class RecordCodec
                 Bad(recordOffset, $"unknown record kind {(ushort)kind}");
                 break;
         }
+    }
+
+    /// <summary>The fields a create and a mknod share: parent, inode, mode, owner (the body has at least <paramref name="fixedPart"/> bytes).</summary>
+    private static void CreateHead(Rec r, ReadOnlySpan<byte> body, int fixedPart, long recordOffset)
+    {
+        Need(body, fixedPart, recordOffset);
+        r.ParentIno = I64(body, 0);
+        r.Ino = I64(body, 8);
+        r.Mode = U32(body, 16);
+        r.Uid = U32(body, 20);
+        r.Gid = U32(body, 24);
     }
 
     private static LogRef ReadRef(ReadOnlySpan<byte> b) => new(I64(b, 0), I64(b, 8), I64(b, 16));
