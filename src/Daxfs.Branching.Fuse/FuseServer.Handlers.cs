@@ -521,6 +521,8 @@ internal sealed unsafe partial class FuseServer
         uint size = r.Read<FuseGetxattrIn>().Size;
         string name = r.Name(sizeof(FuseGetxattrIn));
         var (mb, ino, role) = _nodes.Resolve(r.Node);
+        if (!Daxfs.Branching.Format.XattrTable.KnownNamespace(name))
+            throw new DaxfsIOException(FileSystemError.NotSupported, name, "no such attribute namespace");
         var attrs = role == NodeRole.Tree ? mb.Branch.GetXattrs(ino) : XattrsNone;
         if (!attrs.TryGetValue(name, out var value))
             throw new DaxfsIOException(FileSystemError.NoData, name);
