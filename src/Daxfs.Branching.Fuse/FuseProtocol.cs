@@ -21,7 +21,7 @@ internal static class FuseProtocol
 
     // INIT flags
     public const uint AsyncRead = 1 << 0, BigWrites = 1 << 5, DoReaddirplus = 1 << 13, ReaddirplusAuto = 1 << 14,
-        AutoInvalData = 1 << 12, PosixAcl = 1 << 20, ParallelDirops = 1 << 18, MaxPagesFlag = 1 << 22, CacheSymlinks = 1 << 23,
+        AutoInvalData = 1 << 12, PosixAcl = 1 << 20, DontMask = 1 << 6, ParallelDirops = 1 << 18, MaxPagesFlag = 1 << 22, CacheSymlinks = 1 << 23,
         ExportSupport = 1 << 4, AsyncDio = 1 << 15, NoOpendirSupport = 1 << 24, InitExt = 1u << 30;
 
     // INIT flags2 (the upper half of the 64-bit flags, offered when the kernel sets InitExt)

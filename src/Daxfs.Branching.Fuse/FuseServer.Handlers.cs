@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using System.Runtime.InteropServices;
 using System.Text;
+using Daxfs.Branching.Format;
 using Daxfs.Branching.Index;
 
 namespace Daxfs.Branching.Fuse;
@@ -226,7 +227,7 @@ internal sealed unsafe partial class FuseServer
     {
         string name = r.Name(0, out int end);
         string target = r.Name(end, out _, limit: 4095);
-        MakeEntry(in r, name, NodeKind.Symlink, 0x1FF, target, create: false);
+        MakeEntry(in r, name, NodeKind.Symlink, 0x1FF, target, create: false, umask: 0);
     }
 
     private void Mknod(scoped in Request r)
@@ -238,14 +239,14 @@ internal sealed unsafe partial class FuseServer
             throw new DaxfsIOException(FileSystemError.InvalidArgument, name, $"mknod of an unknown file type (mode {Convert.ToString(m.Mode, 8)})");
         // The kernel sends the device number as new_encode_dev does; for majors below 4096 that is also the C
         // library's dev_t, which the branch stores.
-        MakeEntry(in r, name, kind, m.Mode, "", create: false, rdev: m.Rdev);
+        MakeEntry(in r, name, kind, m.Mode, "", create: false, rdev: m.Rdev, umask: m.Umask);
     }
 
     private void Create(scoped in Request r)
     {
         var c = r.Read<FuseCreateIn>();
         string name = r.Name(sizeof(FuseCreateIn));
-        MakeEntry(in r, name, NodeKind.File, c.Mode, "", create: true);
+        MakeEntry(in r, name, NodeKind.File, c.Mode, "", create: true, umask: c.Umask);
     }
 
     private void Mkdir(scoped in Request r)
@@ -272,13 +273,17 @@ internal sealed unsafe partial class FuseServer
             Shown(mb, FuseProtocol.RootId, name);
             return;
         }
-        MakeEntry(in r, name, NodeKind.Directory, m.Mode, "", create: false);
+        MakeEntry(in r, name, NodeKind.Directory, m.Mode, "", create: false, umask: m.Umask);
     }
 
     private const uint SetGid = 0x400;
 
     /// <summary>Creates an entry owned by the calling user (mkdir, mknod, create, symlink).</summary>
-    private void MakeEntry(scoped in Request r, string name, NodeKind kind, uint mode, string target, bool create, long rdev = 0)
+    /// <remarks>
+    /// The kernel sends the caller's umask apart (FUSE_DONT_MASK): it applies unless the directory has a default
+    /// ACL, which then gives the new entry its access ACL (and a directory its default ACL), masked by the mode.
+    /// </remarks>
+    private void MakeEntry(scoped in Request r, string name, NodeKind kind, uint mode, string target, bool create, uint umask, long rdev = 0)
     {
         var (mb, parent) = TreeNode(r.Node, "create");
         if (Reserved(mb, parent, name))
@@ -292,7 +297,25 @@ internal sealed unsafe partial class FuseServer
             gid = dir.Gid;
             if (kind == NodeKind.Directory) mode |= SetGid;
         }
+        byte[]? inheritedAcl = null, defaultAcl = null;
+        if (kind != NodeKind.Symlink && mb.Branch.GetXattrs(parent).TryGetValue(PosixAcl.DefaultName, out var parentDefault))
+        {
+            (inheritedAcl, uint masked) = PosixAcl.Inherit(parentDefault, mode & 0x1FF);
+            mode = (mode & ~0x1FFu) | masked;
+            if (kind == NodeKind.Directory) defaultAcl = parentDefault;
+        }
+        else
+        {
+            mode &= ~(umask & 0x1FF);
+        }
         var a = mb.Branch.CreateInode(parent, name, kind, mode & 0xFFF, r.Header.Uid, gid, target, rdev);
+        if (defaultAcl is not null)
+            mb.Branch.SetXattr(a.Ino, PosixAcl.DefaultName, defaultAcl, 0);
+        if (inheritedAcl is not null)
+        {
+            mb.Branch.SetXattr(a.Ino, PosixAcl.AccessName, inheritedAcl, 0);
+            a = mb.Branch.GetAttributes(a.Ino);
+        }
         Changed(mb);
         if (create)
             _open.AddOrUpdate(mb.Node(a.Ino), 1, (_, n) => n + 1); // CREATE opens the file too
@@ -793,7 +816,7 @@ internal sealed unsafe partial class FuseServer
             return;
         }
         // PosixAcl: the kernel enforces POSIX ACLs (system.posix_acl_*), which the branch stores as attributes.
-        uint wanted = FuseProtocol.AsyncRead | FuseProtocol.BigWrites | FuseProtocol.AutoInvalData | FuseProtocol.PosixAcl | FuseProtocol.DoReaddirplus
+        uint wanted = FuseProtocol.AsyncRead | FuseProtocol.BigWrites | FuseProtocol.AutoInvalData | FuseProtocol.PosixAcl | FuseProtocol.DontMask | FuseProtocol.DoReaddirplus
             | FuseProtocol.ReaddirplusAuto | FuseProtocol.ParallelDirops | FuseProtocol.MaxPagesFlag | FuseProtocol.CacheSymlinks | FuseProtocol.AsyncDio;
         // Direct reads need mmap to keep working on such files, which the kernel allows only when asked (flags2).
         // The kernel reads flags2 whenever the reply sets InitExt, whatever minor version it names.

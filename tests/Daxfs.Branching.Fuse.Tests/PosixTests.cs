@@ -226,6 +226,28 @@ public class PosixTests
     }
 
     [Fact]
+    public void Tar_with_xattrs_and_acls_round_trips()
+    {
+        Same("""
+            mkdir src; echo data > src/f; mkdir src/d
+            python3 - <<'PY'
+            import os, struct
+            os.setxattr('src/f', 'user.note', b'kept by tar')
+            acl = struct.pack('<I', 2) + b''.join(struct.pack('<HHI', t, p, i) for t, p, i in [(1, 6, 0xFFFFFFFF), (2, 4, 1234), (4, 4, 0xFFFFFFFF), (0x10, 6, 0xFFFFFFFF), (0x20, 0, 0xFFFFFFFF)])
+            os.setxattr('src/f', 'system.posix_acl_access', acl)
+            os.setxattr('src/d', 'system.posix_acl_default', acl)
+            PY
+            tar --xattrs --xattrs-include='*' --acls -cf a.tar -C src . && mkdir out && tar --xattrs --xattrs-include='*' --acls -xpf a.tar -C out
+            python3 -c "
+            import os
+            for p in ['out/f', 'out/d']:
+                print(p, oct(os.stat(p).st_mode & 0o7777), sorted((n, os.getxattr(p, n).hex()) for n in os.listxattr(p)))
+            "
+            echo new > out/d/child; python3 -c "import os; print(sorted(os.listxattr('out/d/child')))"
+            """, "out/f 0o660", "user.note", "system.posix_acl_default", "system.posix_acl_access");
+    }
+
+    [Fact]
     public void A_setgid_directory_passes_its_group_and_its_bit_on()
     {
         Same("""

@@ -118,6 +118,46 @@ internal static class XattrTable
 internal static class PosixAcl
 {
     public const string AccessName = "system.posix_acl_access";
+    public const string DefaultName = "system.posix_acl_default";
+
+    /// <summary>
+    /// What an entry created with permission bits <paramref name="perm"/> in a directory whose default ACL is
+    /// <paramref name="defaultAcl"/> gets, as Linux's posix_acl_create does: the ACL (null when it says no more
+    /// than the mode), and the permission bits, both masked by each other.
+    /// </summary>
+    public static (byte[]? Acl, uint Perm) Inherit(ReadOnlySpan<byte> defaultAcl, uint perm)
+    {
+        if (Mode(defaultAcl) is null)
+            return (null, perm);
+        var acl = defaultAcl.ToArray();
+        int groupObj = -1, mask = -1;
+        bool extended = false;
+        for (int at = 4; at + 8 <= acl.Length; at += 8)
+        {
+            ushort tag = BinaryPrimitives.ReadUInt16LittleEndian(acl.AsSpan(at));
+            uint e = BinaryPrimitives.ReadUInt16LittleEndian(acl.AsSpan(at + 2));
+            switch (tag)
+            {
+                case UserObj:
+                    e &= perm >> 6 & 7;
+                    perm = perm & ~0x1C0u | e << 6;
+                    break;
+                case Other:
+                    e &= perm & 7;
+                    perm = perm & ~7u | e;
+                    break;
+                case GroupObj: groupObj = at; break;
+                case Mask: mask = at; extended = true; break;
+                default: extended = true; break;
+            }
+            BinaryPrimitives.WriteUInt16LittleEndian(acl.AsSpan(at + 2), (ushort)e);
+        }
+        int classEntry = mask >= 0 ? mask : groupObj;
+        uint g = BinaryPrimitives.ReadUInt16LittleEndian(acl.AsSpan(classEntry + 2)) & (perm >> 3 & 7);
+        BinaryPrimitives.WriteUInt16LittleEndian(acl.AsSpan(classEntry + 2), (ushort)g);
+        perm = perm & ~0x38u | g << 3;
+        return (extended ? acl : null, perm);
+    }
     private const ushort UserObj = 0x01, User = 0x02, GroupObj = 0x04, Group = 0x08, Mask = 0x10, Other = 0x20;
 
     /// <summary>The permission bits (low 9) <paramref name="acl"/> gives the mode, and whether the ACL says no more than the mode does; null when malformed.</summary>
