@@ -187,15 +187,27 @@ public class KeptFilesTests
             var made = Bash($"""
                 set -e; cd {src}; echo data > file; mkdir -p dir/sub; ln -s file link; mkfifo -m 600 fifo
                 mknod chr c 1 3; mknod blk b 7 200; python3 -c "import socket; socket.socket(socket.AF_UNIX).bind('sock')"
+                ln file file-link; ln fifo fifo-link
+                python3 -c "
+                import os, struct
+                os.setxattr('file', 'user.note', b'n'); os.setxattr('dir', 'trusted.t', b'\x00\x01')
+                acl = struct.pack('<I', 2) + b''.join(struct.pack('<HHI', t, p, i) for t, p, i in [(1, 6, 0xFFFFFFFF), (2, 4, 1234), (4, 4, 0xFFFFFFFF), (0x10, 4, 0xFFFFFFFF), (0x20, 0, 0xFFFFFFFF)])
+                os.setxattr('dir/sub', 'system.posix_acl_access', acl); os.setxattr('dir/sub', 'system.posix_acl_default', acl)
+                "
                 touch -a -d @1000.5 file; touch -h -m -d @2000.25 fifo chr
                 """);
             Assert.True(made.Code == 0, made.Err);
-            string Stat(string root) => Bash($"cd {root} && find . -mindepth 1 | sort | xargs stat -c '%n %F %a %u %g %t:%T %X.%x %Y %s'").Out;
+            // stat (kind, mode, owner, link count, device number, times, size), then every extended attribute.
+            string Stat(string root) => Bash($"cd {root} && find . -mindepth 1 | sort | xargs stat -c '%n %F %a %u %g %h %t:%T %X.%x %Y %s'").Out
+                + Bash($"cd {root} && python3 -c \"import os\nfor p in sorted(os.popen('find . -mindepth 1').read().split()):\n  print(p, sorted((n, os.getxattr(p, n, follow_symlinks=False).hex()) for n in os.listxattr(p, follow_symlinks=False)))\"").Out;
             string before = Strip(Stat(src)); // before mkfs reads the files (a read moves an atime older than the mtime)
             using var r = new TempRegion(BaseImageBuilder.FromDirectory(src));
             string out1 = Path.Combine(r.Directory_, "export1");
             r.Store.Main.Export(out1);
             Assert.Equal(before, Strip(Stat(out1)));
+            Assert.Contains("./file regular file 644 0 0 2 0:0", before); // the comparison covers links, ...
+            Assert.Contains("./chr character special file 644 0 0 1 1:3", before); // device numbers, ...
+            Assert.Contains("./dir/sub [('system.posix_acl_access'", before); // ACLs and other attributes
 
             // Made in a branch, carried by a commit, a compaction and a rebase.
             var b = r.Store.Main.Fork("b", new ForkOptions { KeepForRebase = true });
@@ -218,7 +230,7 @@ public class KeptFilesTests
             s.Main.Export(out2);
             var again = Stat(out2);
             Assert.Contains("./dir/made-fifo fifo 640", again);
-            Assert.Contains("./dir/made-dev character special file 660 0 0 1:3", again);
+            Assert.Contains("./dir/made-dev character special file 660 0 0 1 1:3", again);
             Assert.Contains("./chr character special file", again);
         }
         finally
@@ -229,8 +241,8 @@ public class KeptFilesTests
         // Size and times of directories differ by file system, and a symlink's access time moves whenever a walk
         // follows it (listing a directory does, in .NET, to tell directories from files); everything else must match.
         static string Strip(string stat) => string.Join('\n', stat.Split('\n').Select(l =>
-            l.Contains(" directory ", StringComparison.Ordinal) ? string.Join(' ', l.Split(' ').Take(6))
-            : l.Contains(" symbolic link ", StringComparison.Ordinal) ? string.Join(' ', l.Split(' ').Take(7)) : l));
+            l.Contains(" directory ", StringComparison.Ordinal) ? string.Join(' ', l.Split(' ').Take(7))
+            : l.Contains(" symbolic link ", StringComparison.Ordinal) ? string.Join(' ', l.Split(' ').Take(8)) : l));
     }
 
     [Fact]
