@@ -509,6 +509,10 @@ internal sealed unsafe partial class FuseServer
         }
         else if (!keep && end > size)
         {
+            // The branch stores no reservation: what the region cannot hold now is refused now (ENOSPC), as a full
+            // tmpfs refuses it, rather than promised and refused at the write.
+            if (end - size > _store.Usage.ArenaFreeBytes)
+                throw new RegionFullException(end - size, _store.Usage.ArenaFreeBytes);
             mb.Branch.SetInodeAttributes(ino, end, null, null, null, null);
         }
         Changed(mb);
@@ -544,8 +548,8 @@ internal sealed unsafe partial class FuseServer
         uint size = r.Read<FuseGetxattrIn>().Size;
         string name = r.Name(sizeof(FuseGetxattrIn));
         var (mb, ino, role) = _nodes.Resolve(r.Node);
-        if (!Daxfs.Branching.Format.XattrTable.KnownNamespace(name))
-            throw new DaxfsIOException(FileSystemError.NotSupported, name, "no such attribute namespace");
+        if (XattrTable.NameProblem(name) is { } why)
+            throw new DaxfsIOException(XattrTable.KnownNamespace(name) ? FileSystemError.InvalidArgument : FileSystemError.NotSupported, name, why);
         var attrs = role == NodeRole.Tree ? mb.Branch.GetXattrs(ino) : XattrsNone;
         if (!attrs.TryGetValue(name, out var value))
             throw new DaxfsIOException(FileSystemError.NoData, name);

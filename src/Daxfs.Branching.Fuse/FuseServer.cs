@@ -233,24 +233,24 @@ internal sealed unsafe partial class FuseServer
 
     private static FuseAttr ToAttr(in InodeAttributes a, ulong node)
     {
+        // Whole seconds and the nanoseconds past them, rounding down (a time before 1970 has negative seconds).
+        static (ulong Sec, uint Nsec) Split(long ns) { long s = Math.DivRem(ns, 1_000_000_000L, out long n); if (n < 0) { s--; n += 1_000_000_000L; } return ((ulong)s, (uint)n); }
         uint type = a.Kind switch
         {
             NodeKind.Directory => 0x4000u, NodeKind.Symlink => 0xA000u, NodeKind.Fifo => 0x1000u, NodeKind.Socket => 0xC000u,
             NodeKind.CharDevice => 0x2000u, NodeKind.BlockDevice => 0x6000u, _ => 0x8000u,
         };
-        ulong sec = (ulong)(a.MtimeNs / 1_000_000_000L);
-        uint nsec = (uint)(a.MtimeNs % 1_000_000_000L);
-        long atimeNs = a.AtimeNs != 0 ? a.AtimeNs : a.MtimeNs;
-        ulong csec = (ulong)(a.CtimeNs / 1_000_000_000L);
-        uint cnsec = (uint)(a.CtimeNs % 1_000_000_000L);
+        var (sec, nsec) = Split(a.MtimeNs);
+        var (asec, ansec) = Split(a.AtimeNs != 0 ? a.AtimeNs : a.MtimeNs);
+        var (csec, cnsec) = Split(a.CtimeNs);
         long size = a.Kind == NodeKind.Directory ? 4096 : a.Size;
         return new FuseAttr
         {
             Ino = node,
             Size = (ulong)size,
             Blocks = (ulong)((size + 511) / 512),
-            Atime = (ulong)(atimeNs / 1_000_000_000L),
-            AtimeNsec = (uint)(atimeNs % 1_000_000_000L),
+            Atime = asec,
+            AtimeNsec = ansec,
             Mtime = sec,
             MtimeNsec = nsec,
             Ctime = csec,

@@ -199,13 +199,18 @@ public sealed partial class Branch
         });
     }
 
-    /// <summary>Removes extended attribute <paramref name="name"/> of inode <paramref name="ino"/> (ENODATA when it has none).</summary>
+    /// <summary>
+    /// Removes extended attribute <paramref name="name"/> of inode <paramref name="ino"/> (ENODATA when it has none;
+    /// a POSIX ACL that is not there is already removed, as on Linux).
+    /// </summary>
     internal void RemoveXattr(long ino, string name)
     {
         if (XattrTable.NameProblem(name) is { } why)
             ThrowHelper.IO(XattrTable.KnownNamespace(name) ? FileSystemError.InvalidArgument : FileSystemError.NotSupported, name, why);
         Change(v =>
         {
+            if (name is PosixAcl.AccessName or PosixAcl.DefaultName && v.Exists(ino) && !v.Xattrs(ino).ContainsKey(name))
+                return;
             int len = RecordCodec.EncodeRemoveXattr(default, ino, name);
             Emit(RecordKind.RemoveXattr, len, b => RecordCodec.EncodeRemoveXattr(b, ino, name), $"inode {ino}");
         });

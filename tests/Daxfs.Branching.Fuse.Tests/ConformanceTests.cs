@@ -60,3 +60,5 @@ public class UtimensatConformance(ITestOutputHelper o) : Conformance(o, "times")
 public class ReaddirConformance(ITestOutputHelper o) : Conformance(o, "readdir");
 
 public class XattrConformance(ITestOutputHelper o) : Conformance(o, "xattr");
+
+public class FallocateConformance(ITestOutputHelper o) : Conformance(o, "fallocate");

@@ -221,8 +221,22 @@ def group_truncate():
                                                              open(f"r/{target}", "rb").read()[:2])[1:])
 
 
+def group_fallocate():
+    for length in [1, 4096, 1 << 20, 1 << 40, 1 << 50]:
+        setup_tree()
+
+        def op():
+            fd = os.open("r/file", os.O_RDWR)
+            try:
+                os.posix_fallocate(fd, 0, length)
+                return os.fstat(fd).st_size
+            finally:
+                os.close(fd)
+        check("fallocate", f"{length}", op)
+
+
 def group_times():
-    for at, mt in [(5, 7), (0, 0), (1_000_000_000, 2_000_000_000)]:
+    for at, mt in [(5, 7), (0, 0), (1_000_000_000, 2_000_000_000), (-2, -1)]:
         for ns in [0, 1, 999_999_999]:
             for target in ["file", "dir", "link"]:
                 setup_tree()
@@ -243,7 +257,7 @@ def group_readdir():
 
 
 def group_xattr():
-    names = ["user.a", "trusted.t", "security.s", "bogus.x", "user." + "n" * 250, "user." + "n" * 251]
+    names = ["user.a", "trusted.t", "security.s", "bogus.x", "user." + "n" * 250, "user." + "n" * 251, "user.", "system.foo"]
     for target in ["file", "dir", "link"]:
         setup_tree()
         for name in names:
@@ -259,12 +273,14 @@ def group_xattr():
                 ("remove-again", lambda: os.removexattr(p, name, follow_symlinks=False)),
             ]:
                 check("xattr", f"{target} {name[:12]}{len(name)} {case}", fn)
+        for acl in ["system.posix_acl_access", "system.posix_acl_default"]:
+            check("xattr", f"{target} remove absent {acl}", lambda: os.removexattr(f"r/{target}", acl, follow_symlinks=False))
 
 
 GROUPS = {
     "open": group_open, "rename": group_rename, "unlink": group_unlink, "link": group_link, "symlink": group_symlink,
     "mkdir": group_mkdir, "permission": group_permission, "truncate": group_truncate, "times": group_times,
-    "readdir": group_readdir, "xattr": group_xattr,
+    "readdir": group_readdir, "xattr": group_xattr, "fallocate": group_fallocate,
 }
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ internal static class XattrTable
     /// <summary>True when <paramref name="name"/> lies in a namespace the store keeps (user., trusted., security., system.).</summary>
     public static bool KnownNamespace(string name)
         => name.StartsWith("user.", StringComparison.Ordinal) || name.StartsWith("trusted.", StringComparison.Ordinal)
-            || name.StartsWith("security.", StringComparison.Ordinal) || name.StartsWith("system.", StringComparison.Ordinal);
+            || name.StartsWith("security.", StringComparison.Ordinal) || name is PosixAcl.AccessName or PosixAcl.DefaultName;
 
     /// <summary>Why <paramref name="name"/> cannot be an extended attribute's name, or null.</summary>
     public static string? NameProblem(string name)
@@ -32,9 +32,10 @@ internal static class XattrTable
         int n = Encoding.UTF8.GetByteCount(name);
         if (n == 0 || n > MaxName) return $"an attribute name has 1 to {MaxName} bytes";
         if (name.Contains('\0', StringComparison.Ordinal)) return "an attribute name has no NUL";
-        if (!(name.StartsWith("user.", StringComparison.Ordinal) || name.StartsWith("trusted.", StringComparison.Ordinal)
-            || name.StartsWith("security.", StringComparison.Ordinal) || name.StartsWith("system.", StringComparison.Ordinal)))
-            return "an attribute name starts with user., trusted., security. or system.";
+        if (!KnownNamespace(name))
+            return "an attribute name starts with user., trusted. or security., or is a POSIX ACL (system.posix_acl_access or _default)";
+        if (name.EndsWith('.') && name.IndexOf('.') == name.Length - 1)
+            return "an attribute name has a name after its namespace";
         return null;
     }
 
