@@ -281,7 +281,8 @@ internal sealed unsafe partial class FuseServer
     /// <summary>Creates an entry owned by the calling user (mkdir, mknod, create, symlink).</summary>
     /// <remarks>
     /// The kernel sends the caller's umask apart (FUSE_DONT_MASK): it applies unless the directory has a default
-    /// ACL, which then gives the new entry its access ACL (and a directory its default ACL), masked by the mode.
+    /// ACL, which then gives the new entry its access ACL (and a directory its default ACL), masked by the mode
+    /// (<see cref="Branch.CreateInode"/> does both, in one change).
     /// </remarks>
     private void MakeEntry(scoped in Request r, string name, NodeKind kind, uint mode, string target, bool create, uint umask, long rdev = 0)
     {
@@ -297,25 +298,8 @@ internal sealed unsafe partial class FuseServer
             gid = dir.Gid;
             if (kind == NodeKind.Directory) mode |= SetGid;
         }
-        byte[]? inheritedAcl = null, defaultAcl = null;
-        if (kind != NodeKind.Symlink && mb.Branch.GetXattrs(parent).TryGetValue(PosixAcl.DefaultName, out var parentDefault))
-        {
-            (inheritedAcl, uint masked) = PosixAcl.Inherit(parentDefault, mode & 0x1FF);
-            mode = (mode & ~0x1FFu) | masked;
-            if (kind == NodeKind.Directory) defaultAcl = parentDefault;
-        }
-        else
-        {
-            mode &= ~(umask & 0x1FF);
-        }
-        var a = mb.Branch.CreateInode(parent, name, kind, mode & 0xFFF, r.Header.Uid, gid, target, rdev);
-        if (defaultAcl is not null)
-            mb.Branch.SetXattr(a.Ino, PosixAcl.DefaultName, defaultAcl, 0);
-        if (inheritedAcl is not null)
-        {
-            mb.Branch.SetXattr(a.Ino, PosixAcl.AccessName, inheritedAcl, 0);
-            a = mb.Branch.GetAttributes(a.Ino);
-        }
+        // The umask, or the directory's default ACL, shapes the new inode in the same change that makes it.
+        var a = mb.Branch.CreateInode(parent, name, kind, mode & 0xFFF, r.Header.Uid, gid, target, rdev, umask);
         Changed(mb);
         if (create)
             _open.AddOrUpdate(mb.Node(a.Ino), 1, (_, n) => n + 1); // CREATE opens the file too

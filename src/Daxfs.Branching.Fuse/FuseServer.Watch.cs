@@ -13,8 +13,6 @@ internal sealed unsafe partial class FuseServer
 
     // ------------------------------------------------------------------ following changes made elsewhere
 
-    private readonly object _refreshGate = new();
-
     /// <summary>The <c>@NAME</c> entries the root showed at the last look (region mode).</summary>
     private string[] _lastBranches = [];
 
@@ -105,56 +103,54 @@ internal sealed unsafe partial class FuseServer
     /// </summary>
     private void Refresh()
     {
+        // Only the watcher's thread runs this: handlers never wait on it.
         TakeShown();
-        lock (_refreshGate) // the watcher's thread only: no handler ever takes it
+        var reached = _nodes.Live();
+        foreach (var mb in reached)
         {
-            var reached = _nodes.Live();
-            foreach (var mb in reached)
+            object? view;
+            try
             {
-                object? view;
-                try
+                view = mb.Branch.CurrentViewToken();
+            }
+            catch (Exception e) when (e is BranchInvalidatedException or BranchNotFoundException or CorruptionException)
+            {
+                // Ended, invalidated, or fenced by damage found since: nothing cached of it may be served.
+                mb.Gone = e is not CorruptionException;
+                if (mb.LastView is not null || mb.Gone)
                 {
-                    view = mb.Branch.CurrentViewToken();
-                }
-                catch (Exception e) when (e is BranchInvalidatedException or BranchNotFoundException or CorruptionException)
-                {
-                    // Ended, invalidated, or fenced by damage found since: nothing cached of it may be served.
-                    mb.Gone = e is not CorruptionException;
-                    if (mb.LastView is not null || mb.Gone)
-                    {
-                        mb.LastView = null;
-                        InvalidateBranch(mb);
-                        if (mb.EntryName.Length > 0)
-                            _reply.InvalidateEntry(mb.ParentNode, mb.EntryName);
-                    }
-                    if (mb.Gone && mb.Index != 0)
-                        _nodes.Forget(mb);
-                    continue;
-                }
-                var last = Volatile.Read(ref mb.LastView);
-                if (!ReferenceEquals(view, last))
-                {
-                    Volatile.Write(ref mb.LastView, view);
-                    DropChangedNames(mb, last as View, view as View);
+                    mb.LastView = null;
                     InvalidateBranch(mb);
+                    if (mb.EntryName.Length > 0)
+                        _reply.InvalidateEntry(mb.ParentNode, mb.EntryName);
                 }
+                if (mb.Gone && mb.Index != 0)
+                    _nodes.Forget(mb);
+                continue;
             }
+            var last = Volatile.Read(ref mb.LastView);
+            if (!ReferenceEquals(view, last))
+            {
+                Volatile.Write(ref mb.LastView, view);
+                DropChangedNames(mb, last as View, view as View);
+                InvalidateBranch(mb);
+            }
+        }
 
-            var live = _store.LiveBranches();
-            if (RegionMode)
-            {
-                var names = live.Select(b => "@" + b.Name).ToArray();
-                ListChanged(FuseProtocol.RootId, _lastBranches, names);
-                _lastBranches = names;
-            }
-            var byParent = live.ToLookup(b => b.Parent, b => b.Name, StringComparer.Ordinal);
-            foreach (var mb in reached)
-            {
-                if (mb.Gone) continue;
-                var children = byParent[mb.Name].ToArray();
-                ListChanged(NodeIds.Control(mb.Index, NodeIds.ChildrenDirIno), mb.LastChildren, children);
-                mb.LastChildren = children;
-            }
+        var live = _store.LiveBranches();
+        if (RegionMode)
+        {
+            var names = live.Select(b => "@" + b.Name).ToArray();
+            ListChanged(FuseProtocol.RootId, _lastBranches, names);
+            _lastBranches = names;
+        }
+        var byParent = live.ToLookup(b => b.Parent, b => b.Name, StringComparer.Ordinal);
+        foreach (var mb in reached)
+        {
+            if (mb.Gone) continue;
+            var children = byParent[mb.Name].ToArray();
+            ListChanged(NodeIds.Control(mb.Index, NodeIds.ChildrenDirIno), mb.LastChildren, children);
+            mb.LastChildren = children;
         }
     }
 

@@ -106,9 +106,6 @@ internal sealed unsafe partial class FuseServer
     /// <summary>Called once the kernel accepted the INIT reply (its readahead settings are final then).</summary>
     public Action? Initialized { get; init; }
 
-    /// <summary>The branches reached so far (the idle cost benchmark reads it).</summary>
-    internal int BranchesReached => _nodes.Count;
-
     /// <summary>Serves with <paramref name="threads"/> threads until the file system is unmounted.</summary>
     public void Run(int threads)
     {

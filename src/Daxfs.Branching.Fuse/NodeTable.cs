@@ -92,7 +92,10 @@ internal static class NodeIds
 internal sealed class NodeTable
 {
     private readonly object _gate = new();
-    private readonly List<MountedBranch?> _byIndex = []; // null: gone and forgotten (its node ids answer ESTALE)
+    // By index; null: gone and forgotten (its node ids answer ESTALE). Replaced whole when it grows, under the gate,
+    // and read without it: every request resolves its node here.
+    private MountedBranch?[] _byIndex = new MountedBranch?[16];
+    private int _count;
     private readonly Dictionary<((int, long) Key, ulong Via), MountedBranch> _byKey = [];
 
     /// <summary>The index limit the node id's upper bits allow.</summary>
@@ -115,11 +118,11 @@ internal sealed class NodeTable
         {
             if (_byKey.TryGetValue(key, out var found) && !found.Gone)
                 return found;
-            if (_byIndex.Count > MaxIndex)
+            if (_count > MaxIndex)
                 throw new BranchTableFullException(MaxIndex);
             var mb = new MountedBranch
             {
-                Index = _byIndex.Count,
+                Index = _count,
                 Branch = branch,
                 ReadOnly = readOnly,
                 ParentNode = via,
@@ -128,7 +131,14 @@ internal sealed class NodeTable
             };
             try { mb.LastView = branch.CurrentViewToken(); }
             catch (DaxfsException) { }
-            _byIndex.Add(mb);
+            if (_count == _byIndex.Length)
+            {
+                var grown = new MountedBranch?[_byIndex.Length * 2];
+                _byIndex.CopyTo(grown, 0);
+                Volatile.Write(ref _byIndex, grown);
+            }
+            Volatile.Write(ref _byIndex[_count], mb);
+            Volatile.Write(ref _count, _count + 1);
             _byKey[key] = mb;
             return mb;
         }
@@ -138,13 +148,10 @@ internal sealed class NodeTable
     public (MountedBranch Branch, long Ino, NodeRole Role) Resolve(ulong node)
     {
         int index = NodeIds.IndexOf(node);
-        MountedBranch? mb;
-        lock (_gate)
-        {
-            if (index >= _byIndex.Count)
-                throw new BranchInvalidatedException("?", $"node {node} is unknown to this mount");
-            mb = _byIndex[index];
-        }
+        var all = Volatile.Read(ref _byIndex);
+        if (index >= Volatile.Read(ref _count) || index >= all.Length)
+            throw new BranchInvalidatedException("?", $"node {node} is unknown to this mount");
+        var mb = Volatile.Read(ref all[index]);
         if (mb is null || mb.Gone)
             throw new BranchInvalidatedException(mb?.Name ?? "?", $"the branch of node {node} ended or was invalidated");
         long ino = NodeIds.InoOf(node);
@@ -162,7 +169,7 @@ internal sealed class NodeTable
     public List<MountedBranch> Live()
     {
         lock (_gate)
-            return _byIndex.Where(b => b is { Gone: false }).ToList()!;
+            return _byIndex.Take(_count).Where(b => b is { Gone: false }).ToList()!;
     }
 
     /// <summary>
@@ -174,15 +181,10 @@ internal sealed class NodeTable
         lock (_gate)
         {
             if (ReferenceEquals(_byIndex[mb.Index], mb))
-                _byIndex[mb.Index] = null;
+                Volatile.Write(ref _byIndex[mb.Index], null);
             foreach (var key in _byKey.Where(kv => ReferenceEquals(kv.Value, mb)).Select(kv => kv.Key).ToList())
                 _byKey.Remove(key);
         }
         mb.Known.Clear();
-    }
-
-    public int Count
-    {
-        get { lock (_gate) return _byIndex.Count; }
     }
 }

@@ -99,7 +99,11 @@ public sealed partial class Branch
     /// <paramref name="parent"/>; <paramref name="rdev"/> is a device node's number. FIFOs, sockets and devices
     /// need format version 3.
     /// </summary>
-    internal InodeAttributes CreateInode(long parent, string name, NodeKind kind, uint mode, uint uid, uint gid, string target, long rdev = 0)
+    /// <remarks>
+    /// <paramref name="umask"/> (the caller's, when the kernel hands it over apart) applies unless the directory has
+    /// a default ACL, which then shapes the new inode instead (see <see cref="InheritAcls"/>), in the same change.
+    /// </remarks>
+    internal InodeAttributes CreateInode(long parent, string name, NodeKind kind, uint mode, uint uid, uint gid, string target, long rdev = 0, uint umask = 0)
     {
         Names.Validate(name, name);
         if (View.IsSpecial(kind) && !Store.WritesVersion3)
@@ -110,6 +114,7 @@ public sealed partial class Branch
             if (v.Lookup(parent, name) != 0)
                 ThrowHelper.IO(FileSystemError.Exists, name);
             long ino = v.NextIno;
+            var acls = InheritAcls(v, parent, kind, ref mode, umask);
             View next;
             if (View.IsSpecial(kind))
             {
@@ -124,9 +129,42 @@ public sealed partial class Branch
                 int len = RecordCodec.EncodeCreate(default, parent, ino, mode, uid, gid, name, target);
                 next = Emit(kindRecord, len, b => RecordCodec.EncodeCreate(b, parent, ino, mode, uid, gid, name, target), name);
             }
+            next = EmitAcls(next, ino, acls);
             var i = next.Info(ino);
             return Attr(in i);
         });
+    }
+
+    /// <summary>
+    /// What a new inode in directory <paramref name="parent"/> takes from the directory's default ACL, as Linux's
+    /// posix_acl_create does: the default masked by the mode becomes its access ACL (when it says more than the
+    /// mode), a new directory gets the default too, and <paramref name="mode"/> is masked by the ACL. Without a
+    /// default ACL, <paramref name="umask"/> applies. Symlinks take neither.
+    /// </summary>
+    internal static (byte[]? Access, byte[]? Default) InheritAcls(View v, long parent, NodeKind kind, ref uint mode, uint umask)
+    {
+        if (kind == NodeKind.Symlink)
+            return (null, null);
+        if (!v.Xattrs(parent).TryGetValue(PosixAcl.DefaultName, out var parentDefault))
+        {
+            mode &= ~(umask & 0x1FF);
+            return (null, null);
+        }
+        var (access, perm) = PosixAcl.Inherit(parentDefault, mode & 0x1FF);
+        mode = (mode & ~0x1FFu) | perm;
+        return (access, kind == NodeKind.Directory ? parentDefault : null);
+    }
+
+    /// <summary>Appends the ACL records <see cref="InheritAcls"/> chose for the new inode <paramref name="ino"/>.</summary>
+    internal View EmitAcls(View v, long ino, (byte[]? Access, byte[]? Default) acls)
+    {
+        foreach (var (name, value) in new[] { (PosixAcl.DefaultName, acls.Default), (PosixAcl.AccessName, acls.Access) })
+        {
+            if (value is null) continue;
+            int len = RecordCodec.EncodeSetXattr(default, ino, 0, name, value);
+            v = Emit(RecordKind.SetXattr, len, b => RecordCodec.EncodeSetXattr(b, ino, 0, name, value), $"inode {ino}");
+        }
+        return v;
     }
 
     /// <summary>

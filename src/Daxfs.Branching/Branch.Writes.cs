@@ -33,8 +33,9 @@ public sealed partial class Branch
         long ino = v.NextIno;
         var parentInfo = v.Info(parent);
         uint uid = 0, gid = parentInfo.Gid;
+        var acls = InheritAcls(v, parent, kind switch { RecordKind.Mkdir => NodeKind.Directory, RecordKind.Symlink => NodeKind.Symlink, _ => NodeKind.File }, ref mode, 0);
         int len = RecordCodec.EncodeCreate(default, parent, ino, mode, uid, gid, name, target);
-        return Emit(kind, len, b => RecordCodec.EncodeCreate(b, parent, ino, mode, uid, gid, name, target), path);
+        return EmitAcls(Emit(kind, len, b => RecordCodec.EncodeCreate(b, parent, ino, mode, uid, gid, name, target), path), ino, acls);
     }
 
     /// <summary>Creates an empty regular file (mode default 0644).</summary>

@@ -246,7 +246,7 @@ public class MultiProcessTests(ITestOutputHelper output)
     }
 
     [Fact]
-    public void A_dead_lock_holder_blocks_the_others_only_briefly()
+    public void A_lock_held_by_a_dead_process_is_taken_over_and_its_finished_commit_counts()
     {
         using var r = Prepared();
         using var live = Store.Open(r.RegionPath);

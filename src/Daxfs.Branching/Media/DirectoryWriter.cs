@@ -82,8 +82,21 @@ internal sealed class DirectoryWriter : IDisposable
         string path = System.IO.Path.Combine(Path, name);
         if (Libc.SymlinkAt(target, Fd, name) != 0)
             throw Error(path, "create the symbolic link", Marshal.GetLastPInvokeError());
+        FinishByName(name, null, owner, mtimeNs, atimeNs, xattrs); // a symlink's mode is always 0777
+    }
+
+    /// <summary>
+    /// Sets what entry <paramref name="name"/> (not a directory, just made here) keeps besides its content, by name
+    /// and never following it: the owner (when given) first, then the mode (when given), the extended attributes,
+    /// and the times last.
+    /// </summary>
+    private unsafe void FinishByName(string name, uint? mode, (uint Uid, uint Gid)? owner, long mtimeNs, long atimeNs, IReadOnlyDictionary<string, byte[]>? xattrs)
+    {
+        string path = System.IO.Path.Combine(Path, name);
         if (owner is { } o && Libc.FchownAt(Fd, name, o.Uid, o.Gid, Libc.AtSymlinkNoFollow) != 0)
             throw Error(path, $"set the owner {o.Uid}:{o.Gid}", Marshal.GetLastPInvokeError());
+        if (mode is { } m && Libc.FchmodAt(Fd, name, m & 0xFFF, 0) != 0)
+            throw Error(path, $"set the mode {Convert.ToString(m & 0xFFF, 8)}", Marshal.GetLastPInvokeError());
         SetXattrsByName(name, xattrs);
         long* times = stackalloc long[4];
         Times(times, mtimeNs, atimeNs);
@@ -128,15 +141,9 @@ internal sealed class DirectoryWriter : IDisposable
             int errno = Marshal.GetLastPInvokeError();
             throw errno == 1 ? new IOException($"{path}: cannot create the device node: only root may (CAP_MKNOD)") : Error(path, "create the node", errno);
         }
-        if (owner is { } o && Libc.FchownAt(Fd, name, o.Uid, o.Gid, Libc.AtSymlinkNoFollow) != 0)
-            throw Error(path, $"set the owner {o.Uid}:{o.Gid}", Marshal.GetLastPInvokeError());
-        if (Libc.FchmodAt(Fd, name, typeAndMode & 0xFFF, 0) != 0)
-            throw Error(path, $"set the mode {Convert.ToString(typeAndMode & 0xFFF, 8)}", Marshal.GetLastPInvokeError());
-        SetXattrsByName(name, xattrs);
-        long* times = stackalloc long[4];
-        Times(times, mtimeNs, atimeNs);
-        if (Libc.UtimensAt(Fd, name, times, Libc.AtSymlinkNoFollow) != 0)
-            throw Error(path, "set the time", Marshal.GetLastPInvokeError());
+        // fchmodat cannot refuse to follow, but nothing here is a link: the node was just made, in a directory
+        // only this process may write while the export runs.
+        FinishByName(name, typeAndMode, owner, mtimeNs, atimeNs, xattrs);
     }
 
     /// <summary>

@@ -49,30 +49,6 @@ internal static unsafe partial class UnixStatReader
         return result;
     }
 
-    /// <summary>
-    /// The owning group's permission bits (0 to 7) from <paramref name="path"/>'s POSIX access ACL, when it has one
-    /// with entries beyond owner, group and other. Such an ACL has a mask entry, and stat's group bits show the
-    /// mask, not the owning group's permissions; null when there is no extended ACL (the group bits are the
-    /// group's) or it cannot be read.
-    /// </summary>
-    public static uint? AclGroupPermission(string path)
-    {
-        const int Max = 4 + 8 * 64;
-        byte* buf = stackalloc byte[Max];
-        nint n = LGetXattr(path, "system.posix_acl_access", buf, Max);
-        if (n < 4 || (n - 4) % 8 != 0 || *(uint*)buf != 2) // version 2, then entries of (tag u16, perm u16, id u32)
-            return null;
-        uint? group = null;
-        bool mask = false;
-        for (nint at = 4; at < n; at += 8)
-        {
-            ushort tag = *(ushort*)(buf + at), perm = *(ushort*)(buf + at + 2);
-            if (tag == 0x04) group = perm & 7u; // ACL_GROUP_OBJ
-            if (tag == 0x10) mask = true; // ACL_MASK
-        }
-        return mask ? group : null;
-    }
-
     /// <summary>lstat(2) of <paramref name="path"/>; decodes the x86-64 and arm64 Linux layouts of struct stat.</summary>
     public static UnixStat Read(string path)
     {
