@@ -11,9 +11,10 @@ namespace Daxfs.Branching;
 /// from the layer that last wrote it, holes as zeros. Building one and walking its spans allocates nothing.
 /// </summary>
 /// <remarks>
-/// SAFETY: the spans point into the shared mapping. They stay valid while the branch they came from stays
-/// live, or while a <see cref="ReadLease"/> begun before the read is held, and never after the
-/// <see cref="Store"/> is disposed. Do not write through them.
+/// SAFETY: the spans point into the shared mapping. They stay valid while a <see cref="ReadLease"/> begun
+/// before the read is held, and never after the <see cref="Store"/> is disposed. Without a lease they are
+/// valid only until the next change of the region by any process (a change can end the branch, or clean its
+/// log and reuse the bytes: <see cref="Store.AutoClean"/>). Do not write through them.
 /// </remarks>
 public readonly struct ReadResult
 {

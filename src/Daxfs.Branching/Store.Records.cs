@@ -48,6 +48,7 @@ public sealed partial class Store
         s.View = next;
         s.Records++;
         s.LogBytes += FormatConstants.AlignUp(RecordHeader.Size + bodyLength, 8);
+        NoteLogGrowth(s);
         return next;
     }
 }

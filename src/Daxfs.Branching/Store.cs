@@ -447,7 +447,11 @@ public sealed partial class Store : IDisposable
     }
 
     /// <summary>Leaves a change; <paramref name="changed"/> tells other processes to re-read the region.</summary>
-    internal void ExitChange(bool changed) => _changes.Exit(changed);
+    internal void ExitChange(bool changed)
+    {
+        _changes.Exit(changed);
+        RunDueClean();
+    }
 
     /// <inheritdoc cref="Region.CheckBacking"/>
     internal void CheckBacking() => _region.CheckBacking();
@@ -523,7 +527,7 @@ public sealed partial class Store : IDisposable
     /// Begins a read lease: spans from reads stay valid until it is disposed, even if their branch is
     /// aborted, discarded or invalidated meanwhile (their space is reused only after the lease ends).
     /// </summary>
-    /// <remarks>SAFETY: without a lease, a span is valid only while its branch stays live.</remarks>
+    /// <remarks>SAFETY: without a lease, a span is valid only until the region next changes (its branch can end, or its log be cleaned).</remarks>
     public ReadLease BeginRead() => new(BeginReadScope());
 
     /// <summary>As <see cref="BeginRead"/>, without allocating (see <see cref="LeaseScope"/>).</summary>

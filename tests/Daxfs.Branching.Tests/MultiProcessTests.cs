@@ -106,6 +106,7 @@ public class MultiProcessTests(ITestOutputHelper output)
             ("commit-parent.published", "commit-parent"), ("commit-parent.invalidating", "commit-parent"),
             ("abort.top-ended", "abort"), ("discard.ended", "discard"), ("reclaim.freeing", "reclaim"),
             ("compact.written", "compact"), ("compact.published", "compact"), ("discard-kept.freed", "discard-kept"),
+            ("clean.written", "clean"), ("clean.published", "clean"),
         })
             yield return [point, op];
     }
@@ -210,6 +211,13 @@ public class MultiProcessTests(ITestOutputHelper output)
                 Assert.Equal("A", Text(s.Main, "a.txt"));
                 Assert.Equal("A", Text(s.AtVersion(1), "a.txt"));
                 Assert.Equal(50_000, s.Main.Stat("big.bin").Size);
+                break;
+            case "clean":
+                // The writes before it stand; the cleaning is whole or absent, and either way the branch reads the same.
+                var cleaned = s.GetBranch("a");
+                Assert.Equal("A", Text(cleaned, "a.txt"));
+                Assert.Equal(200_000, cleaned.Stat("big.bin").Size);
+                Assert.All(cleaned.ReadAllBytes("big.bin"), x => Assert.Equal(5, x));
                 break;
             default: // writes: the record is either whole or absent
                 var a = s.GetBranch("a");

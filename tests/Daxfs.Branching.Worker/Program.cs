@@ -59,6 +59,15 @@ internal static class Ops
                 s.DiscardInvalidated("p"); // kept for rebase, p would keep version 0 readable
                 s.Compact();
                 break;
+            case "clean":
+                for (int i = 1; i <= 5; i++)
+                {
+                    var data = new byte[200_000];
+                    Array.Fill(data, (byte)i);
+                    s.GetBranch("a").Write("big.bin", 0, data);
+                }
+                s.Clean("a");
+                break;
             case "discard-kept":
                 s.GetBranch("a").Commit("keeps p, c and c2");
                 s.DiscardInvalidated("p");

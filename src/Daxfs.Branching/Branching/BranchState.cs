@@ -67,6 +67,9 @@ internal sealed class BranchState
     public long Records;
     public long LogBytes;
 
+    /// <summary>The <see cref="LogBytes"/> at which this process next checks whether the log is worth cleaning (0: not set yet).</summary>
+    public long NextCleanCheck;
+
     private int _status;
 
     public int Status

@@ -91,6 +91,7 @@ internal sealed partial class RegionPicture
         var order = Enumerable.Range(1, (int)count - 1).Where(i => raw[i].State == (uint)SlotState.Live).OrderBy(i => raw[i].Depth).ToList();
         var stale = new HashSet<int>();
         var keep = new HashSet<int>(); // stale because main moved on, forked to be kept: their logs stay
+        var relogged = new HashSet<int>(); // replayed from their head again: a cleaning moved it (or their parent's)
         foreach (int i in order)
         {
             ref readonly var s = ref raw[i];
@@ -138,6 +139,16 @@ internal sealed partial class RegionPicture
             var st = Slots[i];
             if (st is not null && rebuilding)
                 st.View = detached ? VersionView(s.ForkEpoch) : parent!.View; // its log is replayed again from its head
+            View? from = null;
+            if (st is not null && !rebuilding && st.Fence is null && (HeadMoved(st, in s) || relogged.Contains(p)))
+            {
+                // Its log was cleaned (a new head), or its parent's was: the view is built again on the parent's
+                // view from the head. The old view stays in place until the new one is done, so readers never see a
+                // half-built one.
+                ResetLog(st);
+                from = detached ? VersionView(s.ForkEpoch) : parent!.View;
+                relogged.Add(i);
+            }
             if (st is null)
             {
                 st = NewState(i, in s, names[i]!, parent);
@@ -151,7 +162,7 @@ internal sealed partial class RegionPicture
                 InvalidatedNames.Remove(names[i]!);
             }
             if (st.Fence is null)
-                CatchUp(st, in s, alone, truncated);
+                CatchUp(st, in s, alone, truncated, from);
         }
 
         // Families, derived fields and names, written back.
@@ -232,11 +243,17 @@ internal sealed partial class RegionPicture
     /// </summary>
     private void SyncKept(uint count, string?[] names, bool alone, List<string> truncated)
     {
-        foreach (var (i, k) in Kept.ToList())
+        var relogged = new HashSet<int>();
+        foreach (var (i, k) in Kept.OrderBy(kv => kv.Value.Depth).ToList())
         {
             var s = SlotAt(i);
             if (s.State != (uint)SlotState.Kept || s.Generation != k.Generation)
                 Kept.Remove(i);
+            else if (k.Fence is null && (HeadMoved(k, in s) || relogged.Contains((int)s.ParentSlot)))
+            {
+                Kept.Remove(i); // cleaned (or its kept parent was): built again below, from its head
+                relogged.Add(i);
+            }
             else if (k.Fence is null)
                 CatchUp(k, in s, alone, truncated); // records another process wrote before the commit that kept it
         }
@@ -298,6 +315,20 @@ internal sealed partial class RegionPicture
         if (ByName.TryGetValue(st.Name, out var named) && ReferenceEquals(named, st))
             ByName.Remove(st.Name);
         st.Parent?.Children.Remove(st);
+    }
+
+    /// <summary>True when the slot's log starts at another block than the one this process replayed it from: a cleaning moved its head.</summary>
+    private static bool HeadMoved(BranchState st, in BranchSlot s) => st.Log.Head != 0 && s.Tail != 0 && s.Head != st.Log.Head;
+
+    /// <summary>Forgets what this process replayed of a branch's log (not its view), so the next catch-up walks it from its head.</summary>
+    private static void ResetLog(BranchState st)
+    {
+        st.Log.Resume(0, 0, 0, 0);
+        st.OwnBlocks.Clear();
+        st.MergedBlocks.Clear();
+        st.Epoch = 0;
+        st.Records = 0;
+        st.LogBytes = 0;
     }
 
     public static void MarkInvalidated(ref BranchSlot slot)
@@ -362,14 +393,18 @@ internal sealed partial class RegionPicture
     /// <see cref="CorruptionException"/> naming the log, the record and what depends on it. Nothing committed is
     /// ever cut: a commit's records lie before the synced tail.
     /// </summary>
-    private void CatchUp(BranchState st, in BranchSlot s, bool alone, List<string> truncated)
+    private void CatchUp(BranchState st, in BranchSlot s, bool alone, List<string> truncated, View? from = null)
     {
         var log = st.Log;
         if (s.LogId != log.LogId)
             ThrowHelper.Corrupt($"branch slot {st.Slot}", SlotOffset(st.Slot), $"log id changed from {log.LogId} to {s.LogId}");
         long head = s.Tail == 0 ? 0 : s.Head;
         if (s.Tail == log.Tail && (head == log.Head || s.Tail == 0))
+        {
+            if (from is not null)
+                st.View = from; // an empty log on a parent whose view was built again
             return;
+        }
         if (log.Head != 0 && head != log.Head)
             ThrowHelper.Corrupt($"branch slot {st.Slot}", SlotOffset(st.Slot), $"log head moved from {log.Head} to {head}");
         if (log.Tail != 0 && s.Tail != 0 && s.Tail < log.Tail && s.Tail >= log.LastBlock && s.Tail <= log.LastBlockEnd)
@@ -388,7 +423,7 @@ internal sealed partial class RegionPicture
         }
         if (cursor is not null)
         {
-            var view = st.View;
+            var view = from ?? st.View;
             long epoch = st.Epoch;
             try
             {

@@ -1,0 +1,252 @@
+using System.Diagnostics;
+using Daxfs.Branching.Branching;
+using Daxfs.Branching.Coordination;
+using Daxfs.Branching.Format;
+using Daxfs.Branching.Log;
+
+namespace Daxfs.Branching;
+
+/// <summary>What cleaning one branch's log did.</summary>
+/// <param name="Branch">The branch.</param>
+/// <param name="Kept">True for a branch invalidated with its log kept for a rebase.</param>
+/// <param name="Cleaned">False when no part of the log was worth cleaning (nothing was written).</param>
+/// <param name="BytesBefore">Arena bytes the branch's log (and the logs merged into it) took before.</param>
+/// <param name="BytesAfter">Arena bytes they take after.</param>
+/// <param name="CopiedBytes">Bytes of records written again (live payload and metadata).</param>
+/// <param name="FreedBytes">Arena bytes given up (reused once no read lease can still see them).</param>
+/// <param name="Elapsed">Time the cleaning took.</param>
+/// <param name="LockHeld">Time it held the region lock (other processes' changes and re-reads wait only for this).</param>
+public sealed record CleanReport(string Branch, bool Kept, bool Cleaned, long BytesBefore, long BytesAfter, long CopiedBytes, long FreedBytes,
+    TimeSpan Elapsed, TimeSpan LockHeld);
+
+public sealed partial class Store
+{
+    /// <summary>
+    /// Clean a branch's log automatically, in the process writing it, once the log has grown enough since
+    /// its last check and most of what cleaning would copy is dead (see docs/space.md). On by default.
+    /// </summary>
+    public bool AutoClean { get; set; } = true;
+
+    /// <summary>A log is first checked for cleaning once it holds this many bytes of records.</summary>
+    internal const long AutoCleanFirstCheck = 16L << 20;
+
+    /// <summary>Cleaning that gives back less than this (freed minus copied) is not worth its work, when automatic.</summary>
+    internal const long AutoCleanMinGain = 4L << 20;
+
+    /// <summary>The branch whose log reached its next check in a change of this store; cleaned after the change.</summary>
+    private BranchState? _cleanDue;
+
+    [ThreadStatic] private static bool t_cleaning;
+
+    /// <summary>
+    /// Cleans the log of the live or kept branch <paramref name="name"/>: its records are written again with only
+    /// the bytes its files still read, and the space the rest held is given back (see docs/space.md). Readers and
+    /// mounts go on meanwhile; they wait only while the new log is published.
+    /// </summary>
+    /// <exception cref="BranchNotFoundException">No live or kept branch has that name.</exception>
+    /// <exception cref="RegionFullException">The region has too little free space for the copy (it needs the live bytes of the cleaned part).</exception>
+    public CleanReport Clean(string name)
+    {
+        ArgumentNullException.ThrowIfNull(name);
+        if (name == "main")
+            throw new InvalidOperationException("main's log holds only versions and tags; give back its history's space with Compact");
+        return CleanState(() => _picture.ByName.TryGetValue(name, out var live) && !live.IsMain ? live : KeptNamed(name), name, 1)!;
+    }
+
+    /// <summary>Cleans every live branch and every kept branch (see <see cref="Clean(string)"/>), one at a time.</summary>
+    public IReadOnlyList<CleanReport> CleanAll()
+    {
+        EnsureCurrent();
+        List<string> names;
+        lock (_gate)
+        {
+            ThrowIfUnusable();
+            names = _picture.Slots.Where(s => s is { IsMain: false, Status: BranchState.StatusLive, IsSnapshot: false }).Select(s => s!.Name)
+                .Concat(_picture.Kept.Values.Select(k => k.Name)).Order(StringComparer.Ordinal).ToList();
+        }
+        var reports = new List<CleanReport>();
+        foreach (var n in names)
+        {
+            try { reports.Add(Clean(n)); }
+            catch (BranchNotFoundException) { } // ended meanwhile
+        }
+        return reports;
+    }
+
+    /// <summary>Notes that <paramref name="s"/>'s log reached its next check (caller holds the gate).</summary>
+    private void NoteLogGrowth(BranchState s)
+    {
+        if (s.NextCleanCheck == 0)
+            s.NextCleanCheck = AutoCleanFirstCheck;
+        if (s.LogBytes >= s.NextCleanCheck && AutoClean && !s.IsMain && !s.IsSnapshot)
+            _cleanDue = s;
+    }
+
+    /// <summary>Runs the automatic cleaning a change made due, after the change (never inside one, never nested).</summary>
+    private void RunDueClean()
+    {
+        if (t_cleaning || Volatile.Read(ref _cleanDue) is null)
+            return;
+        var due = Interlocked.Exchange(ref _cleanDue, null);
+        if (due is null || due.Status != BranchState.StatusLive)
+            return;
+        t_cleaning = true;
+        try
+        {
+            CleanState(() => ReferenceEquals(_picture.Slots[due.Slot], due) ? due : null, due.Name, AutoCleanMinGain, auto: true);
+        }
+        catch (DaxfsException)
+        {
+            // Best effort: the change that made it due succeeded; a full region or a busy lock waits for the next check.
+        }
+        finally
+        {
+            t_cleaning = false;
+            // Checked again only once the log grew by as much as it holds now (at least the first check's size):
+            // a log that is all live costs one walk per doubling.
+            due.NextCleanCheck = due.LogBytes + Math.Max(due.LogBytes, AutoCleanFirstCheck);
+        }
+    }
+
+    private CleanReport? CleanState(Func<BranchState?> find, string name, long minGain, bool auto = false)
+    {
+        var clock = Stopwatch.StartNew();
+        var held = new Stopwatch();
+        LogCleaner.Snapshot snap;
+        BranchState st;
+        long generation, mergedBytes;
+        var cleaner = new LogCleaner(_region, _allocator.ArenaOffset, _allocator.ArenaEnd);
+        LogCleaner.Plan? plan;
+        List<(long Offset, long Pages)> runs;
+        var lease = BeginReadScope(); // what the snapshot reaches is not reused until the copy is done
+        bool leased = true;
+        try
+        {
+            lock (_gate)
+            {
+                ThrowIfUnusable();
+                st = find() ?? throw new BranchNotFoundException(name);
+                if (st.Fence is { } fence)
+                    throw fence;
+                generation = st.Generation;
+                mergedBytes = st.MergedBlocks.Sum(b => b.Pages) * FormatConstants.PageSize;
+                snap = new LogCleaner.Snapshot(st.Log.LogId, st.Log.Head, st.Log.Tail, st.OwnBlocks.ToList(), st.View);
+            }
+            long before = snap.Blocks.Sum(b => b.Pages) * FormatConstants.PageSize + mergedBytes;
+            plan = snap.Head == 0 ? null : cleaner.Choose(snap, mergedBytes, minGain);
+            if (plan is not null && auto && plan.FreedBytes - plan.CopyBytes < plan.CopyBytes)
+                plan = null; // more live than dead in the best prefix: not worth it yet
+            if (plan is null)
+                return new CleanReport(st.Name, st.Kept, false, before, before, 0, 0, clock.Elapsed, held.Elapsed);
+            held.Start();
+            runs = Locked(() => ReserveRuns(plan));
+            held.Stop();
+            (long Head, long LastRecordEnd, List<(long Offset, long Pages)> Written, List<(long Offset, long Pages)> Unused, List<(long Offset, long Pages)> Merged) result;
+            try
+            {
+                result = cleaner.Write(snap, plan, runs);
+            }
+            catch
+            {
+                Locked(() => { foreach (var (o, p) in runs) _allocator.Free(o, p); });
+                throw;
+            }
+            leased = false;
+            lease.Dispose(); // the copy is done; the publication checks the branch is still the one copied
+            held.Start();
+            bool published = Locked(() => Publish(st, generation, snap, plan, runs, result));
+            held.Stop();
+            BranchState now = st.Kept ? (_picture.Kept.TryGetValue(st.Slot, out var k) ? k : st) : st;
+            long after = now.AllBlocks().Sum(b => b.Pages) * FormatConstants.PageSize;
+            return new CleanReport(st.Name, st.Kept, published, before, published ? after : before, published ? plan.CopyBytes : 0,
+                published ? Math.Max(0, before - after) : 0, clock.Elapsed, held.Elapsed);
+        }
+        finally
+        {
+            if (leased) lease.Dispose();
+        }
+    }
+
+    /// <summary>Reserves unlinked arena runs for a plan's copy (caller holds the locks); all or nothing.</summary>
+    private List<(long Offset, long Pages)> ReserveRuns(LogCleaner.Plan plan)
+    {
+        const long page = FormatConstants.PageSize;
+        long perRun = BlockHeader.Size + plan.LargestRecord + 64; // a record that does not fit a block's end wastes at most this
+        long minPages = Math.Max(64, FormatConstants.AlignUp(perRun + RecordHeader.Size + RecordCodec.WritePayloadOffset + page, page) / page);
+        var runs = new List<(long, long)>();
+        long capacity = 0;
+        try
+        {
+            while (capacity < plan.CopyBytes)
+            {
+                long pages = Math.Max(minPages, FormatConstants.AlignUp(plan.CopyBytes - capacity + perRun, page) / page);
+                while (true)
+                {
+                    try
+                    {
+                        runs.Add((_allocator.Allocate(pages), pages));
+                        break;
+                    }
+                    catch (RegionFullException) when (pages > minPages)
+                    {
+                        pages = Math.Max(minPages, pages / 2);
+                    }
+                }
+                capacity += pages * page - perRun;
+            }
+            return runs;
+        }
+        catch (RegionFullException)
+        {
+            foreach (var (o, p) in runs) _allocator.Free(o, p);
+            throw new RegionFullException(plan.CopyBytes, _allocator.FreeBytes,
+                $"cleaning needs {plan.CopyBytes} bytes free for the live part it copies and the region has {_allocator.FreeBytes}");
+        }
+    }
+
+    /// <summary>
+    /// Publishes a cleaned prefix (caller holds the locks): if the branch is still the one copied, with the same
+    /// head, the slot's head moves to the fresh blocks (one store: the commit point), the replaced blocks are
+    /// parked for read leases, and this store's picture of the branch (and of what was forked from it) is rebuilt.
+    /// Otherwise the fresh blocks are given back and false returned.
+    /// </summary>
+    private bool Publish(BranchState st, long generation, LogCleaner.Snapshot snap, LogCleaner.Plan plan, List<(long Offset, long Pages)> runs,
+        (long Head, long LastRecordEnd, List<(long Offset, long Pages)> Written, List<(long Offset, long Pages)> Unused, List<(long Offset, long Pages)> Merged) result)
+    {
+        ref var slot = ref SlotAt(st.Slot);
+        bool same = st.Generation == generation && slot.Generation == generation && slot.LogId == snap.LogId && slot.Head == snap.Head && slot.Tail != 0
+            && (st.Kept ? slot.State == (uint)SlotState.Kept && _picture.Kept.TryGetValue(st.Slot, out var k) && ReferenceEquals(k, st)
+                        : slot.State == (uint)SlotState.Live && ReferenceEquals(_picture.Slots[st.Slot], st) && st.Status == BranchState.StatusLive);
+        if (!same)
+        {
+            foreach (var (o, p) in runs) _allocator.Free(o, p);
+            return false;
+        }
+        bool durable = _region.Kind != Media.RegionKind.Memory;
+        if (durable)
+            foreach (var (o, p) in result.Written) _region.Flush(o, p * FormatConstants.PageSize);
+        FaultPoints.Hit("clean.written");
+        // The synced tail names a record end in the chain; if it lay in the replaced part it moves to the copy's end.
+        long synced = slot.SyncedTail;
+        bool syncedInPrefix = synced != 0 && snap.Blocks.Take(plan.Blocks).Any(b => synced > b.Offset && synced <= b.Offset + b.Pages * FormatConstants.PageSize);
+        if (syncedInPrefix)
+        {
+            Volatile.Write(ref slot.SyncedTail, 0); // none, for the instant between: never one the chain does not reach
+            if (durable) _region.Flush(SlotOffset(st.Slot), BranchSlot.Size);
+        }
+        Volatile.Write(ref slot.Head, result.Head); // the commit point
+        if (durable) _region.Flush(SlotOffset(st.Slot), BranchSlot.Size);
+        FaultPoints.Hit("clean.published");
+        if (syncedInPrefix && result.LastRecordEnd != 0)
+        {
+            Volatile.Write(ref slot.SyncedTail, result.LastRecordEnd);
+            if (durable) _region.Flush(SlotOffset(st.Slot), BranchSlot.Size);
+        }
+        foreach (var (o, p) in result.Unused) _allocator.Free(o, p);
+        var retired = snap.Blocks.Take(plan.Blocks).ToList();
+        retired.AddRange(result.Merged);
+        _changes.Leases.Park(retired);
+        _picture.Sync(alone: false, tookOver: false); // rebuilds the branch (and what was forked from it) on the new head
+        return true;
+    }
+}
