@@ -48,9 +48,16 @@ public sealed partial class Store
     public CleanReport Clean(string name)
     {
         ArgumentNullException.ThrowIfNull(name);
+        return Clean(name, whole: false);
+    }
+
+    /// <summary>As <see cref="Clean(string)"/>; with <paramref name="whole"/>, every block but the tail's is written again, worth it or not (tests).</summary>
+    internal CleanReport Clean(string name, bool whole)
+    {
         if (name == "main")
             throw new InvalidOperationException("main's log holds only versions and tags; give back its history's space with Compact");
-        return CleanState(() => _picture.ByName.TryGetValue(name, out var live) && !live.IsMain ? live : KeptNamed(name), name, 1)!;
+        EnsureCurrent();
+        return CleanState(() => _picture.ByName.TryGetValue(name, out var live) && !live.IsMain ? live : KeptNamed(name), name, whole ? long.MinValue : 1)!;
     }
 
     /// <summary>Cleans every live branch and every kept branch (see <see cref="Clean(string)"/>), one at a time.</summary>

@@ -223,7 +223,11 @@ public sealed partial class Store
             switch (c.NodeKind)
             {
                 case NodeKind.Directory:
-                    target.CreateDirectory(c.Path, info.Perm);
+                    // A rename into the new directory may have made it already (EnsureParents): it takes its mode.
+                    if (target.TryStat(c.Path, out var made) && made.Kind == NodeKind.Directory)
+                        target.Chmod(c.Path, info.Perm);
+                    else
+                        target.CreateDirectory(c.Path, info.Perm);
                     break;
                 case NodeKind.Symlink:
                     target.CreateSymlink(c.Path, ours.LinkTarget(ino));

@@ -142,6 +142,7 @@ public class ModelTests(ITestOutputHelper output)
             Assert.True(_maxLive >= 20, $"only {_maxLive} live branches at most");
             int rebases = _opCounts.GetValueOrDefault("rebase") + _opCounts.GetValueOrDefault("rebase-conflict") + _opCounts.GetValueOrDefault("rebase-overlap-ok");
             Assert.True(ops < 10_000 || rebases >= 10, $"only {rebases} rebases of kept branches");
+            Assert.True(ops < 10_000 || _opCounts.GetValueOrDefault("clean-done") >= 5, $"only {_opCounts.GetValueOrDefault("clean-done")} logs cleaned");
         }
 
         private void Count(string op) => _opCounts[op] = _opCounts.GetValueOrDefault(op) + 1;
@@ -168,7 +169,24 @@ public class ModelTests(ITestOutputHelper output)
             if (roll < 30 && _kept.Count > 0) return RebaseKept();
             if ((roll < 31 || _kept.Count > 12) && _kept.Count > 0) return DiscardKept();
             if (roll == 99 && _rng.Next(2) == 0) return Compact();
+            if (roll >= 97) return Clean();
             return FileOp();
+        }
+
+        /// <summary>Cleans a live or kept branch's log: nothing any branch reads may change.</summary>
+        private IEnumerable<MBranch> Clean()
+        {
+            // Logs of more than one block (only those have anything but their tail's block to clean).
+            var names = Store.ListBranches().Where(i => i.Name != "main" && (i.Status != BranchStatus.Invalidated || i.Kept) && i.LogBytes > 4000)
+                .Select(i => i.Name).Where(n => _live.ContainsKey(n) || _kept.ContainsKey(n)).ToList();
+            if (names.Count == 0) return [];
+            string name = Pick(names);
+            LastOp = $"clean {name}";
+            Count("clean");
+            var report = Store.Clean(name, whole: true); // the whole log but its tail's block, worth it or not
+            if (report.Cleaned) Count("clean-done");
+            Assert.True(report.BytesAfter <= report.BytesBefore, $"cleaning {name} grew it: {report.BytesBefore} -> {report.BytesAfter}");
+            return _live.TryGetValue(name, out var b) ? b.SelfAndDescendants().ToList() : [];
         }
 
         private IEnumerable<MBranch> Fork()
@@ -362,7 +380,7 @@ public class ModelTests(ITestOutputHelper output)
                 case 1:
                 case 2:
                 {
-                    var data = new byte[_rng.Next(0, 300)];
+                    var data = new byte[_rng.Next(0, _rng.Next(6) == 0 ? 6000 : 300)]; // now and then a write that fills a block (logs to clean)
                     _rng.NextBytes(data);
                     long offset = _rng.Next(0, 3500);
                     LastOp = $"{b.Name}: write {path} @{offset} +{data.Length}";

@@ -75,6 +75,7 @@ internal sealed class LogCleaner
     /// <summary>
     /// Walks every block but the one holding the tail and chooses the prefix whose cleaning gives back most
     /// (freed minus copied). Returns null when no prefix gives back at least <paramref name="minGain"/> bytes.
+    /// With <paramref name="minGain"/> <see cref="long.MinValue"/>, the whole log but the tail's block (tests).
     /// </summary>
     public Plan? Choose(Snapshot s, long mergedBytes, long minGain)
     {
@@ -111,7 +112,7 @@ internal sealed class LogCleaner
             f += freed[k];
             cp += copy[k];
             pl += payload[k];
-            if (f - cp > bestGain)
+            if (f - cp > bestGain || minGain == long.MinValue)
             {
                 bestGain = f - cp;
                 best = k + 1;
@@ -121,7 +122,7 @@ internal sealed class LogCleaner
             }
         }
         plan.DeadBytes = freed.Sum() - copy.Sum();
-        if (bestGain < Math.Max(1, minGain))
+        if (minGain != long.MinValue && bestGain < Math.Max(1, minGain))
             return null;
         plan.Blocks = best;
         plan.Continue = s.Blocks[best].Offset;
