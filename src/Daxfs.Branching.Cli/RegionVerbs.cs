@@ -268,6 +268,36 @@ internal static class RegionVerbs
         return Program.Ok;
     }
 
+    public static int Gc(Context c)
+    {
+        using var store = c.Open();
+        var reports = c.Args.Positional.Count == 0 ? store.CleanAll() : c.Args.Positional.Select(store.Clean).ToList();
+        if (c.Json)
+        {
+            Output.WriteJson(reports.Select(r => new
+            {
+                branch = r.Branch, kept = r.Kept, cleaned = r.Cleaned, bytesBefore = r.BytesBefore, bytesAfter = r.BytesAfter,
+                copiedBytes = r.CopiedBytes, freedBytes = r.FreedBytes, seconds = r.Elapsed.TotalSeconds, lockSeconds = r.LockHeld.TotalSeconds,
+            }));
+            return Program.Ok;
+        }
+        foreach (var r in reports)
+        {
+            string name = r.Kept ? $"{r.Branch} (kept)" : r.Branch;
+            if (!r.Cleaned)
+            {
+                Console.Out.WriteLine($"{name}: nothing worth cleaning ({Output.Bytes(r.BytesBefore)} in its log)");
+                continue;
+            }
+            double seconds = Math.Max(r.Elapsed.TotalSeconds, 1e-6);
+            Console.Out.WriteLine($"{name}: {Output.Bytes(r.BytesBefore)} -> {Output.Bytes(r.BytesAfter)}, {Output.Bytes(r.FreedBytes)} given back, " +
+                $"{Output.Bytes(r.CopiedBytes)} copied in {r.Elapsed.TotalMilliseconds:0.0} ms ({Output.Bytes((long)(r.CopiedBytes / seconds))}/s; lock held {r.LockHeld.TotalMilliseconds:0.0} ms)");
+        }
+        long freed = reports.Sum(r => r.FreedBytes);
+        Console.Out.WriteLine($"{reports.Count(r => r.Cleaned)} of {reports.Count} branch log(s) cleaned, {Output.Bytes(freed)} given back; {Output.Bytes(store.Usage.ArenaFreeBytes)} free");
+        return Program.Ok;
+    }
+
     public static int Log(Context c)
     {
         using var store = c.Open();

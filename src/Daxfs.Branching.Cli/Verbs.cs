@@ -121,6 +121,11 @@ internal static class Verbs
             "Folds main's history into a new base image and gives the older versions' space back. Keeps the last N versions\n(default 0) readable, and every tagged version or version a branch was forked from. Live branches go on as they were.",
             "daxfs compact -r /dev/shm/ws.daxfs --keep 10",
             [new("--keep", "-k", "N", "versions before the current one to keep readable (default 0)")], 0, 0, RegionVerbs.Compact, HasJson: true),
+        new("gc", "gc [BRANCH...] [--json]",
+            "Cleans branch logs (every live and kept branch, or the ones named): writes again only the bytes their files still\n"
+            + "read and gives back the space of what later writes replaced. Branches, mounts and readers go on meanwhile.\n"
+            + "A branch's log is also cleaned automatically as it grows. Main's history is given back by compact.",
+            "daxfs gc -r /dev/shm/ws.daxfs\ndaxfs gc agent-1 --json", [], 0, 1024, RegionVerbs.Gc, HasJson: true),
         new("mount", "mount MOUNTPOINT -r REGION [-b BRANCH] [--background] [--read-only] [--direct-read SIZE|off] [--cache-timeout SECONDS]",
             "Mounts the region (or, with -b, one branch) at a directory through FUSE, so any program works inside it.\n"
             + "Without -b one server shows main read-only at MOUNTPOINT and every live branch as MOUNTPOINT/@NAME: mkdir @NAME\n"

@@ -26,7 +26,7 @@ public class CliTests
     {
         var r = Cli.Run(null, "--help");
         Ok(r);
-        foreach (var verb in new[] { "mkfs", "inspect", "verify", "branch list", "branch create", "branch commit", "branch rebase", "branch abort", "branch discard", "tag", "compact", "mount", "unmount",
+        foreach (var verb in new[] { "mkfs", "inspect", "verify", "branch list", "branch create", "branch commit", "branch rebase", "branch abort", "branch discard", "tag", "compact", "gc", "mount", "unmount",
             "ls", "cat", "stat", "put", "rm", "mkdir", "mv", "ln", "truncate", "chmod", "diff", "log", "export", "demo" })
         {
             Assert.Contains(verb, r.Out, StringComparison.Ordinal);
@@ -326,6 +326,27 @@ public class CliTests
         Ok(ws.Run("verify"));
         Assert.Contains("nothing compacted", ws.Run("compact", "--keep", "1").Out, StringComparison.Ordinal);
         Fails(ws.Run("compact", "--keep", "-1"), 2, "--keep");
+    }
+
+    [Fact]
+    public void Gc_gives_back_what_rewrites_replaced_and_reports_it()
+    {
+        using var ws = Built();
+        Ok(ws.Run("branch", "create", "agent"));
+        string big = new('x', 1 << 20);
+        for (int i = 0; i < 6; i++)
+            Ok(ws.RunWithInput(big, "put", "/out.bin", "-b", "agent"));
+        var gc = ws.Run("gc", "--json");
+        Ok(gc);
+        var agent = gc.Json.EnumerateArray().Single(e => e.GetProperty("branch").GetString() == "agent");
+        Assert.True(agent.GetProperty("cleaned").GetBoolean());
+        Assert.True(agent.GetProperty("freedBytes").GetInt64() >= 4L << 20, agent.ToString());
+        Assert.Equal(big, ws.Run("cat", "/out.bin", "-b", "agent").Out);
+        var again = ws.Run("gc", "agent");
+        Ok(again);
+        Assert.Contains("agent: nothing worth cleaning", again.Out, StringComparison.Ordinal);
+        Fails(ws.Run("gc", "nope"), 1, "nope");
+        Ok(ws.Run("verify"));
     }
 
     [Fact]

@@ -112,9 +112,11 @@ internal sealed class LogCleaner
             f += freed[k];
             cp += copy[k];
             pl += payload[k];
-            if (f - cp > bestGain || minGain == long.MinValue)
+            // What the copy takes is whole pages (one fresh block when it fits): the gain is counted in them.
+            long gain = f - (cp == 0 ? 0 : FormatConstants.AlignUp(cp + BlockHeader.Size, FormatConstants.PageSize));
+            if (gain > bestGain || minGain == long.MinValue)
             {
-                bestGain = f - cp;
+                bestGain = gain;
                 best = k + 1;
                 plan.FreedBytes = f;
                 plan.CopyBytes = cp;
