@@ -38,6 +38,13 @@ public sealed record StoreOptions
     /// </summary>
     public bool Sparse { get; init; }
 
+    /// <summary>
+    /// The most the region may later grow to with <see cref="Store.Resize"/> (its allocation bitmap is sized for
+    /// it: 1 bit per 4 KiB). 0 picks twice the capacity, and at least 16 GiB. Costs address space only, and
+    /// <c>MaxCapacity / 32768</c> bytes of the region.
+    /// </summary>
+    public long MaxCapacity { get; init; }
+
     /// <summary>Replace an existing region file at the path.</summary>
     public bool Overwrite { get; init; }
 

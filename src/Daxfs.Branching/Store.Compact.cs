@@ -152,12 +152,16 @@ public sealed partial class Store
                 var before = new HashSet<(long, long)>(main.MergedBlocks);
                 if (_picture.BaseRun is { } old)
                     before.Add(old);
+                bool wasOriginal = _picture.OnOriginalBase;
                 _picture.Reset();
                 _picture.Sync(alone: false, tookOver: false);
                 _picture.Published = null;
                 before.ExceptWith(_picture.Slots[0]!.MergedBlocks);
                 if (_picture.BaseRun is { } now)
                     before.Remove(now);
+                // Version 4 on, the original image's pages join the arena once it is replaced (Sync moved the bounds).
+                if (wasOriginal && _picture.ReusesOriginalBase)
+                    before.Add(_picture.OriginalRun);
                 var retired = before.ToList();
                 released = retired.Sum(b => b.Item2) * FormatConstants.PageSize;
                 _changes.Leases.Park(retired);

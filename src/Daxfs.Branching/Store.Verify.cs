@@ -55,7 +55,7 @@ public sealed partial class Store
         lock (_gate)
         {
             ThrowIfUnusable();
-            var image = _picture.CurrentBase ?? _base;
+            var image = _picture.CurrentBase!;
             var found = new List<CorruptionException>();
             image.VerifyAllData(found);
             var damage = found.Select(e => new DamageFound(e.Structure, e.Offset, e.Detail, "the base image's file data in that chunk reads as an error; everything else is unaffected")).ToList();

@@ -26,7 +26,6 @@ public sealed partial class Store : IDisposable
     private readonly ChangeScope _changes;
     private readonly Region _region;
     private readonly Superblock _super;
-    private readonly BaseImage _base;
     private readonly BlockAllocator _allocator;
     private readonly RegionPicture _picture;
     /// <summary>Runs reserved for base images being written by this process (given back on failure or close).</summary>
@@ -35,18 +34,17 @@ public sealed partial class Store : IDisposable
     private readonly Rec _rec = new();
     private bool _disposed;
 
-    private Store(Region region, Superblock super, BaseImage baseImage, BlockAllocator allocator, bool repair, bool fence = false)
+    private Store(Region region, Superblock super, BlockAllocator allocator, bool repair, bool fence = false)
     {
         _region = region;
         _super = super;
-        _base = baseImage;
         _allocator = allocator;
         _changes = new ChangeScope(region, (super.ProcessTableOffset, (int)super.ProcessSlots, (super.Flags & Superblock.FlagSharedAcrossKernels) != 0), Reread, ReclaimParked, ThrowIfUnusable);
         _gate = _changes.Gate;
         // A regular file last opened by another boot of this machine (or another kernel) may hold records torn
         // by a crash of the machine; memory, and a file this kernel already had open, cannot.
         long lastBoot = Volatile.Read(ref region.Word(FormatConstants.ControlOffset + ControlBlock.BootTagOffset));
-        _picture = new RegionPicture(region, super, baseImage, allocator, region.Kind == RegionKind.File && lastBoot != ProcessIdentity.BootTag)
+        _picture = new RegionPicture(region, super, allocator, region.Kind == RegionKind.File && lastBoot != ProcessIdentity.BootTag)
         {
             RepairDamage = repair,
             FenceDamage = fence,
@@ -115,9 +113,16 @@ public sealed partial class Store : IDisposable
                 throw new ArgumentOutOfRangeException(nameof(options), $"{path}: a device region spans the whole device ({device} bytes); leave Capacity at 0");
             capacity = device;
         }
-        // The bitmap covers every page of the region: size it for the capacity (or an estimate of it).
+        // The bitmap covers every page the region may ever have: the capacity (or an estimate of it) and the
+        // growth Resize may add later, which costs a bit per page and address space only.
         long guess = capacity > 0 ? capacity : bitmap + estimate + (1L << 30) + (1L << 20);
-        long bitmapBytes = FormatConstants.AlignUp((guess / page + 7) / 8 + 8, page);
+        if (options.MaxCapacity < 0 || options.MaxCapacity != 0 && options.MaxCapacity < guess)
+            throw new ArgumentOutOfRangeException(nameof(options), $"MaxCapacity {options.MaxCapacity} is below the capacity {guess}");
+        bool onDax = Region.KindOf(path) == RegionKind.DaxDevice;
+        long coverage = onDax ? guess : options.MaxCapacity != 0 ? options.MaxCapacity : Math.Max(2 * guess, 16L << 30);
+        if (!onDax)
+            CheckRoom(path, guess, options.Sparse);
+        long bitmapBytes = FormatConstants.AlignUp((coverage / page + 7) / 8 + 8, page);
         long baseOffset = bitmap + bitmapBytes;
         const long minArena = 1L << 20;
         long minimum = FormatConstants.AlignUp(baseOffset + estimate + minArena, page);
@@ -215,6 +220,20 @@ public sealed partial class Store : IDisposable
         return Open(path);
     }
 
+    /// <summary>Refuses, before anything is written, a capacity the file system holding <paramref name="path"/> cannot back.</summary>
+    private static void CheckRoom(string path, long capacity, bool sparse)
+    {
+        string dir = System.IO.Path.GetDirectoryName(System.IO.Path.GetFullPath(path)) ?? "/";
+        if (!Directory.Exists(dir))
+            return; // the create names the missing directory
+        long free = Libc.FreeBytes(dir), total = Libc.TotalBytes(dir);
+        long existing = File.Exists(path) ? new FileInfo(path).Length : 0; // a region replaced gives its space back
+        if (!sparse && free >= 0 && capacity > free + existing)
+            throw new IOException($"{path}: a capacity of {capacity} bytes ({capacity >> 20} MiB) is more than the {free} bytes ({free >> 20} MiB) free on the file system holding {dir}: choose a smaller --capacity, or another place");
+        if (sparse && total > 0 && capacity > total)
+            throw new IOException($"{path}: a capacity of {capacity} bytes ({capacity >> 20} MiB) is more than the whole file system holding {dir} ({total} bytes, {total >> 20} MiB), sparse or not");
+    }
+
     private static unsafe void WriteName(ref BranchSlot slot, string name)
     {
         var bytes = Encoding.UTF8.GetBytes(name);
@@ -308,9 +327,23 @@ public sealed partial class Store : IDisposable
             ref readonly var control = ref region.At<ControlBlock>(sb.ControlOffset);
             if (control.Magic != ControlBlock.MagicValue)
                 ThrowHelper.Corrupt("control block", sb.ControlOffset, "bad magic");
-            var baseImage = BaseImage.Open(region, sb.BaseOffset, sb.BaseLength);
-            var allocator = new BlockAllocator(region, sb.BitmapOffset, sb.BitmapLength, sb.ArenaOffset, sb.ArenaLength);
-            var store = new Store(region, sb, baseImage, allocator, repair, fence);
+            long capacity = sb.Capacity;
+            if (sb.FormatVersion >= FormatConstants.SpaceVersion && region.Kind != RegionKind.DaxDevice)
+            {
+                // The region may have grown since it was made (the control block's capacity word), and may grow while
+                // open: map as much address space as its bitmap covers, so growth never moves the mapping.
+                long coverage = sb.BitmapLength * 8 * FormatConstants.PageSize;
+                long grown = Volatile.Read(ref region.Word(FormatConstants.ControlOffset + ControlBlock.CapacityOffset));
+                long mapped = Math.Max(coverage, region.Mapped);
+                if (grown != 0)
+                {
+                    RegionPicture.CheckGrownCapacity(region, in sb, grown, mapped);
+                    capacity = grown;
+                }
+                region.MapFor(mapped, capacity);
+            }
+            var allocator = new BlockAllocator(region, sb.BitmapOffset, sb.BitmapLength, sb.ArenaOffset, capacity - sb.ArenaOffset);
+            var store = new Store(region, sb, allocator, repair, fence);
             store.LockTimeout = lockTimeout;
             store._changes.Join();
             return store;
@@ -341,7 +374,8 @@ public sealed partial class Store : IDisposable
         const long page = FormatConstants.PageSize;
         if (sb.PageSize != page || sb.SlotSize != BranchSlot.Size || sb.ProcessEntrySize != ProcessEntry.Size)
             ThrowHelper.Corrupt("superblock", 0, $"page size {sb.PageSize}, slot size {sb.SlotSize} or process entry size {sb.ProcessEntrySize} unsupported");
-        if (sb.Capacity != region.Length / page * page || sb.Capacity > region.Length)
+        // Version 4 on, the file may hold more than the superblock's capacity: the region grew (or was growing).
+        if (sb.FormatVersion < FormatConstants.SpaceVersion ? sb.Capacity != region.Length / page * page : sb.Capacity % page != 0)
             ThrowHelper.Corrupt("superblock", 16, $"capacity {sb.Capacity} does not match the file's {region.Length} bytes");
         if (sb.ControlOffset != FormatConstants.ControlOffset)
             ThrowHelper.Corrupt("superblock", 24, "control block offset");
@@ -548,8 +582,8 @@ public sealed partial class Store : IDisposable
             {
                 ThrowIfUnusable();
                 int live = _picture.Slots.Count(s => s is not null && s.Status == BranchState.StatusLive);
-                var image = _picture.CurrentBase ?? _base;
-                return new RegionUsage(_region.Path, _region.Kind, _super.Capacity, image.EndOffset - image.Offset, _allocator.ArenaBytes,
+                var image = _picture.CurrentBase!;
+                return new RegionUsage(_region.Path, _region.Kind, _region.Length, image.EndOffset - image.Offset, _allocator.ArenaBytes,
                     _allocator.FreeBytes, _changes.Leases.ParkedPages * FormatConstants.PageSize, image.InodeCount, live, (int)_super.SlotCount, _picture.Versions.Count);
             }
         }

@@ -151,7 +151,7 @@ public class KeptFilesTests
         s.Dispose();
         SetFormatVersion(r.RegionPath, 9);
         var refused = Assert.Throws<FormatVersionException>(() => Store.Open(r.RegionPath).Dispose());
-        Assert.Contains("format version 9 is not supported (this library reads versions 2 to 3)", refused.Message);
+        Assert.Contains("format version 9 is not supported (this library reads versions 2 to 4)", refused.Message);
     }
 
     [Fact]

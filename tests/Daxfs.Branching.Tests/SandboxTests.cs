@@ -304,7 +304,7 @@ public class SandboxTests(ITestOutputHelper output)
         {
             string tooBig = Path.Combine(mount, "big.daxfs");
             var e = Assert.Throws<IOException>(() => Store.Create(tooBig, TempRegion.SampleImage(), new StoreOptions { Capacity = 256L << 20 }).Dispose());
-            Assert.Contains("cannot back a region of", e.Message);
+            Assert.Contains("is more than the", e.Message);
             Assert.Contains("MiB) free", e.Message);
             Assert.False(File.Exists(tooBig)); // nothing half-made is left behind
 

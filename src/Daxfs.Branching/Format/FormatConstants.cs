@@ -4,7 +4,13 @@ namespace Daxfs.Branching.Format;
 internal static class FormatConstants
 {
     /// <summary>The format version this library writes (new regions), and the newest it reads.</summary>
-    public const uint Version = 3;
+    public const uint Version = 4;
+
+    /// <summary>
+    /// The first version whose regions reuse what compaction replaced of the original base image, clean branch
+    /// logs in place (merge records with empty references) and grow (the control block's capacity word).
+    /// </summary>
+    public const uint SpaceVersion = 4;
 
     /// <summary>
     /// The oldest format version this library reads and writes. Version 2 lacks only what version 3 added

@@ -74,6 +74,8 @@ internal struct ControlBlock
     public const int LockCountOffset = 40;
     public const int ChangeCounterOffset = 48;
     public const int ReclaimEpochOffset = 56;
+    /// <summary>Format version 4 on: the region's capacity after it grew (0: the superblock's).</summary>
+    public const int CapacityOffset = 64;
 
     [FieldOffset(0)] public ulong Magic;
     [FieldOffset(LockOwnerOffset)] public long LockOwner;
@@ -83,6 +85,7 @@ internal struct ControlBlock
     [FieldOffset(LockCountOffset)] public long LockCount;
     [FieldOffset(ChangeCounterOffset)] public long ChangeCounter;
     [FieldOffset(ReclaimEpochOffset)] public long ReclaimEpoch;
+    [FieldOffset(CapacityOffset)] public long Capacity;
 }
 
 /// <summary>

@@ -17,9 +17,9 @@ internal sealed unsafe class BlockAllocator
 {
     private readonly Region _region;
     private readonly long _bitmapOffset;
-    private readonly long _pages;
-    private readonly long _arenaFirstPage;
-    private readonly long _arenaEndPage;
+    private readonly long _bitmapLength;
+    private long _arenaFirstPage;
+    private long _arenaEndPage;
     private long _hint;
     private long _freePages;
 
@@ -27,14 +27,42 @@ internal sealed unsafe class BlockAllocator
     {
         _region = region;
         _bitmapOffset = bitmapOffset;
-        _pages = region.Length / FormatConstants.PageSize;
-        if (bitmapLength * 8 < _pages)
-            ThrowHelper.Corrupt("superblock", 0, $"bitmap of {bitmapLength} bytes cannot cover {_pages} pages");
+        _bitmapLength = bitmapLength;
+        long pages = region.Length / FormatConstants.PageSize;
+        if (bitmapLength * 8 < pages)
+            ThrowHelper.Corrupt("superblock", 0, $"bitmap of {bitmapLength} bytes cannot cover {pages} pages");
         _arenaFirstPage = arenaOffset / FormatConstants.PageSize;
         _arenaEndPage = (arenaOffset + arenaLength) / FormatConstants.PageSize;
         _hint = _arenaFirstPage;
         region.Check(bitmapOffset, bitmapLength);
     }
+
+    /// <summary>Pages of the region now (it can grow).</summary>
+    private long RegionPages => _region.Length / FormatConstants.PageSize;
+
+    /// <summary>Bytes the bitmap can cover: the most the region can grow to.</summary>
+    public long Coverage => _bitmapLength * 8 * FormatConstants.PageSize;
+
+    /// <summary>
+    /// Moves the bounds of what can be allocated (caller holds the region lock, or is re-reading): the start moves
+    /// down to take in the original base image once compaction replaced it, the end up when the region grew.
+    /// Pages newly inside keep their bits: whoever retired or added them frees them.
+    /// </summary>
+    public void SetBounds(long firstOffset, long endOffset)
+    {
+        long first = firstOffset / FormatConstants.PageSize, end = endOffset / FormatConstants.PageSize;
+        if (first == _arenaFirstPage && end == _arenaEndPage)
+            return;
+        if (end > RegionPages || first >= end)
+            ThrowHelper.Corrupt("superblock", 0, $"arena [{firstOffset}, {endOffset}) outside the region's {_region.Length} bytes");
+        _arenaFirstPage = first;
+        _arenaEndPage = end;
+        if (_hint < first || _hint >= end) _hint = first;
+        Recount();
+    }
+
+    /// <summary>Marks pages [<paramref name="offset"/>, +<paramref name="pages"/>) free (caller holds the region lock): pages the region just grew by.</summary>
+    public void MarkFree(long offset, long pages) => SetRange(offset / FormatConstants.PageSize, pages, false);
 
     public long ArenaOffset => _arenaFirstPage * FormatConstants.PageSize;
 
@@ -61,7 +89,7 @@ internal sealed unsafe class BlockAllocator
     /// <summary>Marks everything outside the arena used and the arena free, then marks <paramref name="used"/>.</summary>
     public void Rebuild(IEnumerable<(long Offset, long Pages)> used)
     {
-        long words = (_pages + 63) / 64;
+        long words = (RegionPages + 63) / 64;
         for (long i = 0; i < words; i++) Word(i) = ulong.MaxValue;
         SetRange(_arenaFirstPage, _arenaEndPage - _arenaFirstPage, false);
         _freePages = _arenaEndPage - _arenaFirstPage;

@@ -150,6 +150,13 @@ internal static partial class Libc
         return StatVfs(path, buffer) == 0 ? (long)(buffer[1] * buffer[4]) : -1;
     }
 
+    /// <summary>Bytes of the whole file system holding <paramref name="path"/>, or -1.</summary>
+    public static unsafe long TotalBytes(string path)
+    {
+        ulong* buffer = stackalloc ulong[32];
+        return StatVfs(path, buffer) == 0 ? (long)(buffer[1] * buffer[2]) : -1;
+    }
+
     public const int SeekData = 3;
     public const int SeekHole = 4;
     public const int ENxio = 6;

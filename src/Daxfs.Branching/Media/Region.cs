@@ -28,13 +28,15 @@ internal sealed unsafe class Region : IDisposable
 {
     private readonly SafeFileHandle _file;
     private byte* _base;
-    private readonly long _length;
+    private long _length;
+    private long _mapped;
 
     private Region(SafeFileHandle file, byte* @base, long length, RegionKind kind, string path, bool snapshot = false)
     {
         _file = file;
         _base = @base;
         _length = length;
+        _mapped = length;
         Kind = kind;
         Path = path;
         IsSnapshot = snapshot;
@@ -50,7 +52,85 @@ internal sealed unsafe class Region : IDisposable
 
     public RegionKind Kind { get; }
 
-    public long Length => _length;
+    /// <summary>Bytes of the region: every access is checked against it. It only grows (<see cref="Grow"/>).</summary>
+    public long Length => Volatile.Read(ref _length);
+
+    /// <summary>Bytes of address space mapped: the most the region can grow to without mapping again.</summary>
+    public long Mapped => _mapped;
+
+    /// <summary>Bytes the file holds now.</summary>
+    public long FileLength => Kind == RegionKind.DaxDevice ? _mapped : RandomAccess.GetLength(_file);
+
+    /// <summary>
+    /// Maps <paramref name="length"/> bytes of address space for the file (more than it holds, so the region can
+    /// grow in place: pages past the file's end are never touched). Only while nothing handed out points into the
+    /// mapping: when the store is being opened. The region's <see cref="Length"/> becomes <paramref name="logical"/>.
+    /// </summary>
+    public void MapFor(long length, long logical)
+    {
+        if (logical > length)
+            throw new ArgumentOutOfRangeException(nameof(logical));
+        if (length != _mapped && Kind != RegionKind.DaxDevice)
+        {
+            int prot = Libc.ProtRead | Libc.ProtWrite, flags = IsSnapshot ? Libc.MapPrivate | Libc.MapNoReserve : Libc.MapShared;
+            nint p = Libc.Mmap(0, (nuint)length, prot, flags, Fd, 0);
+            if (p == Libc.MapFailed)
+                throw new IOException($"{Path}: mmap of {length} bytes failed (errno {Marshal.GetLastPInvokeError()})");
+            Libc.Munmap((nint)_base, (nuint)_mapped);
+            _base = (byte*)p;
+            _mapped = length;
+        }
+        Volatile.Write(ref _length, logical);
+    }
+
+    /// <summary>Makes the region <paramref name="length"/> bytes long (the file already holds them, inside the mapping).</summary>
+    public void Grow(long length)
+    {
+        if (length > _mapped)
+            throw new InvalidOperationException($"{Path}: cannot grow to {length} bytes past the {_mapped} mapped");
+        if (length > Volatile.Read(ref _length))
+            Volatile.Write(ref _length, length);
+    }
+
+    /// <summary>
+    /// Extends the file to <paramref name="length"/> bytes with its backing store reserved (memory on tmpfs,
+    /// blocks on a disk; skipped with <paramref name="sparse"/>). A file system that cannot back it is refused
+    /// up front with what it has free, and the file is left as it was.
+    /// </summary>
+    public void ExtendFile(long length, bool sparse)
+    {
+        long old = RandomAccess.GetLength(_file);
+        if (length <= old)
+            return;
+        try
+        {
+            if (!sparse)
+            {
+                int error = Libc.PosixFallocate(Fd, old, length - old);
+                if (error != 0 && error != Libc.EOpNotSupp)
+                    throw NoRoom(Path, length - old, error);
+            }
+            if (RandomAccess.GetLength(_file) < length)
+                RandomAccess.SetLength(_file, length);
+        }
+        catch
+        {
+            try { RandomAccess.SetLength(_file, old); } catch (IOException) { }
+            throw;
+        }
+    }
+
+    private static IOException NoRoom(string path, long bytes, int error)
+    {
+        string dir = System.IO.Path.GetDirectoryName(System.IO.Path.GetFullPath(path)) ?? "/";
+        if (error is Libc.ENoSpc or Libc.EFBig)
+        {
+            long free = Libc.FreeBytes(dir);
+            return new IOException($"{path}: the file system holding {dir} cannot back {bytes} more bytes ({bytes >> 20} MiB)"
+                + (free >= 0 ? $"; it has {free} bytes ({free >> 20} MiB) free" : ""));
+        }
+        return new IOException($"{path}: cannot reserve {bytes} bytes for the region (errno {error})");
+    }
 
     /// <summary>
     /// Tries to take an exclusive open-file-description lock on byte <paramref name="offset"/> of the region
@@ -293,8 +373,9 @@ internal sealed unsafe class Region : IDisposable
         if (Kind == RegionKind.DaxDevice)
             return;
         long size = RandomAccess.GetLength(_file);
-        if (size < _length)
-            ThrowHelper.Corrupt("region file", size, $"{Path} was truncated to {size} bytes while open ({_length} bytes are mapped); what lay past byte {size} is gone");
+        long length = Volatile.Read(ref _length);
+        if (size < length)
+            ThrowHelper.Corrupt("region file", size, $"{Path} was truncated to {size} bytes while open (the region holds {length} bytes); what lay past byte {size} is gone");
     }
 
     /// <summary>Checks that [offset, offset+length) lies inside the mapping.</summary>
@@ -303,8 +384,9 @@ internal sealed unsafe class Region : IDisposable
     {
         if (_base == null)
             ThrowDisposed();
-        if ((ulong)offset > (ulong)_length || (ulong)length > (ulong)(_length - offset))
-            ThrowHelper.OutOfRegion(offset, length, _length);
+        long regionLength = Volatile.Read(ref _length);
+        if ((ulong)offset > (ulong)regionLength || (ulong)length > (ulong)(regionLength - offset))
+            ThrowHelper.OutOfRegion(offset, length, regionLength);
     }
 
     [System.Diagnostics.CodeAnalysis.DoesNotReturn]
@@ -313,7 +395,7 @@ internal sealed unsafe class Region : IDisposable
     /// <summary>True when [offset, offset+length) lies inside the mapping.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public bool Contains(long offset, long length)
-        => (ulong)offset <= (ulong)_length && (ulong)length <= (ulong)(_length - offset);
+        => (ulong)offset <= (ulong)Length && (ulong)length <= (ulong)(Length - offset);
 
     /// <summary>A reference to an unmanaged struct at <paramref name="offset"/>, bounds-checked.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -364,7 +446,7 @@ internal sealed unsafe class Region : IDisposable
     {
         if (_base != null)
         {
-            Libc.Munmap((nint)_base, (nuint)_length);
+            Libc.Munmap((nint)_base, (nuint)_mapped);
             _base = null;
             _file.Dispose();
         }

@@ -54,6 +54,7 @@ internal sealed partial class RegionPicture
         if (raw[0].State != (uint)SlotState.Live || names[0] != "main" || raw[0].Depth != 0)
             ThrowHelper.Corrupt("branch slot 0", SlotOffset(0), "slot 0 is not the live main branch");
 
+        PickUpCapacity();
         // Main first: its new versions. A compaction elsewhere (a new Base record) means starting over from its image.
         if (Slots[0] is not null && !_rebuild && MainGainedBase(in raw[0]))
             Reset();
@@ -62,6 +63,8 @@ internal sealed partial class RegionPicture
         {
             var main = Slots[0] ?? NewState(0, in raw[0], "main", null);
             CurrentBase = LatestBase(in raw[0]);
+            // Once compaction replaced the original image, a version 4 region's arena takes in its pages.
+            _allocator.SetBounds(AreaStart(retired: !OnOriginalBase), _allocator.ArenaEnd);
             main.View = View.Initial(CurrentBase);
             VersionViews.Add(main.View);
             Slots[0] = main;
@@ -364,7 +367,7 @@ internal sealed partial class RegionPicture
             ThrowHelper.Corrupt($"branch slot {i}", at, $"parent slot {s.ParentSlot} or depth {s.Depth} out of range");
         if (s.Epoch < 0 || s.ForkEpoch < 0 || s.LogId <= 0)
             ThrowHelper.Corrupt($"branch slot {i}", at, "negative epoch or log id");
-        if (s.Tail != 0 && (s.Head == 0 || s.Tail < _allocator.ArenaOffset || s.Tail > _allocator.ArenaEnd))
+        if (s.Tail != 0 && (s.Head == 0 || s.Tail < AreaStart(retired: true) || s.Tail > _allocator.ArenaEnd))
             ThrowHelper.Corrupt($"branch slot {i}", at, $"tail {s.Tail} outside the arena");
         return name;
     }

@@ -20,22 +20,70 @@ internal sealed partial class RegionPicture
 {
     private readonly Region _region;
     private readonly Superblock _super;
-    private readonly BaseImage _base;
+    private BaseImage? _base;
     private readonly BlockAllocator _allocator;
 
     /// <param name="region">The mapped region.</param>
     /// <param name="super">Its validated superblock.</param>
-    /// <param name="baseImage">The region's original base image.</param>
     /// <param name="allocator">The arena's allocator.</param>
     /// <param name="tornTailsPossible">True only for a regular file opened for the first time since a machine crash could have torn its last writes.</param>
-    public RegionPicture(Region region, Superblock super, BaseImage baseImage, BlockAllocator allocator, bool tornTailsPossible)
+    public RegionPicture(Region region, Superblock super, BlockAllocator allocator, bool tornTailsPossible)
     {
         TornTailsPossible = tornTailsPossible;
         _region = region;
         _super = super;
-        _base = baseImage;
         _allocator = allocator;
         Slots = new BranchState?[super.SlotCount];
+    }
+
+    /// <summary>
+    /// The region's original base image, opened (and validated) the first time it is needed: on a region of
+    /// format version 4 whose main history starts from a compacted image, its pages are arena space and hold
+    /// other bytes, so it is never opened.
+    /// </summary>
+    private BaseImage Original => _base ??= BaseImage.Open(_region, _super.BaseOffset, _super.BaseLength);
+
+    /// <summary>True when the region gives the original base image's pages to the arena once compaction replaced it (format version 4 on).</summary>
+    public bool ReusesOriginalBase => _super.FormatVersion >= FormatConstants.SpaceVersion;
+
+    /// <summary>True while main's history starts from the region's original base image.</summary>
+    public bool OnOriginalBase => CurrentBase is null || ReferenceEquals(CurrentBase, _base);
+
+    /// <summary>The original base image's run of pages (from its page-aligned start up to the arena).</summary>
+    public (long Offset, long Pages) OriginalRun => (_super.BaseOffset, (_super.ArenaOffset - _super.BaseOffset) / FormatConstants.PageSize);
+
+    /// <summary>
+    /// Where log blocks and compacted images may lie: the arena, and on a version 4 region whose original base image
+    /// was replaced, the pages that image held too.
+    /// </summary>
+    private long AreaStart(bool retired) => retired && ReusesOriginalBase ? _super.BaseOffset : _super.ArenaOffset;
+
+    /// <summary>
+    /// Version 4 on: takes in a capacity another process grew the region to (the control block's capacity word).
+    /// Checked against the bitmap's coverage and the file's length before use.
+    /// </summary>
+    private void PickUpCapacity()
+    {
+        if (_super.FormatVersion < FormatConstants.SpaceVersion || _region.Kind == RegionKind.DaxDevice)
+            return;
+        long grown = Volatile.Read(ref _region.Word(FormatConstants.ControlOffset + ControlBlock.CapacityOffset));
+        if (grown == 0 || grown <= _region.Length)
+            return;
+        CheckGrownCapacity(_region, _super, grown, _region.Mapped);
+        _region.Grow(grown);
+        _allocator.SetBounds(_allocator.ArenaOffset, grown);
+    }
+
+    /// <summary>Validates the control block's capacity word (format version 4 on) before a region takes it.</summary>
+    public static void CheckGrownCapacity(Region region, in Superblock super, long grown, long mapped)
+    {
+        long at = FormatConstants.ControlOffset + ControlBlock.CapacityOffset;
+        long coverage = super.BitmapLength * 8 * FormatConstants.PageSize;
+        if (grown % FormatConstants.PageSize != 0 || grown < super.Capacity || grown > coverage || grown > mapped)
+            ThrowHelper.Corrupt("control block", at, $"capacity word {grown} is not a page multiple between the superblock's {super.Capacity} and the {Math.Min(coverage, mapped)} bytes the bitmap and mapping cover");
+        long file = region.FileLength;
+        if (file < grown)
+            ThrowHelper.Corrupt("region file", file, $"{region.Path} holds {file} bytes but the region grew to {grown}: it was truncated, and what lay past byte {file} is gone");
     }
 
     /// <summary>
@@ -94,6 +142,11 @@ internal sealed partial class RegionPicture
 
     public LogCursor Cursor(LogRef r) => new(_region, _allocator.ArenaOffset, _allocator.ArenaEnd, r);
 
+    /// <summary>A cursor for the scans that tell whether the original base image was replaced (they run before the bounds are known).</summary>
+    private LogCursor WideCursor(LogRef r, long block = 0, long position = 0) => block == 0
+        ? new(_region, AreaStart(retired: true), _allocator.ArenaEnd, r)
+        : new(_region, AreaStart(retired: true), _allocator.ArenaEnd, r, block, position);
+
     /// <summary>The version main's current base image holds (0: the region's original image).</summary>
     public long BaseVersion { get; private set; }
 
@@ -101,7 +154,7 @@ internal sealed partial class RegionPicture
     public BaseImage? CurrentBase { get; private set; }
 
     /// <summary>The arena pages of the current base image when compaction wrote it; null for the original one.</summary>
-    public (long Offset, long Pages)? BaseRun => CurrentBase is { } b && !ReferenceEquals(b, _base)
+    public (long Offset, long Pages)? BaseRun => CurrentBase is { } b && !OnOriginalBase
         ? (b.Offset, FormatConstants.AlignUp(b.EndOffset - b.Offset, FormatConstants.PageSize) / FormatConstants.PageSize)
         : null;
 
@@ -163,7 +216,7 @@ internal sealed partial class RegionPicture
             return false;
         try
         {
-            var c = new LogCursor(_region, _allocator.ArenaOffset, _allocator.ArenaEnd, new LogRef(log.LogId, log.Head, mainSlot.Tail), log.LastBlock, log.Tail);
+            var c = WideCursor(new LogRef(log.LogId, log.Head, mainSlot.Tail), log.LastBlock, log.Tail);
             while (c.MoveNext())
                 if ((RecordKind)c.Header.Kind == RecordKind.Base)
                     return true;
@@ -183,12 +236,12 @@ internal sealed partial class RegionPicture
     {
         BaseVersion = 0;
         if (mainSlot.Tail == 0)
-            return _base;
+            return Original;
         Rec? last = null;
         var r = new Rec();
         try
         {
-            var c = Cursor(new LogRef(mainSlot.LogId, mainSlot.Head, mainSlot.Tail));
+            var c = WideCursor(new LogRef(mainSlot.LogId, mainSlot.Head, mainSlot.Tail));
             while (c.MoveNext())
             {
                 if ((RecordKind)c.Header.Kind != RecordKind.Base)
@@ -202,8 +255,8 @@ internal sealed partial class RegionPicture
             // A torn tail: only what precedes it counts; the catch-up cuts or reports it.
         }
         if (last is null)
-            return _base;
-        if (last.Seq < 1 || last.FileOffset % FormatConstants.PageSize != 0 || last.FileOffset < _allocator.ArenaOffset
+            return Original;
+        if (last.Seq < 1 || last.FileOffset % FormatConstants.PageSize != 0 || last.FileOffset < AreaStart(retired: true)
             || last.Size < BaseHeader.Size || last.Size > _allocator.ArenaEnd - last.FileOffset)
             ThrowHelper.Corrupt("record", last.Offset, $"base image [{last.FileOffset}, +{last.Size}) for version {last.Seq} is not a page-aligned run inside the arena");
         var image = Published is { } mine && mine.Offset == last.FileOffset && mine.EndOffset - mine.Offset == last.Size && mine.NextIno == last.Ino
