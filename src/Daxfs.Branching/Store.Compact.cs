@@ -106,7 +106,7 @@ public sealed partial class Store
             catch (RegionFullException)
             {
                 throw new RegionFullException(pages * FormatConstants.PageSize, _allocator.FreeBytes,
-                    $"compaction needs one free run of {pages * FormatConstants.PageSize} bytes for the new base image; the arena has {_allocator.FreeBytes} bytes free, but not in one run");
+                    $"compaction needs one free run of {pages * FormatConstants.PageSize} bytes for the new base image ({image.Entries} entries, {image.DataBytes} bytes of file data); the arena has {_allocator.FreeBytes} bytes free, but not in one run");
             }
             _compactionRuns.Add((offset, pages));
         });

@@ -11,6 +11,13 @@ namespace Daxfs.Branching;
 /// <param name="ArenaFreeBytes">Bytes of the arena free after.</param>
 public readonly record struct ResizeReport(long OldCapacity, long NewCapacity, long MaxCapacity, long ArenaFreeBytes);
 
+/// <summary>A region could not grow: the file system holding it cannot back the growth. Nothing changed.</summary>
+public sealed class RegionGrowthException : DaxfsException
+{
+    /// <summary>Creates the exception.</summary>
+    public RegionGrowthException(string message, Exception? inner) : base(message, inner) { }
+}
+
 public sealed partial class Store
 {
     /// <summary>The most this region can grow to with <see cref="Resize"/> (0: it cannot grow: a device, or a format before version 4).</summary>
@@ -25,7 +32,7 @@ public sealed partial class Store
     /// </summary>
     /// <exception cref="ArgumentOutOfRangeException">Smaller than the region is now, or past <see cref="MaxCapacity"/>.</exception>
     /// <exception cref="NotSupportedException">A device region, or a region of format version 3 or earlier.</exception>
-    /// <exception cref="IOException">The file system cannot back the growth (the message says how much it has free); nothing changed.</exception>
+    /// <exception cref="RegionGrowthException">The file system cannot back the growth (the message says how much it has free); nothing changed.</exception>
     public ResizeReport Resize(long capacity)
     {
         if (_region.Kind == RegionKind.DaxDevice)
@@ -45,8 +52,15 @@ public sealed partial class Store
             string dir = System.IO.Path.GetDirectoryName(System.IO.Path.GetFullPath(_region.Path)) ?? "/";
             long free = Libc.FreeBytes(dir);
             if (free >= 0 && capacity - old > free)
-                throw new IOException($"{_region.Path}: growing by {capacity - old} bytes ({(capacity - old) >> 20} MiB) needs more than the {free} bytes ({free >> 20} MiB) free on the file system holding {dir}");
-            _region.ExtendFile(capacity, sparse: false);
+                throw new RegionGrowthException($"{_region.Path}: growing by {capacity - old} bytes ({(capacity - old) >> 20} MiB) needs more than the {free} bytes ({free >> 20} MiB) free on the file system holding {dir}; nothing changed", null);
+            try
+            {
+                _region.ExtendFile(capacity, sparse: false);
+            }
+            catch (IOException e)
+            {
+                throw new RegionGrowthException(e.Message + "; nothing changed", e); // the file is as it was: not a broken store
+            }
             _region.Grow(capacity);
             // The new pages are free; only then does the capacity word say they exist (the commit point).
             _allocator.MarkFree(old, (capacity - old) / FormatConstants.PageSize);

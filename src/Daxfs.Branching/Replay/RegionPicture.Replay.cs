@@ -38,6 +38,7 @@ internal sealed partial class RegionPicture
     /// <remarks>An explicit repair (<see cref="RepairDamage"/>) also cuts damaged logs; see <see cref="Repairs"/>.</remarks>
     public RecoveryReport? Sync(bool alone, bool tookOver)
     {
+        PickUpCapacity(); // before anything is checked against the arena's bounds
         var truncated = new List<string>();
         var invalidated = new List<string>();
         int released = 0;
@@ -54,7 +55,6 @@ internal sealed partial class RegionPicture
         if (raw[0].State != (uint)SlotState.Live || names[0] != "main" || raw[0].Depth != 0)
             ThrowHelper.Corrupt("branch slot 0", SlotOffset(0), "slot 0 is not the live main branch");
 
-        PickUpCapacity();
         // Main first: its new versions. A compaction elsewhere (a new Base record) means starting over from its image.
         if (Slots[0] is not null && !_rebuild && MainGainedBase(in raw[0]))
             Reset();

@@ -1,0 +1,131 @@
+using System.Text;
+using Daxfs.Branching;
+using Xunit;
+
+namespace Daxfs.Branching.Tests;
+
+/// <summary>Space: compaction gives back the image it replaced, regions grow in place, a full region says what to do.</summary>
+public class SpaceTests
+{
+    private static byte[] Filled(int length, byte value)
+    {
+        var b = new byte[length];
+        Array.Fill(b, value);
+        return b;
+    }
+
+    private static long Used(Store s) => s.Usage.ArenaBytes - s.Usage.ArenaFreeBytes;
+
+    [Fact]
+    public void Compaction_gives_back_the_original_base_image_so_arena_use_follows_live_data()
+    {
+        // A base image of 24 MiB; then every file of it is replaced by a commit: the image is all dead history.
+        var image = new BaseImageBuilder();
+        for (int i = 0; i < 24; i++)
+            image.AddFile($"f{i}", TempRegion.Pattern(1 << 20, i));
+        using var r = new TempRegion(image, capacity: 256L << 20);
+        var b = r.Store.Main.Fork("rewrite");
+        for (int i = 0; i < 24; i++)
+            b.WriteAllBytes($"f{i}", Filled(1 << 20, (byte)i));
+        b.Commit("all new");
+        long arena = r.Store.Usage.ArenaBytes;
+        var report = r.Store.Compact();
+        Assert.Equal(1, report.FoldedVersion);
+        // The arena took in the original image's pages: it grew by about 24 MiB, and they are free.
+        Assert.True(r.Store.Usage.ArenaBytes >= arena + (24L << 20), $"arena {arena} -> {r.Store.Usage.ArenaBytes}");
+        long live = 24L << 20;
+        long used = Used(r.Store);
+        Assert.True(used <= live + live / 10 + (1L << 20), $"arena use {used} for {live} live bytes after compaction");
+        Assert.Equal(Filled(1 << 20, 7), r.Store.Main.ReadAllBytes("f7"));
+        Assert.Equal(24 + 1, r.Store.Usage.BaseInodes); // the new image: 24 files and the root
+
+        // The freed pages hold new data; the region still opens (the original image is never read again).
+        var c = r.Store.Main.Fork("after");
+        for (int i = 0; i < 30; i++)
+            c.WriteAllBytes($"g{i}", Filled(1 << 20, (byte)(100 + i)));
+        var s = r.Reopen();
+        Assert.Equal(Filled(1 << 20, 129), s.GetBranch("after").ReadAllBytes("g29"));
+        Assert.Equal(Filled(1 << 20, 7), s.Main.ReadAllBytes("f7"));
+        var v = s.Verify();
+        Assert.Empty(v.Damage);
+        Assert.Equal(v.ReachableBytes, v.ArenaUsedBytes);
+        // A second compaction gives back the first compacted image as before.
+        s.GetBranch("after").Commit("more");
+        Assert.True(s.Compact().ReleasedBytes >= 24L << 20);
+        Assert.Equal(Filled(1 << 20, 7), s.Main.ReadAllBytes("f7"));
+    }
+
+    [Fact]
+    public void A_region_grows_in_place_and_every_open_store_takes_the_new_size()
+    {
+        using var r = new TempRegion(capacity: 16L << 20);
+        var other = Store.Open(r.RegionPath); // a second process's store, open across the resize
+        try
+        {
+            var a = r.Store.Main.Fork("a");
+            Assert.Throws<RegionFullException>(() => a.WriteAllBytes("big", new byte[20 << 20]));
+            Assert.Equal(0, new FileInfo(r.RegionPath).Length % 4096);
+            var report = r.Store.Resize(64L << 20);
+            Assert.Equal(16L << 20, report.OldCapacity);
+            Assert.Equal(64L << 20, report.NewCapacity);
+            Assert.Equal(64L << 20, new FileInfo(r.RegionPath).Length);
+            a.WriteAllBytes("big", Filled(20 << 20, 3));
+            Assert.Equal(64L << 20, other.Usage.Capacity);
+            Assert.Equal(Filled(20 << 20, 3), other.GetBranch("a").ReadAllBytes("big"));
+            other.GetBranch("a").WriteAllBytes("more", Filled(10 << 20, 4)); // the other store allocates in the new pages too
+            Assert.Throws<ArgumentOutOfRangeException>(() => r.Store.Resize(32L << 20));       // never shrinks
+            Assert.Throws<ArgumentOutOfRangeException>(() => r.Store.Resize(r.Store.MaxCapacity + (1L << 30)));
+        }
+        finally
+        {
+            other.Dispose();
+        }
+        var s = r.Reopen();
+        Assert.Equal(64L << 20, s.Usage.Capacity);
+        Assert.Equal(Filled(10 << 20, 4), s.GetBranch("a").ReadAllBytes("more"));
+        var v = s.Verify();
+        Assert.Empty(v.Damage);
+        Assert.Equal(v.ReachableBytes, v.ArenaUsedBytes);
+    }
+
+    [Fact]
+    public void Growth_past_the_file_systems_free_space_is_refused_up_front_and_changes_nothing()
+    {
+        string dir = Directory.CreateTempSubdirectory("daxfs-grow-").FullName;
+        try
+        {
+            string path = Path.Combine(dir, "r.daxfs");
+            long free = Media.Libc.FreeBytes(dir);
+            long want = (free + (1L << 30)) / 4096 * 4096;
+            using var s = Store.Create(path, TempRegion.SampleImage(), new StoreOptions { Capacity = 16L << 20, MaxCapacity = 2 * want });
+            var e = Assert.Throws<RegionGrowthException>(() => s.Resize(want));
+            Assert.Contains("free on the file system", e.Message);
+            Assert.Equal(16L << 20, new FileInfo(path).Length);
+            Assert.Equal(16L << 20, s.Usage.Capacity);
+            s.Main.Fork("still").WriteAllBytes("works", "yes"u8);
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+
+    [Fact]
+    public void A_capacity_beyond_the_file_system_is_refused_before_anything_is_written()
+    {
+        string dir = Directory.CreateTempSubdirectory("daxfs-huge-").FullName;
+        try
+        {
+            string path = Path.Combine(dir, "huge.daxfs");
+            var e = Assert.Throws<IOException>(() => Store.Create(path, TempRegion.SampleImage(), new StoreOptions { Capacity = 100L << 40 }).Dispose());
+            Assert.Contains("is more than the", e.Message);
+            var sparse = Assert.Throws<IOException>(() => Store.Create(path, TempRegion.SampleImage(), new StoreOptions { Capacity = 100L << 40, Sparse = true }).Dispose());
+            Assert.Contains("whole file system", sparse.Message);
+            Assert.Empty(Directory.GetFiles(dir));
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+}
