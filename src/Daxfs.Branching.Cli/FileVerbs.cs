@@ -15,6 +15,7 @@ internal static class FileVerbs
         if (!Directory.Exists(source))
             throw new UsageException($"{source}: source directory not found");
         long capacity = c.Args.Value("--capacity") is { } cap ? Args.ParseSize(cap, "--capacity") : 0;
+        long maxCapacity = c.Args.Value("--max-capacity") is { } max ? Args.ParseSize(max, "--max-capacity") : 0;
         int slots = (int)(c.Args.Long("--slots") ?? 4096);
         bool force = c.Args.Flag("--force");
         if (File.Exists(region) && !force && new FileInfo(region).LinkTarget is null) // (a link is refused by the create, naming it)
@@ -28,7 +29,7 @@ internal static class FileVerbs
             var progress = new SyncProgress<BuildProgress>(p => report(
                 p.BytesTotal > 0 ? (double)p.BytesDone / p.BytesTotal : (double)p.FilesDone / Math.Max(1, p.FilesTotal),
                 $"{p.FilesDone}/{p.FilesTotal} entries"));
-            using var store = Store.Create(region, builder, new StoreOptions { Capacity = capacity, BranchSlots = slots, Overwrite = force, Progress = progress, Sparse = c.Args.Flag("--sparse") });
+            using var store = Store.Create(region, builder, new StoreOptions { Capacity = capacity, MaxCapacity = maxCapacity, BranchSlots = slots, Overwrite = force, Progress = progress, Sparse = c.Args.Flag("--sparse") });
             return store.Usage;
         });
         if (c.Json)

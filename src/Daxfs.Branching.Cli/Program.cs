@@ -34,7 +34,7 @@ public static class Program
         DaxfsIOException io when io.Error is FileSystemError.InvalidArgument or FileSystemError.NameTooLong => Usage,
         ArgumentException => Usage,
         DaxfsException => Failed,
-        IOException or UnauthorizedAccessException => Failed,
+        IOException or UnauthorizedAccessException or NotSupportedException => Failed,
         _ => null,
     };
 

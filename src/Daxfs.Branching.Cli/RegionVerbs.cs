@@ -19,7 +19,7 @@ internal static class RegionVerbs
         o.MarkupLine($"[bold]region[/] {Output.Escape(u.Path)} ({u.Kind})");
         var t = Output.Table("", "");
         t.HideHeaders();
-        t.AddRow("capacity", Output.Bytes(u.Capacity));
+        t.AddRow("capacity", Output.Bytes(u.Capacity) + (u.MaxCapacity > u.Capacity ? $" (can grow to {Output.Bytes(u.MaxCapacity)}: daxfs resize)" : ""));
         t.AddRow("base image", $"{Output.Bytes(u.BaseImageBytes)}, {u.BaseInodes} inodes");
         t.AddRow("delta arena", $"{Output.Bytes(u.ArenaBytes - u.ArenaFreeBytes)} used of {Output.Bytes(u.ArenaBytes)}" + (u.ParkedBytes > 0 ? $", {Output.Bytes(u.ParkedBytes)} waiting for leases" : ""));
         t.AddRow("branches", $"{u.LiveBranches} live of {u.BranchSlots} slots");
@@ -295,6 +295,23 @@ internal static class RegionVerbs
         }
         long freed = reports.Sum(r => r.FreedBytes);
         Console.Out.WriteLine($"{reports.Count(r => r.Cleaned)} of {reports.Count} branch log(s) cleaned, {Output.Bytes(freed)} given back; {Output.Bytes(store.Usage.ArenaFreeBytes)} free");
+        return Program.Ok;
+    }
+
+    public static int Resize(Context c)
+    {
+        string text = c.Args.Value("--capacity") ?? throw new UsageException("resize needs --capacity SIZE (the new size, e.g. 8G)");
+        long capacity = Args.ParseSize(text, "--capacity");
+        using var store = c.Open();
+        var report = store.Resize(capacity);
+        if (c.Json)
+        {
+            Output.WriteJson(new { oldCapacity = report.OldCapacity, newCapacity = report.NewCapacity, maxCapacity = report.MaxCapacity, arenaFreeBytes = report.ArenaFreeBytes });
+            return Program.Ok;
+        }
+        Console.Out.WriteLine(report.NewCapacity == report.OldCapacity
+            ? $"the region is already {Output.Bytes(report.NewCapacity)}; {Output.Bytes(report.ArenaFreeBytes)} free"
+            : $"grew the region from {Output.Bytes(report.OldCapacity)} to {Output.Bytes(report.NewCapacity)} (it can grow to {Output.Bytes(report.MaxCapacity)}); {Output.Bytes(report.ArenaFreeBytes)} free; open processes and mounts take the new size at once");
         return Program.Ok;
     }
 

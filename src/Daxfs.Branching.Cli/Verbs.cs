@@ -48,10 +48,11 @@ internal static class Verbs
 
     public static readonly Verb[] All =
     [
-        new("mkfs", "mkfs SOURCE_DIR -r REGION [--capacity SIZE] [--slots N] [--force] [--strict] [--sparse]",
+        new("mkfs", "mkfs SOURCE_DIR -r REGION [--capacity SIZE] [--max-capacity SIZE] [--slots N] [--force] [--strict] [--sparse]",
             "Builds a region from a directory: its tree becomes the immutable base image, main starts empty.",
             "daxfs mkfs ./workspace -r /dev/shm/ws.daxfs --capacity 2G",
             [new("--capacity", null, "SIZE", "region size, e.g. 512M, 4GiB (default: base image + 1 GiB); reserved up front, so a full file system is refused now, not met later"),
+             new("--max-capacity", null, "SIZE", "the most resize may grow it to later (default: twice the capacity, at least 16G;\n                              costs 1 byte of the region per 128 KiB of it, and address space)"),
              new("--slots", null, "N", "branch table slots (default 4096)"),
              new("--force", "-f", null, "replace an existing region file"),
              new("--strict", null, null, "refuse special files and hard links instead of warning"),
@@ -121,6 +122,11 @@ internal static class Verbs
             "Folds main's history into a new base image and gives the older versions' space back. Keeps the last N versions\n(default 0) readable, and every tagged version or version a branch was forked from. Live branches go on as they were.",
             "daxfs compact -r /dev/shm/ws.daxfs --keep 10",
             [new("--keep", "-k", "N", "versions before the current one to keep readable (default 0)")], 0, 0, RegionVerbs.Compact, HasJson: true),
+        new("resize", "resize --capacity SIZE [--json]",
+            "Grows the region in place to SIZE: the file is extended with its memory or disk reserved up front (refused\n"
+            + "at once when the file system lacks it). Processes that have it open, mounts included, take the new size at once.",
+            "daxfs resize -r /dev/shm/ws.daxfs --capacity 8G",
+            [new("--capacity", null, "SIZE", "the new size, e.g. 8G (a region only grows)")], 0, 0, RegionVerbs.Resize, HasJson: true),
         new("gc", "gc [BRANCH...] [--json]",
             "Cleans branch logs (every live and kept branch, or the ones named): writes again only the bytes their files still\n"
             + "read and gives back the space of what later writes replaced. Branches, mounts and readers go on meanwhile.\n"

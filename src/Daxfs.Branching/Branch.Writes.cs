@@ -199,6 +199,7 @@ public sealed partial class Branch
         try
         {
             Store.CheckWritable(State);
+            Store.CheckRoom(data.Length, path);
             var v = State.View;
             (parent, string name) = ResolveParent(v, path);
             if (v.KindOf(parent) != NodeKind.Directory)
@@ -260,6 +261,7 @@ public sealed partial class Branch
         try
         {
             Store.CheckWritable(State);
+            Store.CheckRoom(data.Length, path);
             var v = State.View;
             long ino = LookupOrCreate(ref v, path, create: true);
             if (v.Info(ino).Size != 0)
@@ -294,6 +296,7 @@ public sealed partial class Branch
 
     private void WriteCore(View v, string path, long offset, ReadOnlySpan<byte> data, bool create, bool append)
     {
+        Store.CheckRoom(data.Length, path);
         long ino = LookupOrCreate(ref v, path, create);
         if (append)
             offset = v.Info(ino).Size;

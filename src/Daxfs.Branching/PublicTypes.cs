@@ -159,7 +159,17 @@ public readonly record struct VersionInfo(long Sequence, DateTimeOffset Time, st
 /// <param name="BranchSlots">Slots of the branch table.</param>
 /// <param name="Versions">Versions of main.</param>
 public readonly record struct RegionUsage(string Path, RegionKind Kind, long Capacity, long BaseImageBytes, long ArenaBytes, long ArenaFreeBytes,
-    long ParkedBytes, long BaseInodes, int LiveBranches, int BranchSlots, long Versions);
+    long ParkedBytes, long BaseInodes, int LiveBranches, int BranchSlots, long Versions)
+{
+    /// <summary>The most the region can grow to with <see cref="Store.Resize"/> (0: it cannot grow).</summary>
+    public long MaxCapacity { get; init; }
+
+    /// <summary>
+    /// Bytes of <see cref="ArenaFreeBytes"/> kept back for what frees space (removals, truncations, cleaning), so a
+    /// full region can always be cleaned up from inside; other writes see the arena full when only these are left.
+    /// </summary>
+    public long ReserveBytes { get; init; }
+}
 
 /// <summary>What opening a region found and repaired.</summary>
 /// <param name="TruncatedLogs">Branch logs whose torn tail was cut back to the longest valid prefix.</param>

@@ -33,6 +33,9 @@ public sealed partial class Store
     /// <summary>Cleaning that gives back less than this (freed minus copied) is not worth its work, when automatic.</summary>
     internal const long AutoCleanMinGain = 4L << 20;
 
+    /// <summary>Below this many usable bytes a removal or truncation makes its branch due for cleaning at once.</summary>
+    private long LowSpace => Math.Max(AutoCleanFirstCheck, _allocator.ArenaBytes / 8);
+
     /// <summary>The branch whose log reached its next check in a change of this store; cleaned after the change.</summary>
     private BranchState? _cleanDue;
 
@@ -146,7 +149,12 @@ public sealed partial class Store
             if (plan is null)
                 return new CleanReport(st.Name, st.Kept, false, before, before, 0, 0, clock.Elapsed, held.Elapsed);
             held.Start();
-            runs = Locked(() => ReserveRuns(plan));
+            runs = Locked(() =>
+            {
+                _allocator.UseReserve = true; // cleaning gives space back: it may use the reserve to get going
+                try { return ReserveRuns(plan); }
+                finally { _allocator.UseReserve = false; }
+            });
             held.Stop();
             (long Head, long LastRecordEnd, List<(long Offset, long Pages)> Written, List<(long Offset, long Pages)> Unused, List<(long Offset, long Pages)> Merged) result;
             try
@@ -206,8 +214,8 @@ public sealed partial class Store
         catch (RegionFullException)
         {
             foreach (var (o, p) in runs) _allocator.Free(o, p);
-            throw new RegionFullException(plan.CopyBytes, _allocator.FreeBytes,
-                $"cleaning needs {plan.CopyBytes} bytes free for the live part it copies and the region has {_allocator.FreeBytes}");
+            throw new RegionFullException(plan.CopyBytes, _allocator.UsableBytes,
+                $"cleaning needs {plan.CopyBytes} bytes free for the live part it copies and the region has {_allocator.UsableBytes}; compact, discard branches or resize first");
         }
     }
 

@@ -31,10 +31,35 @@ public sealed partial class Store
         return FinishRecord(s, RecordKind.Write, at, time, bodyLength, path);
     }
 
+    /// <summary>
+    /// Refuses, before any record of the change is written, a write of <paramref name="bytes"/> the arena cannot hold
+    /// (caller holds the locks): a write that fails for space leaves nothing of itself behind.
+    /// </summary>
+    internal void CheckRoom(long bytes, string path)
+    {
+        long need = bytes + bytes / 256 + 2 * FormatConstants.PageSize; // record headers, and a fresh block for the record
+        if (need > _allocator.UsableBytes)
+            throw new RegionFullException(need, _allocator.UsableBytes,
+                $"{path}: region full: writing {bytes} bytes needs about {need} bytes and the delta arena has {_allocator.UsableBytes} free; "
+                + "give space back with daxfs gc (branch logs), daxfs compact (main's history) or by discarding branches, or grow the region with daxfs resize");
+    }
+
+    /// <summary>Records that give space back (or make it dead, for cleaning to give back): they may use the allocator's reserve.</summary>
+    private static bool Frees(RecordKind kind) => kind is RecordKind.Remove or RecordKind.Truncate or RecordKind.Rename or RecordKind.Release or RecordKind.RemoveXattr;
+
     private long BeginRecord(BranchState s, RecordKind kind, int bodyLength, out Span<byte> body, out long time)
     {
         time = BaseImageBuilder.NowNs();
-        long at = s.Log.Reserve(kind, time, bodyLength);
+        long at;
+        _allocator.UseReserve = Frees(kind); // a full region can always be cleaned up from inside
+        try
+        {
+            at = s.Log.Reserve(kind, time, bodyLength);
+        }
+        finally
+        {
+            _allocator.UseReserve = false;
+        }
         body = s.Log.Body(at, bodyLength);
         return at;
     }
@@ -49,6 +74,8 @@ public sealed partial class Store
         s.Records++;
         s.LogBytes += FormatConstants.AlignUp(RecordHeader.Size + bodyLength, 8);
         NoteLogGrowth(s);
+        if (Frees(kind) && _allocator.UsableBytes < LowSpace)
+            _cleanDue = s; // space is short and something just died: clean now, so what it held is usable at once
         return next;
     }
 }

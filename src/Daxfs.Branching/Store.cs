@@ -584,7 +584,8 @@ public sealed partial class Store : IDisposable
                 int live = _picture.Slots.Count(s => s is not null && s.Status == BranchState.StatusLive);
                 var image = _picture.CurrentBase!;
                 return new RegionUsage(_region.Path, _region.Kind, _region.Length, image.EndOffset - image.Offset, _allocator.ArenaBytes,
-                    _allocator.FreeBytes, _changes.Leases.ParkedPages * FormatConstants.PageSize, image.InodeCount, live, (int)_super.SlotCount, _picture.Versions.Count);
+                    _allocator.FreeBytes, _changes.Leases.ParkedPages * FormatConstants.PageSize, image.InodeCount, live, (int)_super.SlotCount, _picture.Versions.Count)
+                { MaxCapacity = MaxCapacity, ReserveBytes = _allocator.ReservePages * FormatConstants.PageSize };
             }
         }
     }

@@ -26,7 +26,7 @@ public class CliTests
     {
         var r = Cli.Run(null, "--help");
         Ok(r);
-        foreach (var verb in new[] { "mkfs", "inspect", "verify", "branch list", "branch create", "branch commit", "branch rebase", "branch abort", "branch discard", "tag", "compact", "gc", "mount", "unmount",
+        foreach (var verb in new[] { "mkfs", "inspect", "verify", "branch list", "branch create", "branch commit", "branch rebase", "branch abort", "branch discard", "tag", "compact", "gc", "resize", "mount", "unmount",
             "ls", "cat", "stat", "put", "rm", "mkdir", "mv", "ln", "truncate", "chmod", "diff", "log", "export", "demo" })
         {
             Assert.Contains(verb, r.Out, StringComparison.Ordinal);
@@ -346,6 +346,28 @@ public class CliTests
         Ok(again);
         Assert.Contains("agent: nothing worth cleaning", again.Out, StringComparison.Ordinal);
         Fails(ws.Run("gc", "nope"), 1, "nope");
+        Ok(ws.Run("verify"));
+    }
+
+    [Fact]
+    public void Resize_grows_a_full_region_in_place_and_the_full_error_says_what_to_do()
+    {
+        using var ws = new Workspace();
+        Ok(Cli.Run(null, "mkfs", ws.Source, "-r", ws.Region, "--capacity", "32M", "--max-capacity", "1G"));
+        Ok(ws.Run("branch", "create", "agent"));
+        string big = new('y', 40 << 20);
+        var full = ws.RunWithInput(big, "put", "/big", "-b", "agent");
+        Fails(full, 1, "daxfs resize");
+        Assert.False(ws.Run("stat", "/big", "-b", "agent").Code == 0, "a failed put left a file behind");
+        var grown = ws.Run("resize", "--capacity", "128M", "--json");
+        Ok(grown);
+        Assert.Equal(128L << 20, grown.Json.GetProperty("newCapacity").GetInt64());
+        Assert.InRange(grown.Json.GetProperty("maxCapacity").GetInt64(), 1L << 30, (1L << 30) + (256L << 20)); // what the bitmap covers, a whole page of it
+        Ok(ws.RunWithInput(big, "put", "/big", "-b", "agent"));
+        Assert.Equal(128L << 20, ws.Run("inspect", "--json").Json.GetProperty("usage").GetProperty("capacity").GetInt64());
+        Fails(ws.Run("resize", "--capacity", "64M"), 2, "only grows");
+        Fails(ws.Run("resize", "--capacity", "2G"), 2, "can grow to");
+        Fails(ws.Run("resize"), 2, "--capacity");
         Ok(ws.Run("verify"));
     }
 

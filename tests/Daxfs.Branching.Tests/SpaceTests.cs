@@ -111,6 +111,35 @@ public class SpaceTests
     }
 
     [Fact]
+    public void A_full_region_is_cleaned_up_from_inside_and_the_space_freed_is_usable_at_once()
+    {
+        using var r = new TempRegion(capacity: 48L << 20);
+        var a = r.Store.Main.Fork("a");
+        // Fill the region with files until a write fails: the failed write leaves nothing of itself.
+        int n = 0;
+        var e = Assert.Throws<RegionFullException>((Action)(() =>
+        {
+            for (; n < 1000; n++) a.WriteAllBytes($"f{n}", Filled(4 << 20, (byte)n));
+        }));
+        Assert.Contains("daxfs gc", e.Message);
+        Assert.False(a.Exists($"f{n}"), "a write that failed for space left its file behind");
+        Assert.Throws<RegionFullException>(() => a.ReplaceFile("g", Filled(4 << 20, 1)));
+        Assert.False(a.Exists("g"));
+        Assert.True(n >= 5, $"only {n} files fitted");
+        // Removal and truncation still work (the reserve), and what they free is usable at once.
+        a.Delete("f0");
+        a.Truncate("f1", 0);
+        a.WriteAllBytes("again", Filled(4 << 20, 0xAA));
+        Assert.Equal(Filled(4 << 20, 0xAA), a.ReadAllBytes("again"));
+        Assert.Equal(Filled(4 << 20, 2), a.ReadAllBytes("f2"));
+        // An abort of a branch that holds most of the region gives its space back at once too.
+        a.Abort();
+        r.Store.Main.Fork("b").WriteAllBytes("big", Filled(24 << 20, 1));
+        var v = r.Reopen().Verify();
+        Assert.Empty(v.Damage);
+    }
+
+    [Fact]
     public void A_capacity_beyond_the_file_system_is_refused_before_anything_is_written()
     {
         string dir = Directory.CreateTempSubdirectory("daxfs-huge-").FullName;

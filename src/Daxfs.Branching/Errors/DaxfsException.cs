@@ -74,7 +74,8 @@ public sealed class RegionFullException : DaxfsException
 {
     /// <summary>Creates the exception.</summary>
     public RegionFullException(long requested, long free)
-        : this(requested, free, $"region full: {requested} bytes requested, {free} bytes free in the delta arena")
+        : this(requested, free, $"region full: {requested} bytes requested, {free} bytes free in the delta arena; "
+            + "give space back with daxfs gc (branch logs), daxfs compact (main's history) or by discarding branches, or grow the region with daxfs resize")
     {
     }
 

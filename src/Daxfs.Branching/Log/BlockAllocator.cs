@@ -107,16 +107,29 @@ internal sealed unsafe class BlockAllocator
         _hint = _arenaFirstPage;
     }
 
+    /// <summary>
+    /// Pages kept back from ordinary allocations: a record that frees (a removal, a truncation, a rename that
+    /// replaces, a release) and the cleaning that follows may use them (<see cref="UseReserve"/>), so a full region
+    /// can always be cleaned up from inside. 1/64 of the arena, between 256 KiB and 8 MiB.
+    /// </summary>
+    public long ReservePages => Math.Clamp((_arenaEndPage - _arenaFirstPage) / 64, 64, 2048);
+
+    /// <summary>Set (by the region lock's holder, around one allocation) when the allocation may take the reserve.</summary>
+    public bool UseReserve { get; set; }
+
+    /// <summary>Bytes an ordinary allocation can have (free minus the reserve).</summary>
+    public long UsableBytes => Math.Max(0, _freePages - (UseReserve ? 0 : ReservePages)) * FormatConstants.PageSize;
+
     /// <summary>Takes a run of <paramref name="pages"/> free pages; returns its region offset.</summary>
     public long Allocate(long pages)
     {
-        if (pages <= 0 || pages > _arenaEndPage - _arenaFirstPage || pages > _freePages)
-            throw new RegionFullException(pages * FormatConstants.PageSize, FreeBytes);
+        if (pages <= 0 || pages > _arenaEndPage - _arenaFirstPage || pages * FormatConstants.PageSize > UsableBytes)
+            throw new RegionFullException(pages * FormatConstants.PageSize, UsableBytes);
         long found = Search(_hint, _arenaEndPage, pages);
         if (found < 0)
             found = Search(_arenaFirstPage, Math.Min(_hint + pages, _arenaEndPage), pages);
         if (found < 0)
-            throw new RegionFullException(pages * FormatConstants.PageSize, FreeBytes);
+            throw new RegionFullException(pages * FormatConstants.PageSize, UsableBytes);
         SetRange(found, pages, true);
         _freePages -= pages;
         _hint = found + pages >= _arenaEndPage ? _arenaFirstPage : found + pages;

@@ -105,17 +105,21 @@ internal sealed class LogCleaner
                 }
             }
         }, (ownBlock, stubLength) => copy[ownBlock] += stubLength, (ownBlock, blocks) => freed[ownBlock] += blocks.Sum(b => b.Pages) * FormatConstants.PageSize);
-        long bestGain = long.MinValue, f = 0, cp = 0, pl = 0;
+        long bestGain = long.MinValue, bestScore = long.MinValue, f = 0, cp = 0, pl = 0;
         int best = 0;
         for (int k = 0; k < n; k++)
         {
             f += freed[k];
             cp += copy[k];
             pl += payload[k];
-            // What the copy takes is whole pages (one fresh block when it fits): the gain is counted in them.
+            // What the copy takes is whole pages (one fresh block when it fits): the gain is counted in them. The
+            // prefix chosen weighs the copying too, so a log whose dead part is its oldest is cleaned only that far
+            // (blocks that are all live add nothing but work).
             long gain = f - (cp == 0 ? 0 : FormatConstants.AlignUp(cp + BlockHeader.Size, FormatConstants.PageSize));
-            if (gain > bestGain || minGain == long.MinValue)
+            long score = gain - cp / 2;
+            if (score > bestScore || minGain == long.MinValue)
             {
+                bestScore = score;
                 bestGain = gain;
                 best = k + 1;
                 plan.FreedBytes = f;
