@@ -24,7 +24,7 @@ string? tree = Opt("--tree");
 string? only = Opt("--only");
 if (opts.Contains("--help") || opts.Contains("-h"))
 {
-    Console.WriteLine("usage: Daxfs.Branching.Peers [--quick] [--json PATH] [--markdown PATH] [--tree DIR] [--only fork|scaling|read|metadata|edit|lifecycle|agents (comma-separated)]");
+    Console.WriteLine("usage: Daxfs.Branching.Peers [--quick] [--json PATH] [--markdown PATH] [--tree DIR] [--only fork|scaling|read|metadata|edit|lifecycle|agents|space (comma-separated)]");
     return 0;
 }
 bool root = Geteuid() == 0;
@@ -71,6 +71,7 @@ try
     if (Want("edit")) peers.EditCommitAbort();
     if (Want("lifecycle")) peers.MountLifecycle();
     if (Want("agents")) peers.Agents();
+    if (Want("space")) new SpaceScenarios(work, report, quick).Run();
 }
 finally
 {

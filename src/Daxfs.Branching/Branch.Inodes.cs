@@ -17,7 +17,7 @@ public sealed partial class Branch
     private static InodeAttributes Attr(in InodeInfo i) => new(i.Ino, i.Kind, i.Perm, i.Uid, i.Gid, i.Size, i.MtimeNs, i.CtimeNs, i.Nlink, i.AtimeNs, i.Rdev);
 
     /// <summary>The branch's current view, after checking it is usable (re-reading the region if another process changed it).</summary>
-    internal object CurrentViewToken() => ReadView();
+    internal object CurrentViewToken() => ReadView().Token;
 
     internal InodeAttributes GetAttributes(long ino)
     {

@@ -49,6 +49,31 @@ public class CleaningTests
     }
 
     [Fact]
+    public void Random_overwrites_of_an_8_MiB_file_never_fill_a_region_eight_times_its_size()
+    {
+        // What fsx does to a file: 20,000 overwrites of up to 64 KiB (640 MiB written) into a 64 MiB region.
+        using var r = new TempRegion(capacity: 64L << 20);
+        var a = r.Store.Main.Fork("a");
+        var rng = new Random(3);
+        var model = new byte[8 << 20];
+        a.WriteAllBytes("f", model);
+        var buf = new byte[64 << 10];
+        long peak = 0;
+        for (int i = 0; i < 20_000; i++)
+        {
+            int len = rng.Next(1, buf.Length);
+            int off = rng.Next(0, model.Length - len);
+            rng.NextBytes(buf.AsSpan(0, len));
+            a.Write("f", off, buf.AsSpan(0, len));
+            buf.AsSpan(0, len).CopyTo(model.AsSpan(off));
+            peak = Math.Max(peak, Used(r.Store));
+        }
+        Assert.Equal(model, a.ReadAllBytes("f"));
+        Assert.True(peak <= 2 * (8L << 20) + (16L << 20), $"peak arena use {peak} for an 8 MiB file");
+        Assert.Equal(model, r.Reopen().GetBranch("a").ReadAllBytes("f"));
+    }
+
+    [Fact]
     public void Cleaning_keeps_every_file_name_attribute_and_byte()
     {
         using var r = new TempRegion(capacity: 128L << 20);
@@ -113,16 +138,23 @@ public class CleaningTests
         child.Write("g", 0, "child"u8);
         using var other = Store.Open(r.RegionPath); // a second process's picture, built before the cleaning
         Assert.Equal(Filled(400_000, 5), other.GetBranch("child").ReadAllBytes("f"));
+        object token = other.GetBranch("child").CurrentViewToken();
         var report = r.Store.Clean("p");
         Assert.True(report.Cleaned, "nothing cleaned");
+        // The tree is the same, only its bytes moved: a mount's view token stays, so it keeps the kernel's caches.
+        Assert.Same(token, other.GetBranch("child").CurrentViewToken());
         Assert.True(report.FreedBytes >= 3 * 400_000, $"freed {report.FreedBytes}"); // the dead writes outside the tail's block
         // New writes reuse the freed space; both pictures still read the child's file from the parent's copy.
         r.Store.Main.Fork("filler").WriteAllBytes("x", Filled(3_000_000, 0xEE));
         Assert.Equal(Filled(400_000, 5), r.Store.GetBranch("child").ReadAllBytes("f"));
         Assert.Equal(Filled(400_000, 5), other.GetBranch("child").ReadAllBytes("f"));
         Assert.Equal("child", Encoding.UTF8.GetString(other.GetBranch("child").ReadAllBytes("g")));
+        r.Store.GetBranch("child").WriteAllBytes("g", "changed"u8);
+        Assert.NotSame(token, other.GetBranch("child").CurrentViewToken());
+        Assert.Equal("changed", Encoding.UTF8.GetString(other.GetBranch("child").ReadAllBytes("g")));
         other.GetBranch("child").Commit("from the other store");
         Assert.Equal(Filled(400_000, 5), r.Store.Main.ReadAllBytes("f"));
+        Assert.Equal("changed", Encoding.UTF8.GetString(r.Store.Main.ReadAllBytes("g")));
     }
 
     [Fact]

@@ -23,6 +23,17 @@ internal sealed class View
 
     public BaseImage Base { get; }
 
+    private object? _token;
+
+    /// <summary>
+    /// Stands for what the view holds: the view itself, or the token of the view it was built again from with the
+    /// same content (a cleaning moved the bytes, not the tree). A mount compares tokens to tell a change.
+    /// </summary>
+    public object Token => _token ?? this;
+
+    /// <summary>Marks this view as holding what <paramref name="same"/> holds (only the bytes' places differ).</summary>
+    public void SameContentAs(View same) => _token = same.Token;
+
     public LongMapNode<Node>? Nodes { get; }
 
     public long NextIno { get; }

@@ -143,8 +143,12 @@ internal sealed partial class RegionPicture
             if (st is not null && rebuilding)
                 st.View = detached ? VersionView(s.ForkEpoch) : parent!.View; // its log is replayed again from its head
             View? from = null;
+            View? before = null;
+            long beforeTail = 0;
             if (st is not null && !rebuilding && st.Fence is null && (HeadMoved(st, in s) || relogged.Contains(p)))
             {
+                before = st.View;
+                beforeTail = st.Log.Tail;
                 // Its log was cleaned (a new head), or its parent's was: the view is built again on the parent's
                 // view from the head. The old view stays in place until the new one is done, so readers never see a
                 // half-built one.
@@ -166,6 +170,8 @@ internal sealed partial class RegionPicture
             }
             if (st.Fence is null)
                 CatchUp(st, in s, alone, truncated, from);
+            if (before is not null && st.Log.Tail == beforeTail && st.Fence is null && !ReferenceEquals(st.View, before))
+                st.View.SameContentAs(before); // built again on moved bytes, nothing appended: the same tree
         }
 
         // Families, derived fields and names, written back.
