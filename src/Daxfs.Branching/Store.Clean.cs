@@ -15,9 +15,13 @@ namespace Daxfs.Branching;
 /// <param name="CopiedBytes">Bytes of records written again (live payload and metadata).</param>
 /// <param name="FreedBytes">Arena bytes given up (reused once no read lease can still see them).</param>
 /// <param name="Elapsed">Time the cleaning took.</param>
-/// <param name="LockHeld">Time it held the region lock (other processes' changes and re-reads wait only for this).</param>
+/// <param name="LockHeld">Time it held the region lock, all steps together (other processes' changes and re-reads wait only for this).</param>
 public sealed record CleanReport(string Branch, bool Kept, bool Cleaned, long BytesBefore, long BytesAfter, long CopiedBytes, long FreedBytes,
-    TimeSpan Elapsed, TimeSpan LockHeld);
+    TimeSpan Elapsed, TimeSpan LockHeld)
+{
+    /// <summary>Publications the cleaning made (each copies at most 16 MiB, so another process's pause for each stays short).</summary>
+    public int Steps { get; init; } = 1;
+}
 
 public sealed partial class Store
 {
@@ -29,6 +33,12 @@ public sealed partial class Store
 
     /// <summary>A log is first checked for cleaning once it holds this many bytes of records.</summary>
     internal const long AutoCleanFirstCheck = 16L << 20;
+
+    /// <summary>
+    /// The most one cleaning step copies: every other process checksums what it copied when it next reads the
+    /// branch, so a step's pause stays short; a larger cleaning takes several steps.
+    /// </summary>
+    internal const long MaxCopyPerStep = 16L << 20;
 
     /// <summary>Cleaning that gives back less than this (freed minus copied) is not worth its work, when automatic.</summary>
     internal const long AutoCleanMinGain = 4L << 20;
@@ -60,8 +70,35 @@ public sealed partial class Store
         if (name == "main")
             throw new InvalidOperationException("main's log holds only versions and tags; give back its history's space with Compact");
         EnsureCurrent();
-        return CleanState(() => _picture.ByName.TryGetValue(name, out var live) && !live.IsMain ? live : KeptNamed(name), name, whole ? long.MinValue : 1)!;
+        BranchState? Find() => _picture.ByName.TryGetValue(name, out var live) && !live.IsMain ? live : KeptNamed(name);
+        var first = CleanState(Find, name, whole ? long.MinValue : 1)!;
+        if (whole || !first.Cleaned)
+            return first;
+        // Each step copies at most MaxCopyPerStep (so the pause it gives other processes stays short): go on while
+        // steps give back space.
+        var total = first;
+        for (int step = 1; step < MaxCleaningSteps; step++)
+        {
+            // A pause between steps: a process waiting for the region lock (its re-read, its change) gets it, instead
+            // of backing off further while step after step takes the lock.
+            Thread.Sleep(StepPause);
+            var next = CleanState(Find, name, FormatConstants.PageSize)!;
+            if (!next.Cleaned)
+                break;
+            total = total with
+            {
+                BytesAfter = next.BytesAfter, CopiedBytes = total.CopiedBytes + next.CopiedBytes, FreedBytes = total.FreedBytes + next.FreedBytes,
+                Elapsed = total.Elapsed + next.Elapsed, LockHeld = total.LockHeld + next.LockHeld, Steps = total.Steps + 1,
+            };
+        }
+        return total;
     }
+
+    /// <summary>The pause between two steps of one cleaning.</summary>
+    private static readonly TimeSpan StepPause = TimeSpan.FromMilliseconds(5);
+
+    /// <summary>The most steps one on-demand cleaning of a branch takes.</summary>
+    private const int MaxCleaningSteps = 256;
 
     /// <summary>Cleans every live branch and every kept branch (see <see cref="Clean(string)"/>), one at a time.</summary>
     public IReadOnlyList<CleanReport> CleanAll()
@@ -112,9 +149,9 @@ public sealed partial class Store
         finally
         {
             t_cleaning = false;
-            // Checked again only once the log grew by as much as it holds now (at least the first check's size):
-            // a log that is all live costs one walk per doubling.
-            due.NextCleanCheck = due.LogBytes + Math.Max(due.LogBytes, AutoCleanFirstCheck);
+            // Checked again only once the log grew by half of what it holds now (at least the first check's size):
+            // a log that is all live costs one walk per growth by half.
+            due.NextCleanCheck = due.LogBytes + Math.Max(due.LogBytes / 2, AutoCleanFirstCheck);
         }
     }
 
@@ -124,7 +161,7 @@ public sealed partial class Store
         var held = new Stopwatch();
         LogCleaner.Snapshot snap;
         BranchState st;
-        long generation, mergedBytes;
+        long generation, mergedBytes, cleanings;
         var cleaner = new LogCleaner(_region, _allocator.ArenaOffset, _allocator.ArenaEnd);
         LogCleaner.Plan? plan;
         List<(long Offset, long Pages)> runs;
@@ -139,15 +176,21 @@ public sealed partial class Store
                 if (st.Fence is { } fence)
                     throw fence;
                 generation = st.Generation;
+                cleanings = SlotAt(st.Slot).Cleanings;
                 mergedBytes = st.MergedBlocks.Sum(b => b.Pages) * FormatConstants.PageSize;
-                snap = new LogCleaner.Snapshot(st.Log.LogId, st.Log.Head, st.Log.Tail, st.OwnBlocks.ToList(), st.View);
+                var trusted = new Dictionary<long, long>();
+                foreach (var (o, p) in st.OwnBlocks)
+                    trusted[o] = o == st.Log.LastBlock ? st.Log.Tail : o + p * FormatConstants.PageSize;
+                foreach (var (o, p) in st.MergedBlocks)
+                    trusted[o] = o + p * FormatConstants.PageSize;
+                snap = new LogCleaner.Snapshot(st.Log.LogId, st.Log.Head, st.Log.Tail, st.OwnBlocks.ToList(), st.View, trusted);
             }
             long before = snap.Blocks.Sum(b => b.Pages) * FormatConstants.PageSize + mergedBytes;
-            plan = snap.Head == 0 ? null : cleaner.Choose(snap, mergedBytes, minGain);
+            plan = snap.Head == 0 ? null : cleaner.Choose(snap, mergedBytes, minGain, MaxCopyPerStep, anywhere: _super.FormatVersion >= FormatConstants.SpaceVersion);
             if (plan is not null && auto && plan.FreedBytes - plan.CopyBytes < plan.CopyBytes)
                 plan = null; // more live than dead in the best prefix: not worth it yet
             if (plan is null)
-                return new CleanReport(st.Name, st.Kept, false, before, before, 0, 0, clock.Elapsed, held.Elapsed);
+                return new CleanReport(st.Name, st.Kept, false, before, before, 0, 0, clock.Elapsed, held.Elapsed) { Steps = 0 };
             held.Start();
             runs = Locked(() =>
             {
@@ -169,7 +212,7 @@ public sealed partial class Store
             leased = false;
             lease.Dispose(); // the copy is done; the publication checks the branch is still the one copied
             held.Start();
-            bool published = Locked(() => Publish(st, generation, snap, plan, runs, result));
+            bool published = Locked(() => Publish(st, generation, cleanings, snap, plan, runs, result));
             held.Stop();
             BranchState now = st.Kept ? (_picture.Kept.TryGetValue(st.Slot, out var k) ? k : st) : st;
             long after = now.AllBlocks().Sum(b => b.Pages) * FormatConstants.PageSize;
@@ -225,11 +268,12 @@ public sealed partial class Store
     /// parked for read leases, and this store's picture of the branch (and of what was forked from it) is rebuilt.
     /// Otherwise the fresh blocks are given back and false returned.
     /// </summary>
-    private bool Publish(BranchState st, long generation, LogCleaner.Snapshot snap, LogCleaner.Plan plan, List<(long Offset, long Pages)> runs,
+    private bool Publish(BranchState st, long generation, long cleanings, LogCleaner.Snapshot snap, LogCleaner.Plan plan, List<(long Offset, long Pages)> runs,
         (long Head, long LastRecordEnd, List<(long Offset, long Pages)> Written, List<(long Offset, long Pages)> Unused, List<(long Offset, long Pages)> Merged) result)
     {
         ref var slot = ref SlotAt(st.Slot);
         bool same = st.Generation == generation && slot.Generation == generation && slot.LogId == snap.LogId && slot.Head == snap.Head && slot.Tail != 0
+            && slot.Cleanings == cleanings
             && (st.Kept ? slot.State == (uint)SlotState.Kept && _picture.Kept.TryGetValue(st.Slot, out var k) && ReferenceEquals(k, st)
                         : slot.State == (uint)SlotState.Live && ReferenceEquals(_picture.Slots[st.Slot], st) && st.Status == BranchState.StatusLive);
         if (!same)
@@ -243,14 +287,29 @@ public sealed partial class Store
         FaultPoints.Hit("clean.written");
         // The synced tail names a record end in the chain; if it lay in the replaced part it moves to the copy's end.
         long synced = slot.SyncedTail;
-        bool syncedInPrefix = synced != 0 && snap.Blocks.Take(plan.Blocks).Any(b => synced > b.Offset && synced <= b.Offset + b.Pages * FormatConstants.PageSize);
+        var replaced = snap.Blocks.Take(plan.Blocks).Skip(plan.First).ToList();
+        bool syncedInPrefix = synced != 0 && replaced.Any(b => synced > b.Offset && synced <= b.Offset + b.Pages * FormatConstants.PageSize);
         if (syncedInPrefix)
         {
             Volatile.Write(ref slot.SyncedTail, 0); // none, for the instant between: never one the chain does not reach
             if (durable) _region.Flush(SlotOffset(st.Slot), BranchSlot.Size);
         }
-        Volatile.Write(ref slot.Head, result.Head); // the commit point
-        if (durable) _region.Flush(SlotOffset(st.Slot), BranchSlot.Size);
+        if (_super.FormatVersion >= FormatConstants.SpaceVersion)
+        {
+            // First the slot's cleaning count: every other process walks the log again, and a cleaning planned on
+            // the chain as it was finds the count moved and gives up. (Moved alone, by a crash here, it costs a walk.)
+            Volatile.Write(ref slot.Cleanings, cleanings + 1);
+            if (durable) _region.Flush(SlotOffset(st.Slot), BranchSlot.Size);
+        }
+        if (plan.First == 0)
+            Volatile.Write(ref slot.Head, result.Head); // the commit point
+        else
+            Volatile.Write(ref _region.Word(plan.Before + BlockHeader.NextOffset), result.Head); // the commit point: the block before the run links to the copy
+        if (durable)
+        {
+            if (plan.First != 0) _region.Flush(plan.Before, BlockHeader.Size);
+            _region.Flush(SlotOffset(st.Slot), BranchSlot.Size);
+        }
         FaultPoints.Hit("clean.published");
         if (syncedInPrefix && result.LastRecordEnd != 0)
         {
@@ -258,9 +317,10 @@ public sealed partial class Store
             if (durable) _region.Flush(SlotOffset(st.Slot), BranchSlot.Size);
         }
         foreach (var (o, p) in result.Unused) _allocator.Free(o, p);
-        var retired = snap.Blocks.Take(plan.Blocks).ToList();
+        var retired = replaced;
         retired.AddRange(result.Merged);
         _changes.Leases.Park(retired);
+        _picture.TrustWritten(result.Written); // written and checksummed here: the rebuild need not check them again
         _picture.Sync(alone: false, tookOver: false); // rebuilds the branch (and what was forked from it) on the new head
         return true;
     }

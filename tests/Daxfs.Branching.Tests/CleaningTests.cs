@@ -158,6 +158,32 @@ public class CleaningTests
     }
 
     [Fact]
+    public void A_dead_run_in_the_middle_of_a_log_is_cut_out_and_the_live_blocks_around_it_stay_where_they_are()
+    {
+        using var r = new TempRegion(capacity: 128L << 20);
+        r.Store.AutoClean = false;
+        var a = r.Store.Main.Fork("a");
+        a.WriteAllBytes("front", Filled(2 << 20, 1));                      // live, at the head
+        for (int i = 0; i < 4; i++) a.WriteAllBytes("churn", Filled(2 << 20, (byte)(10 + i)));
+        a.Delete("churn");                                                  // a dead run in the middle
+        a.WriteAllBytes("back", Filled(2 << 20, 2));                       // live, before the tail
+        a.WriteAllBytes("tail", "t"u8);
+        using var other = Store.Open(r.RegionPath);
+        string before = Tree(other);
+        var report = r.Store.Clean("a");
+        Assert.True(report.Cleaned);
+        Assert.True(report.FreedBytes >= 4L * (2 << 20), $"freed {report.FreedBytes}");
+        Assert.True(report.CopiedBytes < 1 << 20, $"copied {report.CopiedBytes}: the live blocks around the dead run were copied too");
+        Assert.Equal(before, Tree(r.Store));
+        Assert.Equal(before, Tree(other)); // the other store walks the log again (the slot's cleaning count moved)
+        r.Store.Main.Fork("filler").WriteAllBytes("x", Filled(8 << 20, 0xEE)); // reuse what was freed
+        Assert.Equal(Filled(2 << 20, 1), other.GetBranch("a").ReadAllBytes("front"));
+        Assert.Equal(Filled(2 << 20, 2), other.GetBranch("a").ReadAllBytes("back"));
+        var v = r.Reopen().Verify();
+        Assert.Empty(v.Damage);
+    }
+
+    [Fact]
     public void A_kept_branch_is_cleaned_and_still_rebases()
     {
         using var r = new TempRegion(capacity: 128L << 20);

@@ -67,6 +67,9 @@ internal sealed class BranchState
     public long Records;
     public long LogBytes;
 
+    /// <summary>The slot's cleaning count when this process last walked the log (format version 4 on).</summary>
+    public long Cleanings;
+
     /// <summary>The <see cref="LogBytes"/> at which this process next checks whether the log is worth cleaning (0: not set yet).</summary>
     public long NextCleanCheck;
 

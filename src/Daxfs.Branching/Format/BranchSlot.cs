@@ -62,6 +62,11 @@ internal unsafe struct BranchSlot
     [FieldOffset(84)] public uint IdentityCrc;
     [FieldOffset(FlagsOffset)] public uint Flags;
 
+    /// <summary>Version 4 on: how many cleanings replaced a part of this log after its first block (section 10.1 of format.md).</summary>
+    [FieldOffset(CleaningsOffset)] public long Cleanings;
+
+    public const int CleaningsOffset = 168;
+
     public const int FlagsOffset = 88;
 
     /// <summary><see cref="Flags"/> bit: the branch was forked from version <see cref="ForkEpoch"/> of main, not from main's current state.</summary>

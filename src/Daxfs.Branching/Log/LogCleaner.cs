@@ -5,10 +5,11 @@ using Daxfs.Branching.Media;
 namespace Daxfs.Branching.Log;
 
 /// <summary>
-/// Cleans a prefix of one branch's log: the records of its first blocks (and of the logs merged into it
+/// Cleans a run of one branch's log: the records of some of its blocks (and of the logs merged into it
 /// there) are written again into fresh blocks, with every write cut down to the bytes the branch's view
-/// still reads, and the fresh blocks are linked in front of the first block kept. Publishing is one store
-/// of the slot's head (<see cref="Store"/> does it); until then nothing written here is reachable.
+/// still reads, and the fresh blocks are linked in front of the first block kept after them. Publishing is
+/// one store (<see cref="Store"/> does it): of the slot's head when the run starts at the head, else of the
+/// link of the block before the run. Until then nothing written here is reachable.
 /// </summary>
 /// <remarks>
 /// <para>
@@ -49,13 +50,18 @@ internal sealed class LogCleaner
     /// <param name="Tail">Its tail then.</param>
     /// <param name="Blocks">Its blocks in chain order, up to the one holding the tail.</param>
     /// <param name="View">The branch's view at that tail.</param>
-    public sealed record Snapshot(long LogId, long Head, long Tail, IReadOnlyList<(long Offset, long Pages)> Blocks, View View);
+    /// <param name="Trusted">Blocks this process already validated (its own and merged logs up to the tail): walked without checksums again.</param>
+    public sealed record Snapshot(long LogId, long Head, long Tail, IReadOnlyList<(long Offset, long Pages)> Blocks, View View, IReadOnlyDictionary<long, long> Trusted);
 
     /// <summary>The prefix chosen and what cleaning it costs and gives.</summary>
     public sealed class Plan
     {
-        /// <summary>Own blocks replaced (the first <c>Count</c> of the chain).</summary>
+        /// <summary>The first own block replaced (its index in the chain); 0: the replaced part starts at the head.</summary>
+        public int First;
+        /// <summary>The end of the replaced own blocks (index of the first block kept after them).</summary>
         public int Blocks;
+        /// <summary>The block before the replaced part, whose link is moved (0 when the part starts at the head).</summary>
+        public long Before;
         /// <summary>The first own block kept: the fresh blocks link to it.</summary>
         public long Continue;
         /// <summary>Bytes of records written again (headers included).</summary>
@@ -73,11 +79,14 @@ internal sealed class LogCleaner
     }
 
     /// <summary>
-    /// Walks every block but the one holding the tail and chooses the prefix whose cleaning gives back most
-    /// (freed minus copied). Returns null when no prefix gives back at least <paramref name="minGain"/> bytes.
-    /// With <paramref name="minGain"/> <see cref="long.MinValue"/>, the whole log but the tail's block (tests).
+    /// Walks every block but the one holding the tail and chooses the run of blocks whose cleaning gives back most
+    /// for what it copies (it scores freed − copied − copied / 2, in whole pages), copying at most
+    /// <paramref name="maxCopy"/> bytes (at least one block). With <paramref name="anywhere"/> false the run starts at
+    /// the head (a region of format version 3, whose slot has no cleaning count). Returns null when no run gives back
+    /// at least <paramref name="minGain"/> bytes. With <paramref name="minGain"/> <see cref="long.MinValue"/>, every
+    /// block but the tail's (tests).
     /// </summary>
-    public Plan? Choose(Snapshot s, long mergedBytes, long minGain)
+    public Plan? Choose(Snapshot s, long mergedBytes, long minGain, long maxCopy, bool anywhere)
     {
         int n = s.Blocks.Count - 1; // the tail's block is never replaced
         var plan = new Plan { LogBytesBefore = s.Blocks.Sum(b => b.Pages) * FormatConstants.PageSize + mergedBytes };
@@ -89,7 +98,7 @@ internal sealed class LogCleaner
         long largest = 0;
         for (int i = 0; i < n; i++)
             freed[i] = s.Blocks[i].Pages * FormatConstants.PageSize;
-        Walk(s, n, (ownBlock, c, pieces) =>
+        Walk(s, 0, n, (ownBlock, c, pieces) =>
         {
             if (pieces is null)
             {
@@ -105,39 +114,55 @@ internal sealed class LogCleaner
                 }
             }
         }, (ownBlock, stubLength) => copy[ownBlock] += stubLength, (ownBlock, blocks) => freed[ownBlock] += blocks.Sum(b => b.Pages) * FormatConstants.PageSize);
-        long bestGain = long.MinValue, bestScore = long.MinValue, f = 0, cp = 0, pl = 0;
-        int best = 0;
-        for (int k = 0; k < n; k++)
-        {
-            f += freed[k];
-            cp += copy[k];
-            pl += payload[k];
-            // What the copy takes is whole pages (one fresh block when it fits): the gain is counted in them. The
-            // prefix chosen weighs the copying too, so a log whose dead part is its oldest is cleaned only that far
-            // (blocks that are all live add nothing but work).
-            long gain = f - (cp == 0 ? 0 : FormatConstants.AlignUp(cp + BlockHeader.Size, FormatConstants.PageSize));
-            long score = gain - cp / 2;
-            if (score > bestScore || minGain == long.MinValue)
-            {
-                bestScore = score;
-                bestGain = gain;
-                best = k + 1;
-                plan.FreedBytes = f;
-                plan.CopyBytes = cp;
-                plan.PayloadBytes = pl;
-            }
-        }
         plan.DeadBytes = freed.Sum() - copy.Sum();
-        if (minGain != long.MinValue && bestGain < Math.Max(1, minGain))
-            return null;
-        plan.Blocks = best;
-        plan.Continue = s.Blocks[best].Offset;
         plan.LargestRecord = largest;
+        if (minGain == long.MinValue)
+        {
+            Fill(plan, 0, n, freed, copy, payload);
+        }
+        else
+        {
+            long bestScore = long.MinValue, bestGain = 0;
+            int bestFirst = 0, bestEnd = 0;
+            for (int a = 0; a < (anywhere ? n : 1); a++)
+            {
+                long f = 0, cp = 0;
+                for (int b = a; b < n; b++)
+                {
+                    if (b > a && cp + copy[b] > maxCopy)
+                        break;
+                    f += freed[b];
+                    cp += copy[b];
+                    // The copy takes whole pages (one fresh block when it fits): the gain is counted in them. The score
+                    // weighs the copying too, so all-live blocks at the ends of the run are left where they are.
+                    long gain = f - (cp == 0 ? 0 : FormatConstants.AlignUp(cp + BlockHeader.Size, FormatConstants.PageSize));
+                    long score = gain - cp / 2;
+                    if (score > bestScore)
+                    {
+                        (bestScore, bestGain, bestFirst, bestEnd) = (score, gain, a, b + 1);
+                    }
+                }
+            }
+            if (bestGain < Math.Max(1, minGain))
+                return null;
+            Fill(plan, bestFirst, bestEnd, freed, copy, payload);
+        }
+        plan.Continue = s.Blocks[plan.Blocks].Offset;
+        plan.Before = plan.First == 0 ? 0 : s.Blocks[plan.First - 1].Offset;
         return plan;
     }
 
+    private static void Fill(Plan plan, int first, int end, long[] freed, long[] copy, long[] payload)
+    {
+        plan.First = first;
+        plan.Blocks = end;
+        plan.FreedBytes = freed[first..end].Sum();
+        plan.CopyBytes = copy[first..end].Sum();
+        plan.PayloadBytes = payload[first..end].Sum();
+    }
+
     /// <summary>
-    /// Writes the plan's prefix into <paramref name="runs"/> (fresh, unreachable arena runs this process
+    /// Writes the plan's run into <paramref name="runs"/> (fresh, unreachable arena runs this process
     /// reserved). Returns the first fresh block (or the kept block itself when nothing needed copying), the
     /// end of the last record written (0 if none), the fresh blocks, the parts of the runs left unused, and
     /// the blocks of the logs merged in the prefix.
@@ -148,7 +173,7 @@ internal sealed class LogCleaner
         var w = new BlockWriter(_region, s.LogId, runs);
         var merged = new List<(long, long)>();
         var rec = new Rec();
-        Walk(s, plan.Blocks, (_, c, pieces) =>
+        Walk(s, plan.First, plan.Blocks, (_, c, pieces) =>
         {
             if (pieces is null)
             {
@@ -184,16 +209,16 @@ internal sealed class LogCleaner
     }
 
     /// <summary>
-    /// Walks the first <paramref name="ownBlocks"/> blocks of the log and every log merged there, depth-first.
+    /// Walks blocks <paramref name="first"/> to <paramref name="ownBlocks"/> (exclusive) of the log and every log merged there, depth-first.
     /// <paramref name="onRecord"/> gets each record to copy: with null pieces to copy it whole, or a write's live
     /// pieces (file offset, length, region source); <paramref name="onStub"/> the length of the merge stub a
     /// top-level merge becomes (and <paramref name="stub"/>, when given, writes it after the merged records);
     /// <paramref name="onMergedBlocks"/> the blocks of each merged log once it is done.
     /// </summary>
-    private void Walk(Snapshot s, int ownBlocks, Action<int, LogCursor, List<(long FileOffset, long Length, long Source)>?> onRecord,
+    private void Walk(Snapshot s, int first, int ownBlocks, Action<int, LogCursor, List<(long FileOffset, long Length, long Source)>?> onRecord,
         Action<int, long> onStub, Action<int, List<(long Offset, long Pages)>> onMergedBlocks, Action<LogCursor, Rec>? stub = null)
     {
-        var own = new LogCursor(_region, _arenaStart, _arenaEnd, new LogRef(s.LogId, s.Head, s.Tail));
+        var own = new LogCursor(_region, _arenaStart, _arenaEnd, new LogRef(s.LogId, s.Blocks[first].Offset, s.Tail)) { Trusted = s.Trusted };
         long stop = s.Blocks[ownBlocks].Offset;
         var stack = new Stack<(LogCursor Cursor, Rec? Stub, LogCursor? Parent)>();
         stack.Push((own, null, null));
@@ -217,7 +242,7 @@ internal sealed class LogCleaner
             {
                 if (c.Offset >= stop && c.Offset < stop + s.Blocks[ownBlocks].Pages * FormatConstants.PageSize)
                     break; // the first kept block
-                ownIndex = c.Blocks.Count - 1;
+                ownIndex = first + c.Blocks.Count - 1;
                 if (ownIndex >= ownBlocks)
                     break;
             }
@@ -235,7 +260,7 @@ internal sealed class LogCleaner
                 }
                 if (stack.Count > FormatConstants.MaxMergeNesting)
                     ThrowHelper.Corrupt("record", c.Offset, "merges nested too deep");
-                stack.Push((new LogCursor(_region, _arenaStart, _arenaEnd, r.Logs[0]), isOwn ? r : null, c));
+                stack.Push((new LogCursor(_region, _arenaStart, _arenaEnd, r.Logs[0]) { Trusted = s.Trusted }, isOwn ? r : null, c));
                 continue;
             }
             if (kind != RecordKind.Write)

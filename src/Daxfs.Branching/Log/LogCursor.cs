@@ -74,6 +74,13 @@ internal sealed unsafe class LogCursor
 
     public ReadOnlySpan<byte> Body => _region.Span(BodyOffset, (int)Header.BodyLength);
 
+    /// <summary>
+    /// Blocks whose records this process already validated, each with the end of what it validated: a record
+    /// inside that range is not checksummed again (a branch walked again after a cleaning moved its head: the
+    /// blocks it kept, and the ones this process wrote). Every bound is still checked.
+    /// </summary>
+    public IReadOnlyDictionary<long, long>? Trusted { get; init; }
+
     /// <summary>Blocks visited so far (each one belongs to this log).</summary>
     public List<(long Offset, long Pages)> Blocks { get; } = [];
 
@@ -149,9 +156,12 @@ internal sealed unsafe class LogCursor
             Fail(_pos, $"body length {Header.BodyLength} does not fit record length {Header.Length}");
         if (Header.LogId != _ref.LogId)
             Fail(_pos, $"record belongs to log {Header.LogId}, not {_ref.LogId}");
-        uint crc = ComputeCrc(_region, _pos, Header.Length);
-        if (crc != Header.Crc)
-            Fail(_pos, $"record checksum mismatch (stored {Header.Crc:X8}, computed {crc:X8})");
+        if (Trusted is null || !Trusted.TryGetValue(_block, out long trustedEnd) || _pos + Header.Length > trustedEnd)
+        {
+            uint crc = ComputeCrc(_region, _pos, Header.Length);
+            if (crc != Header.Crc)
+                Fail(_pos, $"record checksum mismatch (stored {Header.Crc:X8}, computed {crc:X8})");
+        }
         _pos += Header.Length;
         ValidEnd = _pos;
         if (_pos == Mark)

@@ -39,6 +39,10 @@ internal sealed partial class RegionPicture
     public RecoveryReport? Sync(bool alone, bool tookOver)
     {
         PickUpCapacity(); // before anything is checked against the arena's bounds
+        _trusted.Clear();
+        foreach (var (o, p) in _trustNext)
+            _trusted[o] = o + p * FormatConstants.PageSize;
+        _trustNext.Clear();
         var truncated = new List<string>();
         var invalidated = new List<string>();
         int released = 0;
@@ -170,6 +174,7 @@ internal sealed partial class RegionPicture
             }
             if (st.Fence is null)
                 CatchUp(st, in s, alone, truncated, from);
+            st.Cleanings = s.Cleanings;
             if (before is not null && st.Log.Tail == beforeTail && st.Fence is null && !ReferenceEquals(st.View, before))
                 st.View.SameContentAs(before); // built again on moved bytes, nothing appended: the same tree
         }
@@ -234,6 +239,7 @@ internal sealed partial class RegionPicture
             _allocator.Recount();
         }
 
+        _trusted.Clear(); // trusted for the walks of this re-read only
         if (_opened)
             return null;
         _opened = true;
@@ -260,11 +266,15 @@ internal sealed partial class RegionPicture
                 Kept.Remove(i);
             else if (k.Fence is null && (HeadMoved(k, in s) || relogged.Contains((int)s.ParentSlot)))
             {
+                TrustValidated(k);
                 Kept.Remove(i); // cleaned (or its kept parent was): built again below, from its head
                 relogged.Add(i);
             }
             else if (k.Fence is null)
+            {
                 CatchUp(k, in s, alone, truncated); // records another process wrote before the commit that kept it
+                k.Cleanings = s.Cleanings;
+            }
         }
         var order = Enumerable.Range(1, (int)count - 1).Where(i => SlotAt(i).State == (uint)SlotState.Kept && !Kept.ContainsKey(i))
             .OrderBy(i => SlotAt(i).Depth).ToList();
@@ -299,6 +309,7 @@ internal sealed partial class RegionPicture
             st.Kept = true;
             st.Status = BranchState.StatusInvalidated;
             CatchUp(st, in s, alone, truncated);
+            st.Cleanings = s.Cleanings;
             Kept[i] = st;
         }
     }
@@ -326,12 +337,35 @@ internal sealed partial class RegionPicture
         st.Parent?.Children.Remove(st);
     }
 
-    /// <summary>True when the slot's log starts at another block than the one this process replayed it from: a cleaning moved its head.</summary>
-    private static bool HeadMoved(BranchState st, in BranchSlot s) => st.Log.Head != 0 && s.Tail != 0 && s.Head != st.Log.Head;
+    /// <summary>True when a cleaning replaced part of the slot's log since this process walked it: its head moved, or (version 4 on) its cleaning count.</summary>
+    private static bool HeadMoved(BranchState st, in BranchSlot s) => st.Log.Head != 0 && s.Tail != 0 && (s.Head != st.Log.Head || s.Cleanings != st.Cleanings);
+
+    /// <summary>
+    /// Blocks this process validated (a branch's own blocks up to its tail, and the logs merged into it), and
+    /// blocks a cleaning of this process wrote (<see cref="TrustWritten"/>): walking them again after a cleaning
+    /// skips their checksums.
+    /// </summary>
+    private readonly Dictionary<long, long> _trusted = [];
+
+    /// <summary>Blocks a cleaning of this process wrote, to trust in the next re-read (it starts with them).</summary>
+    private readonly List<(long Offset, long Pages)> _trustNext = [];
+
+    /// <summary>Blocks this process's cleaning just wrote and checksummed itself, trusted by the re-read that follows.</summary>
+    public void TrustWritten(IEnumerable<(long Offset, long Pages)> blocks) => _trustNext.AddRange(blocks);
+
+    /// <summary>What this process validated of <paramref name="st"/>'s logs stays trusted for the walk that follows (the blocks a cleaning kept are walked again).</summary>
+    private void TrustValidated(BranchState st)
+    {
+        foreach (var (o, p) in st.OwnBlocks)
+            _trusted[o] = o == st.Log.LastBlock ? st.Log.Tail : o + p * FormatConstants.PageSize;
+        foreach (var (o, p) in st.MergedBlocks)
+            _trusted[o] = o + p * FormatConstants.PageSize;
+    }
 
     /// <summary>Forgets what this process replayed of a branch's log (not its view), so the next catch-up walks it from its head.</summary>
-    private static void ResetLog(BranchState st)
+    private void ResetLog(BranchState st)
     {
+        TrustValidated(st);
         st.Log.Resume(0, 0, 0, 0);
         st.OwnBlocks.Clear();
         st.MergedBlocks.Clear();
@@ -423,7 +457,7 @@ internal sealed partial class RegionPicture
         CorruptionException? failure = null;
         try
         {
-            cursor = log.Head == 0 ? new LogCursor(_region, _allocator.ArenaOffset, _allocator.ArenaEnd, logRef) { Mark = s.SyncedTail }
+            cursor = log.Head == 0 ? new LogCursor(_region, _allocator.ArenaOffset, _allocator.ArenaEnd, logRef) { Mark = s.SyncedTail, Trusted = _trusted.Count > 0 ? _trusted : null }
                 : new LogCursor(_region, _allocator.ArenaOffset, _allocator.ArenaEnd, logRef, log.LastBlock, log.Tail);
         }
         catch (CorruptionException e) when (log.Head == 0)
@@ -686,6 +720,6 @@ internal sealed partial class RegionPicture
         MergedLogs.Add(r.LogId);
         if (r.IsEmpty)
             return;
-        stack.Push(Cursor(r));
+        stack.Push(_trusted.Count > 0 ? new LogCursor(_region, _allocator.ArenaOffset, _allocator.ArenaEnd, r) { Trusted = _trusted } : Cursor(r));
     }
 }
