@@ -46,6 +46,12 @@ Console.WriteLine($"machine: {string.Join("; ", machine.Select(kv => $"{kv.Key} 
 bool Want(string s) => only is null || only.Split(',').Contains(s);
 try
 {
+    if (only == "space")
+    {
+        // Space needs no workspace: it builds its own regions, one at a time.
+        new SpaceScenarios(work, report, quick).Run();
+        return Finish();
+    }
     string ws = Path.Combine(work, "ws");
     long wsBytes;
     if (tree is not null)
@@ -77,12 +83,17 @@ finally
 {
     Cleanup(work);
 }
-Console.WriteLine();
-string md = report.Markdown("ours");
-Console.WriteLine(md);
-if (markdownPath is not null) File.WriteAllText(markdownPath, md);
-if (jsonPath is not null) report.WriteJson(jsonPath, "ours", machine);
-return 0;
+return Finish();
+
+int Finish()
+{
+    Console.WriteLine();
+    string md = report.Markdown("ours");
+    Console.WriteLine(md);
+    if (markdownPath is not null) File.WriteAllText(markdownPath, md);
+    if (jsonPath is not null) report.WriteJson(jsonPath, "ours", machine);
+    return 0;
+}
 
 static void Cleanup(string work)
 {

@@ -17,7 +17,9 @@ internal sealed class SpaceScenarios(string work, Report report, bool quick)
     private Store Fresh(string name, long capacity)
     {
         string path = Path.Combine(work, name + ".daxfs");
-        File.Delete(path);
+        foreach (var old in Directory.GetFiles(work, "*.daxfs"))
+            File.Delete(old); // one region at a time: the machine's memory is the limit here
+        Directory.CreateDirectory(work);
         return Store.Create(path, new BaseImageBuilder().AddFile("README.md", "space\n"u8), new StoreOptions { Capacity = capacity });
     }
 
@@ -67,7 +69,7 @@ internal sealed class SpaceScenarios(string work, Report report, bool quick)
         var sizes = Enumerable.Range(0, outputs).Select(_ => rng.Next(64 << 10, 4 << 20)).ToArray();
         long live = sizes.Sum(x => (long)x);
         var buffer = new byte[4 << 20];
-        using var s = Fresh("agent-loop", 4L << 30);
+        using var s = Fresh("agent-loop", 2L << 30);
         var b = s.Main.Fork("agent");
         long max = 0;
         var clock = Stopwatch.StartNew();
@@ -101,7 +103,7 @@ internal sealed class SpaceScenarios(string work, Report report, bool quick)
         var chunk = new byte[4 * MiB];
         for (int round = 0; round < (quick ? 2 : 3); round++)
         {
-            using var s = Fresh("clean", (files * 4 * MiB) * 3 + 256 * MiB);
+            using var s = Fresh("clean", files * 4 * MiB * 2 + 512 * MiB);
             s.AutoClean = false;
             var b = s.Main.Fork("agent");
             // Live and dead interleaved, block by block: every step must copy (half of what it frees).
@@ -161,7 +163,7 @@ internal sealed class SpaceScenarios(string work, Report report, bool quick)
         long history = quick ? 256 * MiB : 1024 * MiB;
         int files = 64;
         int fileSize = (int)(history / 4 / files);
-        using var s = Fresh("compact", history * 3);
+        using var s = Fresh("compact", history + history / 2 + 256 * MiB);
         var data = new byte[fileSize];
         for (int v = 0; v < 4; v++)
         {
