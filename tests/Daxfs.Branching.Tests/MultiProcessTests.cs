@@ -106,7 +106,7 @@ public class MultiProcessTests(ITestOutputHelper output)
             ("commit-parent.published", "commit-parent"), ("commit-parent.invalidating", "commit-parent"),
             ("abort.top-ended", "abort"), ("discard.ended", "discard"), ("reclaim.freeing", "reclaim"),
             ("compact.written", "compact"), ("compact.published", "compact"), ("discard-kept.freed", "discard-kept"),
-            ("clean.written", "clean"), ("clean.published", "clean"),
+            ("clean.written", "clean"), ("clean.published", "clean"), ("resize.extended", "resize"),
         })
             yield return [point, op];
     }
@@ -211,6 +211,13 @@ public class MultiProcessTests(ITestOutputHelper output)
                 Assert.Equal("A", Text(s.Main, "a.txt"));
                 Assert.Equal("A", Text(s.AtVersion(1), "a.txt"));
                 Assert.Equal(50_000, s.Main.Stat("big.bin").Size);
+                break;
+            case "resize":
+                // Killed after the file grew and the new pages were freed, before the capacity word: the old size stands.
+                Assert.Equal(64L << 20, s.Usage.Capacity);
+                Assert.True(new FileInfo(r.RegionPath).Length >= 64L << 20);
+                Assert.Equal("A", Text(s.GetBranch("a"), "a.txt"));
+                Assert.Equal(128L << 20, s.Resize(128L << 20).NewCapacity); // and growing again works
                 break;
             case "clean":
                 // The writes before it stand; the cleaning is whole or absent, and either way the branch reads the same.

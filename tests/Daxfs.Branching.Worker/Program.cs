@@ -68,6 +68,9 @@ internal static class Ops
                 }
                 s.Clean("a");
                 break;
+            case "resize":
+                s.Resize(s.Usage.Capacity * 2);
+                break;
             case "discard-kept":
                 s.GetBranch("a").Commit("keeps p, c and c2");
                 s.DiscardInvalidated("p");
