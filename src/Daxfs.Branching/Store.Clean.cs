@@ -2,6 +2,7 @@ using System.Diagnostics;
 using Daxfs.Branching.Branching;
 using Daxfs.Branching.Coordination;
 using Daxfs.Branching.Format;
+using Daxfs.Branching.Index;
 using Daxfs.Branching.Log;
 
 namespace Daxfs.Branching;
@@ -199,7 +200,7 @@ public sealed partial class Store
                 finally { _allocator.UseReserve = false; }
             });
             held.Stop();
-            (long Head, long LastRecordEnd, List<(long Offset, long Pages)> Written, List<(long Offset, long Pages)> Unused, List<(long Offset, long Pages)> Merged) result;
+            LogCleaner.Result result;
             try
             {
                 result = cleaner.Write(snap, plan, runs);
@@ -269,7 +270,7 @@ public sealed partial class Store
     /// Otherwise the fresh blocks are given back and false returned.
     /// </summary>
     private bool Publish(BranchState st, long generation, long cleanings, LogCleaner.Snapshot snap, LogCleaner.Plan plan, List<(long Offset, long Pages)> runs,
-        (long Head, long LastRecordEnd, List<(long Offset, long Pages)> Written, List<(long Offset, long Pages)> Unused, List<(long Offset, long Pages)> Merged) result)
+        LogCleaner.Result result)
     {
         ref var slot = ref SlotAt(st.Slot);
         bool same = st.Generation == generation && slot.Generation == generation && slot.LogId == snap.LogId && slot.Head == snap.Head && slot.Tail != 0
@@ -320,8 +321,32 @@ public sealed partial class Store
         var retired = replaced;
         retired.AddRange(result.Merged);
         _changes.Leases.Park(retired);
-        _picture.TrustWritten(result.Written); // written and checksummed here: the rebuild need not check them again
-        _picture.Sync(alone: false, tookOver: false); // rebuilds the branch (and what was forked from it) on the new head
+
+        // This store's picture follows without a replay: the copied bytes' extents move to the copy in the views of
+        // the branch and of what was forked from it (where they still point at the old bytes), and the log's
+        // bookkeeping takes the new blocks in place of the old ones.
+        var affected = st.Kept
+            ? _picture.Kept.Values.Where(k => { for (var a = k; a is not null; a = a.Parent) if (ReferenceEquals(a, st)) return true; return false; }).ToList()
+            : st.SelfAndDescendants().ToList();
+        foreach (var b in affected)
+        {
+            var before = b.View;
+            var moved = ViewOps.MoveExtents(before, result.Moves);
+            if (!ReferenceEquals(moved, before))
+            {
+                moved.SameContentAs(before);
+                b.View = moved;
+            }
+        }
+        st.OwnBlocks.RemoveRange(plan.First, plan.Blocks - plan.First);
+        st.OwnBlocks.InsertRange(plan.First, result.Written);
+        foreach (var m in result.Merged)
+            st.MergedBlocks.Remove(m);
+        if (plan.First == 0)
+            st.Log.Resume(result.Head, st.Log.LastBlock, st.Log.LastBlockEnd, st.Log.Tail);
+        st.Records += result.NewRecords - result.OldRecords;
+        st.LogBytes += result.NewBytes - result.OldBytes;
+        st.Cleanings = slot.Cleanings;
         return true;
     }
 }

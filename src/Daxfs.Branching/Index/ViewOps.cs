@@ -345,4 +345,45 @@ internal static class ViewOps
         nodes = LongMap.Set(LongMap.Set(nodes, first, a), second, b);
         return v.With(nodes, v.NextIno);
     }
+
+    /// <summary>
+    /// The view with each moved run of bytes (a cleaning's copy) served from its new place: for every move, the
+    /// bytes of the file the view still maps to the old place now map to the new one. Sizes, times and everything
+    /// else stay; bytes the view maps elsewhere (overwritten since) are left alone. Returns the view itself when
+    /// nothing of it moved.
+    /// </summary>
+    public static View MoveExtents(View v, IReadOnlyList<(long Ino, long FileOffset, long Length, long From, long To)> moves)
+    {
+        var nodes = v.Nodes;
+        bool changed = false;
+        var pieces = new List<(long At, long Length, long To)>();
+        foreach (var group in moves.GroupBy(m => m.Ino))
+        {
+            if (!LongMap.TryGet(nodes, group.Key, out var node) || node.Kind != NodeKind.File)
+                continue;
+            var extents = node.Extents;
+            pieces.Clear();
+            foreach (var (_, fileOffset, length, from, to) in group)
+            {
+                long end = fileOffset + length;
+                var e = LongMap.Floor(extents, fileOffset);
+                if (e is null || e.Key + e.Value.Length <= fileOffset)
+                    e = LongMap.Ceiling(extents, fileOffset);
+                while (e is not null && e.Key < end)
+                {
+                    long a = Math.Max(e.Key, fileOffset), b = Math.Min(e.Key + e.Value.Length, end);
+                    if (b > a && e.Value.Source + (a - e.Key) == from + (a - fileOffset))
+                        pieces.Add((a, b - a, to + (a - fileOffset)));
+                    e = LongMap.Ceiling(extents, e.Key + 1);
+                }
+            }
+            if (pieces.Count == 0)
+                continue;
+            foreach (var (at, length, to) in pieces)
+                extents = ExtentMap.Write(extents, at, length, to);
+            nodes = LongMap.Set(nodes, group.Key, node with { Extents = extents });
+            changed = true;
+        }
+        return changed ? v.With(nodes, v.NextIno) : v;
+    }
 }

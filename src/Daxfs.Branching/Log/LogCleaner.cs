@@ -161,17 +161,32 @@ internal sealed class LogCleaner
         plan.PayloadBytes = payload[first..end].Sum();
     }
 
+    /// <summary>What writing a plan's run produced.</summary>
+    public sealed class Result
+    {
+        /// <summary>The first fresh block (or the kept block itself when nothing needed copying).</summary>
+        public long Head;
+        /// <summary>The end of the last record written (0 if none).</summary>
+        public long LastRecordEnd;
+        /// <summary>The fresh blocks, in chain order.</summary>
+        public List<(long Offset, long Pages)> Written = [];
+        /// <summary>The parts of the reserved runs left unused.</summary>
+        public List<(long Offset, long Pages)> Unused = [];
+        /// <summary>The blocks of the logs merged in the run.</summary>
+        public List<(long Offset, long Pages)> Merged = [];
+        /// <summary>Each write's bytes that moved: inode, file offset, length, old and new region offset.</summary>
+        public List<(long Ino, long FileOffset, long Length, long From, long To)> Moves = [];
+        /// <summary>Change records (and their bytes) the run held, and the ones written for them.</summary>
+        public long OldRecords, OldBytes, NewRecords, NewBytes;
+    }
+
     /// <summary>
-    /// Writes the plan's run into <paramref name="runs"/> (fresh, unreachable arena runs this process
-    /// reserved). Returns the first fresh block (or the kept block itself when nothing needed copying), the
-    /// end of the last record written (0 if none), the fresh blocks, the parts of the runs left unused, and
-    /// the blocks of the logs merged in the prefix.
+    /// Writes the plan's run into <paramref name="runs"/> (fresh, unreachable arena runs this process reserved).
     /// </summary>
-    public (long Head, long LastRecordEnd, List<(long Offset, long Pages)> Written, List<(long Offset, long Pages)> Unused, List<(long Offset, long Pages)> Merged)
-        Write(Snapshot s, Plan plan, IReadOnlyList<(long Offset, long Pages)> runs)
+    public Result Write(Snapshot s, Plan plan, IReadOnlyList<(long Offset, long Pages)> runs)
     {
         var w = new BlockWriter(_region, s.LogId, runs);
-        var merged = new List<(long, long)>();
+        var result = new Result();
         var rec = new Rec();
         Walk(s, plan.First, plan.Blocks, (_, c, pieces) =>
         {
@@ -180,6 +195,8 @@ internal sealed class LogCleaner
                 long at = w.Reserve((RecordKind)c.Header.Kind, c.Header.TimeNs, (int)c.Header.BodyLength);
                 c.Body.CopyTo(_region.WritableSpan(at + RecordHeader.Size, (int)c.Header.BodyLength));
                 w.Seal(at);
+                result.NewRecords++;
+                result.NewBytes += c.Header.Length;
                 return;
             }
             RecordCodec.Decode(rec, RecordKind.Write, c.Header.TimeNs, c.Offset, c.Body, c.BodyOffset);
@@ -194,18 +211,25 @@ internal sealed class LogCleaner
                     RecordCodec.EncodeWriteHeader(body, rec.Ino, fileOffset + done);
                     _region.Span(source + done, part).CopyTo(body[RecordCodec.WritePayloadOffset..]);
                     w.Seal(at);
+                    result.Moves.Add((rec.Ino, fileOffset + done, part, source + done, at + RecordHeader.Size + RecordCodec.WritePayloadOffset));
+                    result.NewRecords++;
+                    result.NewBytes += _region.At<RecordHeader>(at).Length;
                     done += part;
                 }
             }
-        }, (_, _) => { }, (_, blocks) => merged.AddRange(blocks), stub: (c, r) =>
+        }, (_, _) => { }, (_, blocks) => result.Merged.AddRange(blocks), stub: (c, r) =>
         {
             int len = RecordCodec.EncodeMerge(default, new LogRef(r.Logs[0].LogId, 0, 0), r.Epoch, r.Message);
             long at = w.Reserve(RecordKind.Merge, c.Header.TimeNs, len);
             RecordCodec.EncodeMerge(_region.WritableSpan(at + RecordHeader.Size, len), new LogRef(r.Logs[0].LogId, 0, 0), r.Epoch, r.Message);
             w.Seal(at);
+        }, onChange: c =>
+        {
+            result.OldRecords++;
+            result.OldBytes += c.Header.Length;
         });
-        var (head, end, written, unused) = w.Finish(plan.Continue);
-        return (head, end, written, unused, merged);
+        (result.Head, result.LastRecordEnd, result.Written, result.Unused) = w.Finish(plan.Continue);
+        return result;
     }
 
     /// <summary>
@@ -216,7 +240,8 @@ internal sealed class LogCleaner
     /// <paramref name="onMergedBlocks"/> the blocks of each merged log once it is done.
     /// </summary>
     private void Walk(Snapshot s, int first, int ownBlocks, Action<int, LogCursor, List<(long FileOffset, long Length, long Source)>?> onRecord,
-        Action<int, long> onStub, Action<int, List<(long Offset, long Pages)>> onMergedBlocks, Action<LogCursor, Rec>? stub = null)
+        Action<int, long> onStub, Action<int, List<(long Offset, long Pages)>> onMergedBlocks, Action<LogCursor, Rec>? stub = null,
+        Action<LogCursor>? onChange = null)
     {
         var own = new LogCursor(_region, _arenaStart, _arenaEnd, new LogRef(s.LogId, s.Blocks[first].Offset, s.Tail)) { Trusted = s.Trusted };
         long stop = s.Blocks[ownBlocks].Offset;
@@ -247,6 +272,8 @@ internal sealed class LogCleaner
                     break;
             }
             var kind = (RecordKind)c.Header.Kind;
+            if (kind != RecordKind.Merge)
+                onChange?.Invoke(c);
             if (kind == RecordKind.Merge)
             {
                 var r = new Rec();

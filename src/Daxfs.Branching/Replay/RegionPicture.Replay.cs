@@ -40,9 +40,6 @@ internal sealed partial class RegionPicture
     {
         PickUpCapacity(); // before anything is checked against the arena's bounds
         _trusted.Clear();
-        foreach (var (o, p) in _trustNext)
-            _trusted[o] = o + p * FormatConstants.PageSize;
-        _trustNext.Clear();
         var truncated = new List<string>();
         var invalidated = new List<string>();
         int released = 0;
@@ -341,17 +338,10 @@ internal sealed partial class RegionPicture
     private static bool HeadMoved(BranchState st, in BranchSlot s) => st.Log.Head != 0 && s.Tail != 0 && (s.Head != st.Log.Head || s.Cleanings != st.Cleanings);
 
     /// <summary>
-    /// Blocks this process validated (a branch's own blocks up to its tail, and the logs merged into it), and
-    /// blocks a cleaning of this process wrote (<see cref="TrustWritten"/>): walking them again after a cleaning
-    /// skips their checksums.
+    /// Blocks this process validated (a branch's own blocks up to its tail, and the logs merged into it): walking
+    /// them again after another process's cleaning skips their checksums.
     /// </summary>
     private readonly Dictionary<long, long> _trusted = [];
-
-    /// <summary>Blocks a cleaning of this process wrote, to trust in the next re-read (it starts with them).</summary>
-    private readonly List<(long Offset, long Pages)> _trustNext = [];
-
-    /// <summary>Blocks this process's cleaning just wrote and checksummed itself, trusted by the re-read that follows.</summary>
-    public void TrustWritten(IEnumerable<(long Offset, long Pages)> blocks) => _trustNext.AddRange(blocks);
 
     /// <summary>What this process validated of <paramref name="st"/>'s logs stays trusted for the walk that follows (the blocks a cleaning kept are walked again).</summary>
     private void TrustValidated(BranchState st)
