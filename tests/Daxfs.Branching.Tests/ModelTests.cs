@@ -143,6 +143,7 @@ public class ModelTests(ITestOutputHelper output)
             int rebases = _opCounts.GetValueOrDefault("rebase") + _opCounts.GetValueOrDefault("rebase-conflict") + _opCounts.GetValueOrDefault("rebase-overlap-ok");
             Assert.True(ops < 10_000 || rebases >= 10, $"only {rebases} rebases of kept branches");
             Assert.True(ops < 10_000 || _opCounts.GetValueOrDefault("clean-done") >= 5, $"only {_opCounts.GetValueOrDefault("clean-done")} logs cleaned");
+            Assert.True(ops < 10_000 || _opCounts.GetValueOrDefault("resize") >= 3, $"only {_opCounts.GetValueOrDefault("resize")} resizes");
         }
 
         private void Count(string op) => _opCounts[op] = _opCounts.GetValueOrDefault(op) + 1;
@@ -173,9 +174,21 @@ public class ModelTests(ITestOutputHelper output)
             return FileOp();
         }
 
+        /// <summary>Grows the region by a few MiB: nothing any branch reads may change, and the new space is used.</summary>
+        private IEnumerable<MBranch> Resize()
+        {
+            long before = Store.Usage.Capacity;
+            LastOp = $"resize from {before}";
+            Count("resize");
+            Assert.Equal(before + (4L << 20), Store.Resize(before + (4L << 20)).NewCapacity);
+            return _live.Values.ToList();
+        }
+
         /// <summary>Cleans a live or kept branch's log: nothing any branch reads may change.</summary>
         private IEnumerable<MBranch> Clean()
         {
+            if (_rng.Next(8) == 0)
+                return Resize();
             // Logs of more than one block (only those have anything but their tail's block to clean).
             var names = Store.ListBranches().Where(i => i.Name != "main" && (i.Status != BranchStatus.Invalidated || i.Kept) && i.LogBytes > 4000)
                 .Select(i => i.Name).Where(n => _live.ContainsKey(n) || _kept.ContainsKey(n)).ToList();
