@@ -23,6 +23,11 @@ internal static class Demo
     {
         string region = c.Args.Value("--region") ?? Store.DefaultPath($"daxfs-demo-{Environment.ProcessId}");
         bool keep = c.Args.Flag("--keep");
+        bool force = c.Args.Flag("--force");
+        // The demo builds its own region and removes it afterwards: it never touches a file already there unless told.
+        if (!force && (File.Exists(region) || new FileInfo(region).LinkTarget is not null || Directory.Exists(region)))
+            throw new IOException($"{region}: a file is already there; the demo builds a region of its own and removes it afterwards, so give another --region, or --force to replace that file");
+        bool created = false;
         var o = Output.Out;
         try
         {
@@ -33,7 +38,8 @@ internal static class Demo
                 .AddFile("tests/test_calc.py", "from src.calc import add\nassert add(2, 3) == 5\nassert add(-1, 1) == 0\n"u8)
                 .AddFile("data/weights.bin", new byte[4 << 20]);
             var sw = Stopwatch.StartNew();
-            using var store = Store.Create(region, image, new StoreOptions { Capacity = 128L << 20, Overwrite = true });
+            using var store = Store.Create(region, image, new StoreOptions { Capacity = 128L << 20, Overwrite = force });
+            created = true;
             o.MarkupLine($"1. built region [blue]{Output.Escape(region)}[/] with a {store.Usage.BaseInodes}-entry workspace ({Output.Bytes(store.Usage.BaseImageBytes)}) in {sw.Elapsed.TotalMilliseconds:0.0} ms");
             o.MarkupLine($"   main: src/calc.py says [yellow]{Output.Escape(Text(store.Main, "src/calc.py").Split('\n')[1].Trim())}[/]; the test expects add(2, 3) == 5");
 
@@ -98,7 +104,7 @@ internal static class Demo
         }
         finally
         {
-            if (!keep && File.Exists(region))
+            if (created && !keep && File.Exists(region))
                 File.Delete(region);
         }
         o.MarkupLine(keep ? $"kept the region: try [blue]daxfs log -r {Output.Escape(region)}[/]" : "removed the region (pass --keep to keep it)");

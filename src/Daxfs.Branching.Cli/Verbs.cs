@@ -146,8 +146,9 @@ internal static class Verbs
             1, 1, MountVerbs.Mount, UsesBranch: true),
         new("unmount", "unmount MOUNTPOINT", "Unmounts a mounted branch (also clears the mount of a server that crashed).",
             "daxfs unmount /mnt/agent", [], 1, 1, MountVerbs.Unmount, UsesRegion: false),
-        new("demo", "demo [--region PATH] [--keep]", "Forks a workspace three ways, lets three agents edit it, commits the one that passes its check.",
-            "daxfs demo", [new("--keep", null, null, "keep the region file at the end")], 0, 0, Demo.Run, UsesRegion: true),
+        new("demo", "demo [--region PATH] [--keep] [--force]", "Forks a workspace three ways, lets three agents edit it, commits the one that passes its check.",
+            "daxfs demo", [new("--keep", null, null, "keep the region file at the end"),
+                           new("--force", "-f", null, "replace a file already at --region (without it the demo refuses to touch one)")], 0, 0, Demo.Run, UsesRegion: true),
     ];
 
     public static (Verb Verb, int Words)? Find(IReadOnlyList<string> args)

@@ -218,7 +218,13 @@ public class CliTests
         Assert.True(File.Exists(region));
         var log = Cli.Run(null, "log", "--json", "-r", region);
         Assert.Equal("agent-b", log.Json[0].GetProperty("sourceBranch").GetString());
-        File.Delete(region);
+        // An existing region is never touched without --force: not rebuilt, not removed.
+        long size = new FileInfo(region).Length;
+        Fails(Cli.Run(null, "demo", "-r", region), 1, "already there");
+        Assert.Equal(size, new FileInfo(region).Length);
+        Assert.Equal("agent-b", Cli.Run(null, "log", "--json", "-r", region).Json[0].GetProperty("sourceBranch").GetString());
+        Ok(Cli.Run(null, "demo", "-r", region, "--force"));
+        Assert.False(File.Exists(region));
     }
 
     [Fact]
