@@ -15,7 +15,11 @@ internal static class FileVerbs
         if (!Directory.Exists(source))
             throw new UsageException($"{source}: source directory not found");
         long capacity = c.Args.Value("--capacity") is { } cap ? Args.ParseSize(cap, "--capacity") : 0;
+        if (c.Args.Value("--capacity") is not null && capacity == 0)
+            throw new UsageException("--capacity 0: a region needs a size; leave --capacity out for the default (the base image plus 1 GiB)");
         long maxCapacity = c.Args.Value("--max-capacity") is { } max ? Args.ParseSize(max, "--max-capacity") : 0;
+        if (c.Args.Value("--max-capacity") is not null && maxCapacity == 0)
+            throw new UsageException("--max-capacity 0: give a size, or leave it out for the default (twice the capacity, at least 16G)");
         int slots = (int)(c.Args.Long("--slots") ?? 4096);
         bool force = c.Args.Flag("--force");
         if (File.Exists(region) && !force && new FileInfo(region).LinkTarget is null) // (a link is refused by the create, naming it)

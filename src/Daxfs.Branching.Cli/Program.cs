@@ -30,6 +30,7 @@ public static class Program
 
     internal static int? ExitCodeOf(Exception e) => e switch
     {
+        NotARegionException => Failed,
         CorruptionException or FormatVersionException => Corrupt,
         DaxfsIOException io when io.Error is FileSystemError.InvalidArgument or FileSystemError.NameTooLong => Usage,
         ArgumentException => Usage,

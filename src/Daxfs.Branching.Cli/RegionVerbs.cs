@@ -271,7 +271,7 @@ internal static class RegionVerbs
     public static int Gc(Context c)
     {
         using var store = c.Open();
-        var reports = c.Args.Positional.Count == 0 ? store.CleanAll() : c.Args.Positional.Select(store.Clean).ToList();
+        var reports = c.Args.Positional.Count == 0 ? store.CleanAll() : c.Args.Positional.Distinct(StringComparer.Ordinal).Select(store.Clean).ToList();
         if (c.Json)
         {
             Output.WriteJson(reports.Select(r => new

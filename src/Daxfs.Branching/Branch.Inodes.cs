@@ -314,11 +314,7 @@ public sealed partial class Branch
                 ThrowHelper.IO(FileSystemError.NotFound, $"inode {ino}");
             RequireFile(v, ino, $"inode {ino}");
             for (int done = 0; done < data.Length;)
-            {
-                int n = Math.Min(data.Length - done, FormatConstants.MaxWritePayload);
-                Store.EmitWrite(State, ino, offset + done, data.Slice(done, n), $"inode {ino}");
-                done += n;
-            }
+                done += Store.EmitWriteFitting(State, ino, offset + done, data[done..], $"inode {ino}");
         }
         catch (Exception ex) when (Store.PoisonIfBroken(ex))
         {

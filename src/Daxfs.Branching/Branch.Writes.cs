@@ -303,11 +303,7 @@ public sealed partial class Branch
         if (offset > FormatConstants.MaxFileSize - data.Length)
             ThrowHelper.IO(FileSystemError.FileTooLarge, path);
         for (int done = 0; done < data.Length;)
-        {
-            int n = Math.Min(data.Length - done, FormatConstants.MaxWritePayload);
-            v = Store.EmitWrite(State, ino, offset + done, data.Slice(done, n), path);
-            done += n;
-        }
+            done += Store.EmitWriteFitting(State, ino, offset + done, data[done..], path);
     }
 
     /// <summary>Sets the size of file <paramref name="path"/>: shorter drops bytes, longer adds a hole of zeros.</summary>

@@ -69,8 +69,13 @@ public sealed partial class Store
     internal CleanReport Clean(string name, bool whole)
     {
         if (name == "main")
-            throw new InvalidOperationException("main's log holds only versions and tags; give back its history's space with Compact");
+            throw new ArgumentException("main's log holds only versions and tags: its history's space is given back by compaction (daxfs compact), not by cleaning", nameof(name));
         EnsureCurrent();
+        lock (_gate)
+        {
+            if (!_picture.ByName.ContainsKey(name) && KeptNamed(name) is null && _picture.InvalidatedNames.ContainsKey(name))
+                throw new BranchInvalidatedException(name, $"branch '{name}' was invalidated and its log was not kept: it holds no space to clean (discard it to free its slot)");
+        }
         BranchState? Find() => _picture.ByName.TryGetValue(name, out var live) && !live.IsMain ? live : KeptNamed(name);
         var first = CleanState(Find, name, whole ? long.MinValue : 1)!;
         if (whole || !first.Cleaned)
@@ -110,7 +115,7 @@ public sealed partial class Store
         {
             ThrowIfUnusable();
             names = _picture.Slots.Where(s => s is { IsMain: false, Status: BranchState.StatusLive, IsSnapshot: false }).Select(s => s!.Name)
-                .Concat(_picture.Kept.Values.Select(k => k.Name)).Order(StringComparer.Ordinal).ToList();
+                .Concat(_picture.Kept.Values.Select(k => k.Name)).Distinct().Order(StringComparer.Ordinal).ToList();
         }
         var reports = new List<CleanReport>();
         foreach (var n in names)
@@ -141,7 +146,9 @@ public sealed partial class Store
         t_cleaning = true;
         try
         {
-            CleanState(() => ReferenceEquals(_picture.Slots[due.Slot], due) ? due : null, due.Name, AutoCleanMinGain, auto: true);
+            // Short of space, any gain is worth a step (it is what makes the next write fit).
+            long minGain = _allocator.UsableBytes < LowSpace ? FormatConstants.PageSize : AutoCleanMinGain;
+            CleanState(() => ReferenceEquals(_picture.Slots[due.Slot], due) ? due : null, due.Name, minGain, auto: true);
         }
         catch (DaxfsException)
         {
@@ -187,7 +194,18 @@ public sealed partial class Store
                 snap = new LogCleaner.Snapshot(st.Log.LogId, st.Log.Head, st.Log.Tail, st.OwnBlocks.ToList(), st.View, trusted);
             }
             long before = snap.Blocks.Sum(b => b.Pages) * FormatConstants.PageSize + mergedBytes;
-            plan = snap.Head == 0 ? null : cleaner.Choose(snap, mergedBytes, minGain, MaxCopyPerStep, anywhere: _super.FormatVersion >= FormatConstants.SpaceVersion);
+            // A step copies no more than the arena can hold now (the reserve included): in a full region, cleaning
+            // starts with what it can, and each step makes room for the next.
+            long room;
+            lock (_gate)
+            {
+                _allocator.UseReserve = true;
+                room = _allocator.UsableBytes;
+                _allocator.UseReserve = false;
+            }
+            long fits = Math.Max(0, room - room / 16 - (16L << 10)); // less what blocks' headers and ends take
+            plan = snap.Head == 0 ? null : cleaner.Choose(snap, mergedBytes, minGain, MaxCopyPerStep, minGain == long.MinValue ? long.MaxValue : fits,
+                anywhere: _super.FormatVersion >= FormatConstants.SpaceVersion);
             if (plan is not null && auto && plan.FreedBytes - plan.CopyBytes < plan.CopyBytes)
                 plan = null; // more live than dead in the best prefix: not worth it yet
             if (plan is null)
@@ -231,7 +249,8 @@ public sealed partial class Store
     {
         const long page = FormatConstants.PageSize;
         long perRun = BlockHeader.Size + plan.LargestRecord + 64; // a record that does not fit a block's end wastes at most this
-        long minPages = Math.Max(64, FormatConstants.AlignUp(perRun + RecordHeader.Size + RecordCodec.WritePayloadOffset + page, page) / page);
+        // Runs as small as a page or two when that is what there is (a full region), at least what the largest record needs.
+        long minPages = FormatConstants.AlignUp(perRun + RecordHeader.Size + RecordCodec.WritePayloadOffset + page, page) / page;
         var runs = new List<(long, long)>();
         long capacity = 0;
         try

@@ -98,7 +98,9 @@ public sealed partial class Store
             image = new CompactedImage(_picture.VersionView(target));
             pages = FormatConstants.AlignUp(image.Length, FormatConstants.PageSize) / FormatConstants.PageSize;
             if (pages * FormatConstants.PageSize > _allocator.FreeBytes)
-                throw new RegionFullException(pages * FormatConstants.PageSize, _allocator.FreeBytes);
+                throw new RegionFullException(pages * FormatConstants.PageSize, _allocator.FreeBytes,
+                    $"compaction needs {pages * FormatConstants.PageSize} bytes free for the new base image and the arena has {_allocator.FreeBytes}: "
+                    + "clean branch logs (daxfs gc) or discard branches and try again, or grow the region (daxfs resize)");
             try
             {
                 offset = _allocator.Allocate(pages);
@@ -106,7 +108,8 @@ public sealed partial class Store
             catch (RegionFullException)
             {
                 throw new RegionFullException(pages * FormatConstants.PageSize, _allocator.FreeBytes,
-                    $"compaction needs one free run of {pages * FormatConstants.PageSize} bytes for the new base image ({image.Entries} entries, {image.DataBytes} bytes of file data); the arena has {_allocator.FreeBytes} bytes free, but not in one run");
+                    $"compaction needs one free run of {pages * FormatConstants.PageSize} bytes for the new base image ({image.Entries} entries, {image.DataBytes} bytes of file data); the arena has {_allocator.FreeBytes} bytes free, but not in one run: "
+                    + $"clean branch logs (daxfs gc) or discard branches and try again, or grow the region by at least that much (daxfs resize --capacity {FormatConstants.AlignUp(_region.Length + pages * FormatConstants.PageSize, 1L << 20)})");
             }
             _compactionRuns.Add((offset, pages));
         });

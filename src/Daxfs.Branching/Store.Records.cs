@@ -47,6 +47,28 @@ public sealed partial class Store
     /// <summary>Records that give space back (or make it dead, for cleaning to give back): they may use the allocator's reserve.</summary>
     private static bool Frees(RecordKind kind) => kind is RecordKind.Remove or RecordKind.Truncate or RecordKind.Rename or RecordKind.Release or RecordKind.RemoveXattr;
 
+    /// <summary>
+    /// Appends one write record carrying as much of <paramref name="data"/> as fits one block the arena can give (at
+    /// most 64 MiB): when no free run is long enough for all of it (a fragmented arena), a shorter record, down to
+    /// 64 KiB, so a write fails for space only when the space is not there. Returns the bytes written.
+    /// </summary>
+    internal int EmitWriteFitting(BranchState s, long ino, long offset, ReadOnlySpan<byte> data, string path)
+    {
+        int n = Math.Min(data.Length, FormatConstants.MaxWritePayload);
+        while (true)
+        {
+            try
+            {
+                EmitWrite(s, ino, offset, data[..n], path);
+                return n;
+            }
+            catch (RegionFullException) when (n > 64 << 10)
+            {
+                n /= 2; // nothing was published: a reservation that failed changed nothing
+            }
+        }
+    }
+
     private long BeginRecord(BranchState s, RecordKind kind, int bodyLength, out Span<byte> body, out long time)
     {
         time = BaseImageBuilder.NowNs();
@@ -74,7 +96,7 @@ public sealed partial class Store
         s.Records++;
         s.LogBytes += FormatConstants.AlignUp(RecordHeader.Size + bodyLength, 8);
         NoteLogGrowth(s);
-        if (Frees(kind) && _allocator.UsableBytes < LowSpace)
+        if (Frees(kind) && AutoClean && !s.IsMain && _allocator.UsableBytes < LowSpace)
             _cleanDue = s; // space is short and something just died: clean now, so what it held is usable at once
         return next;
     }

@@ -50,9 +50,10 @@ public sealed partial class Store
             if (capacity == old)
                 return new ResizeReport(old, old, MaxCapacity, _allocator.FreeBytes);
             string dir = System.IO.Path.GetDirectoryName(System.IO.Path.GetFullPath(_region.Path)) ?? "/";
-            long free = Libc.FreeBytes(dir);
+            long free = Libc.RoomFor(dir, _region.Kind == RegionKind.Memory);
             if (free >= 0 && capacity - old > free)
-                throw new RegionGrowthException($"{_region.Path}: growing by {capacity - old} bytes ({(capacity - old) >> 20} MiB) needs more than the {free} bytes ({free >> 20} MiB) free on the file system holding {dir}; nothing changed", null);
+                throw new RegionGrowthException($"{_region.Path}: growing by {capacity - old} bytes ({(capacity - old) >> 20} MiB) needs more than the {free} bytes ({free >> 20} MiB) free on the file system holding {dir}"
+                    + (_region.Kind == RegionKind.Memory ? " (and in memory: a tmpfs file takes memory)" : "") + "; nothing changed", null);
             try
             {
                 _region.ExtendFile(capacity, sparse: false);

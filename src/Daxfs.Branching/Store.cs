@@ -117,7 +117,7 @@ public sealed partial class Store : IDisposable
         // growth Resize may add later, which costs a bit per page and address space only.
         long guess = capacity > 0 ? capacity : bitmap + estimate + (1L << 30) + (1L << 20);
         if (options.MaxCapacity < 0 || options.MaxCapacity != 0 && options.MaxCapacity < guess)
-            throw new ArgumentOutOfRangeException(nameof(options), $"MaxCapacity {options.MaxCapacity} is below the capacity {guess}");
+            throw new ArgumentOutOfRangeException(nameof(options), $"the maximum capacity (MaxCapacity, mkfs --max-capacity) {options.MaxCapacity} is below the capacity {guess}");
         bool onDax = Region.KindOf(path) == RegionKind.DaxDevice;
         long coverage = onDax ? guess : options.MaxCapacity != 0 ? options.MaxCapacity : Math.Max(2 * guess, 16L << 30);
         if (!onDax)
@@ -130,7 +130,7 @@ public sealed partial class Store : IDisposable
             capacity = FormatConstants.AlignUp(baseOffset + estimate + (1L << 30), page);
         if (capacity < minimum)
             throw new ArgumentOutOfRangeException(nameof(options),
-                $"{path}: capacity {capacity} bytes is too small; this tree needs at least {minimum} bytes ({minimum >> 20} MiB)");
+                $"{path}: capacity {capacity} bytes is too small; this tree needs at least {minimum} bytes ({minimum >> 20} MiB), an allocation bitmap of {bitmapBytes} bytes for growth up to {coverage} bytes included");
         capacity = capacity / page * page;
 
         // A file region is built under a temporary name beside the path and renamed over it only once whole: a
@@ -226,7 +226,7 @@ public sealed partial class Store : IDisposable
         string dir = System.IO.Path.GetDirectoryName(System.IO.Path.GetFullPath(path)) ?? "/";
         if (!Directory.Exists(dir))
             return; // the create names the missing directory
-        long free = Libc.FreeBytes(dir), total = Libc.TotalBytes(dir);
+        long free = Libc.RoomFor(dir, Region.KindOf(path) == RegionKind.Memory), total = Libc.TotalBytes(dir);
         long existing = File.Exists(path) ? new FileInfo(path).Length : 0; // a region replaced gives its space back
         if (!sparse && free >= 0 && capacity > free + existing)
             throw new IOException($"{path}: a capacity of {capacity} bytes ({capacity >> 20} MiB) is more than the {free} bytes ({free >> 20} MiB) free on the file system holding {dir}: choose a smaller --capacity, or another place");
@@ -358,10 +358,17 @@ public sealed partial class Store : IDisposable
     private static Superblock ValidateSuperblock(Region region)
     {
         if (region.Length < FormatConstants.PageSize)
-            ThrowHelper.Corrupt("superblock", 0, $"region of {region.Length} bytes is too small to hold a region header");
+            throw new NotARegionException(region.Path);
         var sb = region.At<Superblock>(0);
         if (sb.Magic != Superblock.MagicValue)
-            ThrowHelper.Corrupt("superblock", 0, "bad magic: not a daxfs region, or its creation did not finish");
+        {
+            // A region whose superblock alone is damaged still has its control block: that is damage (exit 3). A file
+            // with neither is not a region at all (a typo'd path, another file): said so.
+            bool control = region.Length >= FormatConstants.ControlOffset + 8 && region.At<ulong>(FormatConstants.ControlOffset) == ControlBlock.MagicValue;
+            if (!control)
+                throw new NotARegionException(region.Path);
+            ThrowHelper.Corrupt("superblock", 0, "bad magic: the control block is a region's, so its superblock is damaged (or its creation did not finish)");
+        }
         uint crc = Crc32C.Compute(region.Span(0, 252));
         if (crc != sb.Crc)
             ThrowHelper.Corrupt("superblock", 0, $"checksum mismatch (stored {sb.Crc:X8}, computed {crc:X8})");

@@ -352,7 +352,24 @@ public class CliTests
         Ok(again);
         Assert.Contains("agent: nothing worth cleaning", again.Out, StringComparison.Ordinal);
         Fails(ws.Run("gc", "nope"), 1, "nope");
+        Fails(ws.Run("gc", "main"), 2, "daxfs compact"); // main's history is compaction's
+        Assert.Single(ws.Run("gc", "agent", "agent", "--json").Json.EnumerateArray()); // named twice, cleaned once
         Ok(ws.Run("verify"));
+    }
+
+    [Fact]
+    public void A_file_that_is_not_a_region_is_said_to_be_one_exit_1_and_capacity_0_is_refused()
+    {
+        using var ws = new Workspace();
+        string notRegion = Path.Combine(ws.Root, "notes.txt");
+        Directory.CreateDirectory(ws.Root);
+        File.WriteAllText(notRegion, new string('x', 10_000));
+        Fails(Cli.Run(null, "ls", "/", "-r", notRegion), 1, "not a daxfs region");
+        string empty = Path.Combine(ws.Root, "empty.daxfs");
+        File.WriteAllBytes(empty, []);
+        Fails(Cli.Run(null, "ls", "/", "-r", empty), 1, "not a daxfs region");
+        Fails(Cli.Run(null, "mkfs", ws.Source, "-r", ws.Region, "--capacity", "0"), 2, "--capacity 0");
+        Assert.False(File.Exists(ws.Region));
     }
 
     [Fact]

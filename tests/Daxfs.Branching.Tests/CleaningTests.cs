@@ -257,6 +257,6 @@ public class CleaningTests
         Assert.False(reports[1].Cleaned);
         Assert.Equal(reports[1].BytesBefore, reports[1].BytesAfter);
         Assert.Throws<BranchNotFoundException>(() => r.Store.Clean("nope"));
-        Assert.Throws<InvalidOperationException>(() => r.Store.Clean("main"));
+        Assert.Throws<ArgumentException>(() => r.Store.Clean("main"));
     }
 }

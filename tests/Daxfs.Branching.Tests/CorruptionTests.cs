@@ -65,7 +65,7 @@ public class CorruptionTests
         var ex = Assert.Throws<FormatVersionException>(() => Store.Open(r.RegionPath));
         Assert.Equal(99u, ex.Found);
         File.WriteAllBytes(r.RegionPath, new byte[100]);
-        Assert.Throws<CorruptionException>(() => Store.Open(r.RegionPath));
+        Assert.Throws<NotARegionException>(() => Store.Open(r.RegionPath)); // no header: not a region at all
         File.Delete(r.RegionPath);
         Assert.Throws<FileNotFoundException>(() => Store.Open(r.RegionPath));
     }
@@ -129,7 +129,8 @@ public class CorruptionTests
             {
                 File.WriteAllBytes(path, original.AsSpan(0, (int)len).ToArray());
                 var ex = Record.Exception(() => Store.Open(path).Dispose());
-                Assert.True(ex is CorruptionException, $"truncated to {len}: {ex?.GetType().Name}: {ex?.Message}");
+                // Cut below its first page, a region cannot be told from a file that never was one.
+                Assert.True(ex is CorruptionException || len < 4096 && ex is NotARegionException, $"truncated to {len}: {ex?.GetType().Name}: {ex?.Message}");
             }
         }
         finally

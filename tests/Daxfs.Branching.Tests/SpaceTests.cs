@@ -139,6 +139,33 @@ public class SpaceTests
         Assert.Empty(v.Damage);
     }
 
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void In_a_full_region_removing_every_second_file_makes_room_that_cleaning_gives_back_step_by_step(bool automatic)
+    {
+        using var r = new TempRegion(capacity: 32L << 20);
+        r.Store.AutoClean = automatic; // on demand, the cleaning must manage with the little room a full region has
+        var b = r.Store.Main.Fork("b");
+        int n = 0;
+        Assert.Throws<RegionFullException>((Action)(() =>
+        {
+            for (; n < 100; n++) b.ReplaceFile($"m{n}", Filled(1_000_000, (byte)n));
+        }));
+        for (int i = 0; i < n; i += 2) b.Delete($"m{i}");
+        if (!automatic)
+        {
+            Assert.Throws<RegionFullException>(() => b.ReplaceFile("big", Filled(3_000_000, 1)));
+            var report = r.Store.Clean("b");
+            Assert.True(report.Cleaned, "nothing cleaned in a full region");
+            Assert.True(report.FreedBytes >= (n / 2 - 2) * 1_000_000L, $"freed {report.FreedBytes} after removing {n / 2} files of 1 MB");
+        }
+        b.ReplaceFile("big", Filled(3_000_000, 1)); // automatic: the removals made room at once
+        for (int i = 1; i < n; i += 2)
+            Assert.Equal(Filled(1_000_000, (byte)i), b.ReadAllBytes($"m{i}"));
+        Assert.Empty(r.Reopen().Verify().Damage);
+    }
+
     [Fact]
     public void A_capacity_beyond_the_file_system_is_refused_before_anything_is_written()
     {

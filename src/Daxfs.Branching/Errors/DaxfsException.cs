@@ -43,6 +43,17 @@ public sealed class CorruptionException : DaxfsException
     public string Detail { get; }
 }
 
+/// <summary>The file is not a region at all: it holds neither a region's superblock nor its control block.</summary>
+public sealed class NotARegionException : DaxfsException
+{
+    /// <summary>Creates the exception.</summary>
+    public NotARegionException(string path)
+        : base($"{path}: not a daxfs region (no region header at its start; make one with daxfs mkfs)") => Path = path;
+
+    /// <summary>The file.</summary>
+    public string Path { get; }
+}
+
 /// <summary>The region was written by a format version this library does not read.</summary>
 public sealed class FormatVersionException : DaxfsException
 {

@@ -81,12 +81,12 @@ internal sealed class LogCleaner
     /// <summary>
     /// Walks every block but the one holding the tail and chooses the run of blocks whose cleaning gives back most
     /// for what it copies (it scores freed − copied − copied / 2, in whole pages), copying at most
-    /// <paramref name="maxCopy"/> bytes (at least one block). With <paramref name="anywhere"/> false the run starts at
+    /// <paramref name="maxCopy"/> bytes (one block alone may copy more) and never more than <paramref name="maxRoom"/>. With <paramref name="anywhere"/> false the run starts at
     /// the head (a region of format version 3, whose slot has no cleaning count). Returns null when no run gives back
     /// at least <paramref name="minGain"/> bytes. With <paramref name="minGain"/> <see cref="long.MinValue"/>, every
     /// block but the tail's (tests).
     /// </summary>
-    public Plan? Choose(Snapshot s, long mergedBytes, long minGain, long maxCopy, bool anywhere)
+    public Plan? Choose(Snapshot s, long mergedBytes, long minGain, long maxCopy, long maxRoom, bool anywhere)
     {
         int n = s.Blocks.Count - 1; // the tail's block is never replaced
         var plan = new Plan { LogBytesBefore = s.Blocks.Sum(b => b.Pages) * FormatConstants.PageSize + mergedBytes };
@@ -129,7 +129,8 @@ internal sealed class LogCleaner
                 long f = 0, cp = 0;
                 for (int b = a; b < n; b++)
                 {
-                    if (b > a && cp + copy[b] > maxCopy)
+                    // A run copies at most maxCopy (one block alone may copy more), and never more than there is room for.
+                    if (cp + copy[b] > (b > a ? Math.Min(maxCopy, maxRoom) : maxRoom))
                         break;
                     f += freed[b];
                     cp += copy[b];

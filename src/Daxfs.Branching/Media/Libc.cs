@@ -150,6 +150,34 @@ internal static partial class Libc
         return StatVfs(path, buffer) == 0 ? (long)(buffer[1] * buffer[4]) : -1;
     }
 
+    /// <summary>
+    /// Bytes a new file can really take on the file system holding <paramref name="path"/>, or -1: its free bytes,
+    /// and on a memory file system (tmpfs) no more than the memory the kernel says is available, since tmpfs counts
+    /// its size against memory that other processes use too.
+    /// </summary>
+    public static long RoomFor(string path, bool memory)
+    {
+        long free = FreeBytes(path);
+        if (!memory)
+            return free;
+        long available = AvailableMemory();
+        return free < 0 ? available : available < 0 ? free : Math.Min(free, available);
+    }
+
+    /// <summary>MemAvailable of /proc/meminfo in bytes, or -1.</summary>
+    public static long AvailableMemory()
+    {
+        try
+        {
+            foreach (var line in File.ReadLines("/proc/meminfo"))
+                if (line.StartsWith("MemAvailable:", StringComparison.Ordinal))
+                    return long.Parse(line["MemAvailable:".Length..].Trim().Split(' ')[0], System.Globalization.CultureInfo.InvariantCulture) * 1024;
+        }
+        catch (IOException) { }
+        catch (FormatException) { }
+        return -1;
+    }
+
     /// <summary>Bytes of the whole file system holding <paramref name="path"/>, or -1.</summary>
     public static unsafe long TotalBytes(string path)
     {

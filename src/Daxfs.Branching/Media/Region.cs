@@ -256,7 +256,7 @@ internal sealed unsafe class Region : IDisposable
         {
             long size = kind == RegionKind.DaxDevice ? DaxDeviceSize(path) : RandomAccess.GetLength(handle);
             if (size <= 0)
-                throw new CorruptionException("region file", 0, $"{path} is empty: not a region");
+                throw new NotARegionException(path);
             return Map(handle, path, size, kind, snapshot);
         }
         catch

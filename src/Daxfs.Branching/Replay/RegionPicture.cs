@@ -80,7 +80,7 @@ internal sealed partial class RegionPicture
         long at = FormatConstants.ControlOffset + ControlBlock.CapacityOffset;
         long coverage = super.BitmapLength * 8 * FormatConstants.PageSize;
         if (grown % FormatConstants.PageSize != 0 || grown < super.Capacity || grown > coverage || grown > mapped)
-            ThrowHelper.Corrupt("control block", at, $"capacity word {grown} is not a page multiple between the superblock's {super.Capacity} and the {Math.Min(coverage, mapped)} bytes the bitmap and mapping cover");
+            ThrowHelper.Corrupt("control block", at, $"capacity word {grown} out of range: it must be a multiple of 4096 between the superblock's capacity {super.Capacity} and the {Math.Min(coverage, mapped)} bytes the bitmap and mapping cover");
         long file = region.FileLength;
         if (file < grown)
             ThrowHelper.Corrupt("region file", file, $"{region.Path} holds {file} bytes but the region grew to {grown}: it was truncated, and what lay past byte {file} is gone");
