@@ -60,7 +60,11 @@ public static class Program
         }
         if (args[0] == "--version")
         {
-            Console.Out.WriteLine($"daxfs {typeof(Store).Assembly.GetName().Version}");
+            // The package version (the build's source revision, after a '+', is left out).
+            string version = typeof(Store).Assembly.GetCustomAttributes(typeof(System.Reflection.AssemblyInformationalVersionAttribute), false)
+                .OfType<System.Reflection.AssemblyInformationalVersionAttribute>().FirstOrDefault()?.InformationalVersion.Split('+')[0]
+                ?? typeof(Store).Assembly.GetName().Version?.ToString() ?? "unknown";
+            Console.Out.WriteLine($"daxfs {version}");
             return Ok;
         }
         var found = Verbs.Find(args) ?? throw new UsageException($"unknown command '{string.Join(' ', args.TakeWhile(a => !a.StartsWith('-')).Take(2))}'");
