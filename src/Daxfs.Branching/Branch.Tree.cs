@@ -24,6 +24,27 @@ public sealed partial class Branch
         return DiffEngine.Compare(Store.OlderViewOf(State), v);
     }
 
+    /// <summary>
+    /// Removes the temporary directories <paramref name="prefix"/>PID-… in <paramref name="parent"/> that exports killed
+    /// part way left: those whose process is gone. (One whose number another process took since stays.)
+    /// </summary>
+    private static void RemoveAbandonedExports(string parent, string prefix)
+    {
+        List<string> stale;
+        try { stale = Directory.EnumerateDirectories(parent, prefix + "*").ToList(); }
+        catch (IOException) { return; }
+        catch (UnauthorizedAccessException) { return; }
+        foreach (var dir in stale)
+        {
+            string rest = Path.GetFileName(dir)[prefix.Length..];
+            int dash = rest.IndexOf('-', StringComparison.Ordinal);
+            if (dash <= 0 || !int.TryParse(rest[..dash], System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out int pid)
+                || Libc.ProcessExists(pid) || new DirectoryInfo(dir).LinkTarget is not null)
+                continue;
+            try { Directory.Delete(dir, recursive: true); } catch (IOException) { } catch (UnauthorizedAccessException) { }
+        }
+    }
+
     /// <summary>What <paramref name="newer"/> has that this branch does not (this branch is the older side).</summary>
     public IReadOnlyList<Change> DiffTo(Branch newer)
     {
@@ -37,7 +58,9 @@ public sealed partial class Branch
     /// Writes this branch's whole tree into <paramref name="destination"/> (created; it must not exist or be
     /// empty): directories, files (holes stay holes), symlinks, modes and modification times, and owners when
     /// run as root. Everything is created relative to directory descriptors, never through a symbolic link, so
-    /// another user cannot redirect the export while it runs.
+    /// another user cannot redirect the export while it runs. The tree is written into a temporary directory
+    /// beside the destination (<c>.NAME.exporting-…</c>) and renamed into place once whole, so an export that
+    /// fails or is killed leaves the destination as it was; a failed one removes its temporary directory.
     /// </summary>
     public void Export(string destination, IProgress<ExportProgress>? progress = null)
     {
@@ -59,20 +82,48 @@ public sealed partial class Branch
         bool root = Libc.Geteuid() == 0;
         long entries = 0, bytes = 0;
         var last = DateTime.MinValue;
-        using var top = DirectoryWriter.CreateRoot(destination);
         // Inodes with several names (hard links): the first name made is held open, and each later name is
         // linked to it, so the export has one inode with all its names, as the branch does.
         // A descriptor is held only while names of its inode are still to come.
         var held = new Dictionary<long, (Microsoft.Win32.SafeHandles.SafeFileHandle Fd, int Left)>();
+        string full = Path.GetFullPath(destination);
+        string parent = Path.GetDirectoryName(full) ?? "/";
+        string prefix = $".{Path.GetFileName(full)}.exporting-";
+        RemoveAbandonedExports(parent, prefix);
+        string building = Path.Combine(parent, $"{prefix}{Environment.ProcessId}-{Guid.NewGuid():N}");
+        bool done = false;
         try
         {
-            ExportDirectory(v, View.RootIno, top, root, ref entries, ref bytes);
+            using (var top = DirectoryWriter.CreateRoot(building))
+                ExportTree(top);
+            // One rename puts the whole tree in place (over an empty directory, or where nothing was).
+            if (Libc.Rename(building, full) != 0)
+            {
+                int errno = System.Runtime.InteropServices.Marshal.GetLastPInvokeError();
+                throw new IOException($"{destination}: cannot move the exported tree into place from {building} (errno {errno}); the destination is as it was");
+            }
+            done = true;
         }
         finally
         {
-            foreach (var h in held.Values) h.Fd.Dispose();
+            if (!done)
+            {
+                try { Directory.Delete(building, recursive: true); } catch (IOException) { } catch (UnauthorizedAccessException) { }
+            }
         }
         progress?.Report(new ExportProgress(entries, bytes, totalEntries, totalBytes));
+
+        void ExportTree(DirectoryWriter top)
+        {
+            try
+            {
+                ExportDirectory(v, View.RootIno, top, root, ref entries, ref bytes);
+            }
+            finally
+            {
+                foreach (var h in held.Values) h.Fd.Dispose();
+            }
+        }
 
         void Report(long e, long b)
         {

@@ -121,7 +121,10 @@ public sealed partial class Store : IDisposable
         bool onDax = Region.KindOf(path) == RegionKind.DaxDevice;
         long coverage = onDax ? guess : options.MaxCapacity != 0 ? options.MaxCapacity : Math.Max(2 * guess, 16L << 30);
         if (!onDax)
+        {
+            Region.RemoveAbandonedBuilds(path); // what killed builds of this path left (on tmpfs, memory): before the room is counted
             CheckRoom(path, guess, options.Sparse);
+        }
         long bitmapBytes = FormatConstants.AlignUp((coverage / page + 7) / 8 + 8, page);
         long baseOffset = bitmap + bitmapBytes;
         const long minArena = 1L << 20;
@@ -142,6 +145,11 @@ public sealed partial class Store : IDisposable
         string building = onDevice ? path : System.IO.Path.Combine(System.IO.Path.GetDirectoryName(System.IO.Path.GetFullPath(path)) ?? ".",
             $".{System.IO.Path.GetFileName(path)}.building-{Guid.NewGuid():N}");
         var region = Region.Create(building, capacity, overwrite: false, reserve: !options.Sparse);
+        if (!onDevice && !region.TryLock(Region.BuildingLockByte))
+        {
+            region.Dispose();
+            throw new IOException($"{building}: cannot lock the region being built");
+        }
         try
         {
             capacity = region.Length / page * page;

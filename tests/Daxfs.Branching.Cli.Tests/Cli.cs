@@ -42,6 +42,23 @@ internal static class Cli
         }
         return new Result(p.ExitCode, stdoutTask.Result, stderrTask.Result);
     }
+
+    /// <summary>Starts daxfs and kills it (SIGKILL) after <paramref name="delay"/>, unless it finished first; true when it was killed.</summary>
+    public static bool RunAndKill(TimeSpan delay, params string[] args)
+    {
+        var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        psi.ArgumentList.Add(s_dll);
+        foreach (var a in args) psi.ArgumentList.Add(a);
+        psi.Environment.Remove("DAXFS_REGION");
+        using var p = Process.Start(psi)!;
+        _ = p.StandardOutput.ReadToEndAsync();
+        _ = p.StandardError.ReadToEndAsync();
+        if (p.WaitForExit(delay))
+            return false;
+        p.Kill(entireProcessTree: true);
+        p.WaitForExit();
+        return true;
+    }
 }
 
 /// <summary>A source tree and a region path in a temp directory.</summary>

@@ -358,6 +358,54 @@ public class CliTests
     }
 
     [Fact]
+    public void Mkfs_force_and_export_killed_at_random_moments_leave_the_old_region_and_no_partial_tree()
+    {
+        using var ws = new Workspace();
+        for (int i = 0; i < 400; i++)
+            File.WriteAllBytes(Path.Combine(ws.Source, $"f{i}.bin"), TestData(100_000 + i, i));
+        Ok(Cli.Run(null, "mkfs", ws.Source, "-r", ws.Region, "--capacity", "256M"));
+        Ok(ws.Run("branch", "create", "keep"));
+        var rng = new Random(11);
+        int killed = 0;
+        for (int round = 0; round < 8; round++)
+        {
+            string dest = Path.Combine(ws.Root, $"out{round}");
+            if (Cli.RunAndKill(TimeSpan.FromMilliseconds(rng.Next(60, 500)), "export", dest, "-r", ws.Region))
+                killed++;
+            // Either the whole tree, or nothing under the destination's name (the temporary beside it may stay).
+            if (Directory.Exists(dest))
+                Assert.Equal(Directory.GetFileSystemEntries(ws.Source).Length, Directory.GetFileSystemEntries(dest).Length);
+            if (Cli.RunAndKill(TimeSpan.FromMilliseconds(rng.Next(60, 500)), "mkfs", ws.Source, "-r", ws.Region, "--capacity", "256M", "--force"))
+                killed++;
+            // The region is whole: the old one (its branch still there) or the new one, never a half-built file.
+            var list = ws.Run("branch", "list", "--json");
+            Ok(list);
+            Ok(ws.Run("verify"));
+            if (!list.Out.Contains("\"keep\"", StringComparison.Ordinal))
+                Ok(ws.Run("branch", "create", "keep"));
+        }
+        Assert.True(killed > 0, "no run was killed part way: the delays are too long for this machine");
+        // The next build of the path removes what killed builds left beside it (on tmpfs they hold memory).
+        Ok(Cli.Run(null, "mkfs", ws.Source, "-r", ws.Region, "--capacity", "256M", "--force"));
+        Assert.Empty(Directory.GetFiles(Path.GetDirectoryName(ws.Region)!, $".{Path.GetFileName(ws.Region)}.building-*"));
+        // And an export to a destination removes what killed exports to it left.
+        for (int round = 0; round < 8; round++)
+        {
+            string dest = Path.Combine(ws.Root, $"out{round}");
+            if (!Directory.Exists(dest))
+                Ok(ws.Run("export", dest));
+        }
+        Assert.Empty(Directory.GetDirectories(ws.Root, ".out*.exporting-*"));
+    }
+
+    private static byte[] TestData(int length, int seed)
+    {
+        var b = new byte[length];
+        new Random(seed).NextBytes(b);
+        return b;
+    }
+
+    [Fact]
     public void A_file_that_is_not_a_region_is_said_to_be_one_exit_1_and_capacity_0_is_refused()
     {
         using var ws = new Workspace();

@@ -178,6 +178,9 @@ internal static partial class Libc
         return -1;
     }
 
+    [LibraryImport("libc", EntryPoint = "rename", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    public static partial int Rename(string from, string to);
+
     /// <summary>Bytes of the whole file system holding <paramref name="path"/>, or -1.</summary>
     public static unsafe long TotalBytes(string path)
     {
@@ -242,6 +245,12 @@ internal static partial class Libc
 
     [LibraryImport("libc", EntryPoint = "kill", SetLastError = true)]
     public static partial int Kill(int pid, int signal);
+
+    public const int ESrch = 3;
+
+    /// <summary>False only when no process <paramref name="pid"/> exists in this PID namespace (kill with signal 0 says ESRCH).</summary>
+    public static bool ProcessExists(int pid)
+        => pid > 0 && (Kill(pid, 0) == 0 || System.Runtime.InteropServices.Marshal.GetLastPInvokeError() != ESrch);
 
     /// <summary>The <c>f_type</c> of the file system holding <paramref name="path"/>, or null when statfs fails.</summary>
     public static unsafe long? FileSystemType(string path)

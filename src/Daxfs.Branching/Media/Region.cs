@@ -266,6 +266,38 @@ internal sealed unsafe class Region : IDisposable
         }
     }
 
+    /// <summary>The byte of a region file being built that its builder holds locked (open-file-description lock) until it is done.</summary>
+    public const long BuildingLockByte = 0;
+
+    /// <summary>
+    /// Removes the files <c>.NAME.building-…</c> beside <paramref name="path"/> that builds of a region at that path
+    /// left when they were killed: a builder holds a lock on its file's first byte until it is done, and the kernel
+    /// drops the lock when the builder dies, so a file whose lock can be taken has no builder any more. (On tmpfs such
+    /// a file holds its whole capacity in memory.) Returns how many were removed.
+    /// </summary>
+    public static int RemoveAbandonedBuilds(string path)
+    {
+        string full = System.IO.Path.GetFullPath(path);
+        string dir = System.IO.Path.GetDirectoryName(full) ?? "/";
+        string prefix = $".{System.IO.Path.GetFileName(full)}.building-";
+        int removed = 0;
+        IEnumerable<string> candidates;
+        try { candidates = Directory.EnumerateFiles(dir, prefix + "*").ToList(); }
+        catch (IOException) { return 0; }
+        catch (UnauthorizedAccessException) { return 0; }
+        foreach (var candidate in candidates)
+        {
+            using var handle = Libc.OpenNoFollow(candidate, Libc.ORdWr, 0, out _);
+            if (handle is null)
+                continue;
+            var lk = new Libc.Flock { Type = Libc.FWrLck, Whence = Libc.SeekSet, Start = BuildingLockByte, Length = 1 };
+            if (Libc.Fcntl((int)handle.DangerousGetHandle(), Libc.FOfdSetLk, ref lk) != 0)
+                continue; // its builder is alive
+            try { File.Delete(candidate); removed++; } catch (IOException) { }
+        }
+        return removed;
+    }
+
     /// <summary>Refuses to create a region where a file already is (without overwrite), naming a link as a link.</summary>
     public static void RefuseExisting(string path)
     {
