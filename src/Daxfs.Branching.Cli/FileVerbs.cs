@@ -88,6 +88,9 @@ internal static class FileVerbs
         long offset = c.Args.Long("--offset") ?? 0;
         long length = c.Args.Long("--length") ?? -1;
         using var lease = store.BeginRead();
+        // A symbolic link is a real file of the branch, just not one with bytes to show: a failure (exit 1), not a usage error.
+        if (b.TryStat(path, out var st) && st.Kind == Daxfs.Branching.Index.NodeKind.Symlink)
+            throw new IOException($"{path}: is a symbolic link (to {b.ReadLink(path)}); daxfs follows no links: cat its target");
         using var stdout = Console.OpenStandardOutput();
         foreach (var span in b.Read(path, offset, length))
             stdout.Write(span); // straight from the mapping to the pipe

@@ -30,7 +30,11 @@ internal static class MountVerbs
             throw new FileNotFoundException($"{region}: region not found", region);
         BranchMount.RequireNotMounted(mountpoint); // also a crashed mount, which no longer looks like a directory
         if (!Directory.Exists(mountpoint))
-            throw new UsageException($"{mountpoint}: mount point is not a directory");
+        {
+            if (File.Exists(mountpoint))
+                throw new UsageException($"{mountpoint}: mount point is not a directory");
+            throw new DirectoryNotFoundException($"{mountpoint}: mount point does not exist (create it with mkdir)");
+        }
         using (var store = Store.OpenFenced(region))
             _ = (branch is null ? store.Main : store.GetBranch(branch)).Info; // fail here, with a clear message, for a missing, invalidated or damaged branch
         if (c.Args.Flag("--background"))

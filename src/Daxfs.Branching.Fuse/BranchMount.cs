@@ -73,7 +73,7 @@ public static class BranchMount
             throw new InvalidOperationException(problem);
         string target = Path.GetFullPath(mountpoint);
         if (!Directory.Exists(target))
-            throw new DirectoryNotFoundException($"{mountpoint}: mount point is not a directory");
+            throw new DirectoryNotFoundException(File.Exists(target) ? $"{mountpoint}: mount point is not a directory" : $"{mountpoint}: mount point does not exist (create it with mkdir)");
         RequireNotMounted(mountpoint);
         // A damaged region is still served: what the damage reaches is fenced (EIO), the rest reads as usual.
         using var store = Store.OpenFenced(regionPath);

@@ -57,7 +57,16 @@ public sealed partial class Store
             if (_picture.Tags.TryGetValue(reference, out long t) && !_picture.ByName.ContainsKey(reference))
                 tagged = t;
         }
-        return tagged is { } tv ? AtVersion(tv) : GetBranch(reference);
+        if (tagged is { } tv)
+            return AtVersion(tv);
+        try
+        {
+            return GetBranch(reference);
+        }
+        catch (BranchNotFoundException)
+        {
+            throw new BranchNotFoundException(reference, $"'{reference}' names no branch, tag or version of main (see daxfs branch list and daxfs tag --list)");
+        }
     }
 
     /// <summary>The tags: name → version of main.</summary>

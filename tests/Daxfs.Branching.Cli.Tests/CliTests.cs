@@ -274,7 +274,7 @@ public class CliTests
         Fails(ws.Run("tag", "v1"), 1, "already names version 1");
         Fails(ws.Run("tag", "bad/name"), 2, "invalid tag name");
         Ok(ws.Run("tag", "--delete", "v1"));
-        Fails(ws.Run("cat", "/v.txt", "--at", "v1"), 1, "not found");
+        Fails(ws.Run("cat", "/v.txt", "--at", "v1"), 1, "names no branch, tag or version"); // the tag was deleted
     }
 
     [Fact]
@@ -418,6 +418,12 @@ public class CliTests
         Fails(Cli.Run(null, "ls", "/", "-r", empty), 1, "not a daxfs region");
         Fails(Cli.Run(null, "mkfs", ws.Source, "-r", ws.Region, "--capacity", "0"), 2, "--capacity 0");
         Assert.False(File.Exists(ws.Region));
+        // Messages users asked for: a tag that does not exist, a symbolic link given to cat.
+        Ok(Cli.Run(null, "mkfs", ws.Source, "-r", ws.Region, "--capacity", "64M"));
+        Fails(ws.Run("cat", "/README.md", "--at", "no-such-tag"), 1, "names no branch, tag or version");
+        Ok(ws.Run("branch", "create", "t"));
+        Ok(ws.Run("ln", "-s", "README.md", "/link", "-b", "t"));
+        Fails(ws.Run("cat", "/link", "-b", "t"), 1, "is a symbolic link (to README.md)");
     }
 
     [Fact]

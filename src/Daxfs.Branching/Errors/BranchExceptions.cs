@@ -40,6 +40,9 @@ public sealed class BranchNotFoundException : BranchException
 {
     /// <summary>Creates the exception.</summary>
     public BranchNotFoundException(string branch) : base(branch, $"branch '{branch}' not found") { }
+
+    /// <summary>Creates the exception with its own message (a name that is no branch, tag or version).</summary>
+    public BranchNotFoundException(string branch, string message) : base(branch, message) { }
 }
 
 /// <summary>A live branch of that name already exists.</summary>
