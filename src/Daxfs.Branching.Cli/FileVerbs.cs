@@ -62,7 +62,7 @@ internal static class FileVerbs
         string Child(string name) => st.Kind != NodeKind.Directory ? path : (path.TrimEnd('/') + "/" + name);
         if (c.Json)
         {
-            Output.WriteJson(entries.Select(e => new { name = e.Name, kind = e.Kind, stat = b.Stat(Child(e.Name)) }));
+            Output.WriteJson(entries.Select(e => new { name = e.Name, kind = e.Kind, stat = Output.FileJson(b, Child(e.Name), b.Stat(Child(e.Name)), xattrs: false) }));
             return Program.Ok;
         }
         if (!c.Args.Flag("--long"))
@@ -106,17 +106,7 @@ internal static class FileVerbs
         var xattrs = b.GetExtendedAttributes(path);
         if (c.Json)
         {
-            // Attribute values as text when they are UTF-8 without NUL, else as base64 (with "base64:" before them).
-            static string Show(byte[] v) => v.AsSpan().IndexOf((byte)0) < 0 && System.Text.Unicode.Utf8.IsValid(v)
-                ? System.Text.Encoding.UTF8.GetString(v) : "base64:" + Convert.ToBase64String(v);
-            Output.WriteJson(new
-            {
-                path = s.Path, inode = s.Inode, kind = s.Kind, mode = Convert.ToString(s.Mode, 8), uid = s.Uid, gid = s.Gid, size = s.Size,
-                modified = s.ModifiedTime, changed = s.ChangedTime, accessedNs = s.AccessedTimeNs, links = s.LinkCount,
-                device = s.Device == 0 ? null : (long?)s.Device,
-                target = s.Kind == NodeKind.Symlink ? b.ReadLink(path) : null,
-                xattrs = xattrs.ToDictionary(kv => kv.Key, kv => Show(kv.Value)),
-            });
+            Output.WriteJson(Output.FileJson(b, path, s, xattrs: true));
             return Program.Ok;
         }
         Console.Out.WriteLine($"  path: {s.Path}");

@@ -32,6 +32,29 @@ internal static class Output
 
     public static void WriteJson<T>(T value) => Console.Out.WriteLine(JsonSerializer.Serialize(value, Json));
 
+    /// <summary>
+    /// A file's attributes as JSON: the one object every verb prints for a file (stat, and each entry of ls); see
+    /// docs/cli.md. Modes are octal strings, times ISO 8601 (and nanoseconds for the access time).
+    /// </summary>
+    public static object FileJson(Branch b, string path, FileStat s, bool xattrs)
+    {
+        // Attribute values as text when they are UTF-8 without NUL, else as base64 (with "base64:" before them).
+        static string Show(byte[] v) => v.AsSpan().IndexOf((byte)0) < 0 && System.Text.Unicode.Utf8.IsValid(v)
+            ? System.Text.Encoding.UTF8.GetString(v) : "base64:" + Convert.ToBase64String(v);
+        return new
+        {
+            path = s.Path, inode = s.Inode, kind = s.Kind, mode = Convert.ToString(s.Mode, 8), uid = s.Uid, gid = s.Gid, size = s.Size,
+            modified = s.ModifiedTime, changed = s.ChangedTime, accessedNs = s.AccessedTimeNs, links = s.LinkCount,
+            device = s.Device == 0 ? null : (long?)s.Device,
+            target = s.Kind == Index.NodeKind.Symlink ? b.ReadLink(path) : null,
+            xattrs = xattrs ? b.GetExtendedAttributes(path).ToDictionary(kv => kv.Key, kv => Show(kv.Value)) : null,
+        };
+    }
+
+    /// <summary>An error as JSON on standard error (with --json): the message and the exit code it comes with.</summary>
+    public static void WriteJsonError(string message, int code)
+        => Console.Error.WriteLine(JsonSerializer.Serialize(new { error = message, code }, Json));
+
     public static string Bytes(long n) => n switch
     {
         < 1024 => $"{n} B",

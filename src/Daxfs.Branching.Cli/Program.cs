@@ -17,13 +17,21 @@ public static class Program
         }
         catch (UsageException e)
         {
+            if (args.Contains("--json"))
+            {
+                Output.WriteJsonError(e.Message, Usage);
+                return Usage;
+            }
             Console.Error.WriteLine($"daxfs: {e.Message}");
             Console.Error.WriteLine("run 'daxfs --help' or 'daxfs VERB --help' for usage");
             return Usage;
         }
         catch (Exception e) when (ExitCodeOf(e) is int code)
         {
-            Console.Error.WriteLine($"daxfs: {MessageOf(e)}");
+            if (args.Contains("--json"))
+                Output.WriteJsonError(MessageOf(e), code); // scripts read one JSON object from standard error; the exit code is the same
+            else
+                Console.Error.WriteLine($"daxfs: {MessageOf(e)}");
             return code;
         }
     }

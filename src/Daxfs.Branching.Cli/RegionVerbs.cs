@@ -322,7 +322,8 @@ internal static class RegionVerbs
         var tags = store.Tags.GroupBy(kv => kv.Value).ToDictionary(g => g.Key, g => string.Join(", ", g.Select(kv => kv.Key)));
         if (c.Json)
         {
-            Output.WriteJson(versions.Select(v => new { v.Sequence, v.Time, v.Message, v.SourceBranch, v.Records, v.Bytes, v.Folded, tags = tags.GetValueOrDefault(v.Sequence) }));
+            var tagLists = store.Tags.GroupBy(kv => kv.Value).ToDictionary(g => g.Key, g => g.Select(kv => kv.Key).ToArray());
+            Output.WriteJson(versions.Select(v => new { v.Sequence, v.Time, v.Message, v.SourceBranch, v.Records, v.Bytes, v.Folded, tags = tagLists.GetValueOrDefault(v.Sequence) ?? [] }));
             return Program.Ok;
         }
         if (versions.Count == 0)

@@ -245,7 +245,8 @@ public class CliTests
         Assert.DoesNotContain("v.txt", ws.Run("ls", "--at", "0").Out, StringComparison.Ordinal);
         Assert.Equal(5, ws.Run("stat", "/v.txt", "--at", "v1", "--json").Json.GetProperty("size").GetInt64());
         var log = ws.Run("log", "--json").Json;
-        Assert.Equal("v1", log[0].GetProperty("tags").GetString());
+        Assert.Equal(["v1"], log[0].GetProperty("tags").EnumerateArray().Select(t => t.GetString()));
+        Assert.Equal(0, log[1].GetProperty("tags").GetArrayLength()); // a list, empty when untagged
         Assert.Contains("v1\tversion 1", ws.Run("tag", "--list").Out, StringComparison.Ordinal);
         var diff = ws.Run("diff", "--from", "v1", "--to", "main", "--json");
         Ok(diff);
@@ -424,6 +425,20 @@ public class CliTests
         Ok(ws.Run("branch", "create", "t"));
         Ok(ws.Run("ln", "-s", "README.md", "/link", "-b", "t"));
         Fails(ws.Run("cat", "/link", "-b", "t"), 1, "is a symbolic link (to README.md)");
+        // One object for a file wherever it appears, and errors as JSON with --json (same exit codes).
+        var stat = ws.Run("stat", "/README.md", "--json");
+        Ok(stat);
+        var entry = ws.Run("ls", "/", "--json").Json.EnumerateArray().Single(e => e.GetProperty("name").GetString() == "README.md").GetProperty("stat");
+        foreach (var field in new[] { "path", "inode", "kind", "mode", "uid", "gid", "size", "modified", "changed", "links" })
+            Assert.Equal(stat.Json.GetProperty(field).ToString(), entry.GetProperty(field).ToString());
+        var error = ws.Run("stat", "/missing", "--json");
+        Assert.Equal(1, error.Code);
+        var json = System.Text.Json.JsonDocument.Parse(error.Err).RootElement;
+        Assert.Equal(1, json.GetProperty("code").GetInt32());
+        Assert.Contains("/missing", json.GetProperty("error").GetString(), StringComparison.Ordinal);
+        var usage = ws.Run("resize", "--json");
+        Assert.Equal(2, usage.Code);
+        Assert.Equal(2, System.Text.Json.JsonDocument.Parse(usage.Err).RootElement.GetProperty("code").GetInt32());
     }
 
     [Fact]
