@@ -544,6 +544,11 @@ public class MountTests
     {
         using var m = new Mounted();
         var r = Sh.Daxfs("mount", "/nonexistent-dir", "-r", m.Region, "-b", "main");
+        Assert.Equal(1, r.Code);
+        Assert.Contains("mount point does not exist", r.Err);
+        string file = Path.Combine(m.Root, "a-file");
+        File.WriteAllText(file, "x");
+        r = Sh.Daxfs("mount", file, "-r", m.Region, "-b", "main");
         Assert.Equal(2, r.Code);
         Assert.Contains("not a directory", r.Err);
         Directory.CreateDirectory(Path.Combine(m.Root, "mp"));
