@@ -25,8 +25,10 @@ public sealed partial class Branch
     }
 
     /// <summary>
-    /// Removes the temporary directories <paramref name="prefix"/>PID-… in <paramref name="parent"/> that exports killed
-    /// part way left: those whose process is gone. (One whose number another process took since stays.)
+    /// Removes the temporary directories <paramref name="prefix"/>… in <paramref name="parent"/> that exports killed
+    /// part way left. An export holds an exclusive flock on its directory until it is renamed into place, and the
+    /// kernel drops it when the exporter dies (in whatever PID namespace it ran): a directory whose lock can be taken
+    /// is abandoned. Only directories of this user that no one else may write in are removed.
     /// </summary>
     private static void RemoveAbandonedExports(string parent, string prefix)
     {
@@ -36,11 +38,14 @@ public sealed partial class Branch
         catch (UnauthorizedAccessException) { return; }
         foreach (var dir in stale)
         {
-            string rest = Path.GetFileName(dir)[prefix.Length..];
-            int dash = rest.IndexOf('-', StringComparison.Ordinal);
-            if (dash <= 0 || !int.TryParse(rest[..dash], System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out int pid)
-                || Libc.ProcessExists(pid) || new DirectoryInfo(dir).LinkTarget is not null)
-                continue;
+            using var fd = Libc.OpenNoFollow(dir, Libc.ORdOnly | Libc.ODirectory, 0, out _);
+            if (fd is null)
+                continue; // a link, or gone
+            var st = UnixStatReader.Read(dir);
+            if (st.Uid != Libc.Geteuid() || (st.Mode & 0x12) != 0)
+                continue; // not ours, or others may write in it (they could swap what the removal walks into)
+            if (Libc.FileLock((int)fd.DangerousGetHandle(), Libc.LockEx | Libc.LockNb) != 0)
+                continue; // its export is under way
             try { Directory.Delete(dir, recursive: true); } catch (IOException) { } catch (UnauthorizedAccessException) { }
         }
     }
@@ -58,9 +63,10 @@ public sealed partial class Branch
     /// Writes this branch's whole tree into <paramref name="destination"/> (created; it must not exist or be
     /// empty): directories, files (holes stay holes), symlinks, modes and modification times, and owners when
     /// run as root. Everything is created relative to directory descriptors, never through a symbolic link, so
-    /// another user cannot redirect the export while it runs. The tree is written into a temporary directory
-    /// beside the destination (<c>.NAME.exporting-…</c>) and renamed into place once whole, so an export that
-    /// fails or is killed leaves the destination as it was; a failed one removes its temporary directory.
+    /// another user cannot redirect the export while it runs. The tree is written into a private temporary
+    /// directory beside the destination (<c>.NAME.exporting-…</c>, locked while it is written) and renamed into
+    /// place once whole, so an export that fails or is killed leaves the destination as it was; a failed one
+    /// removes its temporary directory, and the next export to the destination removes what a killed one left.
     /// </summary>
     public void Export(string destination, IProgress<ExportProgress>? progress = null)
     {
@@ -90,12 +96,19 @@ public sealed partial class Branch
         string parent = Path.GetDirectoryName(full) ?? "/";
         string prefix = $".{Path.GetFileName(full)}.exporting-";
         RemoveAbandonedExports(parent, prefix);
-        string building = Path.Combine(parent, $"{prefix}{Environment.ProcessId}-{Guid.NewGuid():N}");
+        string building = Path.Combine(parent, $"{prefix}{Guid.NewGuid():N}");
         bool done = false;
+        Microsoft.Win32.SafeHandles.SafeFileHandle? claim = null;
         try
         {
             using (var top = DirectoryWriter.CreateRoot(building))
+            {
+                // Held until the rename: while it is, no later export takes this directory for abandoned.
+                claim = Libc.OpenNoFollow(building, Libc.ORdOnly | Libc.ODirectory, 0, out int errno);
+                if (claim is null || Libc.FileLock((int)claim.DangerousGetHandle(), Libc.LockEx | Libc.LockNb) != 0)
+                    throw new IOException($"{building}: cannot lock the directory being exported (errno {errno})");
                 ExportTree(top);
+            }
             // One rename puts the whole tree in place (over an empty directory, or where nothing was).
             if (Libc.Rename(building, full) != 0)
             {
@@ -110,6 +123,7 @@ public sealed partial class Branch
             {
                 try { Directory.Delete(building, recursive: true); } catch (IOException) { } catch (UnauthorizedAccessException) { }
             }
+            claim?.Dispose();
         }
         progress?.Report(new ExportProgress(entries, bytes, totalEntries, totalBytes));
 

@@ -7,12 +7,7 @@ namespace Daxfs.Branching.Tests;
 /// <summary>Online cleaning of branch logs: the space a branch takes follows what it still reads.</summary>
 public class CleaningTests
 {
-    private static byte[] Filled(int length, byte value)
-    {
-        var b = new byte[length];
-        Array.Fill(b, value);
-        return b;
-    }
+    private static byte[] Filled(int length, byte value) => TempRegion.Filled(length, value);
 
     private static string Tree(Store s, bool attributes = true)
     {
@@ -25,7 +20,7 @@ public class CleaningTests
         return sb.ToString();
     }
 
-    private static long Used(Store s) => s.Usage.ArenaBytes - s.Usage.ArenaFreeBytes;
+    private static long Used(Store s) => TempRegion.ArenaUsed(s);
 
     [Fact]
     public void Rewriting_one_file_keeps_the_region_near_its_live_size_without_any_user_action()

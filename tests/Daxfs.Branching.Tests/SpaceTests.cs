@@ -7,14 +7,9 @@ namespace Daxfs.Branching.Tests;
 /// <summary>Space: compaction gives back the image it replaced, regions grow in place, a full region says what to do.</summary>
 public class SpaceTests
 {
-    private static byte[] Filled(int length, byte value)
-    {
-        var b = new byte[length];
-        Array.Fill(b, value);
-        return b;
-    }
+    private static byte[] Filled(int length, byte value) => TempRegion.Filled(length, value);
 
-    private static long Used(Store s) => s.Usage.ArenaBytes - s.Usage.ArenaFreeBytes;
+    private static long Used(Store s) => TempRegion.ArenaUsed(s);
 
     [Fact]
     public void Compaction_gives_back_the_original_base_image_so_arena_use_follows_live_data()

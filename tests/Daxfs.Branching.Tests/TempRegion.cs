@@ -39,6 +39,17 @@ public sealed class TempRegion : IDisposable
         .AddDirectory("empty")
         .AddSymlink("link", "src/a.txt");
 
+    /// <summary><paramref name="length"/> bytes of <paramref name="value"/>.</summary>
+    public static byte[] Filled(int length, byte value)
+    {
+        var b = new byte[length];
+        Array.Fill(b, value);
+        return b;
+    }
+
+    /// <summary>Bytes of the delta arena in use now.</summary>
+    public static long ArenaUsed(Store s) => s.Usage.ArenaBytes - s.Usage.ArenaFreeBytes;
+
     public static byte[] Pattern(int length, int seed)
     {
         var b = new byte[length];

@@ -25,6 +25,17 @@ internal struct BlockHeader
     [FieldOffset(NextOffset)] public long Next;
     [FieldOffset(24)] public uint Crc;
     [FieldOffset(UsedOffset)] public uint Used;
+
+    /// <summary>Writes a fresh block's header at <paramref name="block"/>: not yet linked (<c>Next</c> and <c>Used</c> 0), checksummed.</summary>
+    public static void Init(Media.Region region, long block, long pages, long logId)
+    {
+        ref var h = ref region.At<BlockHeader>(block);
+        h = default;
+        h.Magic = MagicValue;
+        h.Pages = (uint)pages;
+        h.LogId = logId;
+        h.Crc = Crc32C.Compute(region.Span(block, NextOffset));
+    }
 }
 
 /// <summary>
@@ -48,6 +59,24 @@ internal struct RecordHeader
     [FieldOffset(16)] public long TimeNs;
     [FieldOffset(CrcOffset)] public uint Crc;
     [FieldOffset(28)] public uint BodyLength;
+
+    /// <summary>
+    /// Writes the header of a record of <paramref name="length"/> bytes (a multiple of 8) at <paramref name="at"/>,
+    /// checksum 0, and zeroes its padding so the checksum covers defined bytes. The body is the caller's.
+    /// </summary>
+    public static void Begin(Media.Region region, long at, long length, RecordKind kind, long logId, long timeNs, int bodyLength)
+    {
+        region.Check(at, length);
+        ref var r = ref region.At<RecordHeader>(at);
+        r.Length = (uint)length;
+        r.Kind = (ushort)kind;
+        r.Flags = 0;
+        r.LogId = logId;
+        r.TimeNs = timeNs;
+        r.Crc = 0;
+        r.BodyLength = (uint)bodyLength;
+        region.WritableSpan(at + Size + bodyLength, (int)(length - Size - bodyLength)).Clear();
+    }
 }
 
 /// <summary>Kinds of delta-log record.</summary>

@@ -81,27 +81,11 @@ internal sealed unsafe class LogAppender
                 long block = AllocateBlock(ref size, need); // size becomes what was had
                 _spare = block;
                 _spareEnd = block + size;
-                ref var h = ref _region.At<BlockHeader>(block);
-                h = default;
-                h.Magic = BlockHeader.MagicValue;
-                h.Pages = (uint)(size / FormatConstants.PageSize);
-                h.LogId = LogId;
-                h.Crc = Crc32C.Compute(_region.Span(block, BlockHeader.NextOffset));
+                BlockHeader.Init(_region, block, size / FormatConstants.PageSize, LogId);
             }
             at = _spare + BlockHeader.Size;
         }
-        ref var r = ref _region.At<RecordHeader>(at);
-        r.Length = (uint)length;
-        r.Kind = (ushort)kind;
-        r.Flags = 0;
-        r.LogId = LogId;
-        r.TimeNs = timeNs;
-        r.Crc = 0;
-        r.BodyLength = (uint)bodyLength;
-        _region.Check(at, length);
-        // Zero the padding so the checksum covers defined bytes.
-        long bodyEnd = at + RecordHeader.Size + bodyLength;
-        for (long p = bodyEnd; p < at + length; p++) _region.Base[p] = 0;
+        RecordHeader.Begin(_region, at, length, kind, LogId, timeNs, bodyLength);
         _reservedEnd = at + length;
         Coordination.FaultPoints.Hit("append.reserved");
         return at;

@@ -368,15 +368,7 @@ internal sealed class LogCleaner
             if (_pos + length > _blockEnd)
                 throw new InvalidOperationException($"cleaning: a record of {length} bytes does not fit a fresh block of {_blockEnd - _block} bytes");
             long at = _pos;
-            ref var r = ref _region.At<RecordHeader>(at);
-            r.Length = (uint)length;
-            r.Kind = (ushort)kind;
-            r.Flags = 0;
-            r.LogId = _logId;
-            r.TimeNs = timeNs;
-            r.Crc = 0;
-            r.BodyLength = (uint)bodyLength;
-            _region.WritableSpan(at + RecordHeader.Size + bodyLength, (int)(length - RecordHeader.Size - bodyLength)).Clear();
+            RecordHeader.Begin(_region, at, length, kind, _logId, timeNs, bodyLength);
             _pos = at + length;
             return at;
         }
@@ -395,12 +387,7 @@ internal sealed class LogCleaner
             var (offset, pages) = _runs[_run];
             if (_written.Count > 0)
                 Link(_block, _pos, offset);
-            ref var h = ref _region.At<BlockHeader>(offset);
-            h = default;
-            h.Magic = BlockHeader.MagicValue;
-            h.Pages = (uint)pages;
-            h.LogId = _logId;
-            h.Crc = Crc32C.Compute(_region.Span(offset, BlockHeader.NextOffset));
+            BlockHeader.Init(_region, offset, pages, _logId);
             _block = offset;
             _blockEnd = offset + pages * FormatConstants.PageSize;
             _pos = offset + BlockHeader.Size;

@@ -181,6 +181,17 @@ internal static partial class Libc
     [LibraryImport("libc", EntryPoint = "rename", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
     public static partial int Rename(string from, string to);
 
+    public const int LockEx = 2, LockNb = 4;
+
+    /// <summary>
+    /// flock(2): a lock of the open file description (a directory too), dropped by the kernel when the last
+    /// descriptor of it closes, as it is when a process dies; the same in every PID namespace.
+    /// </summary>
+    [LibraryImport("libc", EntryPoint = "flock", SetLastError = true)]
+    public static partial int FileLock(int fd, int operation);
+
+    public const int ONonBlock = 0x800; // the same on x86-64 and arm64
+
     /// <summary>Bytes of the whole file system holding <paramref name="path"/>, or -1.</summary>
     public static unsafe long TotalBytes(string path)
     {
@@ -246,11 +257,6 @@ internal static partial class Libc
     [LibraryImport("libc", EntryPoint = "kill", SetLastError = true)]
     public static partial int Kill(int pid, int signal);
 
-    public const int ESrch = 3;
-
-    /// <summary>False only when no process <paramref name="pid"/> exists in this PID namespace (kill with signal 0 says ESRCH).</summary>
-    public static bool ProcessExists(int pid)
-        => pid > 0 && (Kill(pid, 0) == 0 || System.Runtime.InteropServices.Marshal.GetLastPInvokeError() != ESrch);
 
     /// <summary>The <c>f_type</c> of the file system holding <paramref name="path"/>, or null when statfs fails.</summary>
     public static unsafe long? FileSystemType(string path)

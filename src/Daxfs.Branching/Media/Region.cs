@@ -287,7 +287,14 @@ internal sealed unsafe class Region : IDisposable
         catch (UnauthorizedAccessException) { return 0; }
         foreach (var candidate in candidates)
         {
-            using var handle = Libc.OpenNoFollow(candidate, Libc.ORdWr, 0, out _);
+            // Only regular files (never a link, a FIFO or a device someone named so), opened without blocking.
+            try
+            {
+                if ((UnixStatReader.Read(candidate).Mode & 0xF000) != 0x8000)
+                    continue;
+            }
+            catch (IOException) { continue; }
+            using var handle = Libc.OpenNoFollow(candidate, Libc.ORdWr | Libc.ONonBlock, 0, out _);
             if (handle is null)
                 continue;
             var lk = new Libc.Flock { Type = Libc.FWrLck, Whence = Libc.SeekSet, Start = BuildingLockByte, Length = 1 };

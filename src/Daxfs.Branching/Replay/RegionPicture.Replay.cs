@@ -353,15 +353,21 @@ internal sealed partial class RegionPicture
     }
 
     /// <summary>Forgets what this process replayed of a branch's log (not its view), so the next catch-up walks it from its head.</summary>
-    private void ResetLog(BranchState st)
+    private static void ForgetLog(BranchState st)
     {
-        TrustValidated(st);
         st.Log.Resume(0, 0, 0, 0);
         st.OwnBlocks.Clear();
         st.MergedBlocks.Clear();
         st.Epoch = 0;
         st.Records = 0;
         st.LogBytes = 0;
+    }
+
+    /// <summary>As <see cref="ForgetLog"/>, keeping what was validated trusted for the walk that follows (after a cleaning).</summary>
+    private void ResetLog(BranchState st)
+    {
+        TrustValidated(st);
+        ForgetLog(st);
     }
 
     public static void MarkInvalidated(ref BranchSlot slot)

@@ -190,15 +190,7 @@ internal sealed partial class RegionPicture
     public void Reset()
     {
         foreach (var st in Slots)
-        {
-            if (st is null) continue;
-            st.Log.Resume(0, 0, 0, 0);
-            st.OwnBlocks.Clear();
-            st.MergedBlocks.Clear();
-            st.Epoch = 0;
-            st.Records = 0;
-            st.LogBytes = 0;
-        }
+            if (st is not null) ForgetLog(st);
         VersionViews.Clear();
         Versions.Clear();
         Tags.Clear();
