@@ -21,16 +21,47 @@ public sealed partial class Store
     public Branch GetBranch(string name)
     {
         ArgumentNullException.ThrowIfNull(name);
-        EnsureCurrent();
+        Read(name);
         lock (_gate)
         {
             ThrowIfUnusable();
             if (_picture.ByName.TryGetValue(name, out var s))
                 return new Branch(this, s);
             if (_picture.InvalidatedNames.ContainsKey(name))
-                throw new BranchInvalidatedException(name, KeptNamed(name) is not null);
+                throw new BranchInvalidatedException(name, KeptSlotNamed(name));
             throw new BranchNotFoundException(name);
         }
+    }
+
+    /// <summary>True when invalidated branch <paramref name="name"/> kept its log for a rebase (told by its slot, which a partial picture also knows).</summary>
+    private bool KeptSlotNamed(string name)
+        => _picture.InvalidatedNames.TryGetValue(name, out int slot) && Volatile.Read(ref SlotAt(slot).State) == (uint)SlotState.Kept;
+
+    /// <summary>
+    /// Makes the picture read branch <paramref name="name"/> (with its ancestors and what was forked from it), or
+    /// with null every branch, before a call looks at it: an open reads main alone, and the rest when asked.
+    /// </summary>
+    internal void Read(string? name)
+    {
+        bool more;
+        lock (_gate)
+        {
+            ThrowIfUnusable();
+            more = _picture.Want(name);
+        }
+        if (more)
+            _changes.ForceReread();
+        else
+            EnsureCurrent();
+    }
+
+    /// <summary>Makes the picture read every branch (see <see cref="Read"/>): for the calls that look at them all.</summary>
+    internal void ReadAll() => Read(null);
+
+    /// <summary>Live branches the picture has left unread so far (an open reads main alone; see <see cref="Read"/>).</summary>
+    internal int UnreadBranches
+    {
+        get { lock (_gate) return _picture.Wanted is null ? 0 : _picture.Deferred; }
     }
 
     /// <summary>The kept state of invalidated branch <paramref name="name"/>, or null.</summary>
@@ -40,14 +71,15 @@ public sealed partial class Store
     /// <summary>True when a live branch has that name.</summary>
     public bool BranchExists(string name)
     {
-        EnsureCurrent();
+        ArgumentNullException.ThrowIfNull(name);
+        Read(name);
         lock (_gate) { ThrowIfUnusable(); return _picture.ByName.ContainsKey(name); }
     }
 
     /// <summary>The live branch named <paramref name="name"/>, or null (no exception: the mount looks names up often).</summary>
     internal Branch? FindLive(string name)
     {
-        EnsureCurrent();
+        Read(name);
         lock (_gate)
         {
             ThrowIfUnusable();
@@ -58,7 +90,7 @@ public sealed partial class Store
     /// <summary>The live branches other than main, each with its parent's name, by name.</summary>
     internal List<(string Name, string Parent)> LiveBranches()
     {
-        EnsureCurrent();
+        ReadAll();
         lock (_gate)
         {
             ThrowIfUnusable();
@@ -74,7 +106,7 @@ public sealed partial class Store
     /// <summary>Every branch this region holds: live ones (main first, then by depth and name) and invalidated ones.</summary>
     public IReadOnlyList<BranchInfo> ListBranches()
     {
-        EnsureCurrent();
+        ReadAll();
         lock (_gate)
         {
             ThrowIfUnusable();
@@ -167,6 +199,7 @@ public sealed partial class Store
         Own(parent);
         if (BranchNameProblem(name) is { } why)
             throw new ArgumentException($"invalid branch name '{name}': {why}", nameof(name));
+        Read(name); // a branch of that name the picture left unread is read, so the name is judged on what the region holds
         return Locked(() =>
         {
             var p = parent.State;
@@ -226,7 +259,9 @@ public sealed partial class Store
             _picture.ByName[name] = s;
             _picture.InvalidatedNames.Remove(name);
             p.Children.Add(s);
-            Volatile.Write(ref SlotAt(p.Slot).LiveChildren, (uint)p.Children.Count);
+            _picture.Want(name); // what is forked from it later is read with it
+            if (!p.IsMain || _picture.Wanted is null) // (main's children, in a partial picture, are not all known)
+                Volatile.Write(ref SlotAt(p.Slot).LiveChildren, (uint)p.Children.Count);
             return new Branch(this, s);
         });
     }
@@ -234,7 +269,7 @@ public sealed partial class Store
     /// <summary>A free slot; else the slot of an invalidated branch (the one named <paramref name="name"/> first).</summary>
     private int FindSlot(string name)
     {
-        if (KeptNamed(name) is not null)
+        if (KeptSlotNamed(name))
             throw new BranchExistsException(name, $"'{name}' was invalidated and its changes are kept for a rebase; rebase or discard it before reusing the name");
         if (_picture.InvalidatedNames.TryGetValue(name, out int same))
             return same;
@@ -250,10 +285,16 @@ public sealed partial class Store
         }
         foreach (var (oldName, slot) in _picture.InvalidatedNames)
         {
-            if (_picture.Kept.ContainsKey(slot))
+            if (Volatile.Read(ref SlotAt(slot).State) == (uint)SlotState.Kept)
                 continue; // a kept log is given back only by a rebase's discard, never taken silently
             _picture.InvalidatedNames.Remove(oldName);
             return slot;
+        }
+        if (_picture.Want(null))
+        {
+            // Branches left unread may have ended or gone stale without their slots saying so yet: read them all, then look again.
+            _changes.ForceReread();
+            return FindSlot(name);
         }
         throw new BranchTableFullException(n);
     }
@@ -270,6 +311,7 @@ public sealed partial class Store
     {
         Own(branch);
         ArgumentNullException.ThrowIfNull(message);
+        ReadAll(); // it invalidates every other branch
         return Locked(() => CommitToMain(branch.State, message));
     }
 
@@ -282,6 +324,7 @@ public sealed partial class Store
     {
         Own(branch);
         ArgumentNullException.ThrowIfNull(message);
+        ReadAll(); // it invalidates the siblings
         return Locked<VersionInfo?>(() =>
         {
             var b = branch.State;
@@ -390,6 +433,7 @@ public sealed partial class Store
     public void Abort(Branch branch)
     {
         Own(branch);
+        ReadAll();
         Locked(() =>
         {
             var b = branch.State;
@@ -415,6 +459,7 @@ public sealed partial class Store
     public void Discard(Branch branch)
     {
         Own(branch);
+        ReadAll();
         Locked(() =>
         {
             var b = branch.State;
@@ -443,6 +488,7 @@ public sealed partial class Store
     public void DiscardInvalidated(string name)
     {
         ArgumentNullException.ThrowIfNull(name);
+        ReadAll();
         Locked(() =>
         {
             if (_picture.ByName.ContainsKey(name))

@@ -62,6 +62,7 @@ public sealed partial class Store
     public CleanReport Clean(string name)
     {
         ArgumentNullException.ThrowIfNull(name);
+        ReadAll();
         return Clean(name, whole: false);
     }
 
@@ -109,7 +110,7 @@ public sealed partial class Store
     /// <summary>Cleans every live branch and every kept branch (see <see cref="Clean(string)"/>), one at a time.</summary>
     public IReadOnlyList<CleanReport> CleanAll()
     {
-        EnsureCurrent();
+        ReadAll();
         List<string> names;
         lock (_gate)
         {

@@ -75,6 +75,7 @@ public sealed partial class Store
         options ??= new CompactOptions();
         if (options.Keep < 0)
             throw new ArgumentOutOfRangeException(nameof(options), $"Keep must not be negative, not {options.Keep}");
+        ReadAll();
         var clock = Stopwatch.StartNew();
         using var lease = BeginRead(); // the folded version's bytes stay put while they are copied outside the lock
 

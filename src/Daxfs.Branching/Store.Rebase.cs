@@ -43,7 +43,7 @@ public sealed partial class Store
     public Branch Rebase(Branch branch, string newName)
     {
         Own(branch);
-        EnsureCurrent();
+        ReadAll(); // kept branches are built only once everything is read
         return RebaseState(() => branch.State.Status != BranchState.StatusLive && KeptState(branch.State) is { } k ? k : branch.State, newName);
     }
 
@@ -55,7 +55,7 @@ public sealed partial class Store
     public Branch Rebase(string name, string newName)
     {
         ArgumentNullException.ThrowIfNull(name);
-        EnsureCurrent();
+        ReadAll();
         return RebaseState(() => _picture.ByName.TryGetValue(name, out var live) ? live : KeptNamed(name)
             ?? throw (_picture.InvalidatedNames.ContainsKey(name)
                 ? new BranchInvalidatedException(name, $"branch '{name}' was invalidated and its changes were not kept, so there is nothing to rebase (fork with KeepForRebase, daxfs branch create --keep, to rebase a branch that loses a race)")

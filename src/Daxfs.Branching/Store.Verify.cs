@@ -51,7 +51,7 @@ public sealed partial class Store
     /// </summary>
     public VerifyReport Check()
     {
-        EnsureCurrent();
+        ReadAll();
         lock (_gate)
         {
             ThrowIfUnusable();

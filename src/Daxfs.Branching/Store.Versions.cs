@@ -49,7 +49,10 @@ public sealed partial class Store
         string r = reference.StartsWith('@') ? reference[1..] : reference;
         if (r.Length > 0 && r.All(char.IsAsciiDigit) && long.TryParse(r, out long v))
             return AtVersion(v);
-        EnsureCurrent();
+        if (BranchNameProblem(reference) is null)
+            Read(reference); // a branch of that name wins over a tag: it is read first
+        else
+            EnsureCurrent();
         long? tagged = null;
         lock (_gate)
         {

@@ -592,7 +592,7 @@ public sealed partial class Store : IDisposable
     {
         get
         {
-            EnsureCurrent();
+            ReadAll(); // it counts the live branches
             lock (_gate)
             {
                 ThrowIfUnusable();

@@ -94,7 +94,15 @@ public class DamageTests(ITestOutputHelper output)
         r.Store.Dispose();
         Flip(r.RegionPath, liveRecord.Offset + liveRecord.Length / 2, 0x10);
         string damaged = HashOfData(r.RegionPath);
-        Assert.Throws<CorruptionException>(() => Store.Open(r.RegionPath).Dispose());
+        using (var partial = Store.Open(r.RegionPath))
+        {
+            // An open reads main alone: main is served, and the damage is found when the branch is first read.
+            Assert.Equal("content of version 3", Encoding.UTF8.GetString(partial.Main.ReadAllBytes("file.txt")));
+            var found = Assert.Throws<CorruptionException>(() => partial.GetBranch("live"));
+            Assert.Equal(liveRecord.Offset, found.Offset);
+            Assert.Throws<StorePoisonedException>(() => partial.Main.ReadAllBytes("file.txt")); // half-read: refused from then on
+        }
+        Assert.Throws<CorruptionException>(() => Store.Open(r.RegionPath).Dispose()); // a store that failed leaves space to rebuild: the next open reads all
 
         using (var s = Store.OpenFenced(r.RegionPath))
         {
@@ -249,7 +257,9 @@ public class DamageTests(ITestOutputHelper output)
         r.Store.Dispose();
         Flip(r.RegionPath, block + 4, 0x01);
         string damaged = Hash(r.RegionPath);
-        var e = Assert.Throws<CorruptionException>(() => Store.Open(r.RegionPath).Dispose());
+        CorruptionException e;
+        using (var s = Store.Open(r.RegionPath))
+            e = Assert.Throws<CorruptionException>(() => s.GetBranch("child")); // read with its ancestors
         output.WriteLine(e.Message);
         Assert.Contains("branch 'live'", e.Message);
         Assert.Contains("'child'", e.Consequences);

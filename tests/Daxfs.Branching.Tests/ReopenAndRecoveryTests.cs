@@ -108,9 +108,12 @@ public class ReopenAndRecoveryTests
             for (long i = cut; i < secondEnd; i++) damaged[i] ^= 0x5A;
             // Without a reboot the same bytes cannot be a torn write: they are damage, reported and not cut.
             File.WriteAllBytes(r.RegionPath, damaged);
-            var e = Assert.Throws<CorruptionException>(() => Store.Open(r.RegionPath).Dispose());
+            CorruptionException e;
+            using (var partial = Store.Open(r.RegionPath))
+                e = Assert.Throws<CorruptionException>(() => partial.GetBranch("a")); // found when the branch is read
             Assert.Contains("branch 'a'", e.Message);
-            Assert.Equal(damaged, File.ReadAllBytes(r.RegionPath)); // nothing was cut
+            const int slotTable = 8192 + 1024 * 64; // past the control block and the process table, which an open and a close change
+            Assert.Equal(damaged.AsSpan(slotTable).ToArray(), File.ReadAllBytes(r.RegionPath).AsSpan(slotTable).ToArray()); // nothing was cut
             AsAfterAReboot(damaged);
             File.WriteAllBytes(r.RegionPath, damaged);
             using var s = Store.Open(r.RegionPath);

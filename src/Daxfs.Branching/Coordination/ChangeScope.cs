@@ -130,6 +130,7 @@ internal sealed class ChangeScope
             Lock.ReleaseShared();
             return;
         }
+        bool clean = false;
         try
         {
             if (_poison is not null)
@@ -144,6 +145,7 @@ internal sealed class ChangeScope
                     // back; it is given up only after the lock, since a holder always has an entry.
                     lastChange();
                     _reclaim();
+                    clean = Leases.ParkedPages == 0;
                     Interlocked.Increment(ref ChangeCounter);
                 }
                 finally
@@ -158,11 +160,40 @@ internal sealed class ChangeScope
         }
         finally
         {
+            // Space this store could not give back (another process's lease still saw it, the lock was busy, or the
+            // store was poisoned) is marked in use with nothing reaching it: the next lone open rebuilds free space.
+            // Said before the entry goes, so no lone open can begin (and clear the word) in between.
+            if (!clean)
+                MarkSpaceAudit();
             Processes.Unregister(); // whatever failed above, the entry goes, so no store counts this one any longer
         }
     }
 
     /// <summary>Throws if the store is poisoned.</summary>
+    /// <summary>Says that some space may be marked in use that no log reaches (see <see cref="ControlBlock.SpaceAuditOffset"/>).</summary>
+    public void MarkSpaceAudit() => Volatile.Write(ref _region.Word(FormatConstants.ControlOffset + ControlBlock.SpaceAuditOffset), 1);
+
+    /// <summary>True when some space may be marked in use that no log reaches.</summary>
+    public bool SpaceAuditDue => Volatile.Read(ref _region.Word(FormatConstants.ControlOffset + ControlBlock.SpaceAuditOffset)) != 0;
+
+    /// <summary>Clears the audit word after free space was rebuilt from every log (caller holds the region lock, alone).</summary>
+    public void ClearSpaceAudit() => Volatile.Write(ref _region.Word(FormatConstants.ControlOffset + ControlBlock.SpaceAuditOffset), 0);
+
+    /// <summary>
+    /// Makes the next look at the region re-read it, at once: the picture was asked to take in more of the region
+    /// (a branch it had left unread). Inside a change of this thread, re-reads directly (the lock is held).
+    /// </summary>
+    public void ForceReread()
+    {
+        if (_held && Monitor.IsEntered(Gate))
+        {
+            _reread(false);
+            return;
+        }
+        Volatile.Write(ref _seen, -3);
+        EnsureCurrent();
+    }
+
     public void ThrowIfPoisoned()
     {
         if (_poison is not null)

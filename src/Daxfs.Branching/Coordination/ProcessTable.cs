@@ -96,6 +96,8 @@ internal sealed class ProcessTable
                     break;
                 if (Interlocked.CompareExchange(ref OwnerWord(i), mine, word) == word)
                 {
+                    if (word != 0) // taken from a store that went without giving it up: its space may be marked in use still
+                        Volatile.Write(ref _region.Word(FormatConstants.ControlOffset + ControlBlock.SpaceAuditOffset), 1);
                     // The rest of the entry is written only once it is ours: until then it may be another
                     // kernel's store's, which won the word first.
                     Volatile.Write(ref EpochWord(i), 0);
@@ -142,6 +144,8 @@ internal sealed class ProcessTable
         {
             if (Volatile.Read(ref OwnerWord(i)) == word)
             {
+                // It went without giving its entry up: whatever it reserved or parked may be marked in use still.
+                Volatile.Write(ref _region.Word(FormatConstants.ControlOffset + ControlBlock.SpaceAuditOffset), 1);
                 Volatile.Write(ref EpochWord(i), 0); // its leases end with it
                 Interlocked.CompareExchange(ref OwnerWord(i), 0, word);
             }

@@ -76,6 +76,11 @@ internal struct ControlBlock
     public const int ReclaimEpochOffset = 56;
     /// <summary>Format version 4 on: the region's capacity after it grew (0: the superblock's).</summary>
     public const int CapacityOffset = 64;
+    /// <summary>
+    /// Format version 4 on: nonzero when space may be marked in use that no log reaches (a store died, or left with
+    /// blocks it could not give back); the next open that finds the region alone then rebuilds free space from every log.
+    /// </summary>
+    public const int SpaceAuditOffset = 72;
 
     [FieldOffset(0)] public ulong Magic;
     [FieldOffset(LockOwnerOffset)] public long LockOwner;
@@ -86,6 +91,7 @@ internal struct ControlBlock
     [FieldOffset(ChangeCounterOffset)] public long ChangeCounter;
     [FieldOffset(ReclaimEpochOffset)] public long ReclaimEpoch;
     [FieldOffset(CapacityOffset)] public long Capacity;
+    [FieldOffset(SpaceAuditOffset)] public long SpaceAudit;
 }
 
 /// <summary>

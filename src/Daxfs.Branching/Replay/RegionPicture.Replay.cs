@@ -39,6 +39,14 @@ internal sealed partial class RegionPicture
     public RecoveryReport? Sync(bool alone, bool tookOver)
     {
         PickUpCapacity(); // before anything is checked against the arena's bounds
+        // A partial picture (see Wanted) only where nothing needs every log: no torn tail to look for, no repair
+        // or fencing, no snapshot (verify reads everything), and, when alone, no space to rebuild.
+        if (tookOver)
+            Volatile.Write(ref _region.Word(FormatConstants.ControlOffset + ControlBlock.SpaceAuditOffset), 1);
+        bool rebuildSpace = alone && (_super.FormatVersion < FormatConstants.SpaceVersion
+            || Volatile.Read(ref _region.Word(FormatConstants.ControlOffset + ControlBlock.SpaceAuditOffset)) != 0);
+        if (Wanted is not null && (TornTailsPossible || RepairDamage || FenceDamage || _region.IsSnapshot || rebuildSpace))
+            Wanted = null;
         _trusted.Clear();
         var truncated = new List<string>();
         var invalidated = new List<string>();
@@ -93,11 +101,18 @@ internal sealed partial class RegionPicture
 
         // Live slots, parents before children (depth strictly grows, so parent links cannot loop).
         var order = Enumerable.Range(1, (int)count - 1).Where(i => raw[i].State == (uint)SlotState.Live).OrderBy(i => raw[i].Depth).ToList();
+        var load = Wanted is null ? null : SlotsToLoad(raw, names, order);
+        var deferred = new HashSet<int>();
         var stale = new HashSet<int>();
         var keep = new HashSet<int>(); // stale because main moved on, forked to be kept: their logs stay
         var relogged = new HashSet<int>(); // replayed from their head again: a cleaning moved it (or their parent's)
         foreach (int i in order)
         {
+            if (load is not null && !load.Contains(i))
+            {
+                deferred.Add(i); // not read: nothing asked for it (its slot is left as it is)
+                continue;
+            }
             ref readonly var s = ref raw[i];
             int p = (int)s.ParentSlot;
             var parent = p < count ? Slots[p] : null;
@@ -183,9 +198,10 @@ internal sealed partial class RegionPicture
             if (st?.Parent is { } par) par.Children.Add(st);
         // While anything is fenced nothing is written back: what this picture derived rests on damaged logs.
         bool writeBack = Fenced.Count == 0;
+        Deferred = deferred.Count;
         for (int i = 1; i < count; i++)
         {
-            if (Slots[i] is not null)
+            if (Slots[i] is not null || deferred.Contains(i))
                 continue;
             ref var slot = ref SlotAt(i);
             if (slot.State == (uint)SlotState.Live && writeBack)
@@ -203,16 +219,18 @@ internal sealed partial class RegionPicture
         }
         foreach (var key in InvalidatedNames.Where(kv => SlotAt(kv.Value).State is not ((uint)SlotState.Invalidated or (uint)SlotState.Kept)).Select(kv => kv.Key).ToList())
             InvalidatedNames.Remove(key);
-        SyncKept(count, names, alone && writeBack, truncated);
+        SyncKept(count, names, alone && writeBack, truncated, buildNew: load is null);
+        // A branch with children left unread does not know them all: its count of live children stays as the slot says.
+        var partlyKnown = deferred.Select(i => (int)raw[i].ParentSlot).ToHashSet();
         foreach (var st in Slots)
         {
             if (st is null || !writeBack) continue;
             ref var slot = ref SlotAt(st.Slot);
             if (slot.Epoch != st.Epoch) Volatile.Write(ref slot.Epoch, st.Epoch);
-            if (slot.LiveChildren != (uint)st.Children.Count) Volatile.Write(ref slot.LiveChildren, (uint)st.Children.Count);
+            if (slot.LiveChildren != (uint)st.Children.Count && !partlyKnown.Contains(st.Slot)) Volatile.Write(ref slot.LiveChildren, (uint)st.Children.Count);
         }
 
-        if (alone && writeBack)
+        if (alone && writeBack && rebuildSpace)
         {
             // Free space: whatever a live branch or main's history reaches is in use; the rest is free. (Not
             // while a log is fenced: what lies past its damage is unreachable, yet may still be salvaged.)
@@ -230,6 +248,7 @@ internal sealed partial class RegionPicture
             ref long next = ref _region.Word(FormatConstants.ControlOffset + ControlBlock.NextLogIdOffset);
             if (Volatile.Read(ref next) <= maxLog)
                 Volatile.Write(ref next, maxLog + 1);
+            Volatile.Write(ref _region.Word(FormatConstants.ControlOffset + ControlBlock.SpaceAuditOffset), 0);
         }
         else
         {
@@ -253,7 +272,7 @@ internal sealed partial class RegionPicture
     /// kept branch that cannot be rebuilt (its kept parent is gone, or its base version was folded away) is
     /// released when this process has the region alone, so its space is rebuilt as free.
     /// </summary>
-    private void SyncKept(uint count, string?[] names, bool alone, List<string> truncated)
+    private void SyncKept(uint count, string?[] names, bool alone, List<string> truncated, bool buildNew)
     {
         var relogged = new HashSet<int>();
         foreach (var (i, k) in Kept.OrderBy(kv => kv.Value.Depth).ToList())
@@ -273,6 +292,8 @@ internal sealed partial class RegionPicture
                 k.Cleanings = s.Cleanings;
             }
         }
+        if (!buildNew)
+            return; // a partial picture builds kept branches only once everything is read (a rebase asks for that)
         var order = Enumerable.Range(1, (int)count - 1).Where(i => SlotAt(i).State == (uint)SlotState.Kept && !Kept.ContainsKey(i))
             .OrderBy(i => SlotAt(i).Depth).ToList();
         foreach (int i in order)
@@ -332,6 +353,54 @@ internal sealed partial class RegionPicture
         if (ByName.TryGetValue(st.Name, out var named) && ReferenceEquals(named, st))
             ByName.Remove(st.Name);
         st.Parent?.Children.Remove(st);
+    }
+
+    /// <summary>
+    /// The branches this picture reads, by name (null: every one). Main is always read; a named branch is read with
+    /// its ancestors and every branch forked from it, so what it is based on and what is based on it are known.
+    /// Branches no one asked for are left unread: their slots are not judged, written back or counted, and an open
+    /// costs what it reads, not what the region holds. Set to null for good once anything needs every log.
+    /// </summary>
+    public HashSet<string>? Wanted { get; set; } = ["main"];
+
+    /// <summary>Live branches the last re-read left unread (see <see cref="Wanted"/>).</summary>
+    public int Deferred { get; private set; }
+
+    /// <summary>Asks the picture to read branch <paramref name="name"/> too (null: every branch); true when that is more than it reads now.</summary>
+    public bool Want(string? name)
+    {
+        if (Wanted is null)
+            return false;
+        if (name is null)
+        {
+            Wanted = null;
+            return true;
+        }
+        return Wanted.Add(name);
+    }
+
+    /// <summary>The live slots a partial re-read reads: the wanted ones, their ancestors, what was forked from them, and what it read before.</summary>
+    private HashSet<int> SlotsToLoad(BranchSlot[] raw, string?[] names, List<int> byDepth)
+    {
+        var load = new HashSet<int>();
+        foreach (int i in byDepth)
+        {
+            if (Slots[i] is not null || Wanted!.Contains(names[i]!))
+            {
+                // Its ancestors (depth falls at every step, so a hostile parent link cannot loop).
+                for (int at = i; at != 0 && load.Add(at);)
+                {
+                    int p = (int)raw[at].ParentSlot;
+                    if (p >= raw.Length || raw[p].State != (uint)SlotState.Live || raw[p].Depth >= raw[at].Depth)
+                        break;
+                    at = p;
+                }
+            }
+        }
+        foreach (int i in byDepth) // parents first: a chain of descendants is taken in one pass
+            if (raw[i].ParentSlot < raw.Length && load.Contains((int)raw[i].ParentSlot))
+                load.Add(i);
+        return load;
     }
 
     /// <summary>True when a cleaning replaced part of the slot's log since this process walked it: its head moved, or (version 4 on) its cleaning count.</summary>
