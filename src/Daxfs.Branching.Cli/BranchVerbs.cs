@@ -32,9 +32,9 @@ internal static class BranchVerbs
         return Program.Ok;
     }
 
-    private static string Name(Context c)
+    private static string Name(Context c, System.CommandLine.Argument<string> argument)
     {
-        string name = c.Args.Arg(0, "NAME");
+        string name = c.Get(argument);
         if (name == "main")
             throw new UsageException("main cannot be committed, aborted or discarded; it changes only by commits of other branches");
         return name;
@@ -42,22 +42,22 @@ internal static class BranchVerbs
 
     public static int Create(Context c)
     {
-        string name = c.Args.Arg(0, "NAME");
+        string name = c.Get(Verbs.BranchCreate.Name);
         if (Store.BranchNameProblem(name) is { } why)
             throw new UsageException($"invalid branch name '{name}': {why}");
         using var store = c.Open();
-        if (c.Args.Value("--from") is { } from && c.Args.Value("--parent") is not null)
+        if (c.Get(Verbs.BranchCreate.From) is not null && c.Get(Verbs.BranchCreate.Parent) is not null)
             throw new UsageException("--from and --parent exclude each other");
         Branch parent;
-        if (c.Args.Value("--from") is { } reference)
+        if (c.Get(Verbs.BranchCreate.From) is { } reference)
         {
             parent = Context.Resolve(store, reference, "--from");
         }
         else
         {
-            parent = store.GetBranch(c.Args.Value("--parent") ?? "main");
+            parent = store.GetBranch(c.Get(Verbs.BranchCreate.Parent) ?? "main");
         }
-        bool keep = c.Args.Flag("--keep");
+        bool keep = c.Get(Verbs.BranchCreate.Keep);
         var b = parent.Fork(name, new ForkOptions { KeepForRebase = keep });
         Console.Out.WriteLine($"created branch '{b.Name}' from '{parent.Name}' (depth {b.Depth})"
             + (keep ? "; if a commit invalidates it, its changes are kept for 'daxfs branch rebase'" : ""));
@@ -66,12 +66,12 @@ internal static class BranchVerbs
 
     public static int Commit(Context c)
     {
-        string name = Name(c);
+        string name = Name(c, Verbs.BranchCommit.Name);
         using var store = c.Open();
         var b = store.GetBranch(name);
-        string message = c.Args.Value("--message") ?? $"commit {name}";
+        string message = c.Get(Verbs.BranchCommit.Message) ?? $"commit {name}";
         string parent = b.Parent!.Name;
-        VersionInfo? v = c.Args.Flag("--to-parent") ? b.CommitToParent(message) : b.Commit(message);
+        VersionInfo? v = c.Get(Verbs.BranchCommit.ToParent) ? b.CommitToParent(message) : b.Commit(message);
         if (c.Json)
         {
             Output.WriteJson(new { branch = name, into = v is null ? parent : "main", version = v });
@@ -85,8 +85,8 @@ internal static class BranchVerbs
 
     public static int Rebase(Context c)
     {
-        string name = Name(c);
-        string target = c.Args.Value("--as") ?? name + "-rebased";
+        string name = Name(c, Verbs.BranchRebase.Name);
+        string target = c.Get(Verbs.BranchRebase.As) ?? name + "-rebased";
         if (Store.BranchNameProblem(target) is { } why)
             throw new UsageException($"invalid branch name '{target}': {why}");
         using var store = c.Open();
@@ -116,7 +116,7 @@ internal static class BranchVerbs
 
     public static int Abort(Context c)
     {
-        string name = Name(c);
+        string name = Name(c, Verbs.BranchEnd.Name);
         using var store = c.Open();
         store.GetBranch(name).Abort();
         Console.Out.WriteLine($"aborted '{name}' and its chain back to main");
@@ -125,7 +125,7 @@ internal static class BranchVerbs
 
     public static int Discard(Context c)
     {
-        string name = Name(c);
+        string name = Name(c, Verbs.BranchEnd.Name);
         using var store = c.Open();
         if (store.BranchExists(name))
             store.GetBranch(name).Discard();

@@ -21,9 +21,9 @@ internal static class Demo
 
     public static int Run(Context c)
     {
-        string region = c.Args.Value("--region") ?? Store.DefaultPath($"daxfs-demo-{Environment.ProcessId}");
-        bool keep = c.Args.Flag("--keep");
-        bool force = c.Args.Flag("--force");
+        string region = c.Get(Opt.Region) ?? Store.DefaultPath($"daxfs-demo-{Environment.ProcessId}");
+        bool keep = c.Get(Verbs.Demo.Keep);
+        bool force = c.Get(Verbs.Demo.Force);
         // The demo builds its own region and removes it afterwards: it never touches a file already there unless told.
         if (!force && (File.Exists(region) || new FileInfo(region).LinkTarget is not null || Directory.Exists(region)))
             throw new IOException($"{region}: a file is already there; the demo builds a region of its own and removes it afterwards, so give another --region, or --force to replace that file");

@@ -10,21 +10,24 @@ internal static class FileVerbs
 
     public static int Mkfs(Context c)
     {
-        string source = c.Args.Arg(0, "SOURCE_DIR");
+        string source = c.Get(Verbs.Mkfs.Source);
         string region = c.RegionPath;
         if (!Directory.Exists(source))
             throw new UsageException($"{source}: source directory not found");
-        long capacity = c.Args.Value("--capacity") is { } cap ? Args.ParseSize(cap, "--capacity") : 0;
-        if (c.Args.Value("--capacity") is not null && capacity == 0)
+        long capacity = c.Get(Verbs.Mkfs.Capacity) ?? 0;
+        if (c.Given(Verbs.Mkfs.Capacity) && capacity == 0)
             throw new UsageException("--capacity 0: a region needs a size; leave --capacity out for the default (the base image plus 1 GiB)");
-        long maxCapacity = c.Args.Value("--max-capacity") is { } max ? Args.ParseSize(max, "--max-capacity") : 0;
-        if (c.Args.Value("--max-capacity") is not null && maxCapacity == 0)
+        long maxCapacity = c.Get(Verbs.Mkfs.MaxCapacity) ?? 0;
+        if (c.Given(Verbs.Mkfs.MaxCapacity) && maxCapacity == 0)
             throw new UsageException("--max-capacity 0: give a size, or leave it out for the default (twice the capacity, at least 16G)");
-        int slots = (int)(c.Args.Long("--slots") ?? 4096);
-        bool force = c.Args.Flag("--force");
+        long slotCount = c.Get(Verbs.Mkfs.Slots) ?? 4096;
+        if (slotCount is < 2 or > 1 << 20)
+            throw new UsageException($"--slots: {slotCount} is out of range (2 to {1 << 20})");
+        int slots = (int)slotCount;
+        bool force = c.Get(Verbs.Mkfs.Force);
         if (File.Exists(region) && !force && new FileInfo(region).LinkTarget is null) // (a link is refused by the create, naming it)
             throw new IOException($"{region}: region exists; pass --force to replace it");
-        var builder = BaseImageBuilder.FromDirectory(source, c.Args.Flag("--strict") ? UnsupportedEntryPolicy.Refuse : UnsupportedEntryPolicy.Warn);
+        var builder = BaseImageBuilder.FromDirectory(source, c.Get(Verbs.Mkfs.Strict) ? UnsupportedEntryPolicy.Refuse : UnsupportedEntryPolicy.Warn);
         foreach (var w in builder.Warnings)
             Console.Error.WriteLine($"daxfs: warning: {w}");
         var sw = System.Diagnostics.Stopwatch.StartNew();
@@ -33,7 +36,7 @@ internal static class FileVerbs
             var progress = new SyncProgress<BuildProgress>(p => report(
                 p.BytesTotal > 0 ? (double)p.BytesDone / p.BytesTotal : (double)p.FilesDone / Math.Max(1, p.FilesTotal),
                 $"{p.FilesDone}/{p.FilesTotal} entries"));
-            using var store = Store.Create(region, builder, new StoreOptions { Capacity = capacity, MaxCapacity = maxCapacity, BranchSlots = slots, Overwrite = force, Progress = progress, Sparse = c.Args.Flag("--sparse") });
+            using var store = Store.Create(region, builder, new StoreOptions { Capacity = capacity, MaxCapacity = maxCapacity, BranchSlots = slots, Overwrite = force, Progress = progress, Sparse = c.Get(Verbs.Mkfs.Sparse) });
             return store.Usage;
         });
         if (c.Json)
@@ -56,7 +59,7 @@ internal static class FileVerbs
     {
         using var store = c.Open();
         var b = c.OpenBranch(store);
-        string path = c.Args.Positional.Count > 0 ? c.Args.Positional[0] : "/";
+        string path = c.Get(Verbs.Ls.Path) ?? "/";
         var st = b.Stat(path);
         var entries = st.Kind == NodeKind.Directory ? b.List(path) : [new DirectoryEntry(Path.GetFileName(path.TrimEnd('/')), st.Inode, st.Kind)];
         string Child(string name) => st.Kind != NodeKind.Directory ? path : (path.TrimEnd('/') + "/" + name);
@@ -65,7 +68,7 @@ internal static class FileVerbs
             Output.WriteJson(entries.Select(e => new { name = e.Name, kind = e.Kind, stat = Output.FileJson(b, Child(e.Name), b.Stat(Child(e.Name)), xattrs: false) }));
             return Program.Ok;
         }
-        if (!c.Args.Flag("--long"))
+        if (!c.Get(Verbs.Ls.Long))
         {
             foreach (var e in entries)
                 Console.Out.WriteLine(e.Kind == NodeKind.Directory ? e.Name + "/" : e.Name);
@@ -84,9 +87,9 @@ internal static class FileVerbs
     {
         using var store = c.Open();
         var b = c.OpenBranch(store);
-        string path = c.Args.Arg(0, "PATH");
-        long offset = c.Args.Long("--offset") ?? 0;
-        long length = c.Args.Long("--length") ?? -1;
+        string path = c.Get(Verbs.Cat.Path);
+        long offset = c.Get(Verbs.Cat.Offset) ?? 0;
+        long length = c.Get(Verbs.Cat.Length) ?? -1;
         using var lease = store.BeginRead();
         // A symbolic link is a real file of the branch, just not one with bytes to show: a failure (exit 1), not a usage error.
         if (b.TryStat(path, out var st) && st.Kind == Daxfs.Branching.Index.NodeKind.Symlink)
@@ -101,7 +104,7 @@ internal static class FileVerbs
     {
         using var store = c.Open();
         var b = c.OpenBranch(store);
-        string path = c.Args.Arg(0, "PATH");
+        string path = c.Get(Verbs.Stat.Path);
         var s = b.Stat(path);
         var xattrs = b.GetExtendedAttributes(path);
         if (c.Json)
@@ -124,9 +127,9 @@ internal static class FileVerbs
 
     public static int Put(Context c)
     {
-        string path = c.Args.Arg(0, "PATH");
-        long? offset = c.Args.Long("--offset");
-        bool append = c.Args.Flag("--append");
+        string path = c.Get(Verbs.Put.Path);
+        long? offset = c.Get(Verbs.Put.Offset);
+        bool append = c.Get(Verbs.Put.Append);
         if (offset is not null && append)
             throw new UsageException("--offset and --append exclude each other");
         // Read all of standard input first: a failed read must not leave a half-written file.
@@ -145,15 +148,15 @@ internal static class FileVerbs
     public static int Rm(Context c)
     {
         using var store = c.Open();
-        string path = c.Args.Arg(0, "PATH");
-        bool recursive = c.Args.Flag("--recursive");
+        string path = c.Get(Verbs.Rm.Path);
+        bool recursive = c.Get(Verbs.Rm.Recursive);
         try
         {
             c.OpenBranch(store).Delete(path, recursive);
         }
         catch (DaxfsIOException e) when (e.Error == FileSystemError.NotEmpty && !recursive)
         {
-            throw new DaxfsIOException(e.Error, e.Path, "-R removes it and everything under it");
+            throw new DaxfsIOException(e.Error, e.Path, "rm -r (or -R) removes it and everything under it");
         }
         return Program.Ok;
     }
@@ -161,37 +164,37 @@ internal static class FileVerbs
     public static int Mkdir(Context c)
     {
         using var store = c.Open();
-        c.OpenBranch(store).CreateDirectory(c.Args.Arg(0, "PATH"), parents: c.Args.Flag("--parents"));
+        c.OpenBranch(store).CreateDirectory(c.Get(Verbs.Mkdir.Path), parents: c.Get(Verbs.Mkdir.Parents));
         return Program.Ok;
     }
 
     public static int Mv(Context c)
     {
         using var store = c.Open();
-        c.OpenBranch(store).Rename(c.Args.Arg(0, "FROM"), c.Args.Arg(1, "TO"), c.Args.Flag("--no-replace"));
+        c.OpenBranch(store).Rename(c.Get(Verbs.Mv.From), c.Get(Verbs.Mv.To), c.Get(Verbs.Mv.NoReplace));
         return Program.Ok;
     }
 
     public static int Ln(Context c)
     {
-        if (!c.Args.Flag("--symbolic"))
+        if (!c.Get(Verbs.Ln.Symbolic))
             throw new UsageException("only symbolic links exist in a branch: use 'ln -s TARGET PATH'");
         using var store = c.Open();
-        c.OpenBranch(store).CreateSymlink(c.Args.Arg(1, "PATH"), c.Args.Arg(0, "TARGET"));
+        c.OpenBranch(store).CreateSymlink(c.Get(Verbs.Ln.Path), c.Get(Verbs.Ln.Target));
         return Program.Ok;
     }
 
     public static int Truncate(Context c)
     {
-        long size = Args.ParseSize(c.Args.Arg(1, "SIZE"), "SIZE");
+        long size = Opt.ParseSize(c.Get(Verbs.Truncate.Size), "SIZE");
         using var store = c.Open();
-        c.OpenBranch(store).Truncate(c.Args.Arg(0, "PATH"), size);
+        c.OpenBranch(store).Truncate(c.Get(Verbs.Truncate.Path), size);
         return Program.Ok;
     }
 
     public static int Chmod(Context c)
     {
-        string mode = c.Args.Arg(0, "MODE");
+        string mode = c.Get(Verbs.Chmod.Mode);
         uint bits;
         try { bits = Convert.ToUInt32(mode, 8); }
         catch (FormatException) { throw new UsageException($"MODE: '{mode}' is not an octal mode like 644 or 0755"); }
@@ -199,19 +202,19 @@ internal static class FileVerbs
         if (bits > 0xFFF)
             throw new UsageException($"MODE: '{mode}' has bits beyond 07777");
         using var store = c.Open();
-        c.OpenBranch(store).Chmod(c.Args.Arg(1, "PATH"), bits);
+        c.OpenBranch(store).Chmod(c.Get(Verbs.Chmod.Path), bits);
         return Program.Ok;
     }
 
     public static int Diff(Context c)
     {
         using var store = c.Open();
-        string? from = c.Args.Value("--from"), to = c.Args.Value("--to");
+        string? from = c.Get(Verbs.Diff.From), to = c.Get(Verbs.Diff.To);
         IReadOnlyList<Change> changes;
         string newer, older;
         if (from is not null || to is not null)
         {
-            if (c.Args.Value("--at") is not null || c.Args.Value("--branch") is not null)
+            if (c.Get(Opt.At) is not null || c.Get(Opt.Branch) is not null)
                 throw new UsageException("--from/--to exclude -b and --at");
             var a = Context.Resolve(store, from ?? throw new UsageException("--to needs --from"), "--from");
             var b2 = Context.Resolve(store, to ?? "main", "--to");
@@ -250,7 +253,7 @@ internal static class FileVerbs
 
     public static int Export(Context c)
     {
-        string dest = c.Args.Arg(0, "DEST_DIR");
+        string dest = c.Get(Verbs.Export.Dest);
         using var store = c.Open();
         var b = c.OpenBranch(store);
         using var lease = store.BeginRead();

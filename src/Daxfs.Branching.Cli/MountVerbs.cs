@@ -8,14 +8,14 @@ internal static class MountVerbs
 {
     public static int Mount(Context c)
     {
-        string mountpoint = c.Args.Arg(0, "MOUNTPOINT");
+        string mountpoint = c.Get(Verbs.Mount.Point);
         string region = c.RegionPath;
-        string? branch = c.Args.Value("--branch"); // none: the whole region
-        bool readOnly = c.Args.Flag("--read-only");
-        string? directText = c.Args.Value("--direct-read");
+        string? branch = c.Get(Opt.Branch); // none: the whole region
+        bool readOnly = c.Get(Verbs.Mount.ReadOnly);
+        string? directText = c.Get(Verbs.Mount.DirectRead);
         long directRead = directText is null ? new MountOptions().DirectReadSize
-            : directText == "off" ? long.MaxValue : Args.ParseSize(directText, "--direct-read");
-        string? timeoutText = c.Args.Value("--cache-timeout");
+            : directText == "off" ? long.MaxValue : Opt.ParseSize(directText, "--direct-read");
+        string? timeoutText = c.Get(Verbs.Mount.CacheTimeout);
         TimeSpan? cacheTimeout = null;
         if (timeoutText is not null)
         {
@@ -37,7 +37,7 @@ internal static class MountVerbs
         }
         using (var store = Store.OpenFenced(region))
             _ = (branch is null ? store.Main : store.GetBranch(branch)).Info; // fail here, with a clear message, for a missing, invalidated or damaged branch
-        if (c.Args.Flag("--background"))
+        if (c.Get(Verbs.Mount.Background))
             return Background(c, mountpoint, region, branch, readOnly, directText, timeoutText);
 
         using var cancel = new CancellationTokenSource();
@@ -120,7 +120,7 @@ internal static class MountVerbs
 
     public static int Unmount(Context c)
     {
-        string mountpoint = c.Args.Arg(0, "MOUNTPOINT");
+        string mountpoint = c.Get(Verbs.Unmount.Point);
         if (!BranchMount.IsMounted(mountpoint))
             throw new IOException($"{mountpoint}: not mounted");
         BranchMount.Unmount(mountpoint);

@@ -1,4 +1,4 @@
-using Spectre.Console;
+using System.CommandLine;
 
 namespace Daxfs.Branching.Cli;
 
@@ -56,54 +56,79 @@ public static class Program
 
     internal static int Run(string[] args)
     {
-        if (args.Length == 0 || args[0] is "-h" or "--help" or "help")
+        if (args.Length == 0)
         {
-            if (args.Length > 1 && Verbs.Find(args[1..]) is { } v)
-            {
-                Console.Out.Write(v.Verb.Help());
-                return Ok;
-            }
-            Console.Out.Write(Verbs.Overview());
-            return args.Length == 0 ? Usage : Ok;
+            Console.Out.Write(Commands.Overview());
+            return Usage;
         }
-        if (args[0] == "--version")
+        if (args[0] == "help")
+            args = [.. args[1..], "--help"]; // 'daxfs help branch create' is 'daxfs branch create --help'
+        args = RecursiveRm(args);
+        Opt.t_literalArguments = args.Contains("--");
+        var parsed = Commands.Root.Parse(args, Commands.Parsing);
+        if (parsed.Errors.Count > 0 && parsed.Action is not { ClearsParseErrors: true })
         {
-            // The package version (the build's source revision, after a '+', is left out).
-            string version = typeof(Store).Assembly.GetCustomAttributes(typeof(System.Reflection.AssemblyInformationalVersionAttribute), false)
-                .OfType<System.Reflection.AssemblyInformationalVersionAttribute>().FirstOrDefault()?.InformationalVersion.Split('+')[0]
-                ?? typeof(Store).Assembly.GetName().Version?.ToString() ?? "unknown";
-            Console.Out.WriteLine($"daxfs {version}");
-            return Ok;
+            var group = parsed.CommandResult.Command;
+            if (group.Subcommands.Count > 0 && group is not RootCommand && group.Action is null)
+                throw new UsageException($"'{group.Name}' needs a subcommand: {string.Join(", ", group.Subcommands.Select(s => s.Name))}");
+            string verb = Commands.Words(group);
+            // Words the parser could not place, said in the tool's words; the parser's other errors as it gives them.
+            var messages = parsed.UnmatchedTokens.Select(t => group is RootCommand ? $"unknown command '{t}'"
+                    : t.StartsWith('-') && t.Length > 1 ? $"unknown option '{t}' for '{verb}'"
+                    : $"unexpected argument '{t}' for '{verb}'")
+                .Concat(parsed.Errors.Select(e => e.Message).Where(m => !m.StartsWith("Unrecognized command or argument", StringComparison.Ordinal)
+                    && !(group is RootCommand && m.StartsWith("Required command", StringComparison.Ordinal))))
+                .Distinct().OrderBy(m => m.StartsWith("option ", StringComparison.Ordinal) ? 0 : 1).ToList();
+            if (messages.Count == 0)
+                messages.Add(group is RootCommand ? "no command given" : parsed.Errors[0].Message);
+            throw new UsageException(string.Join("; ", messages) + (verb.Length > 0 && !messages[0].Contains($"'{verb}'", StringComparison.Ordinal) ? $" (in 'daxfs {verb}')" : ""));
         }
-        var found = Verbs.Find(args) ?? throw new UsageException($"unknown command '{string.Join(' ', args.TakeWhile(a => !a.StartsWith('-')).Take(2))}'");
-        var rest = args[found.Words..];
-        if (rest.Contains("--help") || rest.Contains("-h"))
-        {
-            Console.Out.Write(found.Verb.Help());
-            return Ok;
-        }
-        var parsed = Args.Parse(rest, found.Verb.AllOptions, found.Verb.Name);
-        if (parsed.Positional.Count < found.Verb.MinArgs || parsed.Positional.Count > found.Verb.MaxArgs)
-            throw new UsageException($"'{found.Verb.Name}' takes {Count(found.Verb)}; usage: daxfs {found.Verb.Usage}");
-        return found.Verb.Run(new Context(parsed));
+        return parsed.Invoke(new InvocationConfiguration { EnableDefaultExceptionHandler = false });
     }
 
-    private static string Count(Verb v) => v.MinArgs == v.MaxArgs
-        ? $"{v.MinArgs} argument{(v.MinArgs == 1 ? "" : "s")}"
-        : $"{v.MinArgs} to {v.MaxArgs} arguments";
+    /// <summary>
+    /// The rule for <c>rm</c>: as in coreutils, <c>-r</c> means recursive when it comes before the path; after the
+    /// path it names the region, as it does for every verb. (<c>-R</c> is recursive anywhere, <c>--region</c> is the region anywhere.)
+    /// </summary>
+    internal static string[] RecursiveRm(string[] args)
+    {
+        if (args.Length == 0 || args[0] != "rm")
+            return args;
+        var result = (string[])args.Clone();
+        for (int i = 1; i < result.Length; i++)
+        {
+            string a = result[i];
+            if (a == "--")
+                break;
+            if (a == "-r")
+                result[i] = "--recursive";
+            else if (a is "-b" or "--branch" or "--region")
+                i++; // its value
+            else if (!a.StartsWith('-'))
+                break; // the path: a -r after it is the region
+        }
+        return result;
+    }
 }
 
-/// <summary>What a verb's body gets: its arguments and helpers to open the region.</summary>
-internal sealed class Context(Args args)
+/// <summary>What a verb's body gets: the parsed command line, read through the options' own objects, and helpers to open the region.</summary>
+internal sealed class Context(ParseResult parsed)
 {
-    public Args Args { get; } = args;
+    /// <summary>The value of an option of this verb (its default when not given).</summary>
+    public T Get<T>(Option<T> option) => parsed.GetValue(option)!;
 
-    public bool Json => Args.Flag("--json");
+    /// <summary>The value of an argument of this verb.</summary>
+    public T Get<T>(Argument<T> argument) => parsed.GetValue(argument)!;
 
-    public string RegionPath => Args.Value("--region") ?? Environment.GetEnvironmentVariable("DAXFS_REGION")
+    /// <summary>True when the option was given on the command line.</summary>
+    public bool Given(Option option) => parsed.GetResult(option) is { Implicit: false };
+
+    public bool Json => parsed.GetValue(Opt.Json);
+
+    public string RegionPath => Get(Opt.Region) ?? Environment.GetEnvironmentVariable("DAXFS_REGION")
         ?? throw new UsageException("no region given: pass -r PATH or set DAXFS_REGION");
 
-    public string BranchName => Args.Value("--branch") ?? "main";
+    public string BranchName => Get(Opt.Branch) ?? "main";
 
     public Store Open()
     {
@@ -119,9 +144,9 @@ internal sealed class Context(Args args)
     /// <summary>The branch named by -b, or with --at the version or tag it names (read-only).</summary>
     public Branch OpenBranch(Store store)
     {
-        if (Args.Value("--at") is { } at)
+        if (Get(Opt.At) is { } at)
         {
-            if (Args.Value("--branch") is not null)
+            if (Get(Opt.Branch) is not null)
                 throw new UsageException("--at and -b exclude each other: --at names a version of main");
             return Resolve(store, at, "--at");
         }

@@ -90,8 +90,8 @@ internal static class RegionVerbs
         string path = c.RegionPath;
         if (!File.Exists(path) && new FileInfo(path).LinkTarget is null)
             throw new FileNotFoundException($"{path}: region not found", path);
-        bool yes = c.Args.Flag("--yes");
-        string? salvage = c.Args.Value("--salvage");
+        bool yes = c.Get(Verbs.Repair.Yes);
+        string? salvage = c.Get(Verbs.Repair.Salvage);
         if (yes && salvage is null)
             throw new UsageException("repair --yes drops what depends on the damage: give --salvage DIR, where everything that stays readable is exported first");
         using (var clean = TryOpenWhole(path))
@@ -207,15 +207,15 @@ internal static class RegionVerbs
     public static int Tag(Context c)
     {
         using var store = c.Open();
-        if (c.Args.Flag("--list") || c.Args.Positional.Count == 0 && !c.Args.Flag("--delete"))
+        if (c.Get(Verbs.Tag.List) || c.Get(Verbs.Tag.Name) is null && !c.Get(Verbs.Tag.Delete))
         {
             var tags = store.Tags;
             if (c.Json) Output.WriteJson(tags);
             else foreach (var (tagName, tagVersion) in tags) Console.Out.WriteLine($"{tagName}\tversion {tagVersion}");
             return Program.Ok;
         }
-        string name = c.Args.Arg(0, "NAME");
-        if (c.Args.Flag("--delete"))
+        string name = c.Get(Verbs.Tag.Name) ?? throw new UsageException("tag --delete needs the NAME of the tag");
+        if (c.Get(Verbs.Tag.Delete))
         {
             store.DeleteTag(name);
             Console.Out.WriteLine($"deleted tag '{name}'");
@@ -223,9 +223,10 @@ internal static class RegionVerbs
         }
         if (Store.BranchNameProblem(name) is { } why)
             throw new UsageException($"invalid tag name '{name}': {why}");
-        long version = c.Args.Positional.Count > 1
-            ? (long.TryParse(c.Args.Positional[1].TrimStart('@'), System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out long v) ? v
-                : throw new UsageException($"VERSION: '{c.Args.Positional[1]}' is not a version number"))
+        string? versionText = c.Get(Verbs.Tag.Version);
+        long version = versionText is not null
+            ? (long.TryParse(versionText.TrimStart('@'), System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out long v) ? v
+                : throw new UsageException($"VERSION: '{versionText}' is not a version number"))
             : store.Versions.Count;
         if (version > store.Versions.Count)
             throw new UsageException($"VERSION: no version {version} (main is at version {store.Versions.Count})");
@@ -236,7 +237,7 @@ internal static class RegionVerbs
 
     public static int Compact(Context c)
     {
-        long keep = c.Args.Long("--keep") ?? 0;
+        long keep = c.Get(Verbs.Compact.Keep) ?? 0;
         if (keep < 0)
             throw new UsageException($"--keep: {keep} is negative");
         using var store = c.Open();
@@ -271,7 +272,8 @@ internal static class RegionVerbs
     public static int Gc(Context c)
     {
         using var store = c.Open();
-        var reports = c.Args.Positional.Count == 0 ? store.CleanAll() : c.Args.Positional.Distinct(StringComparer.Ordinal).Select(store.Clean).ToList();
+        var named = c.Get(Verbs.Gc.Branches) ?? [];
+        var reports = named.Length == 0 ? store.CleanAll() : named.Distinct(StringComparer.Ordinal).Select(store.Clean).ToList();
         if (c.Json)
         {
             Output.WriteJson(reports.Select(r => new
@@ -300,8 +302,7 @@ internal static class RegionVerbs
 
     public static int Resize(Context c)
     {
-        string text = c.Args.Value("--capacity") ?? throw new UsageException("resize needs --capacity SIZE (the new size, e.g. 8G)");
-        long capacity = Args.ParseSize(text, "--capacity");
+        long capacity = c.Get(Verbs.Resize.Capacity) ?? throw new UsageException("resize needs --capacity SIZE (the new size, e.g. 8G)");
         using var store = c.Open();
         var report = store.Resize(capacity);
         if (c.Json)

@@ -77,7 +77,7 @@ public class CliTests
         Ok(ws.Run("truncate", "/data.bin", "1K", "-b", "agent"));
         Ok(ws.Run("chmod", "600", "/lib/util.py", "-b", "agent"));
         Ok(ws.Run("mkdir", "/gone", "-b", "agent"));
-        // -r names the region for rm as for every verb (the recursive flag is -R).
+        // rm's rule: -r before the path is recursive (as in coreutils); after it, the region (as for every verb); -R anywhere.
         Ok(ws.Run("rm", "/gone", "-r", ws.Region, "-b", "agent"));
         Ok(ws.Run("rm", "/a/b", "-R", "-b", "agent"));
 
@@ -154,13 +154,77 @@ public class CliTests
         Fails(ws.Run("branch", "create", "main"), 2, "invalid branch name");
         Fails(ws.Run("frobnicate"), 2, "unknown command");
         Fails(ws.Run("ls", "--bogus"), 2, "unknown option");
-        Fails(ws.Run("cat"), 2, "takes 1 argument");
+        Fails(ws.Run("cat"), 2, "Required argument");
         Fails(ws.Run("chmod", "999", "/data.bin"), 2, "octal");
         Fails(ws.RunWithInput("x", "put", "/x"), 1, "read-only");
         Fails(ws.Run("cat", "/lib"), 1, "is a directory");
         Fails(ws.Run("branch", "commit", "main"), 2, "main cannot");
         Ok(ws.Run("branch", "create", "dup"));
         Fails(ws.Run("branch", "create", "dup"), 1, "already exists");
+    }
+
+    [Fact]
+    public void Rm_takes_r_before_the_path_as_recursive_and_after_it_as_the_region()
+    {
+        using var ws = Built();
+        Ok(ws.Run("branch", "create", "b"));
+        Fails(ws.Run("rm", "-r", ws.Region, "/lib", "-b", "b"), 2, "unexpected argument '/lib' for 'rm'"); // the old '-r REGION PATH' order: refused
+        Ok(ws.Run("stat", "/lib/util.py", "-b", "b")); // nothing was removed
+        Ok(Cli.Run(null, "rm", "-r", "/lib", "-b", "b", "--region", ws.Region)); // -r before the path: recursive
+        Fails(ws.Run("stat", "/lib", "-b", "b"), 1, "no such file");
+        Ok(Cli.Run(null, "rm", "/README.md", "-b", "b", "-r", ws.Region)); // -r after the path: the region
+        Fails(ws.Run("stat", "/README.md", "-b", "b"), 1, "no such file");
+        Ok(ws.Run("rm", "-b", "b", "--", "/data.bin")); // after '--' every word is a path
+        Fails(ws.Run("stat", "/data.bin", "-b", "b"), 1, "no such file");
+    }
+
+    [Fact]
+    public void Every_verb_and_group_takes_h_and_help_and_version_is_listed()
+    {
+        var overview = Cli.Run(null, "-h");
+        Ok(overview);
+        Assert.Contains("--version", overview.Out);
+        Assert.DoesNotContain("...", overview.Out); // summaries are whole sentences, never cut
+        foreach (var words in new[] { "branch", "branch list", "completion", "gc", "rm" })
+        {
+            var h = Cli.Run(null, [.. words.Split(' '), "-h"]);
+            Ok(h);
+            Assert.Contains("usage: daxfs " + words, h.Out);
+            Assert.Equal(h.Out, Cli.Run(null, ["help", .. words.Split(' ')]).Out);
+        }
+        Fails(Cli.Run(null, "branch"), 2, "'branch' needs a subcommand: list, create, commit, rebase, abort, discard");
+        Assert.Matches(@"^daxfs \d+\.\d+\.\d+\n$", Cli.Run(null, "--version").Out);
+    }
+
+    [Fact]
+    public void Bash_completion_completes_verbs_sub_verbs_options_and_branch_names()
+    {
+        using var ws = Built();
+        Ok(ws.Run("branch", "create", "agent-7"));
+        string script = Cli.Run(null, "completion", "bash").Out;
+        Assert.Contains("complete -o default -F _daxfs_complete daxfs", script);
+        Assert.Contains("#compdef daxfs", Cli.Run(null, "completion", "zsh").Out);
+        Fails(Cli.Run(null, "completion", "fish"), 2, "fish");
+        string Complete(string line)
+        {
+            // The script as a user loads it, with 'daxfs' standing for this build.
+            string words = string.Join(' ', line.Split(' ').Select(w => $"'{w}'"));
+            string bash = $"daxfs() {{ dotnet '{Path.Combine(AppContext.BaseDirectory, "daxfs.dll")}' \"$@\"; }}\n{script}\n"
+                + $"COMP_LINE='{line}'; COMP_POINT={line.Length}; COMP_WORDS=({words}); COMP_CWORD={line.Split(' ').Length - 1}\n"
+                + "_daxfs_complete; printf '%s\\n' \"${COMPREPLY[@]}\"\n";
+            var psi = new System.Diagnostics.ProcessStartInfo("bash") { RedirectStandardInput = true, RedirectStandardOutput = true, UseShellExecute = false };
+            psi.Environment["DAXFS_REGION"] = ws.Region;
+            using var p = System.Diagnostics.Process.Start(psi)!;
+            p.StandardInput.Write(bash);
+            p.StandardInput.Close();
+            string output = p.StandardOutput.ReadToEnd();
+            p.WaitForExit();
+            return output;
+        }
+        Assert.Equal("branch\n", Complete("daxfs bra"));
+        Assert.Equal("create\n", Complete("daxfs branch cr"));
+        Assert.Contains("--capacity", Complete("daxfs mkfs --cap"));
+        Assert.Equal("agent-7\n", Complete("daxfs ls -b ag"));
     }
 
     [Fact]
@@ -173,8 +237,8 @@ public class CliTests
         Fails(ws.RunWithInput("x", "put", "/lib/util.py/x", "-b", "b"), 1, "not a directory");
         Fails(ws.Run("mv", "/nope", "/x", "-b", "b"), 1, "no such file");
         Fails(ws.Run("rm", "/lib", "-b", "b"), 1, "not empty");
-        Fails(ws.Run("rm", "/lib", "-b", "b"), 1, "-R removes it and everything under it");
-        // -r is the region: given without a value before another option, it says so.
+        Fails(ws.Run("rm", "/lib", "-b", "b"), 1, "rm -r (or -R) removes it and everything under it");
+        // -r after the path is the region: given without a value before another option, it says so.
         Fails(ws.Run("rm", "/lib", "-r", "-b", "b"), 2, "option --region needs a value (PATH), not the option '-b'");
         Fails(ws.Run("mkdir", "/lib", "-b", "b"), 1, "exists");
         string after = ws.Run("inspect", "--json").Out + ws.Run("diff", "-b", "b", "--json").Out;
@@ -597,16 +661,16 @@ public class CliTests
     [Fact]
     public void Size_strings_parse()
     {
-        Assert.Equal(9007199254740993, Args.ParseSize("9007199254740993", "x")); // 2^53 + 1: exact, as no double holds it
-        Assert.Equal(long.MaxValue, Args.ParseSize("9223372036854775807", "x"));
-        Assert.Throws<UsageException>(() => Args.ParseSize("9223372036854775808", "x"));
-        Assert.Throws<UsageException>(() => Args.ParseSize("0.3M", "x"));
-        Assert.Equal(4096, Args.ParseSize("4096", "x"));
-        Assert.Equal(64L << 20, Args.ParseSize("64M", "x"));
-        Assert.Equal(4L << 30, Args.ParseSize("4GiB", "x"));
-        Assert.Equal(1536, Args.ParseSize("1.5K", "x"));
-        Assert.Throws<UsageException>(() => Args.ParseSize("1.5", "x"));
-        Assert.Throws<UsageException>(() => Args.ParseSize("-1", "x"));
-        Assert.Throws<UsageException>(() => Args.ParseSize("", "x"));
+        Assert.Equal(9007199254740993, Opt.ParseSize("9007199254740993", "x")); // 2^53 + 1: exact, as no double holds it
+        Assert.Equal(long.MaxValue, Opt.ParseSize("9223372036854775807", "x"));
+        Assert.Throws<UsageException>(() => Opt.ParseSize("9223372036854775808", "x"));
+        Assert.Throws<UsageException>(() => Opt.ParseSize("0.3M", "x"));
+        Assert.Equal(4096, Opt.ParseSize("4096", "x"));
+        Assert.Equal(64L << 20, Opt.ParseSize("64M", "x"));
+        Assert.Equal(4L << 30, Opt.ParseSize("4GiB", "x"));
+        Assert.Equal(1536, Opt.ParseSize("1.5K", "x"));
+        Assert.Throws<UsageException>(() => Opt.ParseSize("1.5", "x"));
+        Assert.Throws<UsageException>(() => Opt.ParseSize("-1", "x"));
+        Assert.Throws<UsageException>(() => Opt.ParseSize("", "x"));
     }
 }
