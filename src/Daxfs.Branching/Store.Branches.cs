@@ -209,7 +209,7 @@ public sealed partial class Store
             {
                 // A fork of a past version: a child of main based on that version, which later commits leave alone.
                 baseVersion = p.SnapshotOf;
-                _picture.VersionView(baseVersion); // refuses a version compaction folded away, before anything is written
+                VersionViewRead(baseVersion); // refuses a version compaction folded away, before anything is written
                 p = _picture.Slots[0]!;
             }
             // Keeping needs the whole chain kept: a kept branch's base is its parent's final state.
@@ -251,7 +251,7 @@ public sealed partial class Store
                 Log = null!,
             };
             s.Log = new LogAppender(_region, _allocator, SlotOffset(slot), logId, 0, 0, 0, 0, s.OwnBlocks);
-            s.View = baseVersion >= 0 ? _picture.VersionView(baseVersion) : p.View;
+            s.View = baseVersion >= 0 ? VersionViewRead(baseVersion) : p.View;
             s.Detached = baseVersion >= 0;
             s.KeepForRebase = keep;
             s.BaseVersion = baseVersion >= 0 ? baseVersion : p.IsMain ? p.Epoch : p.BaseVersion;
@@ -421,6 +421,7 @@ public sealed partial class Store
             }
         main.Children.RemoveAll(c => c.Status != BranchState.StatusLive);
         Volatile.Write(ref SlotAt(0).LiveChildren, (uint)main.Children.Count);
+        MaybeWriteCheckpoint(main, records); // last: the commit is whole without it
         return version;
     }
 

@@ -53,7 +53,7 @@ public sealed partial class Store
         {
             if (s.PictureGeneration != _picture.Generation)
             {
-                s.View = _picture.VersionView(s.SnapshotOf);
+                s.View = VersionViewRead(s.SnapshotOf);
                 s.PictureGeneration = _picture.Generation;
             }
             return s.View;
@@ -76,6 +76,7 @@ public sealed partial class Store
         if (options.Keep < 0)
             throw new ArgumentOutOfRangeException(nameof(options), $"Keep must not be negative, not {options.Keep}");
         ReadAll();
+        ReadHistory(0); // main's whole history: what it folds, and every block it gives back
         var clock = Stopwatch.StartNew();
         using var lease = BeginRead(); // the folded version's bytes stay put while they are copied outside the lock
 
@@ -96,7 +97,7 @@ public sealed partial class Store
             fold = target;
             previousBase = _picture.BaseVersion;
             generation = _picture.Generation;
-            image = new CompactedImage(_picture.VersionView(target));
+            image = new CompactedImage(VersionViewRead(target));
             pages = FormatConstants.AlignUp(image.Length, FormatConstants.PageSize) / FormatConstants.PageSize;
             if (pages * FormatConstants.PageSize > _allocator.FreeBytes)
                 throw new RegionFullException(pages * FormatConstants.PageSize, _allocator.FreeBytes,

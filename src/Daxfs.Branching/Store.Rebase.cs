@@ -84,7 +84,7 @@ public sealed partial class Store
             }
             var root = b;
             while (!root.Parent!.IsMain) root = root.Parent;
-            baseView = _picture.VersionView(root.BaseVersion); // for a live branch of main's current state: main's view
+            baseView = VersionViewRead(root.BaseVersion); // for a live branch of main's current state: main's view
             ours = b.View;
             theirs = _picture.Slots[0]!.View;
         }

@@ -52,6 +52,7 @@ public sealed partial class Store
     public VerifyReport Check()
     {
         ReadAll();
+        ReadHistory(0); // every version's view, to hold the checkpoint against
         lock (_gate)
         {
             ThrowIfUnusable();
@@ -106,6 +107,11 @@ public sealed partial class Store
             }
             if (_picture.BaseRun is { } run)
                 reachable += run.Pages * FormatConstants.PageSize; // the compacted base image lives in the arena
+            if (_picture.CheckCheckpoint() is { } wrong)
+                damage.Add(new DamageFound("checkpoint", Volatile.Read(ref _region.Word(FormatConstants.ControlOffset + ControlBlock.CheckpointOffset)), wrong,
+                    "nothing depends on it: opens replay main's history instead, and the next commit writes a new checkpoint"));
+            else if (_picture.CheckpointRunInUse() is { } checkpoint)
+                reachable += checkpoint.Pages * FormatConstants.PageSize;
             return new VerifyReport(image.DataLength, logs, records, bytes, reachable, _allocator.ArenaBytes - _allocator.FreeBytes, damage);
         }
     }

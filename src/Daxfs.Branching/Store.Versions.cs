@@ -20,7 +20,7 @@ public sealed partial class Store
         lock (_gate)
         {
             ThrowIfUnusable();
-            var view = _picture.VersionView(version);
+            var view = VersionViewRead(version);
             var st = new BranchState
             {
                 Slot = -1,
@@ -85,7 +85,7 @@ public sealed partial class Store
             throw new ArgumentException($"invalid tag name '{name}': {why}", nameof(name));
         Locked(() =>
         {
-            _picture.VersionView(version); // refuses versions that do not exist or were folded away
+            _picture.CheckVersion(version); // refuses versions that do not exist or were folded away
             if (_picture.Tags.TryGetValue(name, out long existing))
                 throw new DaxfsException($"tag '{name}' already names version {existing}; delete it first");
             AppendTag(name, version, deleted: false);
@@ -125,11 +125,11 @@ public sealed partial class Store
     private View OlderViewOfLocked(BranchState s)
     {
         if (s.IsSnapshot)
-            return _picture.VersionView(Math.Max(0, s.SnapshotOf - 1));
+            return VersionViewRead(Math.Max(0, s.SnapshotOf - 1));
         if (s.IsMain)
-            return _picture.VersionView(Math.Max(0, _picture.CurrentVersion - 1));
+            return VersionViewRead(Math.Max(0, _picture.CurrentVersion - 1));
         if (s.Detached && s.Parent!.IsMain)
-            return _picture.VersionView(s.BaseVersion);
+            return VersionViewRead(s.BaseVersion);
         return s.Parent!.View;
     }
 }

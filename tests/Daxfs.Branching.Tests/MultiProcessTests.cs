@@ -107,6 +107,7 @@ public class MultiProcessTests(ITestOutputHelper output)
             ("abort.top-ended", "abort"), ("discard.ended", "discard"), ("reclaim.freeing", "reclaim"),
             ("compact.written", "compact"), ("compact.published", "compact"), ("discard-kept.freed", "discard-kept"),
             ("clean.written", "clean"), ("clean.published", "clean"), ("resize.extended", "resize"),
+            ("checkpoint.written", "checkpoint"), ("checkpoint.published", "checkpoint"),
         })
             yield return [point, op];
     }
@@ -218,6 +219,14 @@ public class MultiProcessTests(ITestOutputHelper output)
                 Assert.True(new FileInfo(r.RegionPath).Length >= 64L << 20);
                 Assert.Equal("A", Text(s.GetBranch("a"), "a.txt"));
                 Assert.Equal(128L << 20, s.Resize(128L << 20).NewCapacity); // and growing again works
+                break;
+            case "checkpoint":
+                // The commit stands whole; the checkpoint is used when it was published, and either way main reads the same.
+                Assert.Equal(1, versions);
+                Assert.Equal("A", Text(s.Main, "a.txt"));
+                Assert.Equal(50_000, s.Main.Stat("big.bin").Size);
+                using (var partial = Store.Open(r.RegionPath))
+                    Assert.Equal("A", Text(partial.Main, "a.txt"));
                 break;
             case "clean":
                 // The writes before it stand; the cleaning is whole or absent, and either way the branch reads the same.

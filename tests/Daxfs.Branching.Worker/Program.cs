@@ -71,6 +71,10 @@ internal static class Ops
             case "resize":
                 s.Resize(s.Usage.Capacity * 2);
                 break;
+            case "checkpoint":
+                s.CheckpointEvery = 1; // this commit writes one
+                s.GetBranch("a").Commit("checkpointed");
+                break;
             case "discard-kept":
                 s.GetBranch("a").Commit("keeps p, c and c2");
                 s.DiscardInvalidated("p");

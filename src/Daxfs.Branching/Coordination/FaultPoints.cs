@@ -21,7 +21,7 @@ internal static class FaultPoints
         "commit-parent.published", "commit-parent.invalidating",
         "abort.top-ended", "discard.ended", "reclaim.freeing",
         "compact.written", "compact.published", "discard-kept.freed", "lock.held",
-        "clean.written", "clean.published", "resize.extended",
+        "clean.written", "clean.published", "resize.extended", "checkpoint.written", "checkpoint.published",
     ];
 
     /// <summary>

@@ -81,6 +81,8 @@ internal struct ControlBlock
     /// blocks it could not give back); the next open that finds the region alone then rebuilds free space from every log.
     /// </summary>
     public const int SpaceAuditOffset = 72;
+    /// <summary>Format version 4 on: the region offset of the checkpoint of main's view (docs/format.md section 6.3); 0 = none.</summary>
+    public const int CheckpointOffset = 80;
 
     [FieldOffset(0)] public ulong Magic;
     [FieldOffset(LockOwnerOffset)] public long LockOwner;
@@ -92,6 +94,7 @@ internal struct ControlBlock
     [FieldOffset(ReclaimEpochOffset)] public long ReclaimEpoch;
     [FieldOffset(CapacityOffset)] public long Capacity;
     [FieldOffset(SpaceAuditOffset)] public long SpaceAudit;
+    [FieldOffset(CheckpointOffset)] public long Checkpoint;
 }
 
 /// <summary>

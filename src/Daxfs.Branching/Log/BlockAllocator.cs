@@ -161,6 +161,18 @@ internal sealed unsafe class BlockAllocator
         return -1;
     }
 
+    /// <summary>True when every page of the run lies in the arena and is marked in use.</summary>
+    public bool AllInUse(long offset, long pages)
+    {
+        long first = offset / FormatConstants.PageSize;
+        if (offset % FormatConstants.PageSize != 0 || pages <= 0 || first < _arenaFirstPage || first + pages > _arenaEndPage)
+            return false;
+        for (long p = first; p < first + pages; p++)
+            if (!IsSet(p))
+                return false;
+        return true;
+    }
+
     public void Free(long offset, long pages)
     {
         long first = offset / FormatConstants.PageSize;

@@ -12,7 +12,8 @@ internal sealed partial class RegionPicture
     public HashSet<long> MergedLogs { get; } = [];
 
     /// <summary>Main's view after each version (index = version; 0 = the base image). Persistent views share structure.</summary>
-    public List<View> VersionViews { get; } = [];
+    /// <remarks>Null for a version before the checkpoint main was read from (see <see cref="FirstReadVersion"/>).</remarks>
+    public List<View?> VersionViews { get; } = [];
 
     /// <summary>Tags: name → version.</summary>
     public SortedDictionary<string, long> Tags { get; } = new(StringComparer.Ordinal);
@@ -64,8 +65,15 @@ internal sealed partial class RegionPicture
         if (raw[0].State != (uint)SlotState.Live || names[0] != "main" || raw[0].Depth != 0)
             ThrowHelper.Corrupt("branch slot 0", SlotOffset(0), "slot 0 is not the live main branch");
 
-        // Main first: its new versions. A compaction elsewhere (a new Base record) means starting over from its image.
-        if (Slots[0] is not null && !_rebuild && MainGainedBase(in raw[0]))
+        // Live slots, parents before children (depth strictly grows, so parent links cannot loop), and the ones read.
+        var order = Enumerable.Range(1, (int)count - 1).Where(i => raw[i].State == (uint)SlotState.Live).OrderBy(i => raw[i].Depth).ToList();
+        var load = Wanted is null ? null : SlotsToLoad(raw, names, order);
+        // The oldest version of main whose view this re-read needs: a checkpoint past it cannot stand in for the history.
+        long need = OldestVersionNeeded(raw, order, load, full: rebuildSpace || RepairDamage || FenceDamage || _region.IsSnapshot);
+
+        // Main first: its new versions. A compaction elsewhere (a new Base record) means starting over from its image;
+        // so does a view of a version older than the checkpoint main was read from.
+        if (Slots[0] is not null && !_rebuild && (MainGainedBase(in raw[0]) || FirstReadVersion > need && FirstReadVersion > BaseVersion))
             Reset();
         bool rebuilding = _rebuild;
         if (Slots[0] is null || _rebuild)
@@ -79,6 +87,8 @@ internal sealed partial class RegionPicture
             Slots[0] = main;
             ByName["main"] = main;
             _rebuild = false;
+            _checkpoint = ChooseCheckpoint(in raw[0], need);
+            FirstReadVersion = _checkpoint?.Header.Version ?? BaseVersion;
         }
         if (Slots[0]!.Fence is null)
             CatchUp(Slots[0]!, in raw[0], alone, truncated);
@@ -99,9 +109,6 @@ internal sealed partial class RegionPicture
             }
         }
 
-        // Live slots, parents before children (depth strictly grows, so parent links cannot loop).
-        var order = Enumerable.Range(1, (int)count - 1).Where(i => raw[i].State == (uint)SlotState.Live).OrderBy(i => raw[i].Depth).ToList();
-        var load = Wanted is null ? null : SlotsToLoad(raw, names, order);
         var deferred = new HashSet<int>();
         var stale = new HashSet<int>();
         var keep = new HashSet<int>(); // stale because main moved on, forked to be kept: their logs stay
@@ -241,6 +248,8 @@ internal sealed partial class RegionPicture
                 used.AddRange(st.AllBlocks());
             if (BaseRun is { } run)
                 used.Add(run);
+            if (CheckpointRun() is { } checkpoint)
+                used.Add(checkpoint);
             _allocator.Rebuild(used);
             long maxLog = MergedLogs.Count == 0 ? 1 : MergedLogs.Max();
             foreach (var st in Slots.Concat(Kept.Values))
@@ -705,6 +714,22 @@ internal sealed partial class RegionPicture
                         foreach (var l in r.Logs) MergedLogs.Add(l.LogId);
                         break;
                     }
+                    if (_checkpoint is { } cp && r.Seq <= cp.Header.Version)
+                    {
+                        // Its changes are in the checkpoint's view: its logs are not walked (their ids are still known).
+                        foreach (var l in r.Logs) MergedLogs.Add(l.LogId);
+                        if (r.Seq < cp.Header.Version)
+                        {
+                            VersionViews.Add(null);
+                            break;
+                        }
+                        if (c.Offset + c.Header.Length != cp.Header.ResumePosition)
+                            ThrowHelper.Corrupt("checkpoint", cp.Offset, $"version {r.Seq} ends at {c.Offset + c.Header.Length} in main's log, not at {cp.Header.ResumePosition}");
+                        view = cp.View;
+                        VersionViews.Add(view);
+                        _checkpoint = null; // used
+                        break;
+                    }
                     for (int k = r.Logs.Length - 1; k >= 0; k--)
                         PushLog(stack, reached, r.Logs[k], c.Offset);
                     pendingVersion = r.Seq;
@@ -739,6 +764,10 @@ internal sealed partial class RegionPicture
                     {
                         owner.Records++;
                         owner.LogBytes += c.Header.Length;
+                    }
+                    else
+                    {
+                        RecordsSinceCheckpoint++;
                     }
                     break;
             }

@@ -173,14 +173,20 @@ internal sealed partial class RegionPicture
     /// <summary>The newest version of main.</summary>
     public long CurrentVersion => BaseVersion + VersionViews.Count - 1;
 
-    /// <summary>Main's view at version <paramref name="version"/> (caller holds the in-process lock).</summary>
-    public View VersionView(long version)
+    /// <summary>Refuses a version main does not have (any more): as <see cref="VersionView"/> does, without needing its view.</summary>
+    public void CheckVersion(long version)
     {
         if (version >= 0 && version < BaseVersion)
             throw new VersionFoldedException(version, BaseVersion);
         if (version < 0 || version > CurrentVersion)
             throw new ArgumentOutOfRangeException(nameof(version), $"no version {version}: main has versions {BaseVersion} to {CurrentVersion}");
-        return VersionViews[(int)(version - BaseVersion)];
+    }
+
+    /// <summary>Main's view at version <paramref name="version"/> (caller holds the in-process lock).</summary>
+    public View VersionView(long version)
+    {
+        CheckVersion(version);
+        return VersionViews[(int)(version - BaseVersion)] ?? throw new HistoryNotReadException(version);
     }
 
     /// <summary>
@@ -196,6 +202,8 @@ internal sealed partial class RegionPicture
         Tags.Clear();
         MergedLogs.Clear();
         Kept.Clear(); // rebuilt from their slots, on the new image
+        _checkpoint = null;
+        RecordsSinceCheckpoint = 0;
         _rebuild = true;
         Interlocked.Increment(ref _generation);
     }

@@ -1,0 +1,180 @@
+using Daxfs.Branching.Format;
+using Daxfs.Branching.Index;
+using Daxfs.Branching.Log;
+
+namespace Daxfs.Branching.Replay;
+
+/// <summary>A version's view was asked for that this picture did not read (it was read from a later checkpoint).</summary>
+internal sealed class HistoryNotReadException(long version) : Exception($"the view of version {version} was not read")
+{
+    public long Version { get; } = version;
+}
+
+internal sealed partial class RegionPicture
+{
+    /// <summary>A checkpoint chosen for the next replay of main: its header, its decoded view, where it lies.</summary>
+    private sealed record LoadedCheckpoint(ViewCheckpoint.Header Header, View View, long Offset);
+
+    private LoadedCheckpoint? _checkpoint;
+
+    /// <summary>The oldest version of main a call of this store asked a view of (see <see cref="NeedVersion"/>).</summary>
+    private long _historyFrom = long.MaxValue;
+
+    /// <summary>The oldest version whose view this picture holds: main was read from a checkpoint of it, or from its base image.</summary>
+    public long FirstReadVersion { get; private set; }
+
+    /// <summary>Records applied to main's view since the checkpoint it was read from (or its base image): what an open would replay.</summary>
+    public long RecordsSinceCheckpoint { get; set; }
+
+    /// <summary>Why the checkpoint the control block names was not usable, when it was damaged (for verify); null otherwise.</summary>
+    public string? CheckpointProblem { get; private set; }
+
+    private ref long CheckpointWord => ref _region.Word(FormatConstants.ControlOffset + ControlBlock.CheckpointOffset);
+
+    /// <summary>Asks for the views of versions from <paramref name="version"/> on (0: main's whole history); true when that is more than this picture holds.</summary>
+    public bool NeedVersion(long version)
+    {
+        if (version >= _historyFrom)
+            return false;
+        _historyFrom = version;
+        return FirstReadVersion > Math.Max(version, BaseVersion);
+    }
+
+    /// <summary>The oldest version of main the re-read needs a view of: for branches forked from past versions, kept branches, and calls that asked.</summary>
+    private long OldestVersionNeeded(BranchSlot[] raw, List<int> order, HashSet<int>? load, bool full)
+    {
+        if (full)
+            return 0;
+        long need = _historyFrom;
+        foreach (int i in order)
+            if ((raw[i].Flags & BranchSlot.FlagDetached) != 0 && raw[i].ParentSlot == 0 && (load is null || load.Contains(i)))
+                need = Math.Min(need, raw[i].ForkEpoch);
+        if (load is null)
+            for (int i = 1; i < raw.Length; i++)
+                if (raw[i].State == (uint)SlotState.Kept && raw[i].ParentSlot == 0)
+                    need = Math.Min(need, raw[i].ForkEpoch);
+        return need;
+    }
+
+    /// <summary>The run of the checkpoint the control block names, when it is well-formed (for verify's count of reachable space).</summary>
+    public (long Offset, long Pages)? CheckpointRunInUse() => CheckpointRun();
+
+    /// <summary>The run the control block's checkpoint word names, when it holds a well-formed checkpoint (kept in use by a rebuild of free space).</summary>
+    private (long Offset, long Pages)? CheckpointRun()
+    {
+        if (_super.FormatVersion < FormatConstants.SpaceVersion)
+            return null;
+        long at = Volatile.Read(ref CheckpointWord);
+        return at != 0 && Read(at, checksum: false) is { } found ? (at, found.Pages) : null;
+    }
+
+    /// <summary>A checkpoint at <paramref name="at"/>: its header and bytes, when it lies in the arena, is well-formed and (with <paramref name="checksum"/>) its checksum matches.</summary>
+    private (ViewCheckpoint.Header Header, long Pages, ReadOnlyMemory<byte> Bytes)? Read(long at, bool checksum)
+    {
+        long start = AreaStart(retired: true), end = _allocator.ArenaEnd;
+        if (at % FormatConstants.PageSize != 0 || at < start || at > end - FormatConstants.PageSize)
+        {
+            CheckpointProblem = $"the checkpoint word names offset {at}, outside the arena";
+            return null;
+        }
+        if (ViewCheckpoint.ReadHeader(_region.Span(at, ViewCheckpoint.HeaderSize), end - at) is not { } h)
+        {
+            CheckpointProblem = $"no valid checkpoint header at {at}";
+            return null;
+        }
+        long length = ViewCheckpoint.HeaderSize + h.BodyLength;
+        long pages = FormatConstants.AlignUp(length, FormatConstants.PageSize) / FormatConstants.PageSize;
+        if (length > int.MaxValue)
+        {
+            CheckpointProblem = $"checkpoint at {at} of {length} bytes is too large";
+            return null;
+        }
+        var bytes = _region.Span(at, (int)length);
+        if (checksum && !ViewCheckpoint.ChecksumMatches(bytes))
+        {
+            CheckpointProblem = $"the checkpoint at {at} (version {h.Version}) fails its checksum";
+            return null;
+        }
+        return (h, pages, bytes.ToArray());
+    }
+
+    /// <summary>
+    /// The checkpoint to read main from: the one the control block names, when it is whole, is of main's current base
+    /// image, is not past <paramref name="need"/>, and its version ends where it says in main's own log. Null: replay
+    /// main's history from its base image.
+    /// </summary>
+    private LoadedCheckpoint? ChooseCheckpoint(in BranchSlot mainSlot, long need)
+    {
+        CheckpointProblem = null;
+        if (_super.FormatVersion < FormatConstants.SpaceVersion || mainSlot.Tail == 0)
+            return null;
+        long at = Volatile.Read(ref CheckpointWord);
+        if (at == 0 || Read(at, checksum: true) is not { } found)
+            return null;
+        var h = found.Header;
+        if (h.Version > need || h.Version <= BaseVersion || h.BaseVersion != BaseVersion || h.BaseOffset != CurrentBase!.Offset)
+            return null; // of another base image (a compaction since), or older versions are needed: not a fault
+        // Its version must end where it says, in main's own log (a walk of main's own records: one per version).
+        bool placed = false;
+        var r = new Rec();
+        try
+        {
+            var c = Cursor(new LogRef(mainSlot.LogId, mainSlot.Head, mainSlot.Tail));
+            while (c.MoveNext())
+            {
+                if ((RecordKind)c.Header.Kind != RecordKind.Version)
+                    continue;
+                RecordCodec.Decode(r, RecordKind.Version, c.Header.TimeNs, c.Offset, c.Body, c.BodyOffset);
+                if (r.Seq == h.Version)
+                {
+                    placed = c.Offset + c.Header.Length == h.ResumePosition && c.ValidBlock == h.ResumeBlock;
+                    break;
+                }
+            }
+        }
+        catch (CorruptionException)
+        {
+            return null; // the catch-up that follows reports it
+        }
+        if (!placed)
+        {
+            CheckpointProblem = $"the checkpoint at {at} says version {h.Version} ends at {h.ResumePosition} in main's log, and it does not";
+            return null;
+        }
+        try
+        {
+            var view = ViewCheckpoint.Decode(found.Bytes.Span[ViewCheckpoint.HeaderSize..], CurrentBase!, _super.BaseOffset, _allocator.ArenaEnd);
+            return new LoadedCheckpoint(h, view, at);
+        }
+        catch (FormatException e)
+        {
+            CheckpointProblem = $"the checkpoint at {at} (version {h.Version}) does not decode: {e.Message}";
+            return null;
+        }
+    }
+
+    /// <summary>
+    /// For verify: null when the checkpoint the control block names (if any) is whole and holds exactly main's view at
+    /// its version as the history gives it (this picture read every version); otherwise what is wrong with it.
+    /// </summary>
+    public string? CheckCheckpoint()
+    {
+        if (_super.FormatVersion < FormatConstants.SpaceVersion)
+            return null;
+        long at = Volatile.Read(ref CheckpointWord);
+        if (at == 0)
+            return null;
+        if (Read(at, checksum: true) is not { } found)
+            return CheckpointProblem;
+        var h = found.Header;
+        if (h.BaseVersion != BaseVersion || h.Version <= BaseVersion || h.Version > CurrentVersion)
+            return null; // of an earlier base image: unused, replaced by the next one written
+        var view = VersionViews[(int)(h.Version - BaseVersion)];
+        if (view is null)
+            return null;
+        byte[] expected = ViewCheckpoint.Encode(view, h with { BodyLength = 0 });
+        return expected.AsSpan(ViewCheckpoint.HeaderSize).SequenceEqual(found.Bytes.Span[ViewCheckpoint.HeaderSize..])
+            ? null
+            : $"the checkpoint at {at} does not hold main's view at version {h.Version} as its history gives it";
+    }
+}
