@@ -92,5 +92,6 @@ public sealed partial class Store
         if (oldRun is { } run && run.Offset != at && _allocator.AllInUse(run.Offset, run.Pages))
             _allocator.Free(run.Offset, run.Pages);
         _picture.RecordsSinceCheckpoint = 0;
+        _picture.ForgetViewsBefore(main.Epoch);
     }
 }

@@ -155,4 +155,46 @@ public class CheckpointTests
             Assert.Equal(report.ReachableBytes, report.ArenaUsedBytes);
         }
     }
+
+    [Fact]
+    public void A_store_that_commits_holds_only_the_views_since_its_last_checkpoint_and_reads_older_ones_when_asked()
+    {
+        using var r = new TempRegion();
+        var s = r.Store;
+        s.CheckpointEvery = 8;
+        for (int v = 1; v <= 30; v++)
+        {
+            var b = s.Main.Fork($"v{v}");
+            b.WriteAllBytes($"file-{v % 4}", Encoding.UTF8.GetBytes($"version {v}"));
+            b.Write("src/big.bin", 0, TempRegion.Filled(8000, (byte)v));
+            b.Commit($"version {v}");
+        }
+        Assert.True(s.FirstReadVersion > 20, $"views held from version {s.FirstReadVersion}");
+        Assert.Equal("version 3", Text(s.AtVersion(3), "file-3"));
+        Assert.Equal(0, s.FirstReadVersion); // asked for: the history was read again, and stays read
+        Assert.Equal("version 30", Text(s.Main, "file-2"));
+        Assert.Equal(30, s.Versions.Count);
+    }
+
+    [Fact]
+    public void A_whole_checkpoint_that_does_not_fit_main_s_log_is_dropped_and_verify_names_it()
+    {
+        using var r = History(30);
+        using var s = Store.Open(r.RegionPath);
+        long at = Word(s);
+        var header = ViewCheckpoint.ReadHeader(s.Region.Span(at, ViewCheckpoint.HeaderSize), long.MaxValue)!.Value;
+        s.ReadHistory(0);
+        var view = s.AtVersion(header.Version).State.View;
+        foreach (var wrong in new[] { header with { ResumePosition = header.ResumePosition + 8 }, header with { ResumeBlock = header.ResumeBlock + 4096 }, header with { Version = 31 } })
+        {
+            // A checkpoint with a right checksum whose version is placed elsewhere in main's log (or not there at all).
+            byte[] bytes = ViewCheckpoint.Encode(view, wrong);
+            bytes.CopyTo(s.Region.WritableSpan(at, bytes.Length));
+            using var other = Store.Open(r.RegionPath);
+            Assert.Equal(0, other.FirstReadVersion);
+            Assert.Equal("version 30", Text(other.Main, "file-2"));
+            Assert.Equal("version 29", Text(other.AtVersion(29), "file-1"));
+            Assert.Equal("checkpoint", Assert.Single(other.Check().Damage).Structure);
+        }
+    }
 }

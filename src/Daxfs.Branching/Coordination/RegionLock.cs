@@ -46,7 +46,7 @@ internal sealed class RegionLock
     private readonly Region _region;
     private readonly ProcessTable _processes;
     private readonly long _owner;
-    private ResiliencePipeline<bool> _pipeline;
+    private ResiliencePipeline<bool>? _pipeline; // built at the first wait: building one costs milliseconds a free lock never needs
     private TimeSpan _timeout = TimeSpan.FromSeconds(30);
     private long _foreign;
 
@@ -55,7 +55,6 @@ internal sealed class RegionLock
         _region = region;
         _processes = processes;
         _owner = FormatConstants.ControlOffset + ControlBlock.LockOwnerOffset;
-        _pipeline = Build(_timeout);
     }
 
     /// <summary>How long to wait; kept between 10 ms and 24 h (the range the retry pipeline accepts).</summary>
@@ -65,7 +64,7 @@ internal sealed class RegionLock
         set
         {
             _timeout = value < TimeSpan.FromMilliseconds(10) ? TimeSpan.FromMilliseconds(10) : value > TimeSpan.FromHours(24) ? TimeSpan.FromHours(24) : value;
-            _pipeline = Build(_timeout);
+            _pipeline = null;
         }
     }
 
@@ -96,7 +95,7 @@ internal sealed class RegionLock
         {
             try
             {
-                _pipeline.Execute(_ => TryAcquire());
+                (_pipeline ??= Build(_timeout)).Execute(_ => TryAcquire());
             }
             catch (TimeoutRejectedException)
             {
@@ -149,7 +148,7 @@ internal sealed class RegionLock
         try
         {
             if (!_region.TryLockShared(_owner))
-                _pipeline.Execute(_ => _region.TryLockShared(_owner));
+                (_pipeline ??= Build(_timeout)).Execute(_ => _region.TryLockShared(_owner));
         }
         catch (TimeoutRejectedException)
         {

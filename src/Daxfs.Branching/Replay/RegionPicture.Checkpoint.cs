@@ -5,6 +5,9 @@ using Daxfs.Branching.Log;
 namespace Daxfs.Branching.Replay;
 
 /// <summary>A version's view was asked for that this picture did not read (it was read from a later checkpoint).</summary>
+/// <summary>The checkpoint main was being read from does not fit main's log: it is dropped and main is replayed from its image.</summary>
+internal sealed class CheckpointMisplacedException(long offset, string why) : Exception($"the checkpoint at {offset}: {why}");
+
 internal sealed class HistoryNotReadException(long version) : Exception($"the view of version {version} was not read")
 {
     public long Version { get; } = version;
@@ -100,11 +103,13 @@ internal sealed partial class RegionPicture
 
     /// <summary>
     /// The checkpoint to read main from: the one the control block names, when it is whole, is of main's current base
-    /// image, is not past <paramref name="need"/>, and its version ends where it says in main's own log. Null: replay
-    /// main's history from its base image.
+    /// image and is not past <paramref name="need"/> (the walk of main's log then checks that its version ends where it
+    /// says). Null: replay main's history from its base image.
     /// </summary>
     private LoadedCheckpoint? ChooseCheckpoint(in BranchSlot mainSlot, long need)
     {
+        if (need < 0)
+            return null;
         CheckpointProblem = null;
         if (_super.FormatVersion < FormatConstants.SpaceVersion || mainSlot.Tail == 0)
             return null;
@@ -114,33 +119,7 @@ internal sealed partial class RegionPicture
         var h = found.Header;
         if (h.Version > need || h.Version <= BaseVersion || h.BaseVersion != BaseVersion || h.BaseOffset != CurrentBase!.Offset)
             return null; // of another base image (a compaction since), or older versions are needed: not a fault
-        // Its version must end where it says, in main's own log (a walk of main's own records: one per version).
-        bool placed = false;
-        var r = new Rec();
-        try
-        {
-            var c = Cursor(new LogRef(mainSlot.LogId, mainSlot.Head, mainSlot.Tail));
-            while (c.MoveNext())
-            {
-                if ((RecordKind)c.Header.Kind != RecordKind.Version)
-                    continue;
-                RecordCodec.Decode(r, RecordKind.Version, c.Header.TimeNs, c.Offset, c.Body, c.BodyOffset);
-                if (r.Seq == h.Version)
-                {
-                    placed = c.Offset + c.Header.Length == h.ResumePosition && c.ValidBlock == h.ResumeBlock;
-                    break;
-                }
-            }
-        }
-        catch (CorruptionException)
-        {
-            return null; // the catch-up that follows reports it
-        }
-        if (!placed)
-        {
-            CheckpointProblem = $"the checkpoint at {at} says version {h.Version} ends at {h.ResumePosition} in main's log, and it does not";
-            return null;
-        }
+        // Where its version ends in main's log is checked as the log is walked (CheckpointMisplacedException).
         try
         {
             var view = ViewCheckpoint.Decode(found.Bytes.Span[ViewCheckpoint.HeaderSize..], CurrentBase!, _super.BaseOffset, _allocator.ArenaEnd);
@@ -151,6 +130,46 @@ internal sealed partial class RegionPicture
             CheckpointProblem = $"the checkpoint at {at} (version {h.Version}) does not decode: {e.Message}";
             return null;
         }
+    }
+
+    /// <summary>
+    /// Starts main's picture from nothing: its base image, and the checkpoint to read it from when one may be used
+    /// for views from <paramref name="need"/> on. With -1: only when the picture was reset (and then with no checkpoint);
+    /// a picture that holds main is left as it is.
+    /// </summary>
+    private void StartMain(in BranchSlot mainSlot, long need)
+    {
+        if (need == -1 && Slots[0] is not null && !_rebuild)
+            return;
+        var main = Slots[0] ?? NewState(0, in mainSlot, "main", null);
+        CurrentBase = LatestBase(in mainSlot);
+        // Once compaction replaced the original image, a version 4 region's arena takes in its pages.
+        _allocator.SetBounds(AreaStart(retired: !OnOriginalBase), _allocator.ArenaEnd);
+        main.View = View.Initial(CurrentBase);
+        VersionViews.Add(main.View);
+        Slots[0] = main;
+        ByName["main"] = main;
+        _rebuild = false;
+        _checkpoint = ChooseCheckpoint(in mainSlot, need);
+        FirstReadVersion = _checkpoint?.Header.Version ?? BaseVersion;
+    }
+
+    /// <summary>
+    /// After a checkpoint of <paramref name="version"/> was written: lets go of the views of the versions before it,
+    /// unless a call asked for them or a branch this picture read is based on one. A process then holds the views
+    /// of the versions since the last checkpoint, not of every version; an older one is read from the history again
+    /// when asked for.
+    /// </summary>
+    public void ForgetViewsBefore(long version)
+    {
+        if (_historyFrom < version || version <= FirstReadVersion || version > CurrentVersion)
+            return;
+        foreach (var st in Slots.Concat(Kept.Values))
+            if (st is not null && (st.Detached || st.Kept) && st.BaseVersion < version)
+                return;
+        for (long v = Math.Max(FirstReadVersion, BaseVersion + 1); v < version; v++)
+            VersionViews[(int)(v - BaseVersion)] = null;
+        FirstReadVersion = version;
     }
 
     /// <summary>
@@ -167,8 +186,25 @@ internal sealed partial class RegionPicture
         if (Read(at, checksum: true) is not { } found)
             return CheckpointProblem;
         var h = found.Header;
-        if (h.BaseVersion != BaseVersion || h.Version <= BaseVersion || h.Version > CurrentVersion)
+        if (h.BaseVersion != BaseVersion || h.BaseOffset != CurrentBase!.Offset)
             return null; // of an earlier base image: unused, replaced by the next one written
+        if (h.Version <= BaseVersion || h.Version > CurrentVersion)
+            return $"the checkpoint at {at} names version {h.Version}, which main's history (versions {BaseVersion} to {CurrentVersion}) does not hold";
+        // Its version must end where it says in main's own log.
+        var main = Slots[0]!;
+        var r = new Rec();
+        var c = Cursor(main.Log.Ref);
+        while (c.MoveNext())
+        {
+            if ((RecordKind)c.Header.Kind != RecordKind.Version)
+                continue;
+            RecordCodec.Decode(r, RecordKind.Version, c.Header.TimeNs, c.Offset, c.Body, c.BodyOffset);
+            if (r.Seq != h.Version)
+                continue;
+            if (c.Offset + c.Header.Length != h.ResumePosition || c.ValidBlock != h.ResumeBlock)
+                return $"the checkpoint at {at} says version {h.Version} ends at {h.ResumePosition} (block {h.ResumeBlock}) in main's log; it ends at {c.Offset + c.Header.Length} (block {c.ValidBlock})";
+            break;
+        }
         var view = VersionViews[(int)(h.Version - BaseVersion)];
         if (view is null)
             return null;

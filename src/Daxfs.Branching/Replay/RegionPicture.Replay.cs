@@ -76,22 +76,26 @@ internal sealed partial class RegionPicture
         if (Slots[0] is not null && !_rebuild && (MainGainedBase(in raw[0]) || FirstReadVersion > need && FirstReadVersion > BaseVersion))
             Reset();
         bool rebuilding = _rebuild;
-        if (Slots[0] is null || _rebuild)
-        {
-            var main = Slots[0] ?? NewState(0, in raw[0], "main", null);
-            CurrentBase = LatestBase(in raw[0]);
-            // Once compaction replaced the original image, a version 4 region's arena takes in its pages.
-            _allocator.SetBounds(AreaStart(retired: !OnOriginalBase), _allocator.ArenaEnd);
-            main.View = View.Initial(CurrentBase);
-            VersionViews.Add(main.View);
-            Slots[0] = main;
-            ByName["main"] = main;
-            _rebuild = false;
-            _checkpoint = ChooseCheckpoint(in raw[0], need);
-            FirstReadVersion = _checkpoint?.Header.Version ?? BaseVersion;
-        }
+        bool fromNothing = Slots[0] is null || _rebuild;
+        StartMain(in raw[0], fromNothing ? need : -1);
         if (Slots[0]!.Fence is null)
-            CatchUp(Slots[0]!, in raw[0], alone, truncated);
+        {
+            try
+            {
+                CatchUp(Slots[0]!, in raw[0], alone, truncated);
+                if (_checkpoint is { } unused)
+                    throw new CheckpointMisplacedException(unused.Offset, $"main's log holds no Version record for its version {unused.Header.Version}");
+            }
+            catch (Exception e) when (e is CheckpointMisplacedException || e is CorruptionException && FirstReadVersion > BaseVersion && !FenceDamage)
+            {
+                // Derived data that does not fit the history: main is read from its base image instead (verify reports it).
+                // (A history that fails on its own fails again below, and that is the error.)
+                CheckpointProblem = e.Message;
+                Reset();
+                StartMain(in raw[0], need: -1);
+                CatchUp(Slots[0]!, in raw[0], alone, truncated);
+            }
+        }
 
         // Branches this process knew that ended or were replaced since.
         for (int i = 1; i < count; i++)
@@ -723,8 +727,8 @@ internal sealed partial class RegionPicture
                             VersionViews.Add(null);
                             break;
                         }
-                        if (c.Offset + c.Header.Length != cp.Header.ResumePosition)
-                            ThrowHelper.Corrupt("checkpoint", cp.Offset, $"version {r.Seq} ends at {c.Offset + c.Header.Length} in main's log, not at {cp.Header.ResumePosition}");
+                        if (c.Offset + c.Header.Length != cp.Header.ResumePosition || c.ValidBlock != cp.Header.ResumeBlock)
+                            throw new CheckpointMisplacedException(cp.Offset, $"it says version {r.Seq} ends at {cp.Header.ResumePosition} in main's log, and it ends at {c.Offset + c.Header.Length}");
                         view = cp.View;
                         VersionViews.Add(view);
                         _checkpoint = null; // used
