@@ -162,10 +162,18 @@ internal static class Commands
 {
     private static readonly Dictionary<Command, Verb> s_verbs = [];
 
-    /// <summary>The root command; built once per process.</summary>
-    public static RootCommand Root { get; } = Build();
+    /// <summary>
+    /// The command tree for <paramref name="args"/>: when its first word names a verb (or a group), only that one is
+    /// built (a command costs its parse, not the whole tool's); otherwise every verb, so errors, help and completion
+    /// see them all.
+    /// </summary>
+    public static RootCommand For(string[] args)
+    {
+        string? first = args.Length > 0 && !args[0].StartsWith('[') ? args[0] : null;
+        return first is not null && (first == "completion" || Verbs.All.Any(v => v.Name.Split(' ')[0] == first)) ? Build(first) : Build(null);
+    }
 
-    private static RootCommand Build()
+    private static RootCommand Build(string? only)
     {
         var root = new RootCommand("daxfs: a speculative-branching, versioned memory store.");
         foreach (var o in root.Options)
@@ -177,6 +185,8 @@ internal static class Commands
         foreach (var verb in Verbs.All)
         {
             string[] words = verb.Name.Split(' ');
+            if (only is not null && words[0] != only)
+                continue;
             Command parent = root;
             if (words.Length == 2)
             {
@@ -195,7 +205,8 @@ internal static class Commands
             s_verbs[cmd] = verb;
             parent.Subcommands.Add(cmd);
         }
-        root.Subcommands.Add(CompletionCommand());
+        if (only is null or "completion")
+            root.Subcommands.Add(CompletionCommand());
         return root;
     }
 
@@ -302,16 +313,9 @@ internal static class Commands
         var sb = new StringBuilder();
         sb.Append("daxfs: a speculative-branching, versioned memory store.\n\n");
         sb.Append("usage: daxfs COMMAND [ARGS] [-r REGION] [-b BRANCH] [--json]\n\ncommands:\n");
-        foreach (var sub in Root.Subcommands)
-        {
-            if (sub.Subcommands.Count > 0 && sub.Name != "completion")
-            {
-                foreach (var s in sub.Subcommands)
-                    sb.Append("  ").Append((sub.Name + " " + s.Name).PadRight(16)).Append(FirstSentence(s.Description)).Append('\n');
-                continue;
-            }
-            sb.Append("  ").Append(sub.Name.PadRight(16)).Append(FirstSentence(sub.Description)).Append('\n');
-        }
+        foreach (var verb in Verbs.All)
+            sb.Append("  ").Append(verb.Name.PadRight(16)).Append(FirstSentence(verb.Summary)).Append('\n');
+        sb.Append("  ").Append("completion".PadRight(16)).Append(FirstSentence(CompletionSummary)).Append('\n');
         sb.Append("\noptions:\n  -h, --help      show help (also after any command: daxfs branch create --help)\n  --version       show the version\n");
         sb.Append("\nThe region defaults to $DAXFS_REGION. Sizes accept 4096, 64M, 4GiB.\n");
         sb.Append("Exit codes: 0 ok, 1 the operation failed, 2 usage error, 3 the region is corrupt.\n");
@@ -321,11 +325,13 @@ internal static class Commands
 
     // ------------------------------------------------------------------ completion
 
+    private const string CompletionSummary = "Prints a tab-completion script for bash or zsh. Load it with: source <(daxfs completion bash)";
+
     private static Command CompletionCommand()
     {
         var shell = new Argument<string>("SHELL") { Description = "bash or zsh" };
         shell.AcceptOnlyFromAmong("bash", "zsh");
-        var cmd = new Command("completion", "Prints a tab-completion script for bash or zsh. Load it with: source <(daxfs completion bash)") { shell };
+        var cmd = new Command("completion", CompletionSummary) { shell };
         cmd.SetAction(parsed =>
         {
             Console.Out.Write(parsed.GetValue(shell) == "zsh" ? ZshScript : BashScript);

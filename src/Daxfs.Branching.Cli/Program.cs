@@ -78,7 +78,7 @@ public static class Program
             args = [.. args[1..], "--help"]; // 'daxfs help branch create' is 'daxfs branch create --help'
         args = RecursiveRm(args);
         Opt.t_literalArguments = args.Contains("--");
-        var parsed = Commands.Root.Parse(args, Commands.Parsing);
+        var parsed = Commands.For(args).Parse(args, Commands.Parsing);
         Timing.Mark("building the command tree and parsing the command line");
         if (parsed.Errors.Count > 0 && parsed.Action is not { ClearsParseErrors: true })
         {

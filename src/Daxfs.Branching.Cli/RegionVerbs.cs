@@ -319,7 +319,9 @@ internal static class RegionVerbs
     public static int Log(Context c)
     {
         using var store = c.Open();
-        var versions = store.Versions;
+        var all = store.Versions;
+        long shown = c.Get(Verbs.Log.MaxCount) ?? long.MaxValue;
+        var versions = shown >= all.Count ? all : all.Skip(all.Count - (int)shown).ToList();
         var tags = store.Tags.GroupBy(kv => kv.Value).ToDictionary(g => g.Key, g => string.Join(", ", g.Select(kv => kv.Key)));
         if (c.Json)
         {

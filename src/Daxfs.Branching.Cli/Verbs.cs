@@ -122,6 +122,11 @@ internal static class Verbs
         public static readonly Option<string?> To = Opt.Text("--to", "REF", "the newer side");
     }
 
+    public static class Log
+    {
+        public static readonly Option<long?> MaxCount = Opt.Count("--max-count", "show only the newest N versions (as git log -n)", alias: "-n");
+    }
+
     public static class Export
     {
         public static readonly Argument<string> Dest = Opt.Arg("DEST_DIR", "a directory that does not exist yet");
@@ -229,8 +234,8 @@ internal static class Verbs
         new("diff", "What changed: BRANCH against its parent, version REF against the version before, or between any two refs\n(branches, version numbers, tags): added, deleted, modified (with byte ranges), renamed, attribute changes.",
             "daxfs diff -b agent-1\ndaxfs diff --at 3\ndaxfs diff --from v1.0 --to main",
             [Diff.From, Diff.To], FileVerbs.Diff, UsesBranch: true, HasJson: true, HasAt: true),
-        new("log", "The versions of main: sequence, time, message, source branch, size.", "daxfs log -r /dev/shm/ws.daxfs",
-            [], RegionVerbs.Log, HasJson: true),
+        new("log", "The versions of main, newest first: sequence, time, message, source branch, size and tags.", "daxfs log -r /dev/shm/ws.daxfs\ndaxfs log -n 5 --json",
+            [Log.MaxCount], RegionVerbs.Log, HasJson: true),
         new("export", "Writes a branch's (or a version's) whole tree into a new directory (built under a temporary name next to\nit and renamed into place, so an interrupted export leaves nothing half-written).",
             "daxfs export ./out -b agent-1\ndaxfs export ./v3 --at 3", [Export.Dest], FileVerbs.Export, UsesBranch: true, HasAt: true),
         new("tag", "Names a version of main (default: the latest); tags are kept by compaction and survive reopening.\n"

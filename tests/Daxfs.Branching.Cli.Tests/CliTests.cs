@@ -311,6 +311,8 @@ public class CliTests
         var log = ws.Run("log", "--json").Json;
         Assert.Equal(["v1"], log[0].GetProperty("tags").EnumerateArray().Select(t => t.GetString()));
         Assert.Equal(0, log[1].GetProperty("tags").GetArrayLength()); // a list, empty when untagged
+        var newest = ws.Run("log", "-n", "1", "--json").Json;
+        Assert.Equal(2, Assert.Single(newest.EnumerateArray()).GetProperty("sequence").GetInt64()); // as git log -n: the newest
         Assert.Contains("v1\tversion 1", ws.Run("tag", "--list").Out, StringComparison.Ordinal);
         var diff = ws.Run("diff", "--from", "v1", "--to", "main", "--json");
         Ok(diff);
