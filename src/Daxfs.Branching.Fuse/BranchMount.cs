@@ -255,8 +255,12 @@ public static class BranchMount
     /// <summary>Throws <see cref="IOException"/> naming <paramref name="mountpoint"/> when something is mounted there.</summary>
     public static void RequireNotMounted(string mountpoint)
     {
-        if (IsMounted(mountpoint))
-            throw new IOException($"{mountpoint}: something is already mounted there (daxfs unmount {mountpoint} first)");
+        if (!IsMounted(mountpoint))
+            return;
+        // A mount whose server died stays in the mount table, and every access to it fails (ENOTCONN).
+        if (!Directory.Exists(mountpoint) && !File.Exists(mountpoint))
+            throw new IOException($"{mountpoint}: not connected: a mount whose server is gone is still there (run daxfs unmount {mountpoint})");
+        throw new IOException($"{mountpoint}: something is already mounted there (daxfs unmount {mountpoint} first)");
     }
 
     /// <summary>True when something is mounted at <paramref name="mountpoint"/> (from /proc/self/mountinfo).</summary>

@@ -531,6 +531,9 @@ public class MountTests
         var dead = Sh.Bash($"ls '{crashed}'");
         Assert.NotEqual(0, dead.Code);
         Assert.Contains("Transport endpoint is not connected", dead.Err);
+        var again1 = Sh.Daxfs("mount", crashed, "-r", m.Region, "-b", "y", "--background");
+        Assert.Equal(1, again1.Code);
+        Assert.Contains($"not connected: a mount whose server is gone is still there (run daxfs unmount {crashed})", again1.Err);
         Sh.Ok(Sh.Daxfs("unmount", crashed), "unmount of a crashed mount");
         Assert.False(BranchMount.IsMounted(crashed));
         Assert.Equal(0, Sh.Bash($"ls '{crashed}'").Code);
