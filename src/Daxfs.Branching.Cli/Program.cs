@@ -153,6 +153,8 @@ internal sealed class Context(ParseResult parsed)
         Timing.Mark("opened the region");
         foreach (var t in store.Recovery.TruncatedLogs)
             Console.Error.WriteLine($"daxfs: note: recovered branch '{t}': its log's torn tail was cut back");
+        if (store.Recovery.SpaceNotRebuilt is { } why && !Json)
+            Console.Error.WriteLine($"daxfs: note: the region is damaged, so free space was not rebuilt ({why}); run daxfs verify, then daxfs repair");
         return store;
     }
 

@@ -92,8 +92,6 @@ internal static class RegionVerbs
             throw new FileNotFoundException($"{path}: region not found", path);
         bool yes = c.Get(Verbs.Repair.Yes);
         string? salvage = c.Get(Verbs.Repair.Salvage);
-        if (yes && salvage is null)
-            throw new UsageException("repair --yes drops what depends on the damage: give --salvage DIR, where everything that stays readable is exported first");
         using (var clean = TryOpenWhole(path))
         {
             if (clean is not null)
@@ -104,6 +102,35 @@ internal static class RegionVerbs
                     if (c.Json) Output.WriteJson(new { region = path, damaged = false, repairs = Array.Empty<string>() });
                     else Console.Out.WriteLine($"{path}: no damage found; nothing to repair");
                     return Program.Ok;
+                }
+                if (damage.All(d => d.Structure is "checkpoint" or "allocation bitmap"))
+                {
+                    // Derived data only: a checkpoint is dropped and free space rebuilt from what the logs reach; nothing is lost.
+                    var derived = damage.Select(d => d.Structure == "checkpoint" ? $"drop the damaged checkpoint at {d.Offset} (opens replay main's history until a commit writes a new one)"
+                        : $"mark block {d.Offset} in use again (free space is rebuilt from what the logs reach)").Distinct().ToList();
+                    if (!yes)
+                    {
+                        if (c.Json) Output.WriteJson(new { region = path, damaged = true, repairs = derived, changed = false });
+                        else
+                        {
+                            Console.Out.WriteLine($"{path}: a repair would (nothing has been changed; nothing is lost):");
+                            foreach (var p in derived) Console.Out.WriteLine($"  {p}");
+                            Console.Out.WriteLine("run again with --yes to do it (with no other process using the region)");
+                        }
+                        return Program.Ok;
+                    }
+                    clean.Dispose();
+                    using (Store.OpenRepairing(path)) { }
+                    using var after = Store.OpenSnapshot(path, TimeSpan.FromSeconds(30));
+                    var left = after.Check().Damage;
+                    if (c.Json) Output.WriteJson(new { region = path, damaged = true, repairs = derived, changed = true, damageLeft = left });
+                    else
+                    {
+                        Console.Out.WriteLine($"{path}: repaired:");
+                        foreach (var p in derived) Console.Out.WriteLine($"  {p}");
+                        Console.Out.WriteLine(left.Count == 0 ? "verify: ok" : $"verify: {left.Count} damaged structure(s) left (another process has the region open? free space is rebuilt only by a store alone)");
+                    }
+                    return left.Count == 0 ? Program.Ok : Program.Corrupt;
                 }
                 // The picture builds, but something it reads is damaged (base data, a merged log): not cut here.
                 ReportDamage(c, path, damage, null, null);
@@ -131,6 +158,8 @@ internal static class RegionVerbs
             long newest = plan.Versions.Count == 0 ? 0 : plan.Versions[^1].Sequence;
             var versions = Enumerable.Range(0, (int)(newest - plan.OldestVersion + 1)).Select(i => plan.OldestVersion + i).ToList(); // the base image's version too
             var branches = plan.ListBranches().Where(b => b.Status is not (BranchStatus.Main or BranchStatus.Invalidated)).Select(b => b.Name).ToList();
+            if (yes && salvage is null)
+                throw new UsageException("repair --yes drops what depends on the damage: give --salvage DIR, where everything that stays readable is exported first");
             if (!yes)
             {
                 if (c.Json)

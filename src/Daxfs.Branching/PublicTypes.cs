@@ -186,4 +186,11 @@ public readonly record struct RecoveryReport(IReadOnlyList<string> TruncatedLogs
 
     /// <summary>The damage each of <see cref="Repairs"/> cut at: what failed, where, and what depended on it.</summary>
     public IReadOnlyList<DamageFound> RepairedDamage { get; init; } = [];
+
+    /// <summary>
+    /// Set when free space should have been rebuilt (a store had died, or left space it could not give back) but a
+    /// damaged log stopped the walk of every log: why. The open went on reading what it needs; the space stays marked
+    /// in use until a later open rebuilds it (after <c>daxfs repair</c>).
+    /// </summary>
+    public string? SpaceNotRebuilt { get; init; }
 }

@@ -131,7 +131,7 @@ public sealed partial class Store
         var status = s.Status != BranchState.StatusLive ? BranchStatus.Invalidated
             : s.IsSnapshot ? BranchStatus.Version
             : s.IsMain ? BranchStatus.Main
-            : s.Children.Count > 0 ? BranchStatus.Frozen : BranchStatus.Live;
+            : s.Children.Count > 0 || s.Slot > 0 && Volatile.Read(ref SlotAt(s.Slot).LiveChildren) > 0 && _picture.PartlyKnown.Contains(s.Slot) ? BranchStatus.Frozen : BranchStatus.Live;
         return new BranchInfo(s.Name, s.Parent?.Name, status, s.Depth, s.LogBytes, s.Records, FileStat.FromNs(s.CreatedNs));
     }
 
@@ -259,9 +259,10 @@ public sealed partial class Store
             _picture.ByName[name] = s;
             _picture.InvalidatedNames.Remove(name);
             p.Children.Add(s);
-            _picture.Want(name); // what is forked from it later is read with it
-            if (!p.IsMain || _picture.Wanted is null) // (main's children, in a partial picture, are not all known)
-                Volatile.Write(ref SlotAt(p.Slot).LiveChildren, (uint)p.Children.Count);
+            _picture.Want(name);
+            // Where this store did not read all of the parent's children, the slot's count (which every change keeps) goes up by one.
+            ref uint liveChildren = ref SlotAt(p.Slot).LiveChildren;
+            Volatile.Write(ref liveChildren, _picture.Wanted is null || !_picture.PartlyKnown.Contains(p.Slot) ? (uint)p.Children.Count : Volatile.Read(ref liveChildren) + 1);
             return new Branch(this, s);
         });
     }

@@ -83,14 +83,23 @@ public sealed partial class Store
         FaultPoints.Hit("checkpoint.written");
         ref long word = ref _region.Word(FormatConstants.ControlOffset + ControlBlock.CheckpointOffset);
         long old = Volatile.Read(ref word);
-        var oldRun = old != 0 ? _picture.CheckpointRunInUse() : null;
+        // The old run is freed only when its header and checksum prove its length: a damaged header could claim pages
+        // that hold live logs. Otherwise its pages are left to a rebuild of free space, which the audit word asks for.
+        var oldRun = old != 0 ? _picture.CheckpointRunIfWhole() : null;
+        if (old != 0 && oldRun is null)
+            _changes.MarkSpaceAudit();
         Volatile.Write(ref word, at); // the switch: one store
         if (_region.Kind != Media.RegionKind.Memory)
             _region.Flush(FormatConstants.ControlOffset, FormatConstants.PageSize);
         FaultPoints.Hit("checkpoint.published");
         // Only stores holding the region lock read a checkpoint, and they copy it: the old one is free at once.
-        if (oldRun is { } run && run.Offset != at && _allocator.AllInUse(run.Offset, run.Pages))
-            _allocator.Free(run.Offset, run.Pages);
+        if (oldRun is { } run && run.Offset != at)
+        {
+            if (_allocator.AllInUse(run.Offset, run.Pages) && !(at < run.Offset + run.Pages * FormatConstants.PageSize && run.Offset < at + pages * FormatConstants.PageSize))
+                _allocator.Free(run.Offset, run.Pages);
+            else
+                _changes.MarkSpaceAudit();
+        }
         _picture.RecordsSinceCheckpoint = 0;
         _picture.ForgetViewsBefore(main.Epoch);
     }

@@ -102,14 +102,21 @@ public sealed partial class Store
                 finally
                 {
                     foreach (var b in c.Blocks)
-                        if (blocks.Add(b.Offset)) reachable += b.Pages * FormatConstants.PageSize;
+                    {
+                        if (!blocks.Add(b.Offset))
+                            continue;
+                        reachable += b.Pages * FormatConstants.PageSize;
+                        if (!_allocator.AllInUse(b.Offset, b.Pages))
+                            damage.Add(new DamageFound("allocation bitmap", b.Offset, $"block {b.Offset} of log {logRef.LogId} ({b.Pages} pages) is in use by {owner} but marked free",
+                                "the next allocation may overwrite it; a full recovery (an open with no other process, after the region's SpaceAudit word is set) marks it in use again"));
+                    }
                 }
             }
             if (_picture.BaseRun is { } run)
                 reachable += run.Pages * FormatConstants.PageSize; // the compacted base image lives in the arena
             if (_picture.CheckCheckpoint() is { } wrong)
                 damage.Add(new DamageFound("checkpoint", Volatile.Read(ref _region.Word(FormatConstants.ControlOffset + ControlBlock.CheckpointOffset)), wrong,
-                    "nothing depends on it: opens replay main's history instead, and the next commit writes a new checkpoint"));
+                    "nothing depends on it: opens replay main's history instead; daxfs repair drops it, and a later commit writes a new one"));
             else if (_picture.CheckpointRunInUse() is { } checkpoint)
                 reachable += checkpoint.Pages * FormatConstants.PageSize;
             return new VerifyReport(image.DataLength, logs, records, bytes, reachable, _allocator.ArenaBytes - _allocator.FreeBytes, damage);

@@ -27,7 +27,7 @@ public sealed partial class Store : IDisposable
     private readonly Region _region;
     private readonly Superblock _super;
     private readonly BlockAllocator _allocator;
-    private readonly RegionPicture _picture;
+    private RegionPicture _picture; // replaced only by the first re-read, when a damaged log stops a rebuild of free space
     /// <summary>Runs reserved for base images being written by this process (given back on failure or close).</summary>
     private readonly List<(long Offset, long Pages)> _compactionRuns = [];
     private int _slotHint = 1;
@@ -41,13 +41,20 @@ public sealed partial class Store : IDisposable
         _allocator = allocator;
         _changes = new ChangeScope(region, (super.ProcessTableOffset, (int)super.ProcessSlots, (super.Flags & Superblock.FlagSharedAcrossKernels) != 0), Reread, ReclaimParked, ThrowIfUnusable);
         _gate = _changes.Gate;
+        _picture = NewPicture(repair, fence, rebuildSpace: true);
+    }
+
+    /// <summary>A picture of the region for this store (see <see cref="Reread"/> for why there may be a second).</summary>
+    private RegionPicture NewPicture(bool repair, bool fence, bool rebuildSpace)
+    {
+        long lastBoot = Volatile.Read(ref _region.Word(FormatConstants.ControlOffset + ControlBlock.BootTagOffset));
         // A regular file last opened by another boot of this machine (or another kernel) may hold records torn
         // by a crash of the machine; memory, and a file this kernel already had open, cannot.
-        long lastBoot = Volatile.Read(ref region.Word(FormatConstants.ControlOffset + ControlBlock.BootTagOffset));
-        _picture = new RegionPicture(region, super, allocator, region.Kind == RegionKind.File && lastBoot != ProcessIdentity.BootTag)
+        return new RegionPicture(_region, _super, _allocator, _region.Kind == RegionKind.File && lastBoot != ProcessIdentity.BootTag)
         {
             RepairDamage = repair,
             FenceDamage = fence,
+            MayRebuildSpace = rebuildSpace,
         };
     }
 
@@ -546,9 +553,22 @@ public sealed partial class Store : IDisposable
     /// <summary>Brings the picture up to date with the region (caller holds the gate and the region lock); the first time, keeps what it found.</summary>
     private void Reread(bool alone)
     {
-        if (_picture.Sync(alone, _changes.Lock.TookOverFromDead) is { } report)
+        RecoveryReport? report;
+        try
         {
-            Recovery = report;
+            report = _picture.Sync(alone, _changes.Lock.TookOverFromDead);
+        }
+        catch (CorruptionException e) when (_picture.FullForSpace && !_picture.Opened)
+        {
+            // The first read went through every log to rebuild free space, and a damaged one stopped it. Rebuilding is
+            // only reclaiming leaked space: read what is needed instead, and leave the space (and the audit word) for
+            // later. The damaged branch answers with its damage when it is read.
+            _picture = NewPicture(_picture.RepairDamage, _picture.FenceDamage, rebuildSpace: false);
+            report = _picture.Sync(alone, _changes.Lock.TookOverFromDead) is { } r ? r with { SpaceNotRebuilt = e.Message } : null;
+        }
+        if (report is { } first)
+        {
+            Recovery = first;
             ref long boot = ref _region.Word(FormatConstants.ControlOffset + ControlBlock.BootTagOffset);
             if (_region.Kind == RegionKind.File && Volatile.Read(ref boot) != ProcessIdentity.BootTag)
             {

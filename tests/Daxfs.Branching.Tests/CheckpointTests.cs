@@ -197,4 +197,62 @@ public class CheckpointTests
             Assert.Equal("checkpoint", Assert.Single(other.Check().Damage).Structure);
         }
     }
+
+    [Fact]
+    public void A_checkpoint_whose_header_is_damaged_is_never_freed_by_its_length_and_repair_drops_it()
+    {
+        using var r = History(30);
+        long at;
+        using (var s = Store.Open(r.RegionPath))
+            at = Word(s);
+        // BodyLength (offset 48) made larger: were the old run freed by it, the logs after it would be freed too.
+        using (var f = new FileStream(r.RegionPath, FileMode.Open, FileAccess.ReadWrite))
+        {
+            f.Position = at + 49;
+            int v = f.ReadByte();
+            f.Position = at + 49;
+            f.WriteByte((byte)(v ^ 0x40));
+        }
+        using (var s = Store.Open(r.RegionPath))
+        {
+            Assert.Equal("checkpoint", Assert.Single(s.Check().Damage).Structure);
+            s.CheckpointEvery = 1;
+            var b = s.Main.Fork("next");
+            b.WriteAllBytes("x", "x"u8);
+            b.Commit("writes a new checkpoint; the old one is left to a rebuild");
+            Assert.Equal(1, Volatile.Read(ref s.Region.Word(FormatConstants.ControlOffset + ControlBlock.SpaceAuditOffset)));
+            for (int i = 0; i < 4; i++)
+                s.Main.Fork($"junk{i}").Write("junk", 0, TempRegion.Pattern(200_000, i)); // takes free pages
+            Assert.Empty(s.Check().Damage); // nothing reachable was freed
+        }
+        using (var s = Store.Open(r.RegionPath)) // alone, with the audit word set: free space rebuilt
+        {
+            Assert.Equal("version 30", Text(s.Main, "file-2"));
+            var report = s.Verify();
+            Assert.Equal(report.ReachableBytes, report.ArenaUsedBytes);
+        }
+    }
+
+    [Fact]
+    public void Repair_drops_a_damaged_checkpoint_and_the_region_verifies_clean()
+    {
+        using var r = History(30);
+        long at;
+        using (var s = Store.Open(r.RegionPath))
+            at = Word(s);
+        using (var f = new FileStream(r.RegionPath, FileMode.Open, FileAccess.ReadWrite))
+        {
+            f.Position = at + ViewCheckpoint.HeaderSize + 3;
+            f.WriteByte(0xEE);
+        }
+        using (var s = Store.OpenRepairing(r.RegionPath))
+            Assert.Equal(0, Word(s));
+        using (var s = Store.Open(r.RegionPath))
+        {
+            Assert.Empty(s.Check().Damage);
+            var report = s.Verify();
+            Assert.Equal(report.ReachableBytes, report.ArenaUsedBytes);
+            Assert.Equal("version 30", Text(s.Main, "file-2"));
+        }
+    }
 }

@@ -62,6 +62,15 @@ internal sealed partial class RegionPicture
     /// <summary>The run of the checkpoint the control block names, when it is well-formed (for verify's count of reachable space).</summary>
     public (long Offset, long Pages)? CheckpointRunInUse() => CheckpointRun();
 
+    /// <summary>The run of the checkpoint the control block names, only when its checksum proves its header (what may be freed).</summary>
+    public (long Offset, long Pages)? CheckpointRunIfWhole()
+    {
+        if (_super.FormatVersion < FormatConstants.SpaceVersion)
+            return null;
+        long at = Volatile.Read(ref CheckpointWord);
+        return at != 0 && Read(at, checksum: true) is { } found ? (at, found.Pages) : null;
+    }
+
     /// <summary>The run the control block's checkpoint word names, when it holds a well-formed checkpoint (kept in use by a rebuild of free space).</summary>
     private (long Offset, long Pages)? CheckpointRun()
     {
@@ -77,7 +86,7 @@ internal sealed partial class RegionPicture
         long start = AreaStart(retired: true), end = _allocator.ArenaEnd;
         if (at % FormatConstants.PageSize != 0 || at < start || at > end - FormatConstants.PageSize)
         {
-            CheckpointProblem = $"the checkpoint word names offset {at}, outside the arena";
+            CheckpointProblem = at % FormatConstants.PageSize != 0 ? $"the checkpoint word names offset {at}, which is not page-aligned" : $"the checkpoint word names offset {at}, outside the arena";
             return null;
         }
         if (ViewCheckpoint.ReadHeader(_region.Span(at, ViewCheckpoint.HeaderSize), end - at) is not { } h)
@@ -93,6 +102,11 @@ internal sealed partial class RegionPicture
             return null;
         }
         var bytes = _region.Span(at, (int)length);
+        if (checksum && System.Buffers.Binary.BinaryPrimitives.ReadUInt32LittleEndian(bytes[60..]) != 0)
+        {
+            CheckpointProblem = $"the checkpoint at {at} has its reserved word set";
+            return null;
+        }
         if (checksum && !ViewCheckpoint.ChecksumMatches(bytes))
         {
             CheckpointProblem = $"the checkpoint at {at} (version {h.Version}) fails its checksum";

@@ -21,6 +21,15 @@ internal sealed partial class RegionPicture
     /// <summary>Set once the first read of the region (on open) has reported what it found.</summary>
     private bool _opened;
 
+    /// <summary>True once the first read of the region (on open) has reported what it found.</summary>
+    public bool Opened => _opened;
+
+    /// <summary>False for a picture that must not rebuild free space (the first try found a damaged log; see <see cref="Store"/>'s re-read).</summary>
+    public bool MayRebuildSpace { get; init; } = true;
+
+    /// <summary>True when this picture reads every log only to rebuild free space (nothing else asked for them all).</summary>
+    public bool FullForSpace { get; private set; }
+
     /// <summary>
     /// Brings this process's picture of the region up to date, under the region lock. Starting from nothing
     /// (on open) it replays every log; afterwards it replays only what other processes appended since,
@@ -44,10 +53,13 @@ internal sealed partial class RegionPicture
         // or fencing, no snapshot (verify reads everything), and, when alone, no space to rebuild.
         if (tookOver)
             Volatile.Write(ref _region.Word(FormatConstants.ControlOffset + ControlBlock.SpaceAuditOffset), 1);
-        bool rebuildSpace = alone && (_super.FormatVersion < FormatConstants.SpaceVersion
+        bool rebuildSpace = alone && MayRebuildSpace && (_super.FormatVersion < FormatConstants.SpaceVersion || RepairDamage
             || Volatile.Read(ref _region.Word(FormatConstants.ControlOffset + ControlBlock.SpaceAuditOffset)) != 0);
         if (Wanted is not null && (TornTailsPossible || RepairDamage || FenceDamage || _region.IsSnapshot || rebuildSpace))
+        {
+            FullForSpace = rebuildSpace && !(TornTailsPossible || RepairDamage || FenceDamage || _region.IsSnapshot);
             Wanted = null;
+        }
         _trusted.Clear();
         var truncated = new List<string>();
         var invalidated = new List<string>();
@@ -232,7 +244,10 @@ internal sealed partial class RegionPicture
             InvalidatedNames.Remove(key);
         SyncKept(count, names, alone && writeBack, truncated, buildNew: load is null);
         // A branch with children left unread does not know them all: its count of live children stays as the slot says.
-        var partlyKnown = deferred.Select(i => (int)raw[i].ParentSlot).ToHashSet();
+        PartlyKnown.Clear();
+        foreach (int i in deferred)
+            PartlyKnown.Add((int)raw[i].ParentSlot);
+        var partlyKnown = PartlyKnown;
         foreach (var st in Slots)
         {
             if (st is null || !writeBack) continue;
@@ -252,6 +267,8 @@ internal sealed partial class RegionPicture
                 used.AddRange(st.AllBlocks());
             if (BaseRun is { } run)
                 used.Add(run);
+            if (RepairDamage && CheckCheckpoint() is not null)
+                Volatile.Write(ref CheckpointWord, 0); // a repair drops a damaged checkpoint: its pages come back below
             if (CheckpointRun() is { } checkpoint)
                 used.Add(checkpoint);
             _allocator.Rebuild(used);
@@ -370,11 +387,15 @@ internal sealed partial class RegionPicture
 
     /// <summary>
     /// The branches this picture reads, by name (null: every one). Main is always read; a named branch is read with
-    /// its ancestors and every branch forked from it, so what it is based on and what is based on it are known.
+    /// its ancestors, so what it is based on is known (what was forked from it is told by its slot's count of live
+    /// children, which every change keeps; see <see cref="PartlyKnown"/>).
     /// Branches no one asked for are left unread: their slots are not judged, written back or counted, and an open
     /// costs what it reads, not what the region holds. Set to null for good once anything needs every log.
     /// </summary>
     public HashSet<string>? Wanted { get; set; } = ["main"];
+
+    /// <summary>Slots of branches with a live child the last re-read left unread: their children are not all known here.</summary>
+    public HashSet<int> PartlyKnown { get; } = [];
 
     /// <summary>Live branches the last re-read left unread (see <see cref="Wanted"/>).</summary>
     public int Deferred { get; private set; }
@@ -392,7 +413,7 @@ internal sealed partial class RegionPicture
         return Wanted.Add(name);
     }
 
-    /// <summary>The live slots a partial re-read reads: the wanted ones, their ancestors, what was forked from them, and what it read before.</summary>
+    /// <summary>The live slots a partial re-read reads: the wanted ones, their ancestors, and what it read before.</summary>
     private HashSet<int> SlotsToLoad(BranchSlot[] raw, string?[] names, List<int> byDepth)
     {
         var load = new HashSet<int>();
@@ -410,9 +431,6 @@ internal sealed partial class RegionPicture
                 }
             }
         }
-        foreach (int i in byDepth) // parents first: a chain of descendants is taken in one pass
-            if (raw[i].ParentSlot < raw.Length && load.Contains((int)raw[i].ParentSlot))
-                load.Add(i);
         return load;
     }
 
