@@ -255,4 +255,36 @@ public class CheckpointTests
             Assert.Equal("version 30", Text(s.Main, "file-2"));
         }
     }
+
+    [Fact]
+    public void Damaged_history_bytes_read_through_a_checkpoint_are_an_error_naming_the_record_never_wrong_bytes()
+    {
+        using var r = History(30);
+        long source, record;
+        using (var s = Store.Open(r.RegionPath))
+        {
+            Assert.True(s.FirstReadVersion >= 25, $"read from version {s.FirstReadVersion}");
+            var view = s.Main.State.View;
+            long ino = view.Lookup(View.RootIno, "file-3"); // last written by version 24, before the checkpoint
+            Assert.True(view.TryGetNode(ino, out var node));
+            var extent = LongMap.InOrder(node.Extents).Single().Value;
+            (source, record) = (extent.Source, extent.Record);
+            Assert.True(record > 0 && record < source);
+        }
+        using (var f = new FileStream(r.RegionPath, FileMode.Open, FileAccess.ReadWrite))
+        {
+            f.Position = source + 2;
+            int v = f.ReadByte();
+            f.Position = source + 2;
+            f.WriteByte((byte)(v ^ 0x20));
+        }
+        using (var s = Store.Open(r.RegionPath))
+        {
+            Assert.True(s.FirstReadVersion >= 25); // main from the checkpoint: the damaged record was not replayed
+            Assert.Equal("version 30", Text(s.Main, "file-2"));
+            var e = Assert.Throws<CorruptionException>(() => s.Main.ReadAllBytes("file-3"));
+            Assert.Equal(record, e.Offset);
+            Assert.Contains("checksum mismatch", e.Message);
+        }
+    }
 }

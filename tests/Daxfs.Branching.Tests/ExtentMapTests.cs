@@ -40,7 +40,7 @@ public class ExtentMapTests
                     int start = rng.Next(size - 1);
                     int len = rng.Next(1, Math.Min(64, size - start));
                     long source = rng.Next(0, 1 << 20) * 128L; // low 7 bits = offset within the extent
-                    root = ExtentMap.Write(root, start, len, source);
+                    root = ExtentMap.Write(root, start, len, source, record: 0);
                     for (int i = 0; i < len; i++) model[start + i] = (byte)((source + i) & 0x7F);
                 }
                 if (step % 20 == 0) snapshots.Add((root, (byte[])model.Clone()));
@@ -63,7 +63,7 @@ public class ExtentMapTests
     [Fact]
     public void Truncate_then_extend_reads_a_hole()
     {
-        var root = ExtentMap.Write(null, 0, 100, 1000);
+        var root = ExtentMap.Write(null, 0, 100, 1000, record: 0);
         root = ExtentMap.Truncate(root, 10);
         Assert.True(ExtentMap.Locate(root, 5, 200, out long src, out long avail));
         Assert.Equal(1005, src);

@@ -366,8 +366,13 @@ internal sealed unsafe class BaseImage
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public void EnsureVerified(long offset, long length)
     {
-        // Log payloads were checked when their record was; only base data is checked here.
-        if (length <= 0 || (ulong)(offset - _header.DataOffset) >= (ulong)_header.DataLength) return;
+        if (length <= 0) return;
+        if ((ulong)(offset - _header.DataOffset) >= (ulong)_header.DataLength)
+        {
+            // Log bytes were checked when their record was replayed, unless a checkpoint stood in for the replay.
+            LogRecords?.EnsureVerified(offset, length);
+            return;
+        }
         long first = (offset - _header.DataOffset) / FormatConstants.DataChunkSize;
         long last = (offset + length - 1 - _header.DataOffset) / FormatConstants.DataChunkSize;
         for (long c = first; c <= last; c++)
@@ -376,6 +381,9 @@ internal sealed unsafe class BaseImage
                 VerifyChunk(c);
         }
     }
+
+    /// <summary>Records of main's history a checkpoint pointed views on this image at, checked at first read (see <see cref="RecordChecks"/>).</summary>
+    public RecordChecks? LogRecords { get; set; }
 
     private void VerifyChunk(long chunk)
     {

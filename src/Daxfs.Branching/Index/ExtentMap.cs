@@ -1,7 +1,11 @@
 namespace Daxfs.Branching.Index;
 
 /// <summary>A run of file bytes [key, key+Length) stored at region offset <see cref="Source"/>.</summary>
-internal readonly record struct Extent(long Length, long Source);
+/// <summary>
+/// A run of a file's bytes: its length, the region offset of the bytes, and the region offset of the log record
+/// that holds them (0 for bytes of a base image, which its chunk checksums guard).
+/// </summary>
+internal readonly record struct Extent(long Length, long Source, long Record = 0);
 
 /// <summary>
 /// A file's byte-range map: non-overlapping extents keyed by file offset, each pointing at the bytes in
@@ -10,14 +14,14 @@ internal readonly record struct Extent(long Length, long Source);
 /// </summary>
 internal static class ExtentMap
 {
-    /// <summary>Maps [start, start+length) to region bytes at <paramref name="source"/>, cutting what it overlaps.</summary>
-    public static LongMapNode<Extent>? Write(LongMapNode<Extent>? root, long start, long length, long source)
+    /// <summary>Maps [start, start+length) to region bytes at <paramref name="source"/> (in the record at <paramref name="record"/>), cutting what it overlaps.</summary>
+    public static LongMapNode<Extent>? Write(LongMapNode<Extent>? root, long start, long length, long source, long record)
     {
         if (length <= 0) return root;
         long end = start + length;
         var (left, rest) = CutAt(root, start);
         var (_, right) = CutAt(rest, end);
-        return LongMap.Merge(LongMap.Merge(left, LongMap.Single(start, new Extent(length, source))), right);
+        return LongMap.Merge(LongMap.Merge(left, LongMap.Single(start, new Extent(length, source, record))), right);
     }
 
     /// <summary>Removes every byte at or beyond <paramref name="size"/>.</summary>
@@ -40,8 +44,8 @@ internal static class ExtentMap
         // The last extent on the left runs past the cut: keep its head on the left, move its tail right.
         var (keep, _) = LongMap.Split(less, last.Key);
         long headLength = at - last.Key;
-        var head = LongMap.Single(last.Key, new Extent(headLength, last.Value.Source));
-        var tail = LongMap.Single(at, new Extent(last.Value.Length - headLength, last.Value.Source + headLength));
+        var head = LongMap.Single(last.Key, last.Value with { Length = headLength });
+        var tail = LongMap.Single(at, last.Value with { Length = last.Value.Length - headLength, Source = last.Value.Source + headLength });
         return (LongMap.Merge(keep, head), LongMap.Merge(tail, atLeast));
     }
 

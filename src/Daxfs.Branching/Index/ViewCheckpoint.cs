@@ -62,7 +62,7 @@ internal static class ViewCheckpoint
     /// Node layout: Ino i64, Kind u8, Perm u32, Uid u32, Gid u32, Mtime i64, Ctime i64, Atime i64, Size i64, Links i32,
     /// Parent i64, Subdirs i32, Rdev i64; then Target (u32 length + UTF-8, or u32 max for none), entries (u32 count,
     /// each u16 name length + UTF-8 + i64 inode), extents (u32 count, each file offset i64 + length i64 + region
-    /// offset i64), extended attributes (u32 count, each u16 name length + UTF-8 + u32 value length + bytes).
+    /// offset i64 + the region offset of the log record holding the bytes i64, 0 for base image bytes), extended attributes (u32 count, each u16 name length + UTF-8 + u32 value length + bytes).
     /// </summary>
     private static void WriteNode(BinaryWriter w, Node n)
     {
@@ -106,6 +106,7 @@ internal static class ViewCheckpoint
             w.Write(e.Key);
             w.Write(e.Value.Length);
             w.Write(e.Value.Source);
+            w.Write(e.Value.Record);
         }
         w.Write((uint)(n.Xattrs?.Count ?? 0));
         if (n.Xattrs is not null)
@@ -142,7 +143,7 @@ internal static class ViewCheckpoint
     /// names, inode numbers, and every extent lies inside <paramref name="bytesStart"/>..<paramref name="bytesEnd"/>
     /// (where file bytes can be). Throws <see cref="FormatException"/> naming what is wrong.
     /// </summary>
-    public static View Decode(ReadOnlySpan<byte> body, BaseImage image, long bytesStart, long bytesEnd)
+    public static View Decode(ReadOnlySpan<byte> body, BaseImage image, long bytesStart, long bytesEnd, HashSet<long> records)
     {
         var r = new Reader(body);
         long nextIno = r.I64();
@@ -153,7 +154,7 @@ internal static class ViewCheckpoint
         long previous = 0;
         for (long i = 0; i < count; i++)
         {
-            var n = ReadNode(ref r, nextIno, bytesStart, bytesEnd);
+            var n = ReadNode(ref r, nextIno, bytesStart, bytesEnd, records);
             if (n.Ino <= previous)
                 throw new FormatException($"node {n.Ino} out of order");
             previous = n.Ino;
@@ -164,7 +165,7 @@ internal static class ViewCheckpoint
         return new View(image, nodes, nextIno);
     }
 
-    private static Node ReadNode(ref Reader r, long nextIno, long bytesStart, long bytesEnd)
+    private static Node ReadNode(ref Reader r, long nextIno, long bytesStart, long bytesEnd, HashSet<long> records)
     {
         long ino = r.I64();
         byte kind = r.U8();
@@ -203,11 +204,16 @@ internal static class ViewCheckpoint
         long end = 0;
         for (uint k = 0; k < extents; k++)
         {
-            long at = r.I64(), length = r.I64(), source = r.I64();
+            long at = r.I64(), length = r.I64(), source = r.I64(), record = r.I64();
             if (at < end || length <= 0 || at > long.MaxValue - length || source < bytesStart || source > bytesEnd - length)
                 throw new FormatException($"node {ino}: extent at {at} (+{length} from {source}) out of range");
+            // The record holding log bytes lies before them, 8-aligned, in the same area (its checksum is checked when they are first read).
+            if (record != 0 && (record < bytesStart || record >= source || (record & 7) != 0))
+                throw new FormatException($"node {ino}: extent at {at} names record {record}, which cannot hold bytes at {source}");
+            if (record != 0)
+                records.Add(record);
             end = at + length;
-            map = LongMap.Set(map, at, new Extent(length, source));
+            map = LongMap.Set(map, at, new Extent(length, source, record));
         }
         if (extents > 0 && kind != (byte)NodeKind.File)
             throw new FormatException($"node {ino}: extents in a node that is not a file");

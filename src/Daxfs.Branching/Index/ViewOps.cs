@@ -86,7 +86,7 @@ internal static class ViewOps
                 long end = r.FileOffset + r.PayloadLength;
                 n = n with
                 {
-                    Extents = ExtentMap.Write(n.Extents, r.FileOffset, r.PayloadLength, r.PayloadOffset),
+                    Extents = ExtentMap.Write(n.Extents, r.FileOffset, r.PayloadLength, r.PayloadOffset, r.Offset),
                     Size = Math.Max(n.Size, end),
                     MtimeNs = r.TimeNs,
                     CtimeNs = r.TimeNs,
@@ -352,18 +352,18 @@ internal static class ViewOps
     /// else stay; bytes the view maps elsewhere (overwritten since) are left alone. Returns the view itself when
     /// nothing of it moved.
     /// </summary>
-    public static View MoveExtents(View v, IReadOnlyList<(long Ino, long FileOffset, long Length, long From, long To)> moves)
+    public static View MoveExtents(View v, IReadOnlyList<(long Ino, long FileOffset, long Length, long From, long To, long ToRecord)> moves)
     {
         var nodes = v.Nodes;
         bool changed = false;
-        var pieces = new List<(long At, long Length, long To)>();
+        var pieces = new List<(long At, long Length, long To, long ToRecord)>();
         foreach (var group in moves.GroupBy(m => m.Ino))
         {
             if (!LongMap.TryGet(nodes, group.Key, out var node) || node.Kind != NodeKind.File)
                 continue;
             var extents = node.Extents;
             pieces.Clear();
-            foreach (var (_, fileOffset, length, from, to) in group)
+            foreach (var (_, fileOffset, length, from, to, toRecord) in group)
             {
                 long end = fileOffset + length;
                 var e = LongMap.Floor(extents, fileOffset);
@@ -373,14 +373,14 @@ internal static class ViewOps
                 {
                     long a = Math.Max(e.Key, fileOffset), b = Math.Min(e.Key + e.Value.Length, end);
                     if (b > a && e.Value.Source + (a - e.Key) == from + (a - fileOffset))
-                        pieces.Add((a, b - a, to + (a - fileOffset)));
+                        pieces.Add((a, b - a, to + (a - fileOffset), toRecord));
                     e = LongMap.Ceiling(extents, e.Key + 1);
                 }
             }
             if (pieces.Count == 0)
                 continue;
-            foreach (var (at, length, to) in pieces)
-                extents = ExtentMap.Write(extents, at, length, to);
+            foreach (var (at, length, to, toRecord) in pieces)
+                extents = ExtentMap.Write(extents, at, length, to, toRecord);
             nodes = LongMap.Set(nodes, group.Key, node with { Extents = extents });
             changed = true;
         }

@@ -176,7 +176,7 @@ internal sealed class LogCleaner
         /// <summary>The blocks of the logs merged in the run.</summary>
         public List<(long Offset, long Pages)> Merged = [];
         /// <summary>Each write's bytes that moved: inode, file offset, length, old and new region offset.</summary>
-        public List<(long Ino, long FileOffset, long Length, long From, long To)> Moves = [];
+        public List<(long Ino, long FileOffset, long Length, long From, long To, long ToRecord)> Moves = [];
         /// <summary>Change records (and their bytes) the run held, and the ones written for them.</summary>
         public long OldRecords, OldBytes, NewRecords, NewBytes;
     }
@@ -212,7 +212,7 @@ internal sealed class LogCleaner
                     RecordCodec.EncodeWriteHeader(body, rec.Ino, fileOffset + done);
                     _region.Span(source + done, part).CopyTo(body[RecordCodec.WritePayloadOffset..]);
                     w.Seal(at);
-                    result.Moves.Add((rec.Ino, fileOffset + done, part, source + done, at + RecordHeader.Size + RecordCodec.WritePayloadOffset));
+                    result.Moves.Add((rec.Ino, fileOffset + done, part, source + done, at + RecordHeader.Size + RecordCodec.WritePayloadOffset, at));
                     result.NewRecords++;
                     result.NewBytes += _region.At<RecordHeader>(at).Length;
                     done += part;

@@ -136,7 +136,11 @@ internal sealed partial class RegionPicture
         // Where its version ends in main's log is checked as the log is walked (CheckpointMisplacedException).
         try
         {
-            var view = ViewCheckpoint.Decode(found.Bytes.Span[ViewCheckpoint.HeaderSize..], CurrentBase!, _super.BaseOffset, _allocator.ArenaEnd);
+            var records = new HashSet<long>();
+            var view = ViewCheckpoint.Decode(found.Bytes.Span[ViewCheckpoint.HeaderSize..], CurrentBase!, _super.BaseOffset, _allocator.ArenaEnd, records);
+            // Its records are checked when first read; those named by an earlier checkpoint stay on the list (old views may still read them).
+            var image = CurrentBase!;
+            image.LogRecords = new RecordChecks(_region, image.LogRecords is { } earlier ? earlier.Records.Concat(records) : records, _super.BaseOffset, _allocator.ArenaEnd);
             return new LoadedCheckpoint(h, view, at);
         }
         catch (FormatException e)
