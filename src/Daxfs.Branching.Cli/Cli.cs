@@ -40,6 +40,7 @@ internal static class Opt
         o.Description = description;
         o.HelpName = helpName;
         o.CustomParser = r => Parsed(r, () => long.TryParse(r.Tokens[0].Value, NumberStyles.None, CultureInfo.InvariantCulture, out long n) ? n
+            : r.Tokens[0].Value.Length > 0 && r.Tokens[0].Value.All(char.IsAsciiDigit) ? throw new UsageException($"{name}: '{r.Tokens[0].Value}' is too large")
             : throw new UsageException($"{name}: '{r.Tokens[0].Value}' is not a non-negative whole number"));
         return o;
     }
@@ -57,6 +58,8 @@ internal static class Opt
         {
             if (r.Tokens.Count > 0 && r.Tokens[^1].Value is { Length: > 1 } v && v[0] == '-' && !char.IsAsciiDigit(v[1]))
                 r.AddError($"option {o.Name} needs a value ({o.HelpName}), not the option '{v}' (a path that starts with '-' is written ./{v})");
+            else if (r.Tokens.Count > 0 && r.Tokens[^1].Value.Length == 0)
+                r.AddError($"option {o.Name} needs a value ({o.HelpName}), not an empty one");
         });
         return o;
     }
@@ -178,7 +181,12 @@ internal static class Commands
         var root = new RootCommand("daxfs: a speculative-branching, versioned memory store.");
         foreach (var o in root.Options)
         {
-            if (o is HelpOption help) help.Action = new HelpText();
+            if (o is HelpOption help)
+            {
+                help.Action = new HelpText();
+                foreach (var alias in help.Aliases.Where(a => a is not "-h").ToList())
+                    help.Aliases.Remove(alias); // -h and --help only: no /?, /h or -? (nor in completions)
+            }
             if (o is VersionOption version) version.Action = new VersionText();
         }
         var groups = new Dictionary<string, Command>(StringComparer.Ordinal);

@@ -75,7 +75,16 @@ public static class Program
             return Usage;
         }
         if (args[0] == "help")
-            args = [.. args[1..], "--help"]; // 'daxfs help branch create' is 'daxfs branch create --help'
+        {
+            // 'daxfs help branch create' is 'daxfs branch create --help'; a topic that names no command is an error.
+            var topic = args[1..];
+            bool known = topic.Length == 0 || topic[0] == "completion" && topic.Length == 1
+                || Verbs.All.Any(v => v.Name == string.Join(' ', topic)) || topic.Length == 1 && Verbs.All.Any(v => v.Name.StartsWith(topic[0] + " ", StringComparison.Ordinal));
+            if (!known)
+                throw new UsageException($"help: no command '{string.Join(' ', topic)}' (daxfs --help lists them)");
+            args = [.. topic, "--help"];
+        }
+        args = GlobalOptionsAfterVerb(args);
         args = RecursiveRm(args);
         Opt.t_literalArguments = args.Contains("--");
         var parsed = Commands.For(args).Parse(args, Commands.Parsing);
@@ -92,12 +101,42 @@ public static class Program
                     : $"unexpected argument '{t}' for '{verb}'")
                 .Concat(parsed.Errors.Select(e => e.Message).Where(m => !m.StartsWith("Unrecognized command or argument", StringComparison.Ordinal)
                     && !(group is RootCommand && m.StartsWith("Required command", StringComparison.Ordinal))))
-                .Distinct().OrderBy(m => m.StartsWith("option ", StringComparison.Ordinal) ? 0 : 1).ToList();
+                .Distinct().OrderBy(m => m.StartsWith("option ", StringComparison.Ordinal) || m.StartsWith("unknown option", StringComparison.Ordinal) ? 0 : 1).ToList();
             if (messages.Count == 0)
                 messages.Add(group is RootCommand ? "no command given" : parsed.Errors[0].Message);
             throw new UsageException(string.Join("; ", messages) + (verb.Length > 0 && !messages[0].Contains($"'{verb}'", StringComparison.Ordinal) ? $" (in 'daxfs {verb}')" : ""));
         }
         return parsed.Invoke(new InvocationConfiguration { EnableDefaultExceptionHandler = false });
+    }
+
+    /// <summary>
+    /// <c>daxfs -r REGION ls /</c> as <c>daxfs ls / -r REGION</c>: the options every verb shares (-r/--region, -b/--branch,
+    /// --json) may come before the verb too, and are moved after it.
+    /// </summary>
+    internal static string[] GlobalOptionsAfterVerb(string[] args)
+    {
+        var moved = new List<string>();
+        int i = 0;
+        while (i < args.Length)
+        {
+            string a = args[i];
+            if (a is "-r" or "--region" or "-b" or "--branch" && i + 1 < args.Length)
+            {
+                moved.Add(a);
+                moved.Add(args[i + 1]);
+                i += 2;
+            }
+            else if (a == "--json" || a.StartsWith("--region=", StringComparison.Ordinal) || a.StartsWith("--branch=", StringComparison.Ordinal))
+            {
+                moved.Add(a);
+                i++;
+            }
+            else
+            {
+                break;
+            }
+        }
+        return moved.Count == 0 || i == args.Length ? args : [.. args[i..], .. moved];
     }
 
     /// <summary>
@@ -114,8 +153,13 @@ public static class Program
             string a = result[i];
             if (a == "--")
                 break;
-            if (a == "-r")
+            if (a == "-r" || a.Length > 2 && a[0] == '-' && a[1] != '-' && a[1..].All(ch => ch is 'r' or 'R' or 'f'))
+            {
+                // -r, and bundles of -r, -R (and -f, which rm here does not take: nothing asks before removing)
+                if (a.Contains('f'))
+                    throw new UsageException($"rm takes no -f ('{a}'): it never asks before removing; use -r or -R for a tree");
                 result[i] = "--recursive";
+            }
             else if (a is "-b" or "--branch" or "--region")
                 i++; // its value
             else if (!a.StartsWith('-'))
@@ -174,7 +218,7 @@ internal sealed class Context(ParseResult parsed)
     public static Branch Resolve(Store store, string reference, string option)
     {
         try { return store.Resolve(reference); }
-        catch (ArgumentOutOfRangeException e) { throw new UsageException($"{option} {reference}: {e.Message.Split(" (Parameter")[0]}"); }
+        catch (ArgumentOutOfRangeException e) { throw new DaxfsException($"{option} {reference}: {e.Message.Split(" (Parameter")[0]}"); } // does not exist: exit 1
     }
 }
 

@@ -235,6 +235,8 @@ internal static class RegionVerbs
 
     public static int Tag(Context c)
     {
+        if (c.Get(Verbs.Tag.List) && c.Get(Verbs.Tag.Delete))
+            throw new UsageException("--list and --delete exclude each other");
         using var store = c.Open();
         if (c.Get(Verbs.Tag.List) || c.Get(Verbs.Tag.Name) is null && !c.Get(Verbs.Tag.Delete))
         {
@@ -250,7 +252,7 @@ internal static class RegionVerbs
             Console.Out.WriteLine($"deleted tag '{name}'");
             return Program.Ok;
         }
-        if (Store.BranchNameProblem(name) is { } why)
+        if (Store.TagNameProblem(name) is { } why)
             throw new UsageException($"invalid tag name '{name}': {why}");
         string? versionText = c.Get(Verbs.Tag.Version);
         long version = versionText is not null
@@ -258,7 +260,7 @@ internal static class RegionVerbs
                 : throw new UsageException($"VERSION: '{versionText}' is not a version number"))
             : store.Versions.Count;
         if (version > store.Versions.Count)
-            throw new UsageException($"VERSION: no version {version} (main is at version {store.Versions.Count})");
+            throw new DaxfsException($"no version {version}: main is at version {store.Versions.Count}");
         store.Tag(name, version);
         Console.Out.WriteLine($"tagged version {version} as '{name}'");
         return Program.Ok;
@@ -358,6 +360,8 @@ internal static class RegionVerbs
             Output.WriteJson(versions.Select(v => new { v.Sequence, v.Time, v.Message, v.SourceBranch, v.Records, v.Bytes, v.Folded, tags = tagLists.GetValueOrDefault(v.Sequence) ?? [] }));
             return Program.Ok;
         }
+        if (versions.Count == 0 && all.Count > 0)
+            return Program.Ok; // -n 0
         if (versions.Count == 0)
         {
             Output.Out.WriteLine("no versions yet: main is the base image");

@@ -141,10 +141,10 @@ public sealed partial class Store
         if (string.IsNullOrEmpty(name)) return "a branch name must not be empty";
         if (name.Length > FormatConstants.MaxBranchName) return $"a branch name has at most {FormatConstants.MaxBranchName} characters";
         if (name == "main") return "'main' is the name of the main branch";
-        if (!char.IsAsciiLetterOrDigit(name[0])) return "a branch name starts with a letter or digit";
+        if (!char.IsAsciiLetterOrDigit(name[0])) return "a branch name starts with an ASCII letter or digit";
         foreach (char c in name)
             if (!char.IsAsciiLetterOrDigit(c) && c != '-' && c != '_' && c != '.')
-                return $"a branch name holds only letters, digits, '-', '_' and '.', not '{c}'";
+                return $"a branch name holds only ASCII letters, digits, '-', '_' and '.', not '{c}'";
         return null;
     }
 

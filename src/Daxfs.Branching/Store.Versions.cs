@@ -81,7 +81,7 @@ public sealed partial class Store
     /// <summary>Names version <paramref name="version"/> of main <paramref name="name"/> (same rules as branch names). Tags survive reopening.</summary>
     public void Tag(string name, long version)
     {
-        if (BranchNameProblem(name) is { } why)
+        if (TagNameProblem(name) is { } why)
             throw new ArgumentException($"invalid tag name '{name}': {why}", nameof(name));
         Locked(() =>
         {
@@ -91,6 +91,16 @@ public sealed partial class Store
             AppendTag(name, version, deleted: false);
             _picture.Tags[name] = version;
         });
+    }
+
+    /// <summary>Why <paramref name="name"/> cannot name a tag, or null: the rules of branch names, and not only digits (that reads as a version number).</summary>
+    public static string? TagNameProblem(string name)
+    {
+        if (BranchNameProblem(name) is { } why)
+            return why.Replace("a branch name", "a tag name", StringComparison.Ordinal);
+        if (name.All(char.IsAsciiDigit))
+            return "a tag name must not be only digits: it would read as a version number";
+        return null;
     }
 
     /// <summary>Removes tag <paramref name="name"/>.</summary>

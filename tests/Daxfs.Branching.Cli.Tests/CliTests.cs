@@ -174,6 +174,7 @@ public class CliTests
         Fails(ws.Run("stat", "/lib", "-b", "b"), 1, "no such file");
         Ok(Cli.Run(null, "rm", "/README.md", "-b", "b", "-r", ws.Region)); // -r after the path: the region
         Fails(ws.Run("stat", "/README.md", "-b", "b"), 1, "no such file");
+        Fails(ws.Run("rm", "-b", "b", "-rf", "/lib"), 2, "rm takes no -f"); // not the region 'f'
         Ok(ws.Run("rm", "-b", "b", "--", "/data.bin")); // after '--' every word is a path
         Fails(ws.Run("stat", "/data.bin", "-b", "b"), 1, "no such file");
     }
@@ -193,7 +194,18 @@ public class CliTests
             Assert.Equal(h.Out, Cli.Run(null, ["help", .. words.Split(' ')]).Out);
         }
         Fails(Cli.Run(null, "branch"), 2, "'branch' needs a subcommand: list, create, commit, rebase, abort, discard");
+        Fails(Cli.Run(null, "help", "nosuch"), 2, "help: no command 'nosuch'");
         Assert.Matches(@"^daxfs \d+\.\d+\.\d+\n$", Cli.Run(null, "--version").Out);
+    }
+
+    [Fact]
+    public void Shared_options_may_come_before_the_verb_and_an_empty_branch_name_is_a_usage_error()
+    {
+        using var ws = Built();
+        Ok(Cli.Run(null, "-r", ws.Region, "branch", "create", "early"));
+        Assert.Contains("README.md", Cli.Run(null, "--region", ws.Region, "-b", "early", "ls", "/").Out);
+        Assert.Equal(JsonValueKind.Array, Cli.Run(null, "--json", "-r", ws.Region, "ls").Json.ValueKind);
+        Fails(ws.Run("ls", "-b", ""), 2, "needs a value (NAME), not an empty one");
     }
 
     [Fact]
@@ -224,6 +236,7 @@ public class CliTests
         Assert.Equal("branch\n", Complete("daxfs bra"));
         Assert.Equal("create\n", Complete("daxfs branch cr"));
         Assert.Contains("--capacity", Complete("daxfs mkfs --cap"));
+        Assert.DoesNotContain("/?", Complete("daxfs ls "));
         Assert.Equal("agent-7\n", Complete("daxfs ls -b ag"));
     }
 
@@ -336,7 +349,8 @@ public class CliTests
         string dest = Path.Combine(ws.Root, "v1");
         Ok(ws.Run("export", dest, "--at", "v1"));
         Assert.Equal("first", File.ReadAllText(Path.Combine(dest, "v.txt")));
-        Fails(ws.Run("cat", "/v.txt", "--at", "9"), 2, "no version 9");
+        Fails(ws.Run("cat", "/v.txt", "--at", "9"), 1, "no version 9"); // does not exist: exit 1, as a missing tag
+        Fails(ws.Run("tag", "5"), 2, "must not be only digits"); // it would read as a version number
         Fails(ws.RunWithInput("x", "put", "/x", "--at", "1"), 2, "unknown option");
         Fails(ws.Run("tag", "v1"), 1, "already names version 1");
         Fails(ws.Run("tag", "bad/name"), 2, "invalid tag name");
