@@ -35,6 +35,14 @@ internal static unsafe partial class FuseNative
     [LibraryImport("libc", EntryPoint = "read", SetLastError = true)]
     public static partial nint Read(int fd, void* buffer, nuint count);
 
+    public const int ProtRead = 1, ProtWrite = 2, MapShared = 1, MapPopulate = 0x8000;
+
+    [LibraryImport("libc", EntryPoint = "mmap", SetLastError = true)]
+    public static partial void* Mmap(void* address, nuint length, int protection, int flags, int fd, long offset);
+
+    [LibraryImport("libc", EntryPoint = "munmap", SetLastError = true)]
+    public static partial int Munmap(void* address, nuint length);
+
     [LibraryImport("libc", EntryPoint = "writev", SetLastError = true)]
     public static partial nint Writev(int fd, IoVec* iov, int count);
 
