@@ -37,13 +37,24 @@ internal static class MountVerbs
         }
         using (var store = Store.OpenFenced(region))
             _ = (branch is null ? store.Main : store.GetBranch(branch)).Info; // fail here, with a clear message, for a missing, invalidated or damaged branch
+        string? uringText = c.Get(Verbs.Mount.Uring) ?? (Environment.GetEnvironmentVariable("DAXFS_URING") is { Length: > 0 } fromEnvironment ? fromEnvironment : null);
+        var uring = uringText switch
+        {
+            null or "auto" => UringMode.Auto,
+            "on" => UringMode.On,
+            "off" => UringMode.Off,
+            _ => throw new UsageException($"DAXFS_URING={uringText}: give auto, on or off"),
+        };
+        bool enableKernelUring = c.Get(Verbs.Mount.EnableKernelUring);
+        if (uring == UringMode.On && !enableKernelUring && BranchMount.UringProblem() is { } uringProblem)
+            throw new IOException($"--uring on: {uringProblem}"); // before anything starts
         if (c.Get(Verbs.Mount.Background))
-            return Background(c, mountpoint, region, branch, readOnly, directText, timeoutText);
+            return Background(c, mountpoint, region, branch, readOnly, directText, timeoutText, uringText, enableKernelUring);
 
         using var cancel = new CancellationTokenSource();
         using var term = PosixSignalRegistration.Create(PosixSignal.SIGTERM, ctx => { ctx.Cancel = true; cancel.Cancel(); });
         using var intr = PosixSignalRegistration.Create(PosixSignal.SIGINT, ctx => { ctx.Cancel = true; cancel.Cancel(); });
-        BranchMount.Run(region, branch, mountpoint, new MountOptions { ReadOnly = readOnly, DirectReadSize = directRead, CacheTimeout = cacheTimeout }, () =>
+        BranchMount.Run(region, branch, mountpoint, new MountOptions { ReadOnly = readOnly, DirectReadSize = directRead, CacheTimeout = cacheTimeout, Uring = uring, EnableKernelUring = enableKernelUring }, () =>
         {
             Console.Out.WriteLine($"mounted {What(branch)} at {mountpoint}{(readOnly || branch == "main" ? " (read-only)" : "")}; unmount with 'daxfs unmount {mountpoint}' or Ctrl-C");
             Console.Out.Flush();
@@ -73,7 +84,7 @@ internal static class MountVerbs
     }
 
     /// <summary>Starts the server as a detached process and returns once the mount is in place.</summary>
-    private static int Background(Context c, string mountpoint, string region, string? branch, bool readOnly, string? directRead, string? cacheTimeout)
+    private static int Background(Context c, string mountpoint, string region, string? branch, bool readOnly, string? directRead, string? cacheTimeout, string? uring, bool enableKernelUring)
     {
         // Checked here, not only by the server: a server that fails on a mount point already in use would
         // look like a success to the wait below, which only sees that something is mounted there.
@@ -90,6 +101,12 @@ internal static class MountVerbs
             psi.ArgumentList.Add(branch);
         }
         if (readOnly) psi.ArgumentList.Add("--read-only");
+        if (uring is not null)
+        {
+            psi.ArgumentList.Add("--uring");
+            psi.ArgumentList.Add(uring);
+        }
+        if (enableKernelUring) psi.ArgumentList.Add("--enable-kernel-uring");
         if (directRead is not null)
         {
             psi.ArgumentList.Add("--direct-read");

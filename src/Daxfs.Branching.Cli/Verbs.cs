@@ -162,6 +162,8 @@ internal static class Verbs
         public static readonly Option<bool> ReadOnly = Opt.Flag("--read-only", "refuse writes (EROFS)");
         public static readonly Option<string?> DirectRead = Opt.Text("--direct-read", "SIZE", "read files of SIZE or more opened read-only past the page cache (default 1M; off)");
         public static readonly Option<string?> CacheTimeout = Opt.Text("--cache-timeout", "SECONDS", "how long the kernel may cache names, missing names and attributes (default 60);\nother processes' changes reach the mount within 0.1 s");
+        public static readonly Option<string?> Uring = WithChoices(Opt.Text("--uring", "auto|on|off", "serve requests over io_uring, one queue per CPU: auto (default) when the kernel has it on,\non (refuse to mount otherwise), off (/dev/fuse reads and writes); default: $DAXFS_URING, else auto"), "auto", "on", "off");
+        public static readonly Option<bool> EnableKernelUring = Opt.Flag("--enable-kernel-uring", "as root, switch the kernel's FUSE io_uring on when it is off (fuse module parameter\nenable_uring), and say so");
     }
 
     public static class Unmount
@@ -173,6 +175,12 @@ internal static class Verbs
     {
         public static readonly Option<bool> Keep = Opt.Flag("--keep", "keep the region file at the end");
         public static readonly Option<bool> Force = Opt.Flag("--force", "replace a file already at --region (without it the demo refuses to touch one)", "-f");
+    }
+
+    private static Option<string?> WithChoices(Option<string?> o, params string[] choices)
+    {
+        o.AcceptOnlyFromAmong(choices);
+        return o;
     }
 
     private static Option<T> Required<T>(Option<T> o)
@@ -258,7 +266,7 @@ internal static class Verbs
             + "failure), and mkdir .daxfs/branches/NAME forks that branch. Needs /dev/fuse (apt-get install fuse3); a user\n"
             + "other than root mounts through fusermount3. Stays in the foreground unless --background.",
             "daxfs mount /mnt/ws -r /dev/shm/ws.daxfs --background && mkdir /mnt/ws/@agent-1 && echo commit > /mnt/ws/@agent-1/.daxfs/ctl",
-            [Mount.Point, Mount.Background, Mount.ReadOnly, Mount.DirectRead, Mount.CacheTimeout], MountVerbs.Mount, UsesBranch: true),
+            [Mount.Point, Mount.Background, Mount.ReadOnly, Mount.DirectRead, Mount.CacheTimeout, Mount.Uring, Mount.EnableKernelUring], MountVerbs.Mount, UsesBranch: true),
         new("unmount", "Unmounts a mounted branch (also clears the mount of a server that crashed).",
             "daxfs unmount /mnt/agent", [Unmount.Point], MountVerbs.Unmount, UsesRegion: false),
         new("demo", "Forks a workspace three ways, lets three agents edit it, commits the one that passes its check.",

@@ -30,6 +30,12 @@ public sealed record MountOptions
 
     /// <summary>Where the server reports failures it cannot answer through the kernel (default: standard error).</summary>
     public TextWriter? Log { get; init; }
+
+    /// <summary>Whether requests go over io_uring (default <see cref="UringMode.Auto"/>: when the kernel has it switched on).</summary>
+    public UringMode Uring { get; init; } = UringMode.Auto;
+
+    /// <summary>As root, switch the kernel's FUSE io_uring on (the fuse module parameter enable_uring) when it is off, and say so.</summary>
+    public bool EnableKernelUring { get; init; }
 }
 
 /// <summary>
@@ -75,6 +81,8 @@ public static class BranchMount
         if (!Directory.Exists(target))
             throw new DirectoryNotFoundException(File.Exists(target) ? $"{mountpoint}: mount point is not a directory" : $"{mountpoint}: mount point does not exist (create it with mkdir)");
         RequireNotMounted(mountpoint);
+        var log = options.Log ?? Console.Error;
+        UringPreflight(options, log);
         // A damaged region is still served: what the damage reaches is fenced (EIO), the rest reads as usual.
         using var store = Store.OpenFenced(regionPath);
         bool regionMode = branchName is null;
@@ -94,6 +102,7 @@ public static class BranchMount
             using var registration = cancel.Register(() => Unmount(target));
             var server = new FuseServer(fd, store, branch, readOnly || (!regionMode && branch.IsMain), options.Log ?? Console.Error, regionMode)
             {
+                Uring = options.Uring,
                 CacheTimeout = options.CacheTimeout,
                 DirectReadSize = options.DirectReadSize,
                 Initialized = () => TuneReadahead(target), // after INIT: the kernel sets readahead from the reply then
@@ -250,6 +259,40 @@ public static class BranchMount
         }
         catch (IOException) { }
         catch (UnauthorizedAccessException) { }
+    }
+
+    /// <summary>The kernel's switch for FUSE over io_uring.</summary>
+    internal const string UringParameter = "/sys/module/fuse/parameters/enable_uring";
+
+    /// <summary>
+    /// Why this kernel will not carry FUSE requests over io_uring now, with the one command that would change it; null
+    /// when it will (the module parameter is on and io_uring is not disabled).
+    /// </summary>
+    public static string? UringProblem()
+    {
+        if (!File.Exists(UringParameter))
+            return "this kernel has no FUSE over io_uring (it needs Linux 6.14 or later built with CONFIG_FUSE_IO_URING)";
+        if (File.Exists("/proc/sys/kernel/io_uring_disabled") && File.ReadAllText("/proc/sys/kernel/io_uring_disabled").Trim() != "0")
+            return "io_uring is disabled on this machine (as root: sysctl kernel.io_uring_disabled=0)";
+        if (File.ReadAllText(UringParameter).Trim() != "Y")
+            return $"the fuse module's io_uring is off (as root: echo Y > {UringParameter}, or mount with --enable-kernel-uring)";
+        return null;
+    }
+
+    /// <summary>Before mounting: switches the kernel's io_uring on when asked and allowed, refuses --uring on when it is off, and says what auto will do.</summary>
+    private static void UringPreflight(MountOptions options, TextWriter log)
+    {
+        if (options.Uring == UringMode.Off || UringProblem() is not { } problem)
+            return;
+        if (options.EnableKernelUring && FuseNative.Geteuid() == 0 && File.Exists(UringParameter) && problem.StartsWith("the fuse module", StringComparison.Ordinal))
+        {
+            File.WriteAllText(UringParameter, "Y");
+            log.WriteLine($"daxfs mount: switched the kernel's FUSE io_uring on ({UringParameter} = Y; it stays on until the module reloads or echo N > {UringParameter})");
+            return;
+        }
+        if (options.Uring == UringMode.On)
+            throw new IOException($"--uring on: {problem}");
+        log.WriteLine($"daxfs mount: serving through /dev/fuse: {problem}");
     }
 
     /// <summary>Throws <see cref="IOException"/> naming <paramref name="mountpoint"/> when something is mounted there.</summary>

@@ -827,7 +827,36 @@ internal sealed unsafe partial class FuseServer
             TimeGran = 1,
             MaxPages = 1024, // the kernel caps this at its own limit (256 on older kernels)
         };
+        // io_uring: offered by the kernel (its module parameter is on) in flags2; asked for only once every queue's
+        // ring and buffers are ready, so a refusal here leaves the connection on /dev/fuse.
+        if (Uring != UringMode.Off)
+        {
+            bool offered = (i.Flags & FuseProtocol.InitExt) != 0 && (i.Flags2 & UringTransport.OverIoUringFlag2) != 0;
+            if (!offered)
+            {
+                Volatile.Write(ref _transport, "/dev/fuse (the kernel did not offer io_uring: its fuse module parameter enable_uring is off)");
+            }
+            else
+            {
+                // Each entry's payload buffer must hold max_write and max_pages pages: both 1 MiB here.
+                o.MaxWrite = 1 << 20;
+                o.MaxPages = 256;
+                _uring = UringTransport.Prepare(this, _reply.Fd, _log, UringDepth, 1 << 20, out string? why);
+                if (_uring is null)
+                {
+                    Volatile.Write(ref _transport, $"/dev/fuse (io_uring could not be set up: {why})");
+                    _log.WriteLine($"daxfs mount: io_uring could not be set up ({why}); requests are served through /dev/fuse");
+                }
+                else
+                {
+                    o.Flags |= FuseProtocol.InitExt;
+                    o.Flags2 |= UringTransport.OverIoUringFlag2;
+                    Volatile.Write(ref _transport, $"io_uring ({_uring.QueueCount} queues of {UringDepth} entries, one per CPU)");
+                }
+            }
+        }
         _reply.Struct(r.Unique, in o);
+        _uring?.Start(); // registration needs the INIT reply in the kernel's hands
         Initialized?.Invoke();
     }
 }

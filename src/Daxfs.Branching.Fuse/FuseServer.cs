@@ -106,6 +106,38 @@ internal sealed unsafe partial class FuseServer
     /// <summary>Called once the kernel accepted the INIT reply (its readahead settings are final then).</summary>
     public Action? Initialized { get; init; }
 
+    /// <summary>Whether requests are served over io_uring when the kernel offers it (see <see cref="UringMode"/>).</summary>
+    public UringMode Uring { get; init; } = UringMode.Off;
+
+    /// <summary>Entries of each io_uring queue (requests one CPU's processes can have in flight at once).</summary>
+    public int UringDepth { get; init; } = 8;
+
+    private UringTransport? _uring;
+    private long _ringRequests;
+
+    /// <summary>Requests served from io_uring queues (the rest came through /dev/fuse).</summary>
+    internal long RingRequests => Interlocked.Read(ref _ringRequests);
+    private string _transport = "/dev/fuse";
+
+    /// <summary>Which transport served the mount, and why not io_uring when it did not.</summary>
+    public string Transport => Volatile.Read(ref _transport);
+
+    /// <summary>A ring thread met a refusal: the kernel serves through /dev/fuse from then on (it falls back when a registration fails).</summary>
+    internal void NoteUringRefused(string why) => Volatile.Write(ref _transport, $"/dev/fuse (io_uring refused: {why})");
+
+    /// <summary>Serves a request a ring thread took from its queue (the reply goes into the ring entry).</summary>
+    internal void ServeRing(ref FuseInHeader header, ReadOnlySpan<byte> body)
+    {
+        Interlocked.Increment(ref _ringRequests);
+        var request = new Request(ref header, body);
+        if (header.Opcode == FuseProtocol.Destroy)
+        {
+            _reply.Empty(header.Unique);
+            return;
+        }
+        Serve(in request);
+    }
+
     /// <summary>Serves with <paramref name="threads"/> threads until the file system is unmounted.</summary>
     public void Run(int threads)
     {
@@ -116,6 +148,11 @@ internal sealed unsafe partial class FuseServer
         var checker = new Thread(CheckerLoop) { IsBackground = true, Name = "fuse-check-ahead" };
         checker.Start();
         foreach (var t in workers) t.Join();
+        if (_uring is { } uring)
+        {
+            uring.Join(TimeSpan.FromSeconds(5)); // they end with the connection
+            uring.Dispose();
+        }
         _stopped = true;
         _wake.Set();
         lock (_ahead) Monitor.Pulse(_ahead);
@@ -129,7 +166,7 @@ internal sealed unsafe partial class FuseServer
     {
         var counts = _requests.Select((n, op) => (Op: (uint)op, N: Interlocked.Read(ref _requests[op]))).Where(c => c.N > 0)
             .OrderByDescending(c => c.N).ToList();
-        return $"served {counts.Sum(c => c.N)} requests" + (counts.Count == 0 ? "" : ": " + string.Join(", ", counts.Select(c => $"{FuseProtocol.Name(c.Op)} {c.N}")))
+        return $"served {counts.Sum(c => c.N)} requests ({RingRequests} of them over io_uring) through {Transport}" + (counts.Count == 0 ? "" : ": " + string.Join(", ", counts.Select(c => $"{FuseProtocol.Name(c.Op)} {c.N}")))
             + $"; dropped the kernel's caches {Interlocked.Read(ref _invalidations)} times for changes made elsewhere";
     }
 

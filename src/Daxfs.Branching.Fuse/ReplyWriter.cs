@@ -62,7 +62,7 @@ internal sealed unsafe class ReplyWriter(int fd, TextWriter log)
             iov[count++] = new FuseNative.IoVec { Base = p, Length = (nuint)len };
             pages += PagesTouched((nuint)p, (nuint)len);
         }
-        if (data.Length >= SpliceMinimum && pages <= t_pipePages && SendSpliced(iov, count, h.Len))
+        if (t_ring is null && data.Length >= SpliceMinimum && pages <= t_pipePages && SendSpliced(iov, count, h.Len))
             return;
         Send(iov, count);
     }
@@ -177,8 +177,16 @@ internal sealed unsafe class ReplyWriter(int fd, TextWriter log)
                 break;
     }
 
+    /// <summary>The io_uring entry the current thread's reply goes into (set while a ring thread serves a request).</summary>
+    [ThreadStatic] internal static UringTransport.RingReply? t_ring;
+
     private void Send(FuseNative.IoVec* iov, int count)
     {
+        if (t_ring is { } ring && ring.Unique != 0 && ((FuseOutHeader*)iov[0].Base)->Unique == ring.Unique)
+        {
+            ring.Take(iov, count); // copied into the entry's buffers before the caller's lease ends
+            return;
+        }
         nint n = FuseNative.Writev(Fd, iov, count);
         if (n < 0)
         {

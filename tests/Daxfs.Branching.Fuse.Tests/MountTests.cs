@@ -505,8 +505,13 @@ public class MountTests
         }
         // The server reports what it served when it stops.
         string report = await stderr + await stdout;
-        var lookups = System.Text.RegularExpressions.Regex.Match(report, @"served \d+ requests: .*\bLOOKUP (\d+)");
+        var lookups = System.Text.RegularExpressions.Regex.Match(report, @"served \d+ requests \(\d+ of them over io_uring\) through [^:]*: .*\bLOOKUP (\d+)");
         Assert.True(lookups.Success, $"no request summary in: {report}");
+        // The suite runs once per transport: over io_uring (DAXFS_URING=on), requests must really have come through the rings.
+        if (Environment.GetEnvironmentVariable("DAXFS_URING") == "on")
+            Assert.Matches(@"\([1-9]\d* of them over io_uring\) through io_uring \(", report);
+        else if (Environment.GetEnvironmentVariable("DAXFS_URING") == "off")
+            Assert.Contains("(0 of them over io_uring) through /dev/fuse", report);
         int n = int.Parse(lookups.Groups[1].Value);
         // Missing names are cached (the watcher drops each one that appears elsewhere): 50 probes, a few lookups.
         Assert.True(n < 20, $"50 probes of a missing name cost {n} lookups: {report}");
