@@ -109,8 +109,8 @@ internal sealed unsafe partial class IoUring : IDisposable
     /// <exception cref="IoUringException">io_uring_enter failed (other than being interrupted).</exception>
     public int Submit(uint waitFor = 0)
     {
-        uint pending = _sqLocalTail - Volatile.Read(ref *_sqTail);
         Volatile.Write(ref *_sqTail, _sqLocalTail); // the entries are written before the tail moves
+        uint pending = _sqLocalTail - Volatile.Read(ref *_sqHead); // what the kernel has not consumed (also after a failed enter)
         while (true)
         {
             long n = SyscallEnter(SysEnter, (uint)_fd, pending, waitFor, waitFor > 0 ? EnterGetEvents : 0, 0, 0);
@@ -119,7 +119,7 @@ internal sealed unsafe partial class IoUring : IDisposable
             int errno = Marshal.GetLastPInvokeError();
             if (errno == FuseNative.EINTR)
             {
-                pending = 0; // what was submitted stays submitted: only wait again
+                pending = _sqLocalTail - Volatile.Read(ref *_sqHead); // what was consumed stays consumed: only the rest again
                 continue;
             }
             throw new IoUringException("io_uring_enter", errno);

@@ -31,7 +31,7 @@ internal sealed unsafe partial class UringTransport : IDisposable
     // fuse_uring_ent_in_out: flags u64, commit_id u64, payload_sz u32.
     private const int CommitIdOffset = EntOffset + 8, PayloadSizeOffset = EntOffset + 16;
     private const uint CmdRegister = 1, CmdCommitAndFetch = 2;
-    private const int ENOTCONN = 107, ECANCELED = 125, ECONNABORTED = 103;
+    private const int ENOTCONN = 107, ECANCELED = 125, ECONNABORTED = 103, EBUSY = 16;
 
     /// <summary>INIT flags2 bit that asks for io_uring (bit 41 of the 64-bit flags).</summary>
     public const uint OverIoUringFlag2 = 1u << (41 - 32);
@@ -154,7 +154,17 @@ internal sealed unsafe partial class UringTransport : IDisposable
             var reply = new RingReply();
             while (true)
             {
-                var cqe = ring.Take(); // also hands the commits prepared since to the kernel
+                IoUring.Cqe cqe;
+                try
+                {
+                    cqe = ring.Take(); // also hands the commits prepared since to the kernel
+                }
+                catch (IoUringException e) when (e.Errno is FuseNative.EAGAIN or EBUSY)
+                {
+                    // The kernel is short of something for now: the queue's requests wait for this thread, so it tries again.
+                    Thread.Sleep(1);
+                    continue;
+                }
                 int index = (int)cqe.UserData;
                 if (cqe.Result < 0)
                 {
