@@ -47,7 +47,7 @@ internal static class MountVerbs
         };
         bool enableKernelUring = c.Get(Verbs.Mount.EnableKernelUring);
         if (uring == UringMode.On && !enableKernelUring && BranchMount.UringProblem() is { } uringProblem)
-            throw new IOException($"--uring on: {uringProblem}"); // before anything starts
+            throw new IOException($"{(c.Get(Verbs.Mount.Uring) is null ? "DAXFS_URING=on" : "--uring on")}: {uringProblem}"); // before anything starts
         if (c.Get(Verbs.Mount.Background))
             return Background(c, mountpoint, region, branch, readOnly, directText, timeoutText, uringText, enableKernelUring);
 

@@ -126,7 +126,8 @@ public static class BranchMount
             throw new IOException($"cannot open /dev/fuse: {FuseNative.Describe(FuseNative.LastError)} (is fuse3 installed and the fuse module loaded?)");
         string data = $"fd={fd},rootmode=40000,user_id={FuseNative.Geteuid()},group_id={FuseNative.Getegid()},allow_other,default_permissions";
         ulong flags = FuseNative.MsNosuid | FuseNative.MsNodev | (readOnly ? FuseNative.MsRdonly : 0);
-        if (FuseNative.Mount($"daxfs:{branchName}", target, "fuse.daxfs", flags, data) != 0)
+        // The source names the server (daxfs:BRANCH:PID), so an unmount can tell a busy server from a dead or frozen one.
+        if (FuseNative.Mount($"daxfs:{branchName}:{Environment.ProcessId}", target, "fuse.daxfs", flags, data) != 0)
         {
             int errno = FuseNative.LastError;
             FuseNative.Close(fd);
@@ -205,7 +206,7 @@ public static class BranchMount
         string target = Path.GetFullPath(mountpoint);
         if (FuseNative.Geteuid() == 0)
         {
-            string? connection = ConnectionOf(target);
+            string? connection = ConnectionOf(target, out int? server);
             if (FuseNative.Umount2(target, FuseNative.MntDetach) != 0)
             {
                 int errno = FuseNative.LastError;
@@ -214,7 +215,7 @@ public static class BranchMount
                 throw new IOException($"unmounting {mountpoint} failed: {FuseNative.Describe(errno)}");
             }
             if (connection is not null)
-                AbortIfStuck(connection);
+                AbortIfStuck(connection, server);
             return;
         }
         var psi = new ProcessStartInfo("fusermount3", ["-u", "-z", target]) { RedirectStandardError = true };
@@ -226,24 +227,52 @@ public static class BranchMount
     }
 
     /// <summary>The fusectl directory of the FUSE connection mounted at <paramref name="target"/> (by its device minor), or null.</summary>
-    private static string? ConnectionOf(string target)
+    private static string? ConnectionOf(string target, out int? server)
     {
+        server = null;
         foreach (var line in File.ReadLines("/proc/self/mountinfo"))
         {
             var fields = line.Split(' ');
             int dash = Array.IndexOf(fields, "-");
             if (fields.Length > 4 && Unescape(fields[4]) == target && dash > 0 && dash + 1 < fields.Length && fields[dash + 1].StartsWith("fuse", StringComparison.Ordinal))
+            {
+                // Our mounts' source is daxfs:BRANCH:PID (a server of this tool); another source names no server.
+                if (dash + 2 < fields.Length && Unescape(fields[dash + 2]) is { } source && source.StartsWith("daxfs:", StringComparison.Ordinal)
+                    && int.TryParse(source[(source.LastIndexOf(':') + 1)..], System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out int pid))
+                    server = pid;
                 return $"/sys/fs/fuse/connections/{fields[2].Split(':')[1]}";
+            }
         }
         return null;
     }
 
+    /// <summary>The state letter of process <paramref name="pid"/> (R, S, D, T, t, Z…) and its CPU time in ticks, when it is a daxfs mount server; null otherwise.</summary>
+    private static (char State, long Ticks)? ServerState(int pid)
+    {
+        try
+        {
+            string cmdline = File.ReadAllText($"/proc/{pid}/cmdline");
+            if (!cmdline.Contains("mount", StringComparison.Ordinal) || !cmdline.Contains("daxfs", StringComparison.Ordinal))
+                return null; // the pid was reused: not our server
+            string stat = File.ReadAllText($"/proc/{pid}/stat");
+            var rest = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
+            return (rest[0][0], long.Parse(rest[11], System.Globalization.CultureInfo.InvariantCulture) + long.Parse(rest[12], System.Globalization.CultureInfo.InvariantCulture));
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or FormatException or IndexOutOfRangeException)
+        {
+            return null;
+        }
+    }
+
     /// <summary>
     /// Aborts the connection <paramref name="dir"/> names when, 2 s after its unmount, it still has requests no
-    /// server answers (a dead or hung server). A connection that lives on only because processes still use the
-    /// detached tree (a working directory, an open file) has none waiting and is left alone.
+    /// server answers. A connection that lives on only because processes still use the detached tree (a working
+    /// directory, an open file) has none waiting and is left alone, and so is one whose server (named by the mount's
+    /// source) is alive and working: a busy server has requests waiting all the time, and it ends after the last user.
+    /// A server that is stopped, or makes no progress for 2 s more, is stuck: the connection is aborted and the server
+    /// killed (requests an io_uring queue had taken are released only when their server goes).
     /// </summary>
-    private static void AbortIfStuck(string dir)
+    private static void AbortIfStuck(string dir, int? server)
     {
         try
         {
@@ -254,8 +283,25 @@ public static class BranchMount
             int Waiting() => Directory.Exists(dir) && int.TryParse(File.ReadAllText(Path.Combine(dir, "waiting")).Trim(), out int n) ? n : 0;
             for (int i = 0; i < 20 && Waiting() > 0; i++)
                 Thread.Sleep(100);
-            if (Waiting() > 0)
+            if (Waiting() == 0)
+                return;
+            if (server is int pid && ServerState(pid) is { } first)
+            {
+                if (first.State is not ('T' or 't' or 'Z'))
+                {
+                    // Alive: stuck only if it does no work at all while requests wait.
+                    for (int i = 0; i < 20; i++)
+                    {
+                        Thread.Sleep(100);
+                        if (Waiting() == 0 || ServerState(pid) is not { } now || now.Ticks != first.Ticks && now.State is not ('T' or 't'))
+                            return;
+                    }
+                }
                 File.WriteAllText(Path.Combine(dir, "abort"), "1");
+                _ = FuseNative.Kill(pid, 9);
+                return;
+            }
+            File.WriteAllText(Path.Combine(dir, "abort"), "1");
         }
         catch (IOException) { }
         catch (UnauthorizedAccessException) { }

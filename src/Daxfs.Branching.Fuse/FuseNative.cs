@@ -37,6 +37,9 @@ internal static unsafe partial class FuseNative
 
     public const int ProtRead = 1, ProtWrite = 2, MapShared = 1, MapPopulate = 0x8000;
 
+    [LibraryImport("libc", EntryPoint = "kill", SetLastError = true)]
+    public static partial int Kill(int pid, int signal);
+
     [LibraryImport("libc", EntryPoint = "mmap", SetLastError = true)]
     public static partial void* Mmap(void* address, nuint length, int protection, int flags, int fd, long offset);
 

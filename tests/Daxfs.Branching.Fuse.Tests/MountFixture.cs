@@ -31,6 +31,17 @@ internal static class Sh
 
     public static Result Bash(string script, string? cwd = null) => Run("bash", ["-c", "set -euo pipefail\n" + script], cwd);
 
+    /// <summary>Starts a process without waiting for it (its output is thrown away).</summary>
+    public static Process Start(string file, IEnumerable<string> args)
+    {
+        var psi = new ProcessStartInfo(file) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        foreach (var a in args) psi.ArgumentList.Add(a);
+        var p = Process.Start(psi)!;
+        _ = p.StandardOutput.ReadToEndAsync();
+        _ = p.StandardError.ReadToEndAsync();
+        return p;
+    }
+
     public static Result Ok(Result r, string what)
     {
         Assert.True(r.Code == 0, $"{what} failed with exit {r.Code}\nstdout: {r.Out}\nstderr: {r.Err}");

@@ -518,6 +518,35 @@ public class MountTests
     }
 
     [Fact]
+    public void Unmount_of_a_busy_mount_lets_its_readers_finish_and_of_a_frozen_server_releases_them()
+    {
+        using var m = new Mounted();
+        string mp = m.Mount("busy");
+        Sh.Ok(Sh.Bash($"head -c 67108864 /dev/zero > '{mp}/big.bin'"), "a 64 MiB file");
+        // Busy: small reads in a loop while the unmount detaches the tree. The server is alive and working: it is
+        // never aborted, and the reader (which opened the file before) reads to the end.
+        var reader = Sh.Start("bash", ["-c", $"cd '{mp}' && for i in 1 2 3; do dd if=big.bin of=/dev/null bs=4k status=none || exit 1; done"]);
+        Thread.Sleep(300);
+        Sh.Ok(Sh.Daxfs("unmount", mp), "unmount while busy");
+        Assert.True(reader.WaitForExit(120_000), "the reader did not finish");
+        Assert.Equal(0, reader.ExitCode);
+
+        // Frozen: a stopped server with readers waiting on it. The unmount finds it stuck and ends it: the readers
+        // get an error within seconds, whatever the transport.
+        string frozen = m.Mount("frozen");
+        string pid = Sh.Bash($"pgrep -f '[d]axfs.dll mount {frozen}'").Out.Trim().Split('\n')[0];
+        Sh.Ok(Sh.Bash($"kill -STOP {pid}"), "stop the server");
+        var waiting = Sh.Start("bash", ["-c", $"cat '{frozen}/README.md'"]);
+        Thread.Sleep(500);
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        Sh.Ok(Sh.Daxfs("unmount", frozen), "unmount of a frozen server");
+        Assert.True(waiting.WaitForExit(30_000), "a reader of the frozen server was never released");
+        Assert.NotEqual(0, waiting.ExitCode);
+        Assert.True(clock.Elapsed < TimeSpan.FromSeconds(30));
+        Assert.False(BranchMount.IsMounted(frozen));
+    }
+
+    [Fact]
     public void Unmount_leaves_no_server_and_clears_a_crashed_one()
     {
         using var m = new Mounted();
