@@ -128,11 +128,14 @@ public sealed partial class Store
 
     internal BranchInfo InfoOf(BranchState s)
     {
-        var status = s.Status != BranchState.StatusLive ? BranchStatus.Invalidated
-            : s.IsSnapshot ? BranchStatus.Version
-            : s.IsMain ? BranchStatus.Main
-            : s.Children.Count > 0 || s.Slot > 0 && Volatile.Read(ref SlotAt(s.Slot).LiveChildren) > 0 && _picture.PartlyKnown.Contains(s.Slot) ? BranchStatus.Frozen : BranchStatus.Live;
-        return new BranchInfo(s.Name, s.Parent?.Name, status, s.Depth, s.LogBytes, s.Records, FileStat.FromNs(s.CreatedNs));
+        lock (_gate) // the picture's sets change under this lock (Branch.Info calls in without it)
+        {
+            var status = s.Status != BranchState.StatusLive ? BranchStatus.Invalidated
+                : s.IsSnapshot ? BranchStatus.Version
+                : s.IsMain ? BranchStatus.Main
+                : s.Children.Count > 0 || s.Slot > 0 && Volatile.Read(ref SlotAt(s.Slot).LiveChildren) > 0 && _picture.PartlyKnown.Contains(s.Slot) ? BranchStatus.Frozen : BranchStatus.Live;
+            return new BranchInfo(s.Name, s.Parent?.Name, status, s.Depth, s.LogBytes, s.Records, FileStat.FromNs(s.CreatedNs));
+        }
     }
 
     /// <summary>Why <paramref name="name"/> cannot name a branch, or null when it can.</summary>
