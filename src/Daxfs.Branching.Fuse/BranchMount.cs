@@ -126,8 +126,9 @@ public static class BranchMount
             throw new IOException($"cannot open /dev/fuse: {FuseNative.Describe(FuseNative.LastError)} (is fuse3 installed and the fuse module loaded?)");
         string data = $"fd={fd},rootmode=40000,user_id={FuseNative.Geteuid()},group_id={FuseNative.Getegid()},allow_other,default_permissions";
         ulong flags = FuseNative.MsNosuid | FuseNative.MsNodev | (readOnly ? FuseNative.MsRdonly : 0);
-        // The source names the server (daxfs:BRANCH:PID), so an unmount can tell a busy server from a dead or frozen one.
-        if (FuseNative.Mount($"daxfs:{branchName}:{Environment.ProcessId}", target, "fuse.daxfs", flags, data) != 0)
+        // The source names the server (daxfs:BRANCH:PID:PIDNS), so an unmount can tell a busy server from a dead or frozen
+        // one. The PID namespace goes with the pid: a pid means that process only in the namespace it was taken in.
+        if (FuseNative.Mount($"daxfs:{branchName}:{Environment.ProcessId}:{PidNamespace()}", target, "fuse.daxfs", flags, data) != 0)
         {
             int errno = FuseNative.LastError;
             FuseNative.Close(fd);
@@ -236,14 +237,30 @@ public static class BranchMount
             int dash = Array.IndexOf(fields, "-");
             if (fields.Length > 4 && Unescape(fields[4]) == target && dash > 0 && dash + 1 < fields.Length && fields[dash + 1].StartsWith("fuse", StringComparison.Ordinal))
             {
-                // Our mounts' source is daxfs:BRANCH:PID (a server of this tool); another source names no server.
+                // Our mounts' source is daxfs:BRANCH:PID:PIDNS (a server of this tool). Its pid is used only in the PID
+                // namespace it was taken in (this one): elsewhere it may name any process.
                 if (dash + 2 < fields.Length && Unescape(fields[dash + 2]) is { } source && source.StartsWith("daxfs:", StringComparison.Ordinal)
-                    && int.TryParse(source[(source.LastIndexOf(':') + 1)..], System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out int pid))
+                    && source.Split(':') is { Length: >= 4 } parts && parts[^1] != "?" && parts[^1] == PidNamespace()
+                    && int.TryParse(parts[^2], System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out int pid))
                     server = pid;
                 return $"/sys/fs/fuse/connections/{fields[2].Split(':')[1]}";
             }
         }
         return null;
+    }
+
+    /// <summary>This process's PID namespace (the inode number of /proc/self/ns/pid), or "?" when it cannot be told.</summary>
+    private static string PidNamespace()
+    {
+        try
+        {
+            string? link = new FileInfo("/proc/self/ns/pid").LinkTarget; // "pid:[4026531836]"
+            return link is not null && link.StartsWith("pid:[", StringComparison.Ordinal) ? link[5..^1] : "?";
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return "?";
+        }
     }
 
     /// <summary>The state letter of process <paramref name="pid"/> (R, S, D, T, t, Z…) and its CPU time in ticks, when it is a daxfs mount server; null otherwise.</summary>
@@ -254,6 +271,8 @@ public static class BranchMount
             string cmdline = File.ReadAllText($"/proc/{pid}/cmdline");
             if (!cmdline.Contains("mount", StringComparison.Ordinal) || !cmdline.Contains("daxfs", StringComparison.Ordinal))
                 return null; // the pid was reused: not our server
+            if (!Directory.EnumerateFileSystemEntries($"/proc/{pid}/fd").Any(fd => new FileInfo(fd).LinkTarget == "/dev/fuse"))
+                return null; // it holds no FUSE connection: not a server
             string stat = File.ReadAllText($"/proc/{pid}/stat");
             var rest = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
             return (rest[0][0], long.Parse(rest[11], System.Globalization.CultureInfo.InvariantCulture) + long.Parse(rest[12], System.Globalization.CultureInfo.InvariantCulture));

@@ -89,13 +89,7 @@ public class CheckpointTests
         long at;
         using (var s = Store.Open(r.RegionPath))
             at = Word(s);
-        using (var f = new FileStream(r.RegionPath, FileMode.Open, FileAccess.ReadWrite))
-        {
-            f.Position = at + ViewCheckpoint.HeaderSize + 20;
-            int v = f.ReadByte();
-            f.Position = at + ViewCheckpoint.HeaderSize + 20;
-            f.WriteByte((byte)(v ^ 0x04));
-        }
+        TempRegion.Flip(r.RegionPath, at + ViewCheckpoint.HeaderSize + 20, 0x04);
         using (var s = Store.Open(r.RegionPath))
         {
             Assert.Equal(0, s.FirstReadVersion); // replayed instead
@@ -206,13 +200,7 @@ public class CheckpointTests
         using (var s = Store.Open(r.RegionPath))
             at = Word(s);
         // BodyLength (offset 48) made larger: were the old run freed by it, the logs after it would be freed too.
-        using (var f = new FileStream(r.RegionPath, FileMode.Open, FileAccess.ReadWrite))
-        {
-            f.Position = at + 49;
-            int v = f.ReadByte();
-            f.Position = at + 49;
-            f.WriteByte((byte)(v ^ 0x40));
-        }
+        TempRegion.Flip(r.RegionPath, at + 49, 0x40);
         using (var s = Store.Open(r.RegionPath))
         {
             Assert.Equal("checkpoint", Assert.Single(s.Check().Damage).Structure);
@@ -240,11 +228,7 @@ public class CheckpointTests
         long at;
         using (var s = Store.Open(r.RegionPath))
             at = Word(s);
-        using (var f = new FileStream(r.RegionPath, FileMode.Open, FileAccess.ReadWrite))
-        {
-            f.Position = at + ViewCheckpoint.HeaderSize + 3;
-            f.WriteByte(0xEE);
-        }
+        TempRegion.Flip(r.RegionPath, at + ViewCheckpoint.HeaderSize + 3, 0xEE);
         using (var s = Store.OpenRepairing(r.RegionPath))
             Assert.Equal(0, Word(s));
         using (var s = Store.Open(r.RegionPath))
@@ -271,13 +255,7 @@ public class CheckpointTests
             (source, record) = (extent.Source, extent.Record);
             Assert.True(record > 0 && record < source);
         }
-        using (var f = new FileStream(r.RegionPath, FileMode.Open, FileAccess.ReadWrite))
-        {
-            f.Position = source + 2;
-            int v = f.ReadByte();
-            f.Position = source + 2;
-            f.WriteByte((byte)(v ^ 0x20));
-        }
+        TempRegion.Flip(r.RegionPath, source + 2, 0x20);
         using (var s = Store.Open(r.RegionPath))
         {
             Assert.True(s.FirstReadVersion >= 25); // main from the checkpoint: the damaged record was not replayed

@@ -59,14 +59,7 @@ public class DamageTests(ITestOutputHelper output)
         return Convert.ToHexString(SHA256.HashData(bytes.AsSpan((int)sb.SlotTableOffset)));
     }
 
-    private static void Flip(string path, long offset, byte mask)
-    {
-        using var f = new FileStream(path, FileMode.Open, FileAccess.ReadWrite);
-        f.Position = offset;
-        int b = f.ReadByte();
-        f.Position = offset;
-        f.WriteByte((byte)(b ^ mask));
-    }
+    private static void Flip(string path, long offset, byte mask) => TempRegion.Flip(path, offset, mask);
 
     [Fact]
     public void A_region_file_truncated_while_open_fails_the_next_change_naming_the_file_and_closes_cleanly()

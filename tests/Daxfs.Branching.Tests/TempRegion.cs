@@ -39,6 +39,16 @@ public sealed class TempRegion : IDisposable
         .AddDirectory("empty")
         .AddSymlink("link", "src/a.txt");
 
+    /// <summary>Flips the bits of <paramref name="mask"/> in the byte at <paramref name="offset"/> of the file (damage, as a bit flip makes it).</summary>
+    public static void Flip(string path, long offset, byte mask)
+    {
+        using var f = new FileStream(path, FileMode.Open, FileAccess.ReadWrite);
+        f.Position = offset;
+        int b = f.ReadByte();
+        f.Position = offset;
+        f.WriteByte((byte)(b ^ mask));
+    }
+
     /// <summary><paramref name="length"/> bytes of <paramref name="value"/>.</summary>
     public static byte[] Filled(int length, byte value)
     {

@@ -81,7 +81,7 @@ internal sealed partial class RegionPicture
         var order = Enumerable.Range(1, (int)count - 1).Where(i => raw[i].State == (uint)SlotState.Live).OrderBy(i => raw[i].Depth).ToList();
         var load = Wanted is null ? null : SlotsToLoad(raw, names, order);
         // The oldest version of main whose view this re-read needs: a checkpoint past it cannot stand in for the history.
-        long need = OldestVersionNeeded(raw, order, load, full: rebuildSpace || RepairDamage || FenceDamage || _region.IsSnapshot);
+        long need = OldestVersionNeeded(raw, order, load, full: rebuildSpace || TornTailsPossible || RepairDamage || FenceDamage || _region.IsSnapshot);
 
         // Main first: its new versions. A compaction elsewhere (a new Base record) means starting over from its image;
         // so does a view of a version older than the checkpoint main was read from.
@@ -222,6 +222,9 @@ internal sealed partial class RegionPicture
         // While anything is fenced nothing is written back: what this picture derived rests on damaged logs.
         bool writeBack = Fenced.Count == 0;
         Deferred = deferred.Count;
+        DeferredNames.Clear();
+        foreach (int i in deferred)
+            DeferredNames.Add(names[i]!);
         for (int i = 1; i < count; i++)
         {
             if (Slots[i] is not null || deferred.Contains(i))
@@ -410,8 +413,13 @@ internal sealed partial class RegionPicture
             Wanted = null;
             return true;
         }
-        return Wanted.Add(name);
+        // A name this picture already reads, or one no unread live branch holds, needs no re-read now (a branch forked
+        // under that name later is read at the next re-read, since the name stays wanted).
+        return Wanted.Add(name) && DeferredNames.Contains(name);
     }
+
+    /// <summary>Names of the live branches the last re-read left unread.</summary>
+    private HashSet<string> DeferredNames { get; } = new(StringComparer.Ordinal);
 
     /// <summary>The live slots a partial re-read reads: the wanted ones, their ancestors, and what it read before.</summary>
     private HashSet<int> SlotsToLoad(BranchSlot[] raw, string?[] names, List<int> byDepth)
