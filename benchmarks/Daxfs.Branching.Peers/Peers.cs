@@ -628,6 +628,46 @@ internal sealed class Peers(string work, string ws, string region, Report report
             Sh.Bash("git status --porcelain >/dev/null", mp); // the index is rewritten once for the new inode numbers
             Try("git status", "ours (mount)", () => null, () => Status("ours (mount)", mp));
         });
+        Build(problem, reps);
+    }
+
+    /// <summary>
+    /// A build inside the mount: a generated C project (200 sources, one shared header, a Makefile) built from clean
+    /// with make -j2, on tmpfs and in a branch through the mount. It reads every source and header, writes every
+    /// object and links: the mix of lookups, small reads and small writes a build makes.
+    /// </summary>
+    private void Build(string? problem, int reps)
+    {
+        const string Row = "build: make -j2 of 200 C files, from clean";
+        if (!Sh.Has("make") || !Sh.Has("gcc")) { report.Skip(Row, "all", "make or gcc not found"); return; }
+        string project = Fresh("cproject");
+        Directory.CreateDirectory(project);
+        File.WriteAllText(Path.Combine(project, "common.h"), "#include <stdint.h>\n#include <string.h>\nstatic inline uint64_t mix(uint64_t x) { x ^= x >> 33; x *= 0xff51afd7ed558ccdULL; return x ^ (x >> 33); }\n");
+        var main = new System.Text.StringBuilder("#include <stdio.h>\n#include \"common.h\"\n");
+        for (int i = 0; i < 200; i++)
+        {
+            File.WriteAllText(Path.Combine(project, $"u{i:000}.c"),
+                $"#include \"common.h\"\nuint64_t f{i}(uint64_t s) {{ uint64_t a[16]; for (int k = 0; k < 16; k++) a[k] = mix(s + k + {i}); uint64_t r = 0; for (int k = 0; k < 16; k++) r += a[k] * (k + 1); return r; }}\n");
+            main.Append($"uint64_t f{i}(uint64_t);\n");
+        }
+        main.Append("int main(void) { uint64_t r = 0;\n");
+        for (int i = 0; i < 200; i++) main.Append($"  r += f{i}(r);\n");
+        main.Append("  printf(\"%llu\\n\", (unsigned long long)r); return 0; }\n");
+        File.WriteAllText(Path.Combine(project, "main.c"), main.ToString());
+        File.WriteAllText(Path.Combine(project, "Makefile"),
+            "SRCS := $(wildcard *.c)\nOBJS := $(SRCS:.c=.o)\nprog: $(OBJS)\n\tgcc -o $@ $^\n%.o: %.c common.h\n\tgcc -O1 -c -o $@ $<\nclean:\n\trm -f prog *.o\n");
+        string buildRegion = Fresh("build.daxfs");
+        Store.Create(buildRegion, BaseImageBuilder.FromDirectory(project), new StoreOptions { Capacity = 256L << 20 }).Dispose();
+        Figure Make(string system, string dir) => new(Row, system, "ms", Enumerable.Range(0, reps).Select(_ =>
+        {
+            Sh.Bash("make -s clean", dir);
+            double ms = Sh.TimeMs(() => Sh.Bash("make -s -j2 prog >/dev/null", dir));
+            if (!File.Exists(Path.Combine(dir, "prog"))) throw new InvalidOperationException("the build made no program");
+            return ms;
+        }).ToList(), "gcc -O1, 201 objects and a link");
+        Try(Row, "tmpfs", () => null, () => Make("tmpfs", project));
+        using (var s = Store.Open(buildRegion)) s.Main.Fork("build");
+        WithMount(buildRegion, "build", problem, mp => Try(Row, "ours (mount)", () => null, () => Make("ours (mount)", mp)));
     }
 
     // ------------------------------------------------------------------ edit, commit, abort

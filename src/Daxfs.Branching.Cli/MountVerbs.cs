@@ -54,6 +54,10 @@ internal static class MountVerbs
         using var cancel = new CancellationTokenSource();
         using var term = PosixSignalRegistration.Create(PosixSignal.SIGTERM, ctx => { ctx.Cancel = true; cancel.Cancel(); });
         using var intr = PosixSignalRegistration.Create(PosixSignal.SIGINT, ctx => { ctx.Cancel = true; cancel.Cancel(); });
+        // A closed terminal (SIGHUP) or SIGQUIT unmounts too: left to the default, the process dies and leaves a dead
+        // mount ("not connected") behind.
+        using var hup = PosixSignalRegistration.Create(PosixSignal.SIGHUP, ctx => { ctx.Cancel = true; cancel.Cancel(); });
+        using var quit = PosixSignalRegistration.Create(PosixSignal.SIGQUIT, ctx => { ctx.Cancel = true; cancel.Cancel(); });
         BranchMount.Run(region, branch, mountpoint, new MountOptions { ReadOnly = readOnly, DirectReadSize = directRead, CacheTimeout = cacheTimeout, Uring = uring, EnableKernelUring = enableKernelUring }, () =>
         {
             Console.Out.WriteLine($"mounted {What(branch)} at {mountpoint}{(readOnly || branch == "main" ? " (read-only)" : "")}; unmount with 'daxfs unmount {mountpoint}' or Ctrl-C");

@@ -517,6 +517,39 @@ public class MountTests
         Assert.True(n < 20, $"50 probes of a missing name cost {n} lookups: {report}");
     }
 
+    [Theory]
+    [InlineData("HUP")]
+    [InlineData("QUIT")]
+    [InlineData("TERM")]
+    public async Task A_foreground_server_sent_a_hangup_or_quit_unmounts_and_reports(string signal)
+    {
+        // A closed terminal sends SIGHUP: the server unmounts and reports, rather than dying and leaving a dead mount.
+        using var m = new Mounted();
+        string mp = Path.Combine(m.Root, $"mnt-{signal}");
+        Directory.CreateDirectory(mp);
+        var psi = new System.Diagnostics.ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true };
+        foreach (var a in new[] { Path.Combine(AppContext.BaseDirectory, "daxfs.dll"), "mount", mp, "-r", m.Region })
+            psi.ArgumentList.Add(a);
+        using var server = System.Diagnostics.Process.Start(psi)!;
+        var stderr = server.StandardError.ReadToEndAsync();
+        var stdout = server.StandardOutput.ReadToEndAsync();
+        try
+        {
+            Assert.True(Wait.Until(() => BranchMount.IsMounted(mp)), "the foreground mount did not come up");
+            Assert.True(File.Exists(Path.Combine(mp, "README.md")), "the mount serves nothing");
+            Sh.Ok(Sh.Run("kill", [$"-{signal}", server.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)]), "kill");
+            Assert.True(server.WaitForExit(30_000), $"the server did not exit on SIG{signal}");
+            Assert.False(BranchMount.IsMounted(mp), $"SIG{signal} left the mount behind");
+            Assert.Equal(0, server.ExitCode);
+        }
+        finally
+        {
+            if (BranchMount.IsMounted(mp)) Sh.Daxfs("unmount", mp);
+            if (!server.HasExited) server.Kill();
+        }
+        Assert.Matches(@"served \d+ requests", await stderr + await stdout);
+    }
+
     [Fact]
     public void Unmount_of_a_busy_mount_lets_its_readers_finish_and_of_a_frozen_server_releases_them()
     {
