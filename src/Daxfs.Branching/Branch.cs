@@ -32,6 +32,13 @@ public sealed partial class Branch
     /// <summary>True for main.</summary>
     public bool IsMain => State.IsMain;
 
+    /// <summary>
+    /// The version of main this branch's chain started from: the version main was at when the first branch of the
+    /// chain was forked, or the past version it was forked from. For main, its current version; for a view of a past
+    /// version, that version.
+    /// </summary>
+    public long BaseVersion => State.IsMain ? Store.CurrentVersion : State.BaseVersion;
+
     /// <summary>Forks between this branch and main.</summary>
     public int Depth => State.Depth;
 

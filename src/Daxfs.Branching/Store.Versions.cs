@@ -116,6 +116,71 @@ public sealed partial class Store
         });
     }
 
+    /// <summary>
+    /// The region's settings: named strings kept in main's log, which every process sees and which survive
+    /// reopening and compaction (remotes, and what was exchanged with them, are kept here). Empty on regions of
+    /// format version 4 and older, which cannot hold settings.
+    /// </summary>
+    public IReadOnlyDictionary<string, string> Settings
+    {
+        get { EnsureCurrent(); lock (_gate) { ThrowIfUnusable(); return new SortedDictionary<string, string>(_picture.Settings, StringComparer.Ordinal); } }
+    }
+
+    /// <summary>
+    /// Sets setting <paramref name="name"/> to <paramref name="value"/>, or removes it when <paramref name="value"/>
+    /// is null (removing one that is not there does nothing). Names are 1 to 255 bytes of UTF-8 letters, digits and
+    /// <c>. _ - / :</c>; values at most 16 KiB.
+    /// </summary>
+    /// <exception cref="ArgumentException">A bad name, or a value too long.</exception>
+    /// <exception cref="NotSupportedException">The region's format (version 4 or older) cannot hold settings.</exception>
+    public void SetSetting(string name, string? value) => SetSettings([new(name, value)]);
+
+    /// <summary>
+    /// Sets (or, for a null value, removes) several settings at once: they are written under one hold of the
+    /// region's lock, so another process sees none or all of them once it reads again.
+    /// </summary>
+    public void SetSettings(IReadOnlyList<KeyValuePair<string, string?>> settings)
+    {
+        ArgumentNullException.ThrowIfNull(settings);
+        foreach (var (name, value) in settings)
+        {
+            if (SettingNameProblem(name) is { } why)
+                throw new ArgumentException($"invalid setting name '{name}': {why}", nameof(settings));
+            if (value is not null && (value.Contains('\0', StringComparison.Ordinal) || RecordCodec.Utf8Length(value) > FormatConstants.MaxSettingValue))
+                throw new ArgumentException($"setting '{name}': a value is at most {FormatConstants.MaxSettingValue} bytes, without NUL", nameof(settings));
+        }
+        if (_super.FormatVersion < FormatConstants.SettingsVersion)
+            throw new NotSupportedException($"{_region.Path}: format version {_super.FormatVersion} regions cannot hold settings (version {FormatConstants.SettingsVersion} can): export the tree and make a new region");
+        Locked(() =>
+        {
+            var main = _picture.Slots[0]!;
+            foreach (var (name, value) in settings)
+            {
+                if (value is null ? !_picture.Settings.ContainsKey(name) : _picture.Settings.TryGetValue(name, out var old) && old == value)
+                    continue;
+                int len = RecordCodec.EncodeSetting(default, name, value);
+                long at = main.Log.Reserve(RecordKind.Setting, BaseImageBuilder.NowNs(), len);
+                RecordCodec.EncodeSetting(main.Log.Body(at, len), name, value);
+                main.Log.Publish(at, _region.Kind != Media.RegionKind.Memory);
+                if (value is null) _picture.Settings.Remove(name);
+                else _picture.Settings[name] = value;
+            }
+        });
+    }
+
+    /// <summary>Why <paramref name="name"/> cannot name a setting, or null.</summary>
+    public static string? SettingNameProblem(string name)
+    {
+        if (string.IsNullOrEmpty(name))
+            return "a setting name must not be empty";
+        if (RecordCodec.Utf8Length(name) > FormatConstants.MaxSettingName)
+            return $"a setting name is at most {FormatConstants.MaxSettingName} bytes";
+        foreach (char ch in name)
+            if (!(char.IsAsciiLetterOrDigit(ch) || ch is '.' or '_' or '-' or '/' or ':'))
+                return $"a setting name holds only ASCII letters, digits and . _ - / : (not '{ch}')";
+        return null;
+    }
+
     private void AppendTag(string name, long version, bool deleted)
     {
         var main = _picture.Slots[0]!;

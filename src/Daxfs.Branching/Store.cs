@@ -630,4 +630,10 @@ public sealed partial class Store : IDisposable
     {
         get { EnsureCurrent(); lock (_gate) { ThrowIfUnusable(); return _picture.Versions.ToArray(); } }
     }
+
+    /// <summary>Main's current version (0 before the first commit); cheaper than <see cref="Versions"/>, which copies the list.</summary>
+    public long CurrentVersion
+    {
+        get { EnsureCurrent(); lock (_gate) { ThrowIfUnusable(); return _picture.CurrentVersion; } }
+    }
 }

@@ -12,7 +12,7 @@ public class KeptFilesTests
     private static long Ino(Branch b, string path) => b.Stat(path).Inode;
 
     /// <summary>Rewrites the superblock's format version (and its checksum).</summary>
-    private static void SetFormatVersion(string region, uint version)
+    internal static void SetFormatVersion(string region, uint version)
     {
         using var f = new FileStream(region, FileMode.Open, FileAccess.ReadWrite);
         var head = new byte[256];
@@ -151,7 +151,7 @@ public class KeptFilesTests
         s.Dispose();
         SetFormatVersion(r.RegionPath, 9);
         var refused = Assert.Throws<FormatVersionException>(() => Store.Open(r.RegionPath).Dispose());
-        Assert.Contains("format version 9 is not supported (this library reads versions 2 to 4)", refused.Message);
+        Assert.Contains("format version 9 is not supported (this library reads versions 2 to 5)", refused.Message);
     }
 
     [Fact]

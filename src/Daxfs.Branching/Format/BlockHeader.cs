@@ -104,4 +104,6 @@ internal enum RecordKind : ushort
     SetXattr = 16,
     /// <summary>Removes an extended attribute (format version 3 on).</summary>
     RemoveXattr = 17,
+    /// <summary>Sets or removes one of the region's settings, a named string (in main's log; format version 5 on).</summary>
+    Setting = 18,
 }

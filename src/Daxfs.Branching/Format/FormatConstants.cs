@@ -4,13 +4,22 @@ namespace Daxfs.Branching.Format;
 internal static class FormatConstants
 {
     /// <summary>The format version this library writes (new regions), and the newest it reads.</summary>
-    public const uint Version = 4;
+    public const uint Version = 5;
 
     /// <summary>
     /// The first version whose regions reuse what compaction replaced of the original base image, clean branch
     /// logs in place (merge records with empty references) and grow (the control block's capacity word).
     /// </summary>
     public const uint SpaceVersion = 4;
+
+    /// <summary>The first version whose main log holds settings (named strings: remotes and what was exchanged with them).</summary>
+    public const uint SettingsVersion = 5;
+
+    /// <summary>Longest setting name, in bytes of UTF-8.</summary>
+    public const int MaxSettingName = 255;
+
+    /// <summary>Longest setting value, in bytes of UTF-8.</summary>
+    public const int MaxSettingValue = 16 * 1024;
 
     /// <summary>
     /// The oldest format version this library reads and writes. Version 2 lacks only what version 3 added

@@ -259,6 +259,21 @@ internal static class RecordCodec
         return len;
     }
 
+    /// <summary>Setting (in main's log): names a string, or with <paramref name="value"/> null removes the name.</summary>
+    public static int EncodeSetting(Span<byte> dst, string name, string? value)
+    {
+        int nl = Utf8Length(name), vl = value is null ? 0 : Utf8Length(value);
+        int len = 16 + nl + vl;
+        if (dst.Length < len) return len;
+        BinaryPrimitives.WriteUInt32LittleEndian(dst, value is null ? 1u : 0u);
+        BinaryPrimitives.WriteUInt32LittleEndian(dst[4..], (uint)vl);
+        BinaryPrimitives.WriteUInt32LittleEndian(dst[8..], 0);
+        BinaryPrimitives.WriteUInt32LittleEndian(dst[12..], (uint)nl);
+        s_utf8.GetBytes(name, dst[16..]);
+        if (value is not null) s_utf8.GetBytes(value, dst[(16 + nl)..]);
+        return len;
+    }
+
     /// <summary>Base (in main's log): from here on, main's history starts at version <paramref name="seq"/>, whose tree is the base image at <paramref name="offset"/>.</summary>
     public static int EncodeBase(Span<byte> dst, long seq, long offset, long length, long nextIno)
     {
@@ -440,6 +455,18 @@ internal static class RecordCodec
                 r.Seq = I64(body, 0);
                 r.Flags = U32(body, 8);
                 r.Name = NameAt16(body, U32(body, 12), Format.FormatConstants.MaxBranchName, recordOffset, "tag name length out of range");
+                break;
+            }
+            case RecordKind.Setting:
+            {
+                Need(body, 16, recordOffset);
+                r.Flags = U32(body, 0);
+                uint vl = U32(body, 4);
+                r.Name = NameAt16(body, U32(body, 12), Format.FormatConstants.MaxSettingName, recordOffset, "setting name length out of range");
+                if (vl > Format.FormatConstants.MaxSettingValue) Bad(recordOffset, "setting value length out of range");
+                int at = 16 + (int)U32(body, 12);
+                Need(body, at + (int)vl, recordOffset);
+                r.Message = Str(body.Slice(at, (int)vl), recordOffset);
                 break;
             }
             case RecordKind.Base:

@@ -18,6 +18,9 @@ internal sealed partial class RegionPicture
     /// <summary>Tags: name → version.</summary>
     public SortedDictionary<string, long> Tags { get; } = new(StringComparer.Ordinal);
 
+    /// <summary>Settings: name → value (format version 5 on).</summary>
+    public SortedDictionary<string, string> Settings { get; } = new(StringComparer.Ordinal);
+
     /// <summary>Set once the first read of the region (on open) has reported what it found.</summary>
     private bool _opened;
 
@@ -778,6 +781,14 @@ internal sealed partial class RegionPicture
                     if (r.Flags != 0) Tags.Remove(r.Name);
                     else if (r.Seq < 0 || r.Seq > epoch) ThrowHelper.Corrupt("record", c.Offset, $"tag '{r.Name}' names version {r.Seq}, beyond {epoch}");
                     else Tags[r.Name] = r.Seq;
+                    break;
+                case RecordKind.Setting:
+                    if (!owner.IsMain || !own)
+                        ThrowHelper.Corrupt("record", c.Offset, "a setting record outside main's own log");
+                    if (Store.SettingNameProblem(r.Name) is { } bad)
+                        ThrowHelper.Corrupt("record", c.Offset, $"bad setting name: {bad}");
+                    if (r.Flags != 0) Settings.Remove(r.Name);
+                    else Settings[r.Name] = r.Message;
                     break;
                 default:
                     if (owner.IsMain && own)

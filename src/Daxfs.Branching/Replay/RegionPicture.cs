@@ -200,6 +200,7 @@ internal sealed partial class RegionPicture
         VersionViews.Clear();
         Versions.Clear();
         Tags.Clear();
+        Settings.Clear();
         MergedLogs.Clear();
         Kept.Clear(); // rebuilt from their slots, on the new image
         _checkpoint = null;
