@@ -49,6 +49,11 @@ internal static class BranchVerbs
         if (c.Get(Verbs.BranchCreate.From) is not null && c.Get(Verbs.BranchCreate.Parent) is not null)
             throw new UsageException("--from and --parent exclude each other");
         Branch parent;
+        if (c.Get(Verbs.BranchCreate.From) is { } remoteRef && RemoteVerbs.SplitRemoteBranch(store, remoteRef) is not null)
+        {
+            store.Dispose();
+            return RemoteVerbs.ForkRemote(c, remoteRef, name);
+        }
         if (c.Get(Verbs.BranchCreate.From) is { } reference)
         {
             parent = Context.Resolve(store, reference, "--from");

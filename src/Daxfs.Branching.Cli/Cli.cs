@@ -200,7 +200,7 @@ internal static class Commands
             {
                 if (!groups.TryGetValue(words[0], out var group))
                 {
-                    group = new Command(words[0], $"Commands on branches: {string.Join(", ", Verbs.All.Where(v => v.Name.StartsWith(words[0] + " ", StringComparison.Ordinal)).Select(v => v.Name.Split(' ')[1]))}.");
+                    group = new Command(words[0], $"Commands on {(words[0] == "branch" ? "branches" : words[0] + "s")}: {string.Join(", ", Verbs.All.Where(v => v.Name.StartsWith(words[0] + " ", StringComparison.Ordinal)).Select(v => v.Name.Split(' ')[1]))}.");
                     groups[words[0]] = group;
                     root.Subcommands.Add(group);
                 }

@@ -31,7 +31,7 @@ internal static class Verbs
     {
         public static readonly Argument<string> Name = Opt.Arg("NAME", "the new branch's name");
         public static readonly Option<string?> Parent = Opt.Text("--parent", "P", "the branch to fork from (default: main)", "-p");
-        public static readonly Option<string?> From = Opt.Text("--from", "REF", "fork main as of this version number or tag");
+        public static readonly Option<string?> From = Opt.Text("--from", "REF", "fork main as of this version number or tag, or continue REMOTE/BRANCH pushed elsewhere");
         public static readonly Option<bool> Keep = Opt.Flag("--keep", "keep the changes for a rebase if a commit invalidates the branch");
     }
 
@@ -148,6 +148,23 @@ internal static class Verbs
     public static class Resize
     {
         public static readonly Option<long?> Capacity = Required(Opt.Size("--capacity", "the new size, e.g. 8G (a region only grows)"));
+    }
+
+    public static class Remote
+    {
+        public static readonly Argument<string> Name = Opt.Arg("NAME", "the remote's name in this region (e.g. origin)");
+        public static readonly Argument<string> Url = Opt.Arg("URL", "s3://BUCKET/PREFIX");
+        public static readonly Option<string?> Endpoint = Opt.Text("--endpoint", "URL", "the S3 endpoint (Ceph RGW, MinIO, R2; default: AWS)");
+        public static readonly Option<string?> S3Region = Opt.Text("--s3-region", "R", "the signing region (default: $AWS_REGION, else us-east-1); -r names the region file");
+        public static readonly Option<string?> Use = Opt.Text("--remote", "NAME", "the remote (default: origin, or the only one)");
+        public static readonly Argument<string> PushRef = Opt.Arg("REF", "main (default), a branch or a tag", optional: true);
+        public static readonly Argument<string[]> PullBranches = Opt.Args("BRANCH", "branches to bring as local branches of the same name");
+        public static readonly Option<bool> Rebase = Opt.Flag("--rebase", "when main has versions the remote lacks: put the remote's new versions under them (paths both\nsides changed are refused), then push");
+        public static readonly Option<string?> From = Opt.Text("--from", "REF", "the remote version to clone: a tag or a version number (default: main's latest)");
+        public static readonly Option<long?> Capacity = Opt.Size("--capacity", "region size (default: the version's content + a quarter + 1 GiB)");
+        public static readonly Option<string?> As = Opt.Text("--name", "NAME", "the remote's name in the new region (default: origin)");
+        public static readonly Argument<string> RemoteBranch = Opt.Arg("REMOTE/BRANCH", "the pushed branch (e.g. origin/agent-1)");
+        public static readonly Argument<string> LocalName = Opt.Arg("NAME", "the local branch's name (default: the pushed branch's)", optional: true);
     }
 
     public static class Gc
@@ -269,6 +286,22 @@ internal static class Verbs
             [Mount.Point, Mount.Background, Mount.ReadOnly, Mount.DirectRead, Mount.CacheTimeout, Mount.Uring, Mount.EnableKernelUring], MountVerbs.Mount, UsesBranch: true),
         new("unmount", "Unmounts a mounted branch (also clears the mount of a server that crashed).",
             "daxfs unmount /mnt/agent", [Unmount.Point], MountVerbs.Unmount, UsesRegion: false),
+        new("remote add", "Adds a remote: an S3 bucket and prefix (AWS S3, Ceph RGW, MinIO, R2) that versions, tags and branches are pushed\nto and pulled from. Kept in the region; credentials are never stored (they come from the standard AWS chain:\nAWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE).",
+            "daxfs remote add origin s3://my-bucket/workspaces/ws1\ndaxfs remote add local s3://ws/one --endpoint http://127.0.0.1:7480",
+            [Remote.Name, Remote.Url, Remote.Endpoint, Remote.S3Region], RemoteVerbs.Add),
+        new("remote list", "Lists the remotes: name, URL, endpoint, and the version of main last exchanged with each.",
+            "daxfs remote list --json", [], RemoteVerbs.List, HasJson: true),
+        new("remote remove", "Forgets a remote and what was exchanged with it (the objects in the bucket stay).",
+            "daxfs remote remove origin", [Remote.Name], RemoteVerbs.Remove),
+        new("push", "Sends main's versions since the last push (one remote version each), a branch, or a tag. Only objects the remote\nlacks go up; the remote's ref moves last, by compare-and-swap, and a push whose base is behind the remote's main\nis refused: pull --rebase, then push again.",
+            "daxfs push\ndaxfs push agent-1\ndaxfs push v1.0 --remote backup", [Remote.PushRef, Remote.Use], RemoteVerbs.Push, HasJson: true),
+        new("pull", "Brings the remote's new versions of main (one local version each), its tags, and the branches named. Every\nobject is checked against its SHA-256 before anything of it shows; a pull that fails leaves main as it was.",
+            "daxfs pull\ndaxfs pull --rebase\ndaxfs pull agent-1", [Remote.PullBranches, Remote.Rebase, Remote.Use], RemoteVerbs.Pull, HasJson: true),
+        new("clone", "Builds a new region (-r) from a remote version: main's latest, a tag or a version number. Built under a\ntemporary name and renamed into place, so a clone that fails leaves nothing.",
+            "daxfs clone s3://my-bucket/workspaces/ws1 -r /dev/shm/ws.daxfs\ndaxfs clone s3://ws/one -r ws.daxfs --endpoint http://127.0.0.1:7480 --from v1.0",
+            [Remote.Url, Remote.Endpoint, Remote.S3Region, Remote.From, Remote.Capacity, Remote.As], RemoteVerbs.Clone, HasJson: true),
+        new("fork-remote", "Continues a branch pushed from another machine: forks the version of main it started from (pulling it first\nwhen needed) and applies the branch's changes. Same as 'branch create NAME --from REMOTE/BRANCH'.",
+            "daxfs fork-remote origin/agent-1\ndaxfs fork-remote origin/agent-1 agent-1-here", [Remote.RemoteBranch, Remote.LocalName], RemoteVerbs.ForkRemote, HasJson: true),
         new("demo", "Forks a workspace three ways, lets three agents edit it, commits the one that passes its check.",
             "daxfs demo", [Demo.Keep, Demo.Force], global::Daxfs.Branching.Cli.Demo.Run),
     ];

@@ -161,13 +161,13 @@ public sealed partial class RemoteClient
         }
     }
 
-    /// <summary>A branch name for the work of a pull, not taken.</summary>
-    private string WorkBranch(string what) => $"{what}-{_remote}-{Guid.NewGuid().ToString("N")[..8]}";
+    /// <summary>A branch name for the work of a pull (it shows as the version's source): the remote and its version, made unique.</summary>
+    private string WorkBranch(string what) => $"{_remote}-{what}-{Guid.NewGuid().ToString("N")[..6]}";
 
     /// <summary>Applies remote tree change <paramref name="oldTree"/> → <paramref name="newTree"/> to main as one new version (nothing of it shows on failure).</summary>
-    private async Task<long> CommitTreeChangeAsync(string? oldTree, string newTree, string message, CancellationToken ct)
+    private async Task<long> CommitTreeChangeAsync(string? oldTree, string newTree, long remoteVersion, string message, CancellationToken ct)
     {
-        var work = _store.Main.Fork(WorkBranch("pull"));
+        var work = _store.Main.Fork(WorkBranch("v" + remoteVersion.ToString(CultureInfo.InvariantCulture)));
         try
         {
             await ApplyAsync(work, oldTree, newTree, ct).ConfigureAwait(false);
@@ -229,7 +229,7 @@ public sealed partial class RemoteClient
                 var clashes = local.Where(p => theirs.Any(q => p == q || p.StartsWith(q + "/", StringComparison.Ordinal) || q.StartsWith(p + "/", StringComparison.Ordinal))).Distinct().Order(StringComparer.Ordinal).ToList();
                 if (clashes.Count > 0)
                     throw new RemoteException(RemoteError.Conflict, $"both this region and {_objects.Where} changed {string.Join(", ", clashes.Take(10))}{(clashes.Count > 10 ? $" and {clashes.Count - 10} more" : "")}: fork main's last exchanged version (daxfs branch create NAME --from {sync.LocalVersion}), pull into a fresh clone, and choose");
-                long v = await CommitTreeChangeAsync(oldTree, last.Tree, $"rebase onto {_remote} version {last.Version}: {last.Message}", ct).ConfigureAwait(false);
+                long v = await CommitTreeChangeAsync(oldTree, last.Tree, last.Version, $"rebase onto {_remote} version {last.Version}: {last.Message}", ct).ConfigureAwait(false);
                 made++;
                 _store.SetSettings(new SyncPoint(hash, v, last.Version, local.Distinct().ToList(), sync.PendingAll).Settings(_remote).ToList());
             }
@@ -237,7 +237,7 @@ public sealed partial class RemoteClient
             {
                 foreach (var (hash, c) in chain)
                 {
-                    long v = await CommitTreeChangeAsync(oldTree, c.Tree, c.Message, ct).ConfigureAwait(false);
+                    long v = await CommitTreeChangeAsync(oldTree, c.Tree, c.Version, c.Message, ct).ConfigureAwait(false);
                     made++;
                     _store.SetSettings(new SyncPoint(hash, v, c.Version, null, false).Settings(_remote).ToList());
                     oldTree = c.Tree;
@@ -350,7 +350,7 @@ public sealed partial class RemoteClient
             {
                 Remotes.Add(store, remoteName, target);
                 var client = new RemoteClient(store, remoteName, objects, progress, borrowed: true);
-                long v = await client.CommitTreeChangeAsync(null, commit.Tree, commit.Message, ct).ConfigureAwait(false);
+                long v = await client.CommitTreeChangeAsync(null, commit.Tree, commit.Version, commit.Message, ct).ConfigureAwait(false);
                 store.SetSettings(new SyncPoint(hash, v, commit.Version, null, false).Settings(remoteName).ToList());
                 var tags = await client.PullTagsAsync(ct).ConfigureAwait(false);
                 report = new PullReport(1, v, commit.Version, client._downloaded + probe._downloaded, client._downloadedBytes + probe._downloadedBytes, tags, []);

@@ -224,7 +224,7 @@ public sealed partial class RemoteClient
             versions.TryGetValue(v, out var info);
             var commit = new CommitObject
             {
-                Parent = parent, Version = ++remoteVersion, Tree = tree, Message = info.Message ?? "", Source = info.SourceBranch ?? "main",
+                Parent = parent, Version = ++remoteVersion, Tree = tree, Message = v == 0 ? "the base image" : info.Message ?? "", Source = info.SourceBranch ?? "main",
                 TimeNs = info.Time == default ? 0 : (info.Time.UtcDateTime - DateTime.UnixEpoch).Ticks * 100, Bytes = bytes, Files = files,
             };
             var data = RemoteFormat.Encode(commit);

@@ -17,6 +17,9 @@ public sealed class S3Fixture : IDisposable
     /// <summary>The script that starts and stops the local gateway (kill-gateway, start-gateway), when the run uses it.</summary>
     public static string CephScript => Path.GetFullPath(Path.Combine(AppContext.BaseDirectory, "..", "..", "..", "..", "..", ".ci", "ceph-s3"));
 
+    /// <summary>The local Ceph cluster's directory (DAXFS_CEPH_DIR, set by the test command), or null when the endpoint is another store.</summary>
+    public static string? CephDir => Environment.GetEnvironmentVariable("DAXFS_CEPH_DIR") is { Length: > 0 } d ? d : null;
+
     public S3Fixture()
     {
         Endpoint = Environment.GetEnvironmentVariable("DAXFS_S3_ENDPOINT") is { Length: > 0 } e ? e
