@@ -17,8 +17,8 @@ internal interface IObjectStore : IDisposable
     /// <summary>What the URL names (for messages).</summary>
     string Where { get; }
 
-    /// <summary>The object's bytes, or null when there is none.</summary>
-    Task<byte[]?> GetAsync(string key, CancellationToken ct);
+    /// <summary>The object's bytes, or null when there is none; one larger than <paramref name="maxBytes"/> is refused before it is read.</summary>
+    Task<byte[]?> GetAsync(string key, long maxBytes, CancellationToken ct);
 
     /// <summary>True when the object exists.</summary>
     Task<bool> ExistsAsync(string key, CancellationToken ct);
@@ -102,11 +102,13 @@ internal sealed class S3ObjectStore : IObjectStore
 
     private string Full(string key) => _url.Key(key);
 
-    public async Task<byte[]?> GetAsync(string key, CancellationToken ct)
+    public async Task<byte[]?> GetAsync(string key, long maxBytes, CancellationToken ct)
     {
         try
         {
             using var r = await _s3.GetObjectAsync(_url.Bucket, Full(key), ct).ConfigureAwait(false);
+            if (r.ContentLength > maxBytes)
+                throw new RemoteException(RemoteError.Damaged, $"{_url}: {key} is {r.ContentLength} bytes, more than the {maxBytes} such an object can be");
             return await ReadAll(r, key, ct).ConfigureAwait(false);
         }
         catch (AmazonS3Exception e) when (e.StatusCode == HttpStatusCode.NotFound && e.ErrorCode != "NoSuchBucket")
@@ -206,6 +208,8 @@ internal sealed class S3ObjectStore : IObjectStore
         try
         {
             using var r = await _s3.GetObjectAsync(_url.Bucket, Full(key), ct).ConfigureAwait(false);
+            if (r.ContentLength > 1 << 20)
+                throw new RemoteException(RemoteError.Damaged, $"{_url}: ref {key} is {r.ContentLength} bytes; a ref is a few hundred");
             var data = await ReadAll(r, key, ct).ConfigureAwait(false);
             return new StoredRef(data, r.ETag.Trim('"'));
         }

@@ -80,6 +80,18 @@ internal static class RemoteFormat
 
     public const string MainRef = "refs/heads/main";
 
+    /// <summary>The largest directory object read (a directory of about a million entries); larger is taken for damage.</summary>
+    public const long MaxTreeBytes = 256L << 20;
+
+    /// <summary>The largest commit object read.</summary>
+    public const long MaxCommitBytes = 1 << 20;
+
+    /// <summary>The longest path a pulled tree may reach, in characters (the kernel's PATH_MAX).</summary>
+    public const int MaxPathBytes = 4096;
+
+    /// <summary>The setuid and setgid bits, which a pull drops: a remote plants no privileged programs.</summary>
+    public const uint SetIdBits = 0xC00;
+
     public static string TagRef(string name) => "refs/tags/" + name;
 
     public static string BranchRef(string name) => "refs/branches/" + name;

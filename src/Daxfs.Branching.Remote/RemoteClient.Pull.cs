@@ -31,7 +31,7 @@ public sealed partial class RemoteClient
         var gate = new object();
         await Parallel.ForEachAsync(plan.Chunks, new ParallelOptions { MaxDegreeOfParallelism = Parallelism, CancellationToken = ct }, async (c, token) =>
         {
-            var data = await FetchAsync(c.Hash, $"chunk of {c.Path} at {c.Offset}", token).ConfigureAwait(false);
+            var data = await FetchAsync(c.Hash, $"chunk of {c.Path} at {c.Offset}", RemoteFormat.ChunkBytes, token).ConfigureAwait(false);
             if (data.Length != c.Length)
                 throw RemoteFormat.Damaged("chunk", c.Hash, $"{data.Length} bytes where {c.Path} needs {c.Length} at {c.Offset}");
             lock (gate)
@@ -46,7 +46,7 @@ public sealed partial class RemoteClient
                 if (was is null || was.Uid != e.Uid || was.Gid != e.Gid) branch.Chown(path, e.Uid, e.Gid);
                 continue;
             }
-            if (was is null || was.Mode != e.Mode) branch.Chmod(path, e.Mode);
+            if (was is null || was.Mode != e.Mode) branch.Chmod(path, e.Mode & ~RemoteFormat.SetIdBits); // a remote plants no setuid or setgid programs
             if (was is null || was.Uid != e.Uid || was.Gid != e.Gid) branch.Chown(path, e.Uid, e.Gid);
             SetXattrs(branch, path, e.Xattrs, was?.Xattrs);
             branch.SetModifiedTime(path, new DateTimeOffset(DateTime.UnixEpoch.AddTicks(e.MtimeNs / 100), TimeSpan.Zero));
@@ -84,6 +84,8 @@ public sealed partial class RemoteClient
     private async Task StructureAsync(Branch branch, string dir, string? oldHash, string newHash, Plan plan, CancellationToken ct)
     {
         if (oldHash == newHash) return;
+        if (dir.Length > RemoteFormat.MaxPathBytes)
+            throw RemoteFormat.Damaged("directory", newHash, $"it lies at {dir[..64]}…, deeper than a path can be ({RemoteFormat.MaxPathBytes} bytes)");
         var old = oldHash is null ? [] : (await TreeAsync(oldHash, ct).ConfigureAwait(false)).Entries.ToDictionary(e => e.Name, StringComparer.Ordinal);
         var now = (await TreeAsync(newHash, ct).ConfigureAwait(false)).Entries;
         var names = new HashSet<string>(now.Select(e => e.Name), StringComparer.Ordinal);
@@ -131,7 +133,7 @@ public sealed partial class RemoteClient
                     plan.Attributes.Add((path, e, was));
                     break;
                 default:
-                    if (was is null) branch.CreateSpecialFile(path, e.Kind switch { "p" => NodeKind.Fifo, "s" => NodeKind.Socket, "c" => NodeKind.CharDevice, _ => NodeKind.BlockDevice }, e.Mode, e.Rdev);
+                    if (was is null) branch.CreateSpecialFile(path, e.Kind switch { "p" => NodeKind.Fifo, "s" => NodeKind.Socket, "c" => NodeKind.CharDevice, _ => NodeKind.BlockDevice }, e.Mode & ~RemoteFormat.SetIdBits, e.Rdev);
                     plan.Attributes.Add((path, e, was));
                     break;
             }

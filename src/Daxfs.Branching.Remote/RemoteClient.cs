@@ -81,9 +81,9 @@ public sealed partial class RemoteClient : IDisposable
     }
 
     /// <summary>An object's bytes, checked against its name; damaged or missing is an error naming it.</summary>
-    private async Task<byte[]> FetchAsync(string hash, string what, CancellationToken ct)
+    private async Task<byte[]> FetchAsync(string hash, string what, long maxBytes, CancellationToken ct)
     {
-        var data = await _objects.GetAsync(RemoteFormat.ObjectKey(hash), ct).ConfigureAwait(false)
+        var data = await _objects.GetAsync(RemoteFormat.ObjectKey(hash), maxBytes, ct).ConfigureAwait(false)
             ?? throw new RemoteException(RemoteError.NotFound, $"{_objects.Where}: {what} {hash} is missing from the remote");
         if (RemoteFormat.Hash(data) != hash)
             throw RemoteFormat.Damaged(what, hash, "its bytes do not match its SHA-256 (damaged in the store or on the way)");
@@ -96,13 +96,13 @@ public sealed partial class RemoteClient : IDisposable
     private async Task<TreeObject> TreeAsync(string hash, CancellationToken ct)
     {
         if (_trees.TryGetValue(hash, out var t)) return t;
-        t = RemoteFormat.DecodeTree(await FetchAsync(hash, "directory", ct).ConfigureAwait(false), hash);
+        t = RemoteFormat.DecodeTree(await FetchAsync(hash, "directory", RemoteFormat.MaxTreeBytes, ct).ConfigureAwait(false), hash);
         _trees[hash] = t;
         return t;
     }
 
     private async Task<CommitObject> CommitAsync(string hash, CancellationToken ct) =>
-        RemoteFormat.DecodeCommit(await FetchAsync(hash, "commit", ct).ConfigureAwait(false), hash);
+        RemoteFormat.DecodeCommit(await FetchAsync(hash, "commit", RemoteFormat.MaxCommitBytes, ct).ConfigureAwait(false), hash);
 
     /// <summary>Stores the object unless the remote has it (known, or found by a HEAD).</summary>
     private async Task UploadAsync(string hash, ReadOnlyMemory<byte> data, CancellationToken ct)

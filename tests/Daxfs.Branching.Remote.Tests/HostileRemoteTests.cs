@@ -1,0 +1,93 @@
+namespace Daxfs.Branching.Remote.Tests;
+
+/// <summary>A remote is not trusted: what it serves is checked before any of it lands in a region.</summary>
+[Collection("s3")]
+public sealed class HostileRemoteTests(S3Fixture s3)
+{
+    /// <summary>Publishes a main made by hand: one commit over <paramref name="tree"/>, with the chunks given.</summary>
+    private static async Task<RemoteTarget> Forge(S3Fixture s3, TreeObject tree, params byte[][] chunks)
+    {
+        var target = s3.Fresh();
+        using var store = new S3ObjectStore(target);
+        foreach (var c in chunks) await store.PutAsync(RemoteFormat.ObjectKey(RemoteFormat.Hash(c)), c, default);
+        var t = RemoteFormat.Encode(tree);
+        await store.PutAsync(RemoteFormat.ObjectKey(RemoteFormat.Hash(t)), t, default);
+        var commit = RemoteFormat.Encode(new CommitObject { Version = 1, Tree = RemoteFormat.Hash(t), Bytes = 10 });
+        await store.PutAsync(RemoteFormat.ObjectKey(RemoteFormat.Hash(commit)), commit, default);
+        await store.PutAsync(RemoteFormat.MainRef, RemoteFormat.Encode(new RefObject { Commit = RemoteFormat.Hash(commit), Version = 1 }), default);
+        return target;
+    }
+
+    private static TreeEntry File(string name, byte[] content, uint mode = 0x1A4) =>
+        new() { Name = name, Kind = "f", Mode = mode, Size = content.Length, Chunks = content.Length == 0 ? [] : [RemoteFormat.Hash(content)] };
+
+    private static string NewPath() => Path.Combine("/dev/shm", $"daxfs-hostile-{Guid.NewGuid():N}.daxfs");
+
+    [Fact]
+    public async Task A_setuid_program_from_a_remote_lands_without_its_setuid_bit()
+    {
+        var content = "#!/bin/sh\nid\n"u8.ToArray();
+        var target = await Forge(s3, new TreeObject { Entries = [File("run", content, 0xDED)] }, content); // 06755
+        string path = NewPath();
+        await RemoteClient.CloneAsync(target, path, "origin", null, 64L << 20);
+        using var r = new Region(path);
+        Assert.Equal(0x1EDu, r.Store.Main.Stat("/run").Mode & 0xFFFu); // 0755
+        Assert.Equal(content, r.Store.Main.ReadAllBytes("/run"));
+    }
+
+    [Theory]
+    [InlineData("..")]
+    [InlineData("a/b")]
+    [InlineData("")]
+    public async Task A_name_that_is_not_one_path_component_is_damage_and_no_region_is_left(string name)
+    {
+        var content = "x"u8.ToArray();
+        var target = await Forge(s3, new TreeObject { Entries = [File(name, content)] }, content);
+        string path = NewPath();
+        var e = await Assert.ThrowsAsync<RemoteException>(() => RemoteClient.CloneAsync(target, path, "origin", null, 64L << 20));
+        Assert.Equal(RemoteError.Damaged, e.Error);
+        Assert.Contains("one path component", e.Message);
+        Assert.False(System.IO.File.Exists(path));
+        Assert.Empty(Directory.EnumerateFiles("/dev/shm", $".{Path.GetFileName(path)}.cloning-*"));
+    }
+
+    [Fact]
+    public async Task Chunks_that_do_not_add_up_to_the_size_and_missing_objects_are_refused()
+    {
+        var content = "abc"u8.ToArray();
+        var lying = File("f", content);
+        lying.Size = 5L << 20; // five chunks' worth, one chunk listed
+        var target = await Forge(s3, new TreeObject { Entries = [lying] }, content);
+        var e = await Assert.ThrowsAsync<RemoteException>(() => RemoteClient.CloneAsync(target, NewPath(), "origin", null, 64L << 20));
+        Assert.Contains("1 chunks for 5242880 bytes", e.Message);
+
+        var missing = await Forge(s3, new TreeObject { Entries = [File("g", content)] }); // the chunk was never stored
+        string path = NewPath();
+        var m = await Assert.ThrowsAsync<RemoteException>(() => RemoteClient.CloneAsync(missing, path, "origin", null, 64L << 20));
+        Assert.Equal(RemoteError.NotFound, m.Error);
+        Assert.Contains("/g", m.Message);
+        Assert.False(System.IO.File.Exists(path));
+    }
+
+    [Fact]
+    public async Task A_ref_or_commit_that_is_not_what_it_claims_is_damage()
+    {
+        var target = s3.Fresh();
+        using (var store = new S3ObjectStore(target))
+            await store.PutAsync(RemoteFormat.MainRef, "{\"commit\":\"not-a-hash\"}"u8.ToArray(), default);
+        var e = await Assert.ThrowsAsync<RemoteException>(() => RemoteClient.CloneAsync(target, NewPath(), "origin", null, 64L << 20));
+        Assert.Equal(RemoteError.Damaged, e.Error);
+
+        var other = s3.Fresh();
+        using (var store = new S3ObjectStore(other))
+        {
+            var fake = "{\"type\":\"commit\"}"u8.ToArray();
+            string claimed = new('a', 64);
+            await store.PutAsync(RemoteFormat.ObjectKey(claimed), fake, default); // stored under a name that is not its hash
+            await store.PutAsync(RemoteFormat.MainRef, RemoteFormat.Encode(new RefObject { Commit = claimed, Version = 1 }), default);
+        }
+        var d = await Assert.ThrowsAsync<RemoteException>(() => RemoteClient.CloneAsync(other, NewPath(), "origin", null, 64L << 20));
+        Assert.Equal(RemoteError.Damaged, d.Error);
+        Assert.Contains("do not match its SHA-256", d.Message);
+    }
+}
