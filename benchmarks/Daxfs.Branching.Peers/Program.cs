@@ -24,7 +24,7 @@ string? tree = Opt("--tree");
 string? only = Opt("--only");
 if (opts.Contains("--help") || opts.Contains("-h"))
 {
-    Console.WriteLine("usage: Daxfs.Branching.Peers [--quick] [--json PATH] [--markdown PATH] [--tree DIR] [--only fork|scaling|read|metadata|edit|lifecycle|agents|space (comma-separated)]");
+    Console.WriteLine("usage: Daxfs.Branching.Peers [--quick] [--json PATH] [--markdown PATH] [--tree DIR] [--only fork|scaling|read|metadata|edit|lifecycle|agents|space|remote (comma-separated)]");
     return 0;
 }
 bool root = Geteuid() == 0;
@@ -46,6 +46,12 @@ Console.WriteLine($"machine: {string.Join("; ", machine.Select(kv => $"{kv.Key} 
 bool Want(string s) => only is null || only.Split(',').Contains(s);
 try
 {
+    if (only == "remote")
+    {
+        // Remote needs no shared workspace: it builds its own (the 5,000 files, 1 GiB).
+        new RemoteScenarios(work, report, quick).Run();
+        return Finish();
+    }
     if (only == "space")
     {
         // Space needs no workspace: it builds its own regions, one at a time.
@@ -78,6 +84,7 @@ try
     if (Want("lifecycle")) peers.MountLifecycle();
     if (Want("agents")) peers.Agents();
     if (Want("space")) new SpaceScenarios(work, report, quick).Run();
+    if (Want("remote")) new RemoteScenarios(work, report, quick).Run();
 }
 finally
 {

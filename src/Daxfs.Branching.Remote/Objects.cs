@@ -17,7 +17,10 @@ internal sealed class TreeEntry
     [JsonPropertyName("u")] public uint Uid { get; set; }
     [JsonPropertyName("g")] public uint Gid { get; set; }
     [JsonPropertyName("t")] public long MtimeNs { get; set; }
+    /// <summary>Files: bytes. Directories: bytes of the files under it (so a push that reuses it need not read it).</summary>
     [JsonPropertyName("z")] public long Size { get; set; }
+    /// <summary>Directories: entries under it, at any depth.</summary>
+    [JsonPropertyName("e")] public long Entries { get; set; }
     [JsonPropertyName("c")] public string[]? Chunks { get; set; }
     [JsonPropertyName("d")] public string? Tree { get; set; }
     [JsonPropertyName("l")] public string? Target { get; set; }

@@ -9,9 +9,14 @@ public sealed partial class RemoteClient
     private readonly record struct ChunkWork(string Path, long Offset, string Hash, int Length);
 
     /// <summary>Changes to make in a branch so its tree goes from one remote tree to another.</summary>
-    private sealed class Plan
+    private sealed class Plan(System.Threading.Channels.ChannelWriter<ChunkWork> chunks)
     {
-        public readonly List<ChunkWork> Chunks = [];
+        /// <summary>Held around every change of the branch: the walk and the downloads change it side by side.</summary>
+        public readonly object Gate = new();
+
+        /// <summary>Hands a chunk to the downloaders, which start while the walk goes on.</summary>
+        public void Fetch(ChunkWork c) => chunks.TryWrite(c);
+
         /// <summary>Entries whose attributes to set, in walk order (parents before children; set in reverse).</summary>
         public readonly List<(string Path, TreeEntry Entry, TreeEntry? Was)> Attributes = [];
         public readonly List<string> Changed = [];
@@ -25,19 +30,44 @@ public sealed partial class RemoteClient
     /// </summary>
     private async Task ApplyAsync(Branch branch, string? oldHash, string newHash, CancellationToken ct)
     {
-        var plan = new Plan();
-        await StructureAsync(branch, "/", oldHash, newHash, plan, ct).ConfigureAwait(false);
-        Report("downloading", 0, plan.Chunks.Sum(c => (long)c.Length));
-        var gate = new object();
-        await Parallel.ForEachAsync(plan.Chunks, new ParallelOptions { MaxDegreeOfParallelism = Parallelism, CancellationToken = ct }, async (c, token) =>
+        var queue = System.Threading.Channels.Channel.CreateUnbounded<ChunkWork>(new() { SingleWriter = true });
+        var plan = new Plan(queue.Writer);
+        using var failed = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        var downloaders = Enumerable.Range(0, Parallelism).Select(_ => Task.Run(async () =>
         {
-            var data = await FetchAsync(c.Hash, $"chunk of {c.Path} at {c.Offset}", RemoteFormat.ChunkBytes, token).ConfigureAwait(false);
-            if (data.Length != c.Length)
-                throw RemoteFormat.Damaged("chunk", c.Hash, $"{data.Length} bytes where {c.Path} needs {c.Length} at {c.Offset}");
-            lock (gate)
-                branch.Write(c.Path, c.Offset, data, create: false);
-            Report("downloading", data.Length);
-        }).ConfigureAwait(false);
+            try
+            {
+                await foreach (var c in queue.Reader.ReadAllAsync(failed.Token).ConfigureAwait(false))
+                {
+                    var data = await FetchAsync(c.Hash, $"chunk of {c.Path} at {c.Offset}", RemoteFormat.ChunkBytes, failed.Token).ConfigureAwait(false);
+                    if (data.Length != c.Length)
+                        throw RemoteFormat.Damaged("chunk", c.Hash, $"{data.Length} bytes where {c.Path} needs {c.Length} at {c.Offset}");
+                    lock (plan.Gate)
+                        branch.Write(c.Path, c.Offset, data, create: false);
+                    Report("downloading", data.Length);
+                }
+            }
+            catch
+            {
+                failed.Cancel(); // the others stop too: the branch is thrown away
+                throw;
+            }
+        }, CancellationToken.None)).ToArray();
+        try
+        {
+            await StructureAsync(branch, "/", oldHash, newHash, plan, failed.Token).ConfigureAwait(false);
+        }
+        catch
+        {
+            failed.Cancel();
+            throw;
+        }
+        finally
+        {
+            queue.Writer.Complete();
+            try { await Task.WhenAll(downloaders).ConfigureAwait(false); }
+            catch (OperationCanceledException) when (!ct.IsCancellationRequested) { } // the walk's own failure is the one reported
+        }
         for (int i = plan.Attributes.Count - 1; i >= 0; i--)
         {
             var (path, e, was) = plan.Attributes[i];
@@ -93,7 +123,7 @@ public sealed partial class RemoteClient
             if (!names.Contains(name))
             {
                 string gone = Join(dir, name);
-                branch.Delete(gone, recursive: true);
+                lock (plan.Gate) branch.Delete(gone, recursive: true);
                 plan.Changed.Add(gone);
             }
         foreach (var e in now)
@@ -104,19 +134,22 @@ public sealed partial class RemoteClient
             plan.Changed.Add(path);
             if (was is not null && (was.Kind != e.Kind || (e.Kind == "l" && was.Target != e.Target) || (e.Kind is "c" or "b" && was.Rdev != e.Rdev)))
             {
-                branch.Delete(path, recursive: true);
+                lock (plan.Gate) branch.Delete(path, recursive: true);
                 was = null;
             }
             switch (e.Kind)
             {
                 case "d":
-                    if (was is null) branch.CreateDirectory(path, 0x1C0); // owner-only until its attributes are set, after its content
+                    if (was is null) lock (plan.Gate) branch.CreateDirectory(path, 0x1C0); // owner-only until its attributes are set, after its content
                     plan.Attributes.Add((path, e, was));
                     await StructureAsync(branch, path, was?.Tree, e.Tree!, plan, ct).ConfigureAwait(false);
                     break;
                 case "f":
-                    if (was is null) branch.CreateFile(path, 0x180);
-                    if (was is null || was.Size != e.Size) branch.Truncate(path, e.Size);
+                    lock (plan.Gate)
+                    {
+                        if (was is null) branch.CreateFile(path, 0x180);
+                        if (was is null || was.Size != e.Size) branch.Truncate(path, e.Size);
+                    }
                     for (int i = 0; i < e.Chunks!.Length; i++)
                     {
                         if (was?.Chunks is { } before && i < before.Length && before[i] == e.Chunks[i]) continue;
@@ -124,16 +157,17 @@ public sealed partial class RemoteClient
                         int length = (int)Math.Min(RemoteFormat.ChunkBytes, e.Size - offset);
                         bool wasHole = was is null || was.Chunks is not { } b2 || i >= b2.Length || (offset >= was.Size);
                         if (wasHole && e.Chunks[i] == ZeroHash(length)) continue; // a new range of zeros: the truncate made it
-                        plan.Chunks.Add(new ChunkWork(path, offset, e.Chunks[i], length));
+                        Report("downloading", 0, length);
+                        plan.Fetch(new ChunkWork(path, offset, e.Chunks[i], length));
                     }
                     plan.Attributes.Add((path, e, was));
                     break;
                 case "l":
-                    if (was is null) branch.CreateSymlink(path, e.Target!);
+                    if (was is null) lock (plan.Gate) branch.CreateSymlink(path, e.Target!);
                     plan.Attributes.Add((path, e, was));
                     break;
                 default:
-                    if (was is null) branch.CreateSpecialFile(path, e.Kind switch { "p" => NodeKind.Fifo, "s" => NodeKind.Socket, "c" => NodeKind.CharDevice, _ => NodeKind.BlockDevice }, e.Mode & ~RemoteFormat.SetIdBits, e.Rdev);
+                    if (was is null) lock (plan.Gate) branch.CreateSpecialFile(path, e.Kind switch { "p" => NodeKind.Fifo, "s" => NodeKind.Socket, "c" => NodeKind.CharDevice, _ => NodeKind.BlockDevice }, e.Mode & ~RemoteFormat.SetIdBits, e.Rdev);
                     plan.Attributes.Add((path, e, was));
                     break;
             }

@@ -45,74 +45,52 @@ public sealed partial class RemoteClient
     /// </summary>
     private async Task<(string Hash, long Bytes, long Files)> BuildTreeAsync(Branch view, string dir, string? oldHash, Dirty dirty, CancellationToken ct)
     {
-        if (oldHash is not null && !dirty.Touches(dir))
-        {
-            var (bytes, files) = _counts.TryGetValue(oldHash, out var c) ? c : await CountAsync(oldHash, ct).ConfigureAwait(false);
-            return (oldHash, bytes, files);
-        }
         var old = oldHash is null ? null : (await TreeAsync(oldHash, ct).ConfigureAwait(false)).Entries.ToDictionary(e => e.Name, StringComparer.Ordinal);
         var tree = new TreeObject();
         long total = 0, count = 0;
+        var described = new List<Task<TreeEntry>>(); // files of this directory, hashed and sent side by side
         foreach (var child in view.List(dir))
         {
             string path = Join(dir, child.Name);
-            var st = view.Stat(path);
             TreeEntry? was = old is not null && old.TryGetValue(child.Name, out var o) ? o : null;
-            TreeEntry entry;
-            if (child.Kind == NodeKind.Directory)
+            if (was is not null && was.Kind == KindOf(child.Kind) && (child.Kind == NodeKind.Directory ? !dirty.Touches(path) : !dirty.IsDirty(path)))
             {
-                var (hash, bytes, files) = await BuildTreeAsync(view, path, was?.Kind == "d" ? was.Tree : null, dirty, ct).ConfigureAwait(false);
-                entry = Attributes(view, path, st, "d");
-                entry.Tree = hash;
-                total += bytes;
-                count += files;
+                tree.Entries.Add(was); // nothing at or under it changed: the remote's entry stands, unread below
+                total += was.Kind == "f" || was.Kind == "d" ? was.Size : 0;
+                count += child.Kind == NodeKind.Directory ? was.Entries + 1 : 1;
             }
-            else if (was is not null && was.Kind == KindOf(child.Kind) && !dirty.IsDirty(path))
+            else if (child.Kind == NodeKind.Directory)
             {
-                entry = was;
-                total += was.Size;
-                count++;
+                var st = view.Stat(path);
+                var (hash, bytes, files) = await BuildTreeAsync(view, path, was?.Kind == "d" ? was.Tree : null, dirty, ct).ConfigureAwait(false);
+                var entry = Attributes(view, path, st, "d");
+                entry.Tree = hash;
+                entry.Size = bytes;
+                entry.Entries = files;
+                tree.Entries.Add(entry);
+                total += bytes;
+                count += files + 1;
             }
             else
             {
-                entry = await DescribeAsync(view, path, st, was, ct).ConfigureAwait(false);
-                total += entry.Size;
-                count++;
+                described.Add(DescribeAsync(view, path, view.Stat(path), was, ct));
             }
+        }
+        foreach (var entry in await Task.WhenAll(described).ConfigureAwait(false))
+        {
             tree.Entries.Add(entry);
+            total += entry.Kind == "f" ? entry.Size : 0;
+            count++;
         }
         tree.Entries.Sort((a, b) => string.CompareOrdinal(a.Name, b.Name));
         var data = RemoteFormat.Encode(tree);
         string h = RemoteFormat.Hash(data);
         await UploadAsync(h, data, ct).ConfigureAwait(false);
         _trees[h] = tree;
-        _counts[h] = (total, count);
         return (h, total, count);
     }
 
-    private readonly Dictionary<string, (long Bytes, long Files)> _counts = new(StringComparer.Ordinal);
-
-    /// <summary>Bytes and files under a directory object the remote has (read from it, once per directory).</summary>
-    private async Task<(long, long)> CountAsync(string hash, CancellationToken ct)
-    {
-        long bytes = 0, files = 0;
-        foreach (var e in (await TreeAsync(hash, ct).ConfigureAwait(false)).Entries)
-        {
-            if (e.Kind == "d" && e.Tree is { } sub)
-            {
-                var (b, f) = await CountAsync(sub, ct).ConfigureAwait(false);
-                bytes += b;
-                files += f;
-            }
-            else
-            {
-                bytes += e.Kind == "f" ? e.Size : 0;
-                files++;
-            }
-        }
-        _counts[hash] = (bytes, files);
-        return (bytes, files);
-    }
+    private readonly SemaphoreSlim _slots = new(Parallelism);
 
     private static string KindOf(NodeKind k) => k switch
     {
@@ -154,17 +132,25 @@ public sealed partial class RemoteClient
                 Report("hashing", 0, st.Size);
                 await Parallel.ForAsync(0, n, new ParallelOptions { MaxDegreeOfParallelism = Parallelism, CancellationToken = ct }, async (i, token) =>
                 {
-                    long offset = (long)i * RemoteFormat.ChunkBytes;
-                    var buffer = new byte[(int)Math.Min(RemoteFormat.ChunkBytes, st.Size - offset)];
-                    int got = view.Read(path, offset, buffer);
-                    if (got != buffer.Length)
-                        throw new DaxfsException($"{path}: read {got} of {buffer.Length} bytes at {offset} (the file changed while it was pushed)");
-                    string h = RemoteFormat.Hash(buffer);
-                    chunks[i] = h;
-                    if (was?.Chunks is { } before && i < before.Length && before[i] == h)
-                        _present.TryAdd(h, 0); // the remote's tree lists it: stored
-                    await UploadAsync(h, buffer, token).ConfigureAwait(false);
-                    Report("uploading", buffer.Length);
+                    await _slots.WaitAsync(token).ConfigureAwait(false); // at most Parallelism chunks in memory and in flight, over all files
+                    try
+                    {
+                        long offset = (long)i * RemoteFormat.ChunkBytes;
+                        var buffer = new byte[(int)Math.Min(RemoteFormat.ChunkBytes, st.Size - offset)];
+                        int got = view.Read(path, offset, buffer);
+                        if (got != buffer.Length)
+                            throw new DaxfsException($"{path}: read {got} of {buffer.Length} bytes at {offset} (the file changed while it was pushed)");
+                        string h = RemoteFormat.Hash(buffer);
+                        chunks[i] = h;
+                        if (was?.Chunks is { } before && i < before.Length && before[i] == h)
+                            _present.TryAdd(h, 0); // the remote's tree lists it: stored
+                        await UploadAsync(h, buffer, token).ConfigureAwait(false);
+                        Report("uploading", buffer.Length);
+                    }
+                    finally
+                    {
+                        _slots.Release();
+                    }
                 }).ConfigureAwait(false);
                 e.Chunks = chunks;
                 break;
