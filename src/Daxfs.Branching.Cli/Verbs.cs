@@ -161,7 +161,7 @@ internal static class Verbs
         public static readonly Argument<string[]> PullBranches = Opt.Args("BRANCH", "branches to bring as local branches of the same name");
         public static readonly Option<bool> Rebase = Opt.Flag("--rebase", "when main has versions the remote lacks: put the remote's new versions under them (paths both\nsides changed are refused), then push");
         public static readonly Option<string?> From = Opt.Text("--from", "REF", "the remote version to clone: a tag or a version number (default: main's latest)");
-        public static readonly Option<long?> Capacity = Opt.Size("--capacity", "region size (default: the version's content + a quarter + 1 GiB)");
+        public static readonly Option<long?> Capacity = Opt.Size("--capacity", "region size (default: the version's content + a quarter + 256 MiB; grow it later with\ndaxfs resize)");
         public static readonly Option<string?> As = Opt.Text("--name", "NAME", "the remote's name in the new region (default: origin)");
         public static readonly Argument<string> RemoteBranch = Opt.Arg("REMOTE/BRANCH", "the pushed branch (e.g. origin/agent-1)");
         public static readonly Argument<string> LocalName = Opt.Arg("NAME", "the local branch's name (default: the pushed branch's)", optional: true);

@@ -20,6 +20,9 @@ internal interface IObjectStore : IDisposable
     /// <summary>The object's bytes, or null when there is none; one larger than <paramref name="maxBytes"/> is refused before it is read.</summary>
     Task<byte[]?> GetAsync(string key, long maxBytes, CancellationToken ct);
 
+    /// <summary><paramref name="length"/> bytes of the object from <paramref name="offset"/>, or null when there is no object.</summary>
+    Task<byte[]?> GetRangeAsync(string key, long offset, int length, CancellationToken ct);
+
     /// <summary>True when the object exists.</summary>
     Task<bool> ExistsAsync(string key, CancellationToken ct);
 
@@ -114,6 +117,30 @@ internal sealed class S3ObjectStore : IObjectStore
         catch (AmazonS3Exception e) when (e.StatusCode == HttpStatusCode.NotFound && e.ErrorCode != "NoSuchBucket")
         {
             return null;
+        }
+        catch (Exception e) when (Map(e, key) is { } mapped)
+        {
+            throw mapped;
+        }
+    }
+
+    public async Task<byte[]?> GetRangeAsync(string key, long offset, int length, CancellationToken ct)
+    {
+        if (length == 0) return [];
+        try
+        {
+            using var r = await _s3.GetObjectAsync(new GetObjectRequest { BucketName = _url.Bucket, Key = Full(key), ByteRange = new Amazon.S3.Model.ByteRange(offset, offset + length - 1) }, ct).ConfigureAwait(false);
+            if (r.ContentLength != length)
+                throw new RemoteException(RemoteError.Damaged, $"{_url}: {key} gave {r.ContentLength} bytes at {offset} where {length} were asked for (the object is shorter than its directory says)");
+            return await ReadAll(r, key, ct).ConfigureAwait(false);
+        }
+        catch (AmazonS3Exception e) when (e.StatusCode == HttpStatusCode.NotFound && e.ErrorCode != "NoSuchBucket")
+        {
+            return null;
+        }
+        catch (AmazonS3Exception e) when (e.StatusCode == HttpStatusCode.RequestedRangeNotSatisfiable)
+        {
+            throw new RemoteException(RemoteError.Damaged, $"{_url}: {key} holds no bytes at {offset} (the object is shorter than its directory says)", e);
         }
         catch (Exception e) when (Map(e, key) is { } mapped)
         {

@@ -22,6 +22,10 @@ internal sealed class TreeEntry
     /// <summary>Directories: entries under it, at any depth.</summary>
     [JsonPropertyName("e")] public long Entries { get; set; }
     [JsonPropertyName("c")] public string[]? Chunks { get; set; }
+    /// <summary>A small file's content lives in a pack (one object holding a directory's small files): its hash.</summary>
+    [JsonPropertyName("p")] public string? Pack { get; set; }
+    /// <summary>Where in the pack the content starts (its length is <see cref="Size"/>).</summary>
+    [JsonPropertyName("o")] public long PackOffset { get; set; }
     [JsonPropertyName("d")] public string? Tree { get; set; }
     [JsonPropertyName("l")] public string? Target { get; set; }
     [JsonPropertyName("r")] public long Rdev { get; set; }
@@ -83,6 +87,15 @@ internal static class RemoteFormat
 
     public const string MainRef = "refs/heads/main";
 
+    /// <summary>Files up to this size go into their directory's packs instead of objects of their own (one request for many).</summary>
+    public const int PackedFileBytes = 256 * 1024;
+
+    /// <summary>A pack is sealed once it holds this much.</summary>
+    public const int PackBytes = 8 << 20;
+
+    /// <summary>The largest pack read.</summary>
+    public const int MaxPackBytes = PackBytes + PackedFileBytes;
+
     /// <summary>The largest directory object read (a directory of about a million entries); larger is taken for damage.</summary>
     public const long MaxTreeBytes = 256L << 20;
 
@@ -136,6 +149,8 @@ internal static class RemoteFormat
                 if (e.Chunks is null || e.Size < 0) return "a file without chunks";
                 if (e.Chunks.Length != (e.Size + ChunkBytes - 1) / ChunkBytes) return $"{e.Chunks.Length} chunks for {e.Size} bytes";
                 if (!e.Chunks.All(IsHash)) return "a chunk name is not a SHA-256";
+                if (e.Pack is not null && (!IsHash(e.Pack) || e.Chunks.Length != 1 || e.Size > PackedFileBytes || e.PackOffset < 0 || e.PackOffset > MaxPackBytes - e.Size))
+                    return "a packed file outside what a pack holds";
                 return null;
             case "d": return IsHash(e.Tree) ? null : "a directory without a directory object";
             case "l": return string.IsNullOrEmpty(e.Target) || e.Target.Contains('\0', StringComparison.Ordinal) ? "a symlink without a target" : null;

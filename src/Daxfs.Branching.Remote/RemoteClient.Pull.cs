@@ -5,21 +5,33 @@ namespace Daxfs.Branching.Remote;
 
 public sealed partial class RemoteClient
 {
-    /// <summary>A chunk to fetch and write: file, offset, object.</summary>
-    private readonly record struct ChunkWork(string Path, long Offset, string Hash, int Length);
+    /// <summary>A chunk to fetch and write: file, offset, object (for a packed file: its pack and where in it).</summary>
+    private readonly record struct ChunkWork(string Path, long Offset, string Hash, int Length, string? Pack = null, long PackOffset = 0);
+
+    /// <summary>What a downloader fetches: one chunk, or the files a directory needs from one pack.</summary>
+    private readonly record struct Work(ChunkWork Chunk, List<ChunkWork>? Slices);
+
+    /// <summary>From this many files of one pack on, the whole pack is fetched rather than each file's range.</summary>
+    private const int WholePackFrom = 4;
 
     /// <summary>Changes to make in a branch so its tree goes from one remote tree to another.</summary>
-    private sealed class Plan(System.Threading.Channels.ChannelWriter<ChunkWork> chunks)
+    private sealed class Plan(System.Threading.Channels.ChannelWriter<Work> chunks)
     {
         /// <summary>Held around every change of the branch: the walk and the downloads change it side by side.</summary>
         public readonly object Gate = new();
 
         /// <summary>Hands a chunk to the downloaders, which start while the walk goes on.</summary>
-        public void Fetch(ChunkWork c) => chunks.TryWrite(c);
+        public void Fetch(ChunkWork c) => chunks.TryWrite(new Work(c, null));
+
+        /// <summary>Hands the files one directory needs from one pack to the downloaders.</summary>
+        public void Fetch(List<ChunkWork> slices) => chunks.TryWrite(new Work(default, slices));
 
         /// <summary>Entries whose attributes to set, in walk order (parents before children; set in reverse).</summary>
         public readonly List<(string Path, TreeEntry Entry, TreeEntry? Was)> Attributes = [];
         public readonly List<string> Changed = [];
+
+        /// <summary>Into an empty region (a clone): what is created gets its final mode at once, and owner 0:0 (what creation gives) is not set again.</summary>
+        public bool Fresh;
     }
 
     /// <summary>
@@ -28,17 +40,23 @@ public sealed partial class RemoteClient
     /// fetched. Every object is checked against its hash before it is written; the caller commits or discards the
     /// branch, so nothing unverified becomes visible.
     /// </summary>
-    private async Task ApplyAsync(Branch branch, string? oldHash, string newHash, CancellationToken ct)
+    private async Task ApplyAsync(Branch branch, string? oldHash, string newHash, CancellationToken ct, bool fresh = false)
     {
-        var queue = System.Threading.Channels.Channel.CreateUnbounded<ChunkWork>(new() { SingleWriter = true });
-        var plan = new Plan(queue.Writer);
+        var queue = System.Threading.Channels.Channel.CreateUnbounded<Work>(new() { SingleWriter = true });
+        var plan = new Plan(queue.Writer) { Fresh = fresh };
         using var failed = CancellationTokenSource.CreateLinkedTokenSource(ct);
         var downloaders = Enumerable.Range(0, Parallelism).Select(_ => Task.Run(async () =>
         {
             try
             {
-                await foreach (var c in queue.Reader.ReadAllAsync(failed.Token).ConfigureAwait(false))
+                await foreach (var w in queue.Reader.ReadAllAsync(failed.Token).ConfigureAwait(false))
                 {
+                    if (w.Slices is { } slices)
+                    {
+                        await FetchPackedAsync(branch, plan, slices, failed.Token).ConfigureAwait(false);
+                        continue;
+                    }
+                    var c = w.Chunk;
                     var data = await FetchAsync(c.Hash, $"chunk of {c.Path} at {c.Offset}", RemoteFormat.ChunkBytes, failed.Token).ConfigureAwait(false);
                     if (data.Length != c.Length)
                         throw RemoteFormat.Damaged("chunk", c.Hash, $"{data.Length} bytes where {c.Path} needs {c.Length} at {c.Offset}");
@@ -73,13 +91,52 @@ public sealed partial class RemoteClient
             var (path, e, was) = plan.Attributes[i];
             if (e.Kind == "l")
             {
-                if (was is null || was.Uid != e.Uid || was.Gid != e.Gid) branch.Chown(path, e.Uid, e.Gid);
+                if (was is null ? !plan.Fresh || e.Uid != 0 || e.Gid != 0 : was.Uid != e.Uid || was.Gid != e.Gid) branch.Chown(path, e.Uid, e.Gid);
                 continue;
             }
-            if (was is null || was.Mode != e.Mode) branch.Chmod(path, e.Mode & ~RemoteFormat.SetIdBits); // a remote plants no setuid or setgid programs
-            if (was is null || was.Uid != e.Uid || was.Gid != e.Gid) branch.Chown(path, e.Uid, e.Gid);
+            if (was is null ? !plan.Fresh : was.Mode != e.Mode) branch.Chmod(path, e.Mode & ~RemoteFormat.SetIdBits); // a remote plants no setuid or setgid programs
+            if (was is null ? !plan.Fresh || e.Uid != 0 || e.Gid != 0 : was.Uid != e.Uid || was.Gid != e.Gid) branch.Chown(path, e.Uid, e.Gid);
             SetXattrs(branch, path, e.Xattrs, was?.Xattrs);
             branch.SetModifiedTime(path, new DateTimeOffset(DateTime.UnixEpoch.AddTicks(e.MtimeNs / 100), TimeSpan.Zero));
+        }
+    }
+
+    /// <summary>
+    /// Fetches packed files: the whole pack (checked against its hash) when a directory needs many of its files, each
+    /// file's range otherwise; either way every file's bytes are checked against their own hash before they are written.
+    /// </summary>
+    private async Task FetchPackedAsync(Branch branch, Plan plan, List<ChunkWork> slices, CancellationToken ct)
+    {
+        string pack = slices[0].Pack!;
+        byte[]? whole = slices.Count >= WholePackFrom ? await FetchAsync(pack, "pack", RemoteFormat.MaxPackBytes, ct).ConfigureAwait(false) : null;
+        foreach (var c in slices)
+        {
+            byte[] data;
+            if (whole is not null)
+            {
+                if (c.PackOffset + c.Length > whole.Length)
+                    throw RemoteFormat.Damaged("pack", pack, $"{c.Path} lies at {c.PackOffset} + {c.Length}, past its {whole.Length} bytes");
+                data = whole.AsSpan((int)c.PackOffset, c.Length).ToArray();
+            }
+            else
+            {
+                try
+                {
+                    data = await _objects.GetRangeAsync(RemoteFormat.ObjectKey(pack), c.PackOffset, c.Length, ct).ConfigureAwait(false)
+                        ?? throw new RemoteException(RemoteError.NotFound, $"{_objects.Where}: pack {pack} of {c.Path} is missing from the remote");
+                }
+                catch (RemoteException e) when (e.Error == RemoteError.Damaged)
+                {
+                    throw RemoteFormat.Damaged("pack", pack, $"{c.Path}: {e.Message}");
+                }
+                Interlocked.Increment(ref _downloaded);
+                Interlocked.Add(ref _downloadedBytes, data.Length);
+            }
+            if (RemoteFormat.Hash(data) != c.Hash)
+                throw RemoteFormat.Damaged("pack", pack, $"the bytes of {c.Path} at {c.PackOffset} do not match their SHA-256 {c.Hash}");
+            lock (plan.Gate)
+                branch.Write(c.Path, 0, data, create: false);
+            Report("downloading", data.Length);
         }
     }
 
@@ -119,6 +176,7 @@ public sealed partial class RemoteClient
         var old = oldHash is null ? [] : (await TreeAsync(oldHash, ct).ConfigureAwait(false)).Entries.ToDictionary(e => e.Name, StringComparer.Ordinal);
         var now = (await TreeAsync(newHash, ct).ConfigureAwait(false)).Entries;
         var names = new HashSet<string>(now.Select(e => e.Name), StringComparer.Ordinal);
+        var packs = new Dictionary<string, List<ChunkWork>>(StringComparer.Ordinal); // this directory's packed files, by pack
         foreach (var (name, _) in old)
             if (!names.Contains(name))
             {
@@ -140,14 +198,14 @@ public sealed partial class RemoteClient
             switch (e.Kind)
             {
                 case "d":
-                    if (was is null) lock (plan.Gate) branch.CreateDirectory(path, 0x1C0); // owner-only until its attributes are set, after its content
+                    if (was is null) lock (plan.Gate) branch.CreateDirectory(path, plan.Fresh ? e.Mode & ~RemoteFormat.SetIdBits : 0x1C0); // owner-only until its attributes are set, after its content
                     plan.Attributes.Add((path, e, was));
                     await StructureAsync(branch, path, was?.Tree, e.Tree!, plan, ct).ConfigureAwait(false);
                     break;
                 case "f":
                     lock (plan.Gate)
                     {
-                        if (was is null) branch.CreateFile(path, 0x180);
+                        if (was is null) branch.CreateFile(path, plan.Fresh ? e.Mode & ~RemoteFormat.SetIdBits : 0x180);
                         if (was is null || was.Size != e.Size) branch.Truncate(path, e.Size);
                     }
                     for (int i = 0; i < e.Chunks!.Length; i++)
@@ -158,7 +216,15 @@ public sealed partial class RemoteClient
                         bool wasHole = was is null || was.Chunks is not { } b2 || i >= b2.Length || (offset >= was.Size);
                         if (wasHole && e.Chunks[i] == ZeroHash(length)) continue; // a new range of zeros: the truncate made it
                         Report("downloading", 0, length);
-                        plan.Fetch(new ChunkWork(path, offset, e.Chunks[i], length));
+                        if (e.Pack is { } pack)
+                        {
+                            if (!packs.TryGetValue(pack, out var list)) packs[pack] = list = [];
+                            list.Add(new ChunkWork(path, 0, e.Chunks[i], length, pack, e.PackOffset));
+                        }
+                        else
+                        {
+                            plan.Fetch(new ChunkWork(path, offset, e.Chunks[i], length));
+                        }
                     }
                     plan.Attributes.Add((path, e, was));
                     break;
@@ -172,6 +238,8 @@ public sealed partial class RemoteClient
                     break;
             }
         }
+        foreach (var slices in packs.Values)
+            plan.Fetch(slices);
     }
 
     private static bool SameEntry(TreeEntry a, TreeEntry b) =>
@@ -201,12 +269,12 @@ public sealed partial class RemoteClient
     private string WorkBranch(string what) => $"{_remote}-{what}-{Guid.NewGuid().ToString("N")[..6]}";
 
     /// <summary>Applies remote tree change <paramref name="oldTree"/> → <paramref name="newTree"/> to main as one new version (nothing of it shows on failure).</summary>
-    private async Task<long> CommitTreeChangeAsync(string? oldTree, string newTree, long remoteVersion, string message, CancellationToken ct)
+    private async Task<long> CommitTreeChangeAsync(string? oldTree, string newTree, long remoteVersion, string message, CancellationToken ct, bool fresh = false)
     {
         var work = _store.Main.Fork(WorkBranch("v" + remoteVersion.ToString(CultureInfo.InvariantCulture)));
         try
         {
-            await ApplyAsync(work, oldTree, newTree, ct).ConfigureAwait(false);
+            await ApplyAsync(work, oldTree, newTree, ct, fresh).ConfigureAwait(false);
             return work.Commit(message).Sequence;
         }
         catch
@@ -378,7 +446,7 @@ public sealed partial class RemoteClient
         var probe = new RemoteClient(null, remoteName, objects, progress, borrowed: true);
         var (hash, commit) = await probe.ResolveAsync(reference, ct).ConfigureAwait(false);
         string temp = Path.Combine(dir, $".{Path.GetFileName(full)}.cloning-{Guid.NewGuid().ToString("N")[..8]}");
-        long size = capacity ?? commit.Bytes + commit.Bytes / 4 + commit.Files * 8192 + (1L << 30);
+        long size = capacity ?? commit.Bytes + commit.Bytes / 4 + commit.Files * 8192 + (256L << 20);
         try
         {
             PullReport report;
@@ -386,7 +454,7 @@ public sealed partial class RemoteClient
             {
                 Remotes.Add(store, remoteName, target);
                 var client = new RemoteClient(store, remoteName, objects, progress, borrowed: true);
-                long v = await client.CommitTreeChangeAsync(null, commit.Tree, commit.Version, commit.Message, ct).ConfigureAwait(false);
+                long v = await client.CommitTreeChangeAsync(null, commit.Tree, commit.Version, commit.Message, ct, fresh: true).ConfigureAwait(false);
                 store.SetSettings(new SyncPoint(hash, v, commit.Version, null, false).Settings(remoteName).ToList());
                 var tags = await client.PullTagsAsync(ct).ConfigureAwait(false);
                 report = new PullReport(1, v, commit.Version, client._downloaded + probe._downloaded, client._downloadedBytes + probe._downloadedBytes, tags, []);

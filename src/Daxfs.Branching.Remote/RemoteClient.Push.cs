@@ -49,6 +49,7 @@ public sealed partial class RemoteClient
         var tree = new TreeObject();
         long total = 0, count = 0;
         var described = new List<Task<TreeEntry>>(); // files of this directory, hashed and sent side by side
+        var packed = new List<(TreeEntry Entry, byte[] Content)>(); // its small files, sent as packs
         foreach (var child in view.List(dir))
         {
             string path = Join(dir, child.Name);
@@ -73,14 +74,27 @@ public sealed partial class RemoteClient
             }
             else
             {
-                described.Add(DescribeAsync(view, path, view.Stat(path), was, ct));
+                described.Add(DescribeAsync(view, path, view.Stat(path), was, packed, ct));
+                if (described.Count >= 64)
+                    await Drain(full: false).ConfigureAwait(false); // a directory of many files is held in memory a pack at a time
             }
         }
-        foreach (var entry in await Task.WhenAll(described).ConfigureAwait(false))
+        await Drain(full: true).ConfigureAwait(false);
+
+        async Task Drain(bool full)
         {
-            tree.Entries.Add(entry);
-            total += entry.Kind == "f" ? entry.Size : 0;
-            count++;
+            foreach (var entry in await Task.WhenAll(described).ConfigureAwait(false))
+            {
+                tree.Entries.Add(entry);
+                total += entry.Kind == "f" ? entry.Size : 0;
+                count++;
+            }
+            described.Clear();
+            if (full || packed.Sum(p => (long)p.Content.Length) >= RemoteFormat.PackBytes)
+            {
+                await SealPacksAsync(packed, ct).ConfigureAwait(false);
+                packed.Clear();
+            }
         }
         tree.Entries.Sort((a, b) => string.CompareOrdinal(a.Name, b.Name));
         var data = RemoteFormat.Encode(tree);
@@ -113,7 +127,37 @@ public sealed partial class RemoteClient
     }
 
     /// <summary>Describes a non-directory: a file's chunks are hashed, and the ones the remote lacks uploaded, in parallel.</summary>
-    private async Task<TreeEntry> DescribeAsync(Branch view, string path, FileStat st, TreeEntry? was, CancellationToken ct)
+    /// <summary>
+    /// Puts the small files a directory's push found into packs of up to <see cref="RemoteFormat.PackBytes"/>, each
+    /// named by its hash and uploaded unless the remote has it, and tells each entry where its content lies.
+    /// </summary>
+    private async Task SealPacksAsync(List<(TreeEntry Entry, byte[] Content)> packed, CancellationToken ct)
+    {
+        packed.Sort((a, b) => string.CompareOrdinal(a.Entry.Name, b.Entry.Name)); // the same files make the same packs
+        for (int start = 0; start < packed.Count;)
+        {
+            int end = start;
+            long size = 0;
+            while (end < packed.Count && (end == start || size + packed[end].Content.Length <= RemoteFormat.PackBytes))
+                size += packed[end++].Content.Length;
+            var pack = new byte[size];
+            long at = 0;
+            for (int i = start; i < end; i++)
+            {
+                packed[i].Content.CopyTo(pack, at);
+                packed[i].Entry.PackOffset = at;
+                at += packed[i].Content.Length;
+            }
+            string hash = RemoteFormat.Hash(pack);
+            for (int i = start; i < end; i++) packed[i].Entry.Pack = hash;
+            await _slots.WaitAsync(ct).ConfigureAwait(false);
+            try { await UploadAsync(hash, pack, ct).ConfigureAwait(false); }
+            finally { _slots.Release(); }
+            start = end;
+        }
+    }
+
+    private async Task<TreeEntry> DescribeAsync(Branch view, string path, FileStat st, TreeEntry? was, List<(TreeEntry, byte[])> packed, CancellationToken ct)
     {
         string kind = KindOf(st.Kind);
         var e = Attributes(view, path, st, kind);
@@ -124,6 +168,33 @@ public sealed partial class RemoteClient
                 break;
             case NodeKind.CharDevice or NodeKind.BlockDevice:
                 e.Rdev = st.Device;
+                break;
+            case NodeKind.File when st.Size > 0 && st.Size <= RemoteFormat.PackedFileBytes:
+                e.Size = st.Size;
+                await _slots.WaitAsync(ct).ConfigureAwait(false);
+                try
+                {
+                    var content = new byte[st.Size];
+                    int read = view.Read(path, 0, content);
+                    if (read != content.Length)
+                        throw new DaxfsException($"{path}: read {read} of {content.Length} bytes (the file changed while it was pushed)");
+                    string h = RemoteFormat.Hash(content);
+                    e.Chunks = [h];
+                    if (was is { Pack: not null, Chunks: [var same] } && same == h && was.Size == st.Size)
+                    {
+                        e.Pack = was.Pack; // the remote holds these bytes already, in that pack
+                        e.PackOffset = was.PackOffset;
+                    }
+                    else
+                    {
+                        lock (packed) packed.Add((e, content));
+                    }
+                    Report("hashing", content.Length, content.Length);
+                }
+                finally
+                {
+                    _slots.Release();
+                }
                 break;
             case NodeKind.File:
                 e.Size = st.Size;

@@ -90,4 +90,27 @@ public sealed class HostileRemoteTests(S3Fixture s3)
         Assert.Equal(RemoteError.Damaged, d.Error);
         Assert.Contains("do not match its SHA-256", d.Message);
     }
+
+    [Theory]
+    [InlineData(1)]
+    [InlineData(5)]
+    public async Task A_packed_file_whose_pack_holds_other_bytes_is_damage(int files)
+    {
+        // Files point into a pack at offsets that hold other bytes: fetched whole (many files) or by range (few), each
+        // file is checked against its own hash.
+        var contents = Enumerable.Range(0, files).Select(i => Region.Bytes(1000, i)).ToArray();
+        var pack = contents.SelectMany(c => c).ToArray();
+        string packHash = RemoteFormat.Hash(pack);
+        var entries = contents.Select((c, i) => new TreeEntry
+        {
+            Name = $"f{i}", Kind = "f", Mode = 0x1A4, Size = c.Length, Chunks = [RemoteFormat.Hash(c)], Pack = packHash,
+            PackOffset = i == files - 1 ? 1 : i * 1000L, // the last one is off by a byte
+        }).ToList();
+        var target = await Forge(s3, new TreeObject { Entries = entries }, pack);
+        string path = NewPath();
+        var e = await Assert.ThrowsAsync<RemoteException>(() => RemoteClient.CloneAsync(target, path, "origin", null, 64L << 20));
+        Assert.Equal(RemoteError.Damaged, e.Error);
+        Assert.Contains($"/f{files - 1}", e.Message);
+        Assert.False(System.IO.File.Exists(path));
+    }
 }
