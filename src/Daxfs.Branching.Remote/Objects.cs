@@ -83,7 +83,7 @@ internal sealed partial class RemoteJson : JsonSerializerContext;
 internal static class RemoteFormat
 {
     /// <summary>Files are cut into chunks of this size (the last one shorter): the unit a push uploads and a pull fetches.</summary>
-    public const int ChunkBytes = 1 << 20;
+    public const int ChunkBytes = 512 * 1024;
 
     public const string MainRef = "refs/heads/main";
 

@@ -137,8 +137,8 @@ public sealed class RemoteTests(S3Fixture s3)
         using (var c = Client(a))
         {
             var small = await c.PushMainAsync();
-            // One 1 MiB chunk, the root directory and the commit: what changed, not the 16 MiB tree.
-            Assert.Equal(3, small.ObjectsUploaded);
+            // Two 512 KiB chunks, the root directory and the commit: what changed, not the 16 MiB tree.
+            Assert.Equal(4, small.ObjectsUploaded);
             Assert.InRange(small.BytesUploaded, 1 << 20, (1 << 20) + 64 * 1024);
         }
         using var b = new Region(Clone(target));
