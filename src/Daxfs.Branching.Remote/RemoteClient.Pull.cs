@@ -8,8 +8,14 @@ public sealed partial class RemoteClient
     /// <summary>A chunk to fetch and write: file, offset, object (for a packed file: its pack and where in it).</summary>
     private readonly record struct ChunkWork(string Path, long Offset, string Hash, int Length, string? Pack = null, long PackOffset = 0);
 
-    /// <summary>What a downloader fetches: one chunk, or the files a directory needs from one pack.</summary>
-    private readonly record struct Work(ChunkWork Chunk, List<ChunkWork>? Slices);
+    /// <summary>
+    /// What a downloader fetches: a run of consecutive chunks of one file (written with one write, so the branch's log
+    /// holds one record per run, not one per chunk), or the files a directory needs from one pack.
+    /// </summary>
+    private readonly record struct Work(List<ChunkWork> Items, bool Packed);
+
+    /// <summary>Chunks of one file written together (2 MiB: above the log's largest block, so each run's record gets a block of its own size).</summary>
+    private const int RunChunks = 4;
 
     /// <summary>From this many files of one pack on, the whole pack is fetched rather than each file's range.</summary>
     private const int WholePackFrom = 4;
@@ -21,10 +27,10 @@ public sealed partial class RemoteClient
         public readonly object Gate = new();
 
         /// <summary>Hands a chunk to the downloaders, which start while the walk goes on.</summary>
-        public void Fetch(ChunkWork c) => chunks.TryWrite(new Work(c, null));
+        public void Fetch(List<ChunkWork> run) => chunks.TryWrite(new Work(run, Packed: false));
 
         /// <summary>Hands the files one directory needs from one pack to the downloaders.</summary>
-        public void Fetch(List<ChunkWork> slices) => chunks.TryWrite(new Work(default, slices));
+        public void FetchPacked(List<ChunkWork> slices) => chunks.TryWrite(new Work(slices, Packed: true));
 
         /// <summary>Entries whose attributes to set, in walk order (parents before children; set in reverse).</summary>
         public readonly List<(string Path, TreeEntry Entry, TreeEntry? Was)> Attributes = [];
@@ -51,17 +57,24 @@ public sealed partial class RemoteClient
             {
                 await foreach (var w in queue.Reader.ReadAllAsync(failed.Token).ConfigureAwait(false))
                 {
-                    if (w.Slices is { } slices)
+                    if (w.Packed)
                     {
-                        await FetchPackedAsync(branch, plan, slices, failed.Token).ConfigureAwait(false);
+                        await FetchPackedAsync(branch, plan, w.Items, failed.Token).ConfigureAwait(false);
                         continue;
                     }
-                    var c = w.Chunk;
-                    var data = await FetchAsync(c.Hash, $"chunk of {c.Path} at {c.Offset}", RemoteFormat.ChunkBytes, failed.Token).ConfigureAwait(false);
-                    if (data.Length != c.Length)
-                        throw RemoteFormat.Damaged("chunk", c.Hash, $"{data.Length} bytes where {c.Path} needs {c.Length} at {c.Offset}");
+                    var first = w.Items[0];
+                    var data = new byte[w.Items.Sum(c => c.Length)];
+                    int at = 0;
+                    foreach (var c in w.Items)
+                    {
+                        var chunk = await FetchAsync(c.Hash, $"chunk of {c.Path} at {c.Offset}", RemoteFormat.ChunkBytes, failed.Token).ConfigureAwait(false);
+                        if (chunk.Length != c.Length)
+                            throw RemoteFormat.Damaged("chunk", c.Hash, $"{chunk.Length} bytes where {c.Path} needs {c.Length} at {c.Offset}");
+                        chunk.CopyTo(data, at);
+                        at += chunk.Length;
+                    }
                     lock (plan.Gate)
-                        branch.Write(c.Path, c.Offset, data, create: false);
+                        branch.Write(first.Path, first.Offset, data, create: false);
                     Report("downloading", data.Length);
                 }
             }
@@ -208,6 +221,7 @@ public sealed partial class RemoteClient
                         if (was is null) branch.CreateFile(path, plan.Fresh ? e.Mode & ~RemoteFormat.SetIdBits : 0x180);
                         if (was is null || was.Size != e.Size) branch.Truncate(path, e.Size);
                     }
+                    var run = new List<ChunkWork>();
                     for (int i = 0; i < e.Chunks!.Length; i++)
                     {
                         if (was?.Chunks is { } before && i < before.Length && before[i] == e.Chunks[i]) continue;
@@ -223,9 +237,15 @@ public sealed partial class RemoteClient
                         }
                         else
                         {
-                            plan.Fetch(new ChunkWork(path, offset, e.Chunks[i], length));
+                            if (run.Count > 0 && (run.Count == RunChunks || run[^1].Offset + run[^1].Length != offset))
+                            {
+                                plan.Fetch(run);
+                                run = [];
+                            }
+                            run.Add(new ChunkWork(path, offset, e.Chunks[i], length));
                         }
                     }
+                    if (run.Count > 0) plan.Fetch(run);
                     plan.Attributes.Add((path, e, was));
                     break;
                 case "l":
@@ -239,7 +259,7 @@ public sealed partial class RemoteClient
             }
         }
         foreach (var slices in packs.Values)
-            plan.Fetch(slices);
+            plan.FetchPacked(slices);
     }
 
     private static bool SameEntry(TreeEntry a, TreeEntry b) =>
