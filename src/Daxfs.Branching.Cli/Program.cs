@@ -60,7 +60,7 @@ public static class Program
         _ => null,
     };
 
-    private static string MessageOf(Exception e) => e switch
+    internal static string MessageOf(Exception e) => e switch
     {
         FileNotFoundException f when f.Message.Length > 0 => f.Message,
         ArgumentException a => a.Message.Replace(" (Parameter '" + a.ParamName + "')", "", StringComparison.Ordinal),

@@ -1,4 +1,5 @@
 using System.CommandLine;
+using Daxfs.Branching.Cli.Mcp;
 
 namespace Daxfs.Branching.Cli;
 
@@ -167,6 +168,12 @@ internal static class Verbs
         public static readonly Argument<string> LocalName = Opt.Arg("NAME", "the local branch's name (default: the pushed branch's)", optional: true);
     }
 
+    public static class Mcp
+    {
+        public static readonly Option<long?> Http = Opt.Count("--http", "serve streamable HTTP on 127.0.0.1:PORT/mcp instead of stdio (0: a free port,\nprinted on standard error)", "PORT");
+        public static readonly Option<bool> AllowRun = Opt.Flag("--allow-run", "offer the run tool: commands in a branch, with this process's rights (see\ndocs/mcp.md)");
+    }
+
     public static class Gc
     {
         public static readonly Argument<string[]> Branches = Opt.Args("BRANCH", "the branches to clean (default: every live and kept one)");
@@ -302,6 +309,10 @@ internal static class Verbs
             [Remote.Url, Remote.Endpoint, Remote.S3Region, Remote.From, Remote.Capacity, Remote.As], RemoteVerbs.Clone, HasJson: true),
         new("fork-remote", "Continues a branch pushed from another machine: forks the version of main it started from (pulling it first\nwhen needed) and applies the branch's changes. Same as 'branch create NAME --from REMOTE/BRANCH'.",
             "daxfs fork-remote origin/agent-1\ndaxfs fork-remote origin/agent-1 agent-1-here", [Remote.RemoteBranch, Remote.LocalName], RemoteVerbs.ForkRemote, HasJson: true),
+        new("mcp", "Serves the region over the Model Context Protocol, for agents: tools (fork, read_file, write_file, edit_file,\n"
+            + "diff, commit, abort, ...), the files of every live branch as resources daxfs://BRANCH/PATH (subscribable), and\n"
+            + "with --allow-run a run tool. On stdio by default; --http PORT serves streamable HTTP on 127.0.0.1.",
+            "daxfs mcp -r /dev/shm/ws.daxfs\ndaxfs mcp -r /dev/shm/ws.daxfs --http 8765 --allow-run", [Verbs.Mcp.Http, Verbs.Mcp.AllowRun], McpVerb.Run),
         new("demo", "Forks a workspace three ways, lets three agents edit it, commits the one that passes its check.",
             "daxfs demo", [Demo.Keep, Demo.Force], global::Daxfs.Branching.Cli.Demo.Run),
     ];
