@@ -7,9 +7,11 @@ cd "$(dirname "$0")"
 export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1
 
 # What the tests use besides .NET: fuse3 (mounts), git and gcc (programs run inside a mount), python3 (the
-# conformance suite).
+# conformance suite), node and npm (the reference TypeScript MCP client, installed from npm by its test).
 missing=()
 command -v fusermount3 >/dev/null || missing+=(fuse3)
+command -v node >/dev/null || missing+=(nodejs)
+command -v npm >/dev/null || missing+=(npm)
 command -v git >/dev/null || missing+=(git)
 command -v cc >/dev/null || missing+=(gcc)
 command -v python3 >/dev/null || missing+=(python3)

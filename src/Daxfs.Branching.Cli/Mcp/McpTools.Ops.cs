@@ -242,10 +242,16 @@ internal sealed partial class McpTools
 
     private JsonNode End(JsonObject a, bool abort)
     {
-        var b = Writable(a);
-        if (abort) b.Abort();
-        else b.Discard();
-        return new JsonObject { [abort ? "aborted" : "discarded"] = b.Name };
+        string name = Text(a, "branch");
+        if (name == "main")
+            throw new ToolError($"main cannot be {(abort ? "aborted" : "discarded")}", Program.Failed);
+        if (abort)
+            _store.GetBranch(name).Abort();
+        else if (_store.BranchExists(name))
+            _store.GetBranch(name).Discard();
+        else
+            _store.DiscardInvalidated(name); // an invalidated branch: its name (and, when kept, its space) is given back
+        return new JsonObject { [abort ? "aborted" : "discarded"] = name };
     }
 
     private JsonNode Rebase(JsonObject a)
