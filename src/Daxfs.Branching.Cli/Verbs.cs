@@ -309,9 +309,9 @@ internal static class Verbs
             [Remote.Url, Remote.Endpoint, Remote.S3Region, Remote.From, Remote.Capacity, Remote.As], RemoteVerbs.Clone, HasJson: true),
         new("fork-remote", "Continues a branch pushed from another machine: forks the version of main it started from (pulling it first\nwhen needed) and applies the branch's changes. Same as 'branch create NAME --from REMOTE/BRANCH'.",
             "daxfs fork-remote origin/agent-1\ndaxfs fork-remote origin/agent-1 agent-1-here", [Remote.RemoteBranch, Remote.LocalName], RemoteVerbs.ForkRemote, HasJson: true),
-        new("mcp", "Serves the region over the Model Context Protocol, for agents: tools (fork, read_file, write_file, edit_file,\n"
-            + "diff, commit, abort, ...), the files of every live branch as resources daxfs://BRANCH/PATH (subscribable), and\n"
-            + "with --allow-run a run tool. On stdio by default; --http PORT serves streamable HTTP on 127.0.0.1.",
+        new("mcp", "Serves the region to agents over the Model Context Protocol. Its tools fork, read, write, edit, diff, commit\n"
+            + "and abort; the files of every live branch are resources daxfs://BRANCH/PATH (subscribable); with --allow-run a\n"
+            + "run tool runs commands in a branch. On stdio by default; --http PORT serves streamable HTTP on 127.0.0.1.",
             "daxfs mcp -r /dev/shm/ws.daxfs\ndaxfs mcp -r /dev/shm/ws.daxfs --http 8765 --allow-run", [Verbs.Mcp.Http, Verbs.Mcp.AllowRun], McpVerb.Run),
         new("demo", "Forks a workspace three ways, lets three agents edit it, commits the one that passes its check.",
             "daxfs demo", [Demo.Keep, Demo.Force], global::Daxfs.Branching.Cli.Demo.Run),

@@ -527,8 +527,10 @@ public class MountTests
         using var m = new Mounted();
         string mp = Path.Combine(m.Root, $"mnt-{signal}");
         Directory.CreateDirectory(mp);
-        var psi = new System.Diagnostics.ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true };
-        foreach (var a in new[] { Path.Combine(AppContext.BaseDirectory, "daxfs.dll"), "mount", mp, "-r", m.Region })
+        // With the signals' default dispositions: a runner that started this test in the background (SIGINT and SIGQUIT
+        // ignored) or under nohup (SIGHUP ignored) would pass the ignoring on, and an ignored signal stays ignored.
+        var psi = new System.Diagnostics.ProcessStartInfo("env") { RedirectStandardOutput = true, RedirectStandardError = true };
+        foreach (var a in new[] { "--default-signal=HUP,QUIT,INT,TERM", "dotnet", Path.Combine(AppContext.BaseDirectory, "daxfs.dll"), "mount", mp, "-r", m.Region })
             psi.ArgumentList.Add(a);
         using var server = System.Diagnostics.Process.Start(psi)!;
         var stderr = server.StandardError.ReadToEndAsync();
