@@ -31,6 +31,13 @@ public sealed record MountOptions
     /// <summary>Where the server reports failures it cannot answer through the kernel (default: standard error).</summary>
     public TextWriter? Log { get; init; }
 
+    /// <summary>
+    /// Whether the mount offers the branch lifecycle (default true): the control file's fork, commit, commit-parent,
+    /// abort and discard, and mkdir and rmdir of branches. False for a mount handed to code that may change files but
+    /// must not publish, end or fork branches (the MCP server's run tool): those operations then fail with EPERM.
+    /// </summary>
+    public bool Lifecycle { get; init; } = true;
+
     /// <summary>Whether requests go over io_uring (default <see cref="UringMode.Auto"/>: when the kernel has it switched on).</summary>
     public UringMode Uring { get; init; } = UringMode.Auto;
 
@@ -103,6 +110,7 @@ public static class BranchMount
             var server = new FuseServer(fd, store, branch, readOnly || (!regionMode && branch.IsMain), options.Log ?? Console.Error, regionMode)
             {
                 Uring = options.Uring,
+                Lifecycle = options.Lifecycle,
                 CacheTimeout = options.CacheTimeout,
                 DirectReadSize = options.DirectReadSize,
                 Initialized = () => TuneReadahead(target), // after INIT: the kernel sets readahead from the reply then

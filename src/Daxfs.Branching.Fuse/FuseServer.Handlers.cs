@@ -68,6 +68,8 @@ internal sealed unsafe partial class FuseServer
     /// <summary>Refuses a change of the region's branches (fork, commit, end) on a read-only mount.</summary>
     private void RequireLifecycle(MountedBranch mb)
     {
+        if (!Lifecycle)
+            throw new DaxfsIOException(FileSystemError.NotPermitted, mb.Name, "this mount offers no branch lifecycle (fork, commit, abort and discard are its owner's)");
         if (ReadOnly)
             throw new BranchReadOnlyException(mb.Name, "mounted read-only");
     }

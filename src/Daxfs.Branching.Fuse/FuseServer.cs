@@ -106,6 +106,12 @@ internal sealed unsafe partial class FuseServer
     /// <summary>Called once the kernel accepted the INIT reply (its readahead settings are final then).</summary>
     public Action? Initialized { get; init; }
 
+    /// <summary>
+    /// Whether the mount offers the branch lifecycle (the control file's fork, commit, abort and discard, mkdir and
+    /// rmdir of branches). Off for a mount whose users may change files but not end or publish branches.
+    /// </summary>
+    public bool Lifecycle { get; init; } = true;
+
     /// <summary>Whether requests are served over io_uring when the kernel offers it (see <see cref="UringMode"/>).</summary>
     public UringMode Uring { get; init; } = UringMode.Off;
 

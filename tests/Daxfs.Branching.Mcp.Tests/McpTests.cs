@@ -61,6 +61,12 @@ public sealed class McpTests
         Assert.Equal("err\n", (string)failing["stderr"]!);
         await c.Ok("run", new { branch = "agent", argv = new[] { "sh", "-c", "echo built > out.txt" } });
         Assert.Equal("built\n", (string)(await c.Ok("read_file", new { branch = "agent", path = "/out.txt" }))["content"]!);
+        // A command changes files, not the lifecycle: its mount refuses the control file's commit, abort and fork.
+        var ctl = await c.Ok("run", new { branch = "agent", argv = new[] { "sh", "-c", "echo 'commit sneaky' > .daxfs/ctl; echo abort > .daxfs/ctl; mkdir .daxfs/branches/kid; true" } });
+        Assert.Equal(0, (int)ctl["exit_code"]!);
+        Assert.Contains("Operation not permitted", (string)ctl["stderr"]!);
+        Assert.Empty((await c.Ok("log")).AsArray());
+        Assert.DoesNotContain("kid", (await c.Ok("list_branches")).AsArray().Select(b => (string)b!["name"]!));
         var slow = await c.Ok("run", new { branch = "agent", argv = new[] { "sleep", "30" }, timeout_seconds = 1 });
         Assert.True((bool)slow["timed_out"]!);
         var noisy = await c.Ok("run", new { branch = "agent", argv = new[] { "sh", "-c", "head -c 200000 /dev/zero | tr '\\0' a" } });
@@ -81,7 +87,7 @@ public sealed class McpTests
         Assert.Equal("the answer is 42", (string)log[0]!["message"]!);
         var stale = await c.Fails("write_file", new { branch = "loser", path = "/x", content = "x" });
         Assert.Equal(1, stale.Code);
-        await c.Ok("fork", new { name = "old", version = 0 });
+        await c.Ok("fork", new { name = "old", version = "0" });
         await c.Ok("write_file", new { branch = "old", path = "/late.txt", content = "late" });
         Assert.Equal("old-rebased", (string)(await c.Ok("rebase", new { branch = "old" }))["branch"]!);
         await c.Ok("abort", new { branch = "old-rebased" });
@@ -154,6 +160,17 @@ public sealed class McpTests
         try
         {
             Assert.StartsWith("http://127.0.0.1:", url);
+            // A page elsewhere (DNS rebinding, or any site's script) is refused: another Host, or another Origin.
+            using (var http = new HttpClient())
+            {
+                foreach (var (host, origin) in new[] { ("evil.example", (string?)null), ((string?)null, "http://evil.example") })
+                {
+                    using var req = new HttpRequestMessage(HttpMethod.Post, url) { Content = new StringContent("{}", System.Text.Encoding.UTF8, "application/json") };
+                    if (host is not null) req.Headers.Host = host;
+                    if (origin is not null) req.Headers.Add("Origin", origin);
+                    Assert.Equal(System.Net.HttpStatusCode.Forbidden, (await http.SendAsync(req)).StatusCode);
+                }
+            }
             await using var c = await McpClient.CreateAsync(new HttpClientTransport(new HttpClientTransportOptions
             {
                 Endpoint = new Uri(url), TransportMode = HttpTransportMode.StreamableHttp,
@@ -174,9 +191,11 @@ public sealed class McpTests
         }
         finally
         {
-            server.Kill();
-            server.WaitForExit(10_000);
+            // SIGTERM: the server unmounts the run tool's mount and exits (a kill would leave the mount behind).
+            using (var term = Process.Start("kill", ["-TERM", server.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)])) term.WaitForExit();
+            if (!server.WaitForExit(20_000)) server.Kill();
         }
+        Assert.DoesNotContain("daxfs-mcp-", File.ReadAllText("/proc/self/mountinfo"));
     }
 
     [Fact]

@@ -5,6 +5,7 @@ using System.Text.Json.Nodes;
 using Daxfs.Branching.Index;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
@@ -114,11 +115,29 @@ internal sealed class McpServerHost : IDisposable
         var mcp = builder.Services.AddMcpServer(Options).WithHttpTransport(o => o.SessionMode = HttpServerSessionMode.Stateful);
         Configure(mcp);
         using var app = builder.Build();
+        // DNS rebinding: a web page's script can reach 127.0.0.1 under a name it controls. Requests must name this
+        // machine's loopback as their host, and come from no page or a page of the loopback (the MCP specification's
+        // Origin check).
+        app.Use(async (ctx, next) =>
+        {
+            string? origin = ctx.Request.Headers.Origin;
+            bool hostOk = Loopback(ctx.Request.Host.Host);
+            bool originOk = string.IsNullOrEmpty(origin) || (global::System.Uri.TryCreate(origin, UriKind.Absolute, out var o) && Loopback(o.Host));
+            if (!hostOk || !originOk)
+            {
+                ctx.Response.StatusCode = StatusCodes.Status403Forbidden;
+                await ctx.Response.WriteAsync($"daxfs mcp serves the loopback only (Host {ctx.Request.Host}, Origin {origin ?? "none"})", cancel).ConfigureAwait(false);
+                return;
+            }
+            await next(ctx).ConfigureAwait(false);
+        });
         app.MapMcp("/mcp");
         app.StartAsync(cancel).GetAwaiter().GetResult();
         started(app.Urls.First() + "/mcp");
         app.WaitForShutdownAsync(cancel).GetAwaiter().GetResult();
     }
+
+    private static bool Loopback(string host) => host is "127.0.0.1" or "localhost" or "::1" or "[::1]";
 
     // ------------------------------------------------------------------ tools
 
@@ -264,8 +283,16 @@ internal sealed class McpServerHost : IDisposable
             _watcher.Start();
         }
 
-        public void Add(McpServer server, string uri) =>
-            _sessions.GetOrAdd(server, _ => new())[uri] = _host.Fingerprint(uri);
+        /// <summary>Subscriptions one session may hold (each is checked four times a second).</summary>
+        public const int MaxPerSession = 1000;
+
+        public void Add(McpServer server, string uri)
+        {
+            var uris = _sessions.GetOrAdd(server, _ => new());
+            if (uris.Count >= MaxPerSession && !uris.ContainsKey(uri))
+                throw new McpProtocolException($"a session holds at most {MaxPerSession} subscriptions; unsubscribe from some first", McpErrorCode.InvalidParams);
+            uris[uri] = _host.Fingerprint(uri);
+        }
 
         public void Remove(McpServer server, string uri)
         {

@@ -13,7 +13,7 @@ internal sealed partial class McpTools
             throw new ToolError($"invalid branch name '{name}': {why}", Program.Usage);
         if (a["version"] is not null && a["parent"] is not null)
             throw new ToolError("fork: give 'parent' or 'version', not both", Program.Usage);
-        var parent = OptLong(a, "version") is long v ? Context.Resolve(_store, v.ToString(System.Globalization.CultureInfo.InvariantCulture), "version") : _store.GetBranch(OptText(a, "parent") ?? "main");
+        var parent = OptText(a, "version") is { } v ? Context.Resolve(_store, v, "version") : _store.GetBranch(OptText(a, "parent") ?? "main");
         var b = parent.Fork(name);
         return new JsonObject { ["branch"] = b.Name, ["parent"] = parent.Name, ["depth"] = b.Depth };
     }
@@ -195,7 +195,12 @@ internal sealed partial class McpTools
             {
                 byte[] before = c.Kind == ChangeKind.Added ? [] : SafeRead(older, c.OldPath ?? c.Path);
                 byte[] after = c.Kind == ChangeKind.Deleted ? [] : SafeRead(newer, c.Path);
-                if (UnifiedDiff.IsText(before) && UnifiedDiff.IsText(after))
+                if (before.Length > 1 << 20 || after.Length > 1 << 20)
+                {
+                    item["large"] = true; // not drawn line by line
+                    item["ranges"] = new JsonArray(c.Ranges.Take(64).Select(r => (JsonNode)new JsonObject { ["offset"] = r.Offset, ["length"] = r.Length }).ToArray());
+                }
+                else if (UnifiedDiff.IsText(before) && UnifiedDiff.IsText(after))
                 {
                     if (text.Length < cap)
                         text.Append(UnifiedDiff.Make(c.OldPath ?? c.Path, c.Path, before, after, c.Kind));
@@ -216,11 +221,11 @@ internal sealed partial class McpTools
         };
     }
 
-    /// <summary>A file's bytes for a diff (at most 1 MiB: a larger text file's diff is not drawn line by line).</summary>
+    /// <summary>A file's bytes for a diff; past 1 MiB, a placeholder of that length's class (its diff is given as byte ranges).</summary>
     private static byte[] SafeRead(Branch b, string path)
     {
         var st = b.Stat(path);
-        return st.Size > (1 << 20) ? [0] : b.ReadAllBytes(path); // a NUL: treated as binary, shown as byte ranges
+        return st.Size > (1 << 20) ? new byte[(1 << 20) + 1] : b.ReadAllBytes(path);
     }
 
     private JsonNode Commit(JsonObject a)

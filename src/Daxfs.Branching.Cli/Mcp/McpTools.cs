@@ -42,7 +42,7 @@ internal sealed partial class McpTools
             Tool("fork", "Fork a new branch: a private, copy-on-write view of its parent's files (O(1), nothing is copied). "
                 + "Changes in the branch are invisible elsewhere until committed. Use it before trying something you may throw away.",
                 Props(("name", Str("the new branch's name: ASCII letters, digits, '-', '_', '.'")), ("parent", Str("the branch to fork (default: main)")),
-                    ("version", Int("instead of a branch: fork main as of this version number (read its history with log)"))), ["name"], Fork),
+                    ("version", Str("instead of a branch: fork main as of this version number or tag (see log)"))), ["name"], Fork),
             Tool("list_branches", "List the branches: name, parent, status (live, invalidated, ...), depth, and the size of each one's changes.",
                 Props(), [], _ => ListBranches()),
             Tool("read_file", $"Read a file of a branch. Text comes back as UTF-8, anything else as base64. At most {MaxRead} bytes per call: "

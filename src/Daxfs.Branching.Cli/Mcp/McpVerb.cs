@@ -17,6 +17,9 @@ internal static class McpVerb
         using var cancel = new CancellationTokenSource();
         using var term = PosixSignalRegistration.Create(PosixSignal.SIGTERM, ctx => { ctx.Cancel = true; cancel.Cancel(); });
         using var intr = PosixSignalRegistration.Create(PosixSignal.SIGINT, ctx => { ctx.Cancel = true; cancel.Cancel(); });
+        // A closed terminal or SIGQUIT ends the server the same way, so the run tool's mount goes with it.
+        using var hup = PosixSignalRegistration.Create(PosixSignal.SIGHUP, ctx => { ctx.Cancel = true; cancel.Cancel(); });
+        using var quit = PosixSignalRegistration.Create(PosixSignal.SIGQUIT, ctx => { ctx.Cancel = true; cancel.Cancel(); });
         if (port is long p)
             host.RunHttp((int)p, url => Console.Error.WriteLine($"daxfs mcp: serving {region} at {url}"), cancel.Token);
         else

@@ -37,7 +37,7 @@ internal sealed class Runner(string regionPath) : IDisposable
             var cancel = _cancel.Token;
             _server = new Thread(() =>
             {
-                try { BranchMount.Run(regionPath, null, mp, new MountOptions(), ready.Set, cancel); }
+                try { BranchMount.Run(regionPath, null, mp, new MountOptions { Lifecycle = false }, ready.Set, cancel); } // the client keeps the lifecycle
                 catch (Exception e) { _failure = e; ready.Set(); }
             }) { IsBackground = true, Name = "daxfs-mcp-mount" };
             _server.Start();
