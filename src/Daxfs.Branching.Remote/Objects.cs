@@ -87,6 +87,9 @@ internal static class RemoteFormat
 
     public const string MainRef = "refs/heads/main";
 
+    /// <summary>The highest remote version number taken for real (a larger one is a forgery that would overflow).</summary>
+    public const long MaxVersion = 1L << 48;
+
     /// <summary>Files up to this size go into their directory's packs instead of objects of their own (one request for many).</summary>
     public const int PackedFileBytes = 256 * 1024;
 
@@ -163,15 +166,17 @@ internal static class RemoteFormat
     {
         var c = Decode(data, RemoteJson.Default.CommitObject, "commit", hash);
         if (c.Type != "commit") throw Damaged("commit", hash, $"its type is '{c.Type}'");
-        if (!IsHash(c.Tree) || (c.Parent is not null && !IsHash(c.Parent)) || (c.Base is not null && !IsHash(c.Base)) || c.Version < 0)
+        if (!IsHash(c.Tree) || (c.Parent is not null && !IsHash(c.Parent)) || (c.Base is not null && !IsHash(c.Base)))
             throw Damaged("commit", hash, "a field names no object");
+        if (c.Version is < 0 or > MaxVersion || (c.Version > 1 && c.Parent is null))
+            throw Damaged("commit", hash, $"version {c.Version} cannot be (versions run from 1 to {MaxVersion}, and only the first has no parent)");
         return c;
     }
 
     public static RefObject DecodeRef(byte[] data, string key)
     {
         var r = Decode(data, RemoteJson.Default.RefObject, "ref", key);
-        if (!IsHash(r.Commit) || (r.Base is not null && !IsHash(r.Base)) || r.Version < 0)
+        if (!IsHash(r.Commit) || (r.Base is not null && !IsHash(r.Base)) || r.Version is < 0 or > MaxVersion || r.BaseVersion is < 0 or > MaxVersion)
             throw new RemoteException(RemoteError.Damaged, $"ref {key}: it names no commit");
         return r;
     }

@@ -88,6 +88,11 @@ public sealed partial class RemoteClient
         {
             await StructureAsync(branch, "/", oldHash, newHash, plan, failed.Token).ConfigureAwait(false);
         }
+        catch (DaxfsIOException e) when (e.Error is FileSystemError.InvalidArgument or FileSystemError.NameTooLong)
+        {
+            failed.Cancel();
+            throw RemoteFormat.Damaged("directory", newHash, $"the store refuses what it names: {e.Message}"); // a name or size no tree can hold
+        }
         catch
         {
             failed.Cancel();
@@ -252,6 +257,9 @@ public sealed partial class RemoteClient
                     if (was is null) lock (plan.Gate) branch.CreateSymlink(path, e.Target!);
                     plan.Attributes.Add((path, e, was));
                     break;
+                case "c" or "b":
+                    throw new RemoteException(RemoteError.Unsupported, $"{path}: a {(e.Kind == "c" ? "character" : "block")} device node on the remote; "
+                        + "a pull creates no device nodes (exported, one would open the machine's hardware to whoever may read it)");
                 default:
                     if (was is null) lock (plan.Gate) branch.CreateSpecialFile(path, e.Kind switch { "p" => NodeKind.Fifo, "s" => NodeKind.Socket, "c" => NodeKind.CharDevice, _ => NodeKind.BlockDevice }, e.Mode & ~RemoteFormat.SetIdBits, e.Rdev);
                     plan.Attributes.Add((path, e, was));
@@ -312,6 +320,7 @@ public sealed partial class RemoteClient
     /// </summary>
     public async Task<PullReport> PullAsync(bool rebase = false, IReadOnlyList<string>? branches = null, CancellationToken ct = default)
     {
+        await SettlePushAsync(ct).ConfigureAwait(false);
         var sync = SyncPoint.Read(Settings, _remote)
             ?? throw new RemoteException(RemoteError.NotFound, $"this region has not exchanged with {_objects.Where} yet: push to it, or clone from it");
         var (_, current) = await MainRefAsync(ct).ConfigureAwait(false);
@@ -330,6 +339,8 @@ public sealed partial class RemoteClient
             h = c.Parent;
         }
         chain.Reverse();
+        if (chain.Count > 0 && (chain[0].Commit.Version != sync.RemoteVersion + 1 || chain[^1].Commit.Version != current.Version))
+            throw RemoteFormat.Damaged("commit", chain[0].Hash, $"versions {chain[0].Commit.Version} to {chain[^1].Commit.Version} do not follow version {sync.RemoteVersion} up to the ref's {current.Version}");
         long made = 0, head = _store.CurrentVersion;
         bool ahead = head != sync.LocalVersion || sync.PendingAll || sync.Pending is { Count: > 0 };
         if (chain.Count > 0)
@@ -465,13 +476,16 @@ public sealed partial class RemoteClient
         // Which commit: read before anything is made.
         var probe = new RemoteClient(null, remoteName, objects, progress, borrowed: true);
         var (hash, commit) = await probe.ResolveAsync(reference, ct).ConfigureAwait(false);
+        RemoveAbandonedClones(dir, $".{Path.GetFileName(full)}.cloning-");
         string temp = Path.Combine(dir, $".{Path.GetFileName(full)}.cloning-{Guid.NewGuid().ToString("N")[..8]}");
         long size = capacity ?? commit.Bytes + commit.Bytes / 4 + commit.Files * 8192 + (256L << 20);
+        FileStream? claim = null;
         try
         {
             PullReport report;
             using (var store = Store.Create(temp, new BaseImageBuilder(), new StoreOptions { Capacity = size }))
             {
+                claim = ClaimClone(temp);
                 Remotes.Add(store, remoteName, target);
                 var client = new RemoteClient(store, remoteName, objects, progress, borrowed: true);
                 long v = await client.CommitTreeChangeAsync(null, commit.Tree, commit.Version, commit.Message, ct, fresh: true).ConfigureAwait(false);
@@ -479,12 +493,36 @@ public sealed partial class RemoteClient
                 var tags = await client.PullTagsAsync(ct).ConfigureAwait(false);
                 report = new PullReport(1, v, commit.Version, client._downloaded + probe._downloaded, client._downloadedBytes + probe._downloadedBytes, tags, []);
             }
-            File.Move(temp, full, overwrite: false);
+            File.Move(temp, full, overwrite: false); // still claimed: no other clone takes it for abandoned meanwhile
             return report;
         }
         finally
         {
             if (File.Exists(temp)) File.Delete(temp);
+            claim?.Dispose();
+        }
+    }
+
+    /// <summary>
+    /// Holds an exclusive advisory lock (flock) on a clone's temporary region while it is built: the kernel drops it
+    /// when the clone's process dies, however it dies, which is how a later clone tells an abandoned one.
+    /// </summary>
+    private static FileStream ClaimClone(string temp) => new(temp, FileMode.Open, FileAccess.Read, FileShare.None);
+
+    /// <summary>Removes the temporary regions of clones to the same path whose process died (their lock can be taken).</summary>
+    private static void RemoveAbandonedClones(string dir, string prefix)
+    {
+        foreach (var f in Directory.EnumerateFiles(dir, prefix + "*"))
+        {
+            var info = new FileInfo(f);
+            if (info.LinkTarget is not null) continue; // never through a link
+            try
+            {
+                using (new FileStream(f, FileMode.Open, FileAccess.Read, FileShare.None)) { }
+                File.Delete(f);
+            }
+            catch (IOException) { } // its clone is under way
+            catch (UnauthorizedAccessException) { } // not ours
         }
     }
 
@@ -506,9 +544,12 @@ public sealed partial class RemoteClient
         if (main is null)
             throw new RemoteException(RemoteError.NotFound, $"{_objects.Where} has no main (nothing was pushed there)");
         long? wanted = reference is null ? null : long.Parse(reference, NumberStyles.None, CultureInfo.InvariantCulture);
-        for (string? h = main.Commit; h is not null; )
+        long expected = main.Version;
+        for (string? h = main.Commit; h is not null; expected--)
         {
             var c = await CommitAsync(h, ct).ConfigureAwait(false);
+            if (c.Version != expected)
+                throw RemoteFormat.Damaged("commit", h, $"it says version {c.Version} where main's history has version {expected}");
             if (wanted is null || c.Version == wanted) return (h, c);
             if (c.Version < wanted) break;
             h = c.Parent;

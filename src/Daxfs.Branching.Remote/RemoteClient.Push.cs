@@ -242,6 +242,7 @@ public sealed partial class RemoteClient
     public async Task<PushReport> PushMainAsync(CancellationToken ct = default)
     {
         var updater = await RefUpdaterAsync(ct).ConfigureAwait(false);
+        await SettlePushAsync(ct).ConfigureAwait(false);
         var sync = SyncPoint.Read(Settings, _remote);
         var (stored, current) = await MainRefAsync(ct).ConfigureAwait(false);
         long head = _store.CurrentVersion;
@@ -290,13 +291,53 @@ public sealed partial class RemoteClient
             parentTree = tree;
             made.Add(new(SyncPoint.VersionKey(_remote, v), string.Create(CultureInfo.InvariantCulture, $"{parent} {remoteVersion}")));
         }
-        // Every object is stored: only now may the ref name them.
+        // Every object is stored: only now may the ref name them. What the push is about to make the ref name is
+        // written down first, so a push killed between the swap and its record here is settled by the next call.
         var moved = RemoteFormat.Encode(new RefObject { Commit = parent!, Version = remoteVersion });
-        if (!await updater.SwapAsync(RemoteFormat.MainRef, stored, moved, ct).ConfigureAwait(false))
+        _store.SetSettings([.. made, new(Remotes.Key(_remote, "main.pushing"), string.Create(CultureInfo.InvariantCulture, $"{parent} {head} {remoteVersion}"))]);
+        bool swapped = false;
+        try
+        {
+            swapped = await updater.SwapAsync(RemoteFormat.MainRef, stored, moved, ct).ConfigureAwait(false);
+        }
+        finally
+        {
+            if (!swapped)
+                await SettlePushAsync(ct).ConfigureAwait(false); // refused, or unknown (an error): the ref says which
+        }
+        if (swapped)
+            _store.SetSettings([.. new SyncPoint(parent!, head, remoteVersion, null, false).Settings(_remote), new(Remotes.Key(_remote, "main.pushing"), null)]);
+        else if (SyncPoint.Read(Settings, _remote)?.Commit != parent) // refused: the settling found another commit there
             throw new RemoteException(RemoteError.Behind, $"{_objects.Where}: main moved on while this push ran (another push won): run daxfs pull --rebase, then push again");
-        made.AddRange(new SyncPoint(parent!, head, remoteVersion, null, false).Settings(_remote));
-        _store.SetSettings(made);
         return new PushReport("main", plan.Count, parent, remoteVersion, _uploaded, _uploadedBytes, _skipped);
+    }
+
+    /// <summary>
+    /// Settles a push of main that was cut off between moving the remote's ref and recording it here (its intent is
+    /// the setting main.pushing): when the remote's main names the commit it pushed, the region records the exchange;
+    /// otherwise it forgets what that push would have recorded. Safe to call any time.
+    /// </summary>
+    private async Task SettlePushAsync(CancellationToken ct)
+    {
+        var settings = Settings;
+        if (!settings.TryGetValue(Remotes.Key(_remote, "main.pushing"), out var text))
+            return;
+        var parts = text.Split(' ');
+        if (parts.Length != 3 || !RemoteFormat.IsHash(parts[0]) || !long.TryParse(parts[1], NumberStyles.None, CultureInfo.InvariantCulture, out long head)
+            || !long.TryParse(parts[2], NumberStyles.None, CultureInfo.InvariantCulture, out long rv))
+            throw new RemoteException(RemoteError.Damaged, $"setting {Remotes.Key(_remote, "main.pushing")} = '{text}' cannot be read (daxfs remote remove {_remote}, add it again and pull)");
+        var (_, current) = await MainRefAsync(ct).ConfigureAwait(false);
+        if (current?.Commit == parts[0])
+        {
+            _store.SetSettings([.. new SyncPoint(parts[0], head, rv, null, false).Settings(_remote), new(Remotes.Key(_remote, "main.pushing"), null)]);
+            return;
+        }
+        // The swap did not happen: the versions that push would have recorded are not on the remote.
+        long from = SyncPoint.Read(settings, _remote)?.LocalVersion ?? -1;
+        var forget = new List<KeyValuePair<string, string?>> { new(Remotes.Key(_remote, "main.pushing"), null) };
+        for (long v = from + 1; v <= head; v++)
+            forget.Add(new(SyncPoint.VersionKey(_remote, v), null));
+        _store.SetSettings(forget);
     }
 
     /// <summary>

@@ -18,8 +18,8 @@ public sealed record RemoteUrl(string Bucket, string Prefix)
         foreach (var part in prefix.Split('/', StringSplitOptions.None))
             if (prefix.Length > 0 && (part.Length == 0 || part is "." or ".."))
                 throw new ArgumentException($"{text}: the prefix has an empty, '.' or '..' part");
-        if (prefix.Any(c => char.IsControl(c) || c == '\\'))
-            throw new ArgumentException($"{text}: the prefix holds a control character or a backslash");
+        if (prefix.Any(c => char.IsControl(c) || c is '\\' or '?' or '#'))
+            throw new ArgumentException($"{text}: the prefix holds a control character, a backslash, '?' or '#'");
         return new RemoteUrl(bucket, prefix);
     }
 

@@ -110,4 +110,62 @@ public sealed class FaultTests(S3Fixture s3)
     {
         public void Report(RemoteProgress value) => report(value);
     }
+
+    /// <summary>The object store, with a "crash" (an exception) just before or just after the swap of main's ref.</summary>
+    private sealed class CrashAtSwap(IObjectStore inner, bool afterSwap) : IObjectStore
+    {
+        private bool _crashed; // from the crash on, nothing reaches the store: the process is gone
+
+        public string Where => inner.Where;
+        public Task<byte[]?> GetAsync(string key, long maxBytes, CancellationToken ct) => Alive(() => inner.GetAsync(key, maxBytes, ct));
+        public Task<byte[]?> GetRangeAsync(string key, long offset, int length, CancellationToken ct) => Alive(() => inner.GetRangeAsync(key, offset, length, ct));
+        public Task<bool> ExistsAsync(string key, CancellationToken ct) => Alive(() => inner.ExistsAsync(key, ct));
+        public Task PutAsync(string key, ReadOnlyMemory<byte> data, CancellationToken ct) => Alive(async () => { await inner.PutAsync(key, data, ct); return true; });
+        public Task<StoredRef?> GetRefAsync(string key, CancellationToken ct) => Alive(() => inner.GetRefAsync(key, ct));
+
+        private Task<T> Alive<T>(Func<Task<T>> call) => _crashed ? throw new IOException("the process is gone") : call();
+        public Task<bool> PutIfAbsentAsync(string key, byte[] data, CancellationToken ct) => Swap(key, () => inner.PutIfAbsentAsync(key, data, ct));
+        public Task<bool> PutIfMatchAsync(string key, byte[] data, string etag, bool quoted, CancellationToken ct) => Swap(key, () => inner.PutIfMatchAsync(key, data, etag, quoted, ct));
+        public Task PutRefAsync(string key, byte[] data, CancellationToken ct) => inner.PutRefAsync(key, data, ct);
+        public Task DeleteAsync(string key, CancellationToken ct) => inner.DeleteAsync(key, ct);
+        public Task<IReadOnlyList<string>> ListAsync(string prefix, CancellationToken ct) => inner.ListAsync(prefix, ct);
+        public void Dispose() => inner.Dispose();
+
+        private async Task<bool> Swap(string key, Func<Task<bool>> swap)
+        {
+            if (key != RemoteFormat.MainRef) return await swap();
+            _crashed = true;
+            if (!afterSwap) throw new IOException("crashed before the swap");
+            await swap();
+            throw new IOException("crashed after the swap");
+        }
+    }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task A_push_cut_off_at_the_swap_is_settled_by_the_next_call(bool afterSwap)
+    {
+        var target = s3.Fresh();
+        using var a = new Region();
+        Remotes.Add(a.Store, "origin", target);
+        using (var c = new RemoteClient(a.Store, "origin")) await c.PushMainAsync();
+        a.Commit(w => w.WriteAllBytes("/s1", "same\n"u8));
+        using (var crashing = new RemoteClient(a.Store, "origin", new CrashAtSwap(new S3ObjectStore(target), afterSwap), null))
+            await Assert.ThrowsAsync<IOException>(() => crashing.PushMainAsync());
+        Assert.True(a.Store.Settings.ContainsKey("remote.origin.main.pushing"), "the push's intent was not written before the swap");
+        using (var c = new RemoteClient(a.Store, "origin"))
+        {
+            var next = await c.PushMainAsync();
+            // After the swap the remote already has version 2: nothing is left to send. Before it, this push sends it.
+            Assert.Equal(afterSwap ? null : "main", next.Ref);
+            Assert.Equal(2, next.RemoteVersion);
+        }
+        Assert.False(a.Store.Settings.ContainsKey("remote.origin.main.pushing"));
+        Assert.Equal(a.Store.CurrentVersion, Remotes.List(a.Store).Single().SyncedVersion);
+        string path = Path.Combine("/dev/shm", $"daxfs-remote-clone-{Guid.NewGuid():N}.daxfs");
+        await RemoteClient.CloneAsync(target, path, "origin", null, 64L << 20);
+        using var b = new Region(path);
+        Assert.Equal(Trees.Snapshot(a.Store.Main), Trees.Snapshot(b.Store.Main));
+    }
 }

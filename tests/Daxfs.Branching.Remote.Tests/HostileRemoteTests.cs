@@ -113,4 +113,43 @@ public sealed class HostileRemoteTests(S3Fixture s3)
         Assert.Contains($"/f{files - 1}", e.Message);
         Assert.False(System.IO.File.Exists(path));
     }
+
+    [Fact]
+    public async Task A_device_node_or_a_version_that_does_not_follow_is_refused()
+    {
+        var device = await Forge(s3, new TreeObject { Entries = [new TreeEntry { Name = "mem", Kind = "c", Mode = 0x21B6, Rdev = 257 }] });
+        string path = NewPath();
+        var e = await Assert.ThrowsAsync<RemoteException>(() => RemoteClient.CloneAsync(device, path, "origin", null, 64L << 20));
+        Assert.Contains("/mem: a character device node", e.Message);
+        Assert.False(System.IO.File.Exists(path));
+
+        // A commit claiming a version that does not follow its parent's (here the largest long, which would overflow).
+        var target = s3.Fresh();
+        using var a = new Region();
+        Remotes.Add(a.Store, "origin", target);
+        using (var c = new RemoteClient(a.Store, "origin")) await c.PushMainAsync();
+        using var b = new Region(await CloneTo(target));
+        using (var store = new S3ObjectStore(target))
+        {
+            var tip = RemoteFormat.DecodeRef((await store.GetRefAsync(RemoteFormat.MainRef, default))!.Value.Data, "main");
+            var tree = RemoteFormat.DecodeCommit((await store.GetAsync(RemoteFormat.ObjectKey(tip.Commit), 1 << 20, default))!, tip.Commit).Tree;
+            var forged = RemoteFormat.Encode(new CommitObject { Parent = tip.Commit, Version = long.MaxValue, Tree = tree });
+            await store.PutAsync(RemoteFormat.ObjectKey(RemoteFormat.Hash(forged)), forged, default);
+            await store.PutAsync(RemoteFormat.MainRef, RemoteFormat.Encode(new RefObject { Commit = RemoteFormat.Hash(forged), Version = 2 }), default);
+        }
+        long before = b.Store.CurrentVersion;
+        using (var c = new RemoteClient(b.Store, "origin"))
+        {
+            var d = await Assert.ThrowsAsync<RemoteException>(() => c.PullAsync());
+            Assert.Equal(RemoteError.Damaged, d.Error);
+        }
+        Assert.Equal(before, b.Store.CurrentVersion);
+    }
+
+    private static async Task<string> CloneTo(RemoteTarget target)
+    {
+        string path = NewPath();
+        await RemoteClient.CloneAsync(target, path, "origin", null, 64L << 20);
+        return path;
+    }
 }
