@@ -127,9 +127,12 @@ internal static class RemoteVerbs
             {
                 remote, versions = report.Versions, localVersion = report.LocalVersion, remoteVersion = report.RemoteVersion,
                 objectsDownloaded = report.ObjectsDownloaded, bytesDownloaded = report.BytesDownloaded, tags = report.Tags, branches = report.Branches,
+                tagClashes = report.TagClashes,
             });
             return;
         }
+        foreach (var clash in report.TagClashes)
+            Console.Error.WriteLine($"daxfs: note: tag {clash}: the local tag is kept (tags do not move)");
         Console.Out.WriteLine($"{verb} {Plural(report.Versions, "version")} from {remote}: main is at version {report.LocalVersion} (version {report.RemoteVersion} there); "
             + $"fetched {Plural(report.ObjectsDownloaded, "object")} ({Output.Bytes(report.BytesDownloaded)}), each checked against its SHA-256"
             + (report.Tags.Count > 0 ? $"; tags {string.Join(", ", report.Tags)}" : "")

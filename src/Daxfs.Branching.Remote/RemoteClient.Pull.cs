@@ -387,25 +387,35 @@ public sealed partial class RemoteClient
             forked.Add(b);
         }
         var now = SyncPoint.Read(Settings, _remote)!;
-        return new PullReport(made, _store.CurrentVersion, now.RemoteVersion, _downloaded, _downloadedBytes, tags, forked);
+        return new PullReport(made, _store.CurrentVersion, now.RemoteVersion, _downloaded, _downloadedBytes, tags.Made, forked) { TagClashes = tags.Clashes };
     }
 
-    /// <summary>Makes the remote's tags that name versions exchanged with this region, unless a local tag has the name.</summary>
-    private async Task<List<string>> PullTagsAsync(CancellationToken ct)
+    /// <summary>
+    /// Makes the remote's tags that name versions exchanged with this region. A local tag of the same name that names
+    /// another version is kept, and the clash is reported (tags never move, here or there).
+    /// </summary>
+    private async Task<(List<string> Made, List<string> Clashes)> PullTagsAsync(CancellationToken ct)
     {
         var made = new List<string>();
+        var clashes = new List<string>();
         var local = _store.Tags;
         var settings = Settings;
         foreach (var key in await _objects.ListAsync("refs/tags/", ct).ConfigureAwait(false))
         {
             string name = key["refs/tags/".Length..];
-            if (Store.TagNameProblem(name) is not null || local.ContainsKey(name)) continue;
+            if (Store.TagNameProblem(name) is not null) continue;
             var r = await RefAsync(key, ct).ConfigureAwait(false);
             if (r is null || SyncPoint.LocalOf(settings, _remote, r.Commit) is not { } v) continue;
+            if (local.TryGetValue(name, out long here))
+            {
+                if (here != v)
+                    clashes.Add($"{name} (version {here} here, version {v} on {_remote})");
+                continue;
+            }
             _store.Tag(name, v);
             made.Add(name);
         }
-        return made;
+        return (made, clashes);
     }
 
     /// <summary>
@@ -491,7 +501,7 @@ public sealed partial class RemoteClient
                 long v = await client.CommitTreeChangeAsync(null, commit.Tree, commit.Version, commit.Message, ct, fresh: true).ConfigureAwait(false);
                 store.SetSettings(new SyncPoint(hash, v, commit.Version, null, false).Settings(remoteName).ToList());
                 var tags = await client.PullTagsAsync(ct).ConfigureAwait(false);
-                report = new PullReport(1, v, commit.Version, client._downloaded + probe._downloaded, client._downloadedBytes + probe._downloadedBytes, tags, []);
+                report = new PullReport(1, v, commit.Version, client._downloaded + probe._downloaded, client._downloadedBytes + probe._downloadedBytes, tags.Made, []);
             }
             File.Move(temp, full, overwrite: false); // still claimed: no other clone takes it for abandoned meanwhile
             return report;

@@ -27,7 +27,11 @@ public readonly record struct PushReport(string? Ref, long Versions, string? Com
 /// <param name="BytesDownloaded">Their bytes.</param>
 /// <param name="Tags">Tags made.</param>
 /// <param name="Branches">Branches made.</param>
-public readonly record struct PullReport(long Versions, long LocalVersion, long RemoteVersion, long ObjectsDownloaded, long BytesDownloaded, IReadOnlyList<string> Tags, IReadOnlyList<string> Branches);
+public readonly record struct PullReport(long Versions, long LocalVersion, long RemoteVersion, long ObjectsDownloaded, long BytesDownloaded, IReadOnlyList<string> Tags, IReadOnlyList<string> Branches)
+{
+    /// <summary>The remote's tags not made here because a local tag of the same name names another version (each with both versions).</summary>
+    public IReadOnlyList<string> TagClashes { get; init; } = [];
+}
 
 /// <summary>
 /// Pushes and pulls one region's versions, tags and branches to and from one remote. Objects (file chunks,

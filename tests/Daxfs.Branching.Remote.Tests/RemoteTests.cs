@@ -204,8 +204,15 @@ public sealed class RemoteTests(S3Fixture s3)
         using var latest = new Region(Clone(target));
         using (var c = Client(latest)) await c.PullAsync();
         Assert.False(latest.Store.Tags.ContainsKey("release-1")); // it names a version the clone never had
-        using (var c = Client(byVersion)) await c.PullAsync();
-        Assert.True(byVersion.Store.Tags.ContainsKey("release-1"));
+        Assert.Equal(1, byVersion.Store.Tags["release-1"]); // the clone made the tag of the version it holds
+        byVersion.Store.DeleteTag("release-1");
+        byVersion.Store.Tag("release-1", 0); // a local tag of the same name, on another version: kept, and the clash said
+        using (var c = Client(byVersion))
+        {
+            var pulled = await c.PullAsync();
+            Assert.Equal(["release-1 (version 0 here, version 1 on origin)"], pulled.TagClashes);
+        }
+        Assert.Equal(0, byVersion.Store.Tags["release-1"]);
     }
 
     [Fact]
