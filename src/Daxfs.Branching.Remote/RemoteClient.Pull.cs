@@ -486,54 +486,22 @@ public sealed partial class RemoteClient
         // Which commit: read before anything is made.
         var probe = new RemoteClient(null, remoteName, objects, progress, borrowed: true);
         var (hash, commit) = await probe.ResolveAsync(reference, ct).ConfigureAwait(false);
-        RemoveAbandonedClones(dir, $".{Path.GetFileName(full)}.cloning-");
-        string temp = Path.Combine(dir, $".{Path.GetFileName(full)}.cloning-{Guid.NewGuid().ToString("N")[..8]}");
         long size = capacity ?? commit.Bytes + commit.Bytes / 4 + commit.Files * 8192 + (256L << 20);
-        FileStream? claim = null;
-        try
+        // Built beside its path and renamed into place once whole: a clone that fails or is killed leaves nothing at
+        // the path, and the next build of that path removes what a killed one left (the store's own mechanism).
+        using var building = Store.CreateUnpublished(full, new BaseImageBuilder(), new StoreOptions { Capacity = size });
+        PullReport report;
+        using (var store = Store.Open(building.BuildingPath))
         {
-            PullReport report;
-            using (var store = Store.Create(temp, new BaseImageBuilder(), new StoreOptions { Capacity = size }))
-            {
-                claim = ClaimClone(temp);
-                Remotes.Add(store, remoteName, target);
-                var client = new RemoteClient(store, remoteName, objects, progress, borrowed: true);
-                long v = await client.CommitTreeChangeAsync(null, commit.Tree, commit.Version, commit.Message, ct, fresh: true).ConfigureAwait(false);
-                store.SetSettings(new SyncPoint(hash, v, commit.Version, null, false).Settings(remoteName).ToList());
-                var tags = await client.PullTagsAsync(ct).ConfigureAwait(false);
-                report = new PullReport(1, v, commit.Version, client._downloaded + probe._downloaded, client._downloadedBytes + probe._downloadedBytes, tags.Made, []);
-            }
-            File.Move(temp, full, overwrite: false); // still claimed: no other clone takes it for abandoned meanwhile
-            return report;
+            Remotes.Add(store, remoteName, target);
+            var client = new RemoteClient(store, remoteName, objects, progress, borrowed: true);
+            long v = await client.CommitTreeChangeAsync(null, commit.Tree, commit.Version, commit.Message, ct, fresh: true).ConfigureAwait(false);
+            store.SetSettings(new SyncPoint(hash, v, commit.Version, null, false).Settings(remoteName).ToList());
+            var tags = await client.PullTagsAsync(ct).ConfigureAwait(false);
+            report = new PullReport(1, v, commit.Version, client._downloaded + probe._downloaded, client._downloadedBytes + probe._downloadedBytes, tags.Made, []);
         }
-        finally
-        {
-            if (File.Exists(temp)) File.Delete(temp);
-            claim?.Dispose();
-        }
-    }
-
-    /// <summary>
-    /// Holds an exclusive advisory lock (flock) on a clone's temporary region while it is built: the kernel drops it
-    /// when the clone's process dies, however it dies, which is how a later clone tells an abandoned one.
-    /// </summary>
-    private static FileStream ClaimClone(string temp) => new(temp, FileMode.Open, FileAccess.Read, FileShare.None);
-
-    /// <summary>Removes the temporary regions of clones to the same path whose process died (their lock can be taken).</summary>
-    private static void RemoveAbandonedClones(string dir, string prefix)
-    {
-        foreach (var f in Directory.EnumerateFiles(dir, prefix + "*"))
-        {
-            var info = new FileInfo(f);
-            if (info.LinkTarget is not null) continue; // never through a link
-            try
-            {
-                using (new FileStream(f, FileMode.Open, FileAccess.Read, FileShare.None)) { }
-                File.Delete(f);
-            }
-            catch (IOException) { } // its clone is under way
-            catch (UnauthorizedAccessException) { } // not ours
-        }
+        building.Publish();
+        return report;
     }
 
     private RemoteClient(Store? store, string remote, IObjectStore objects, IProgress<RemoteProgress>? progress, bool borrowed)

@@ -92,8 +92,25 @@ public sealed partial class Store : IDisposable
     /// Creates a region at <paramref name="path"/> holding the tree collected by <paramref name="image"/> as its
     /// base image, with an empty main branch, and opens it.
     /// </summary>
-    public static Store Create(string path, BaseImageBuilder image, StoreOptions? options = null)
+    public static Store Create(string path, BaseImageBuilder image, StoreOptions? options = null) =>
+        Build(path, image, options, publish: true, out _)!;
+
+    /// <summary>
+    /// Builds a region for <paramref name="path"/> as <see cref="Create"/> does, but leaves it under its temporary name
+    /// beside the path (<see cref="UnpublishedRegion.BuildingPath"/>), to be opened and filled there and put in place
+    /// by <see cref="UnpublishedRegion.Publish"/>; disposed unpublished, it is deleted. While it is held, the next
+    /// build of the same path does not take it for abandoned; once its holder dies, that build removes it (as it
+    /// removes what a killed <see cref="Create"/> left). Regular files only, not DAX devices.
+    /// </summary>
+    public static UnpublishedRegion CreateUnpublished(string path, BaseImageBuilder image, StoreOptions? options = null)
     {
+        Build(path, image, options, publish: false, out var unpublished);
+        return unpublished!;
+    }
+
+    private static Store? Build(string path, BaseImageBuilder image, StoreOptions? options, bool publish, out UnpublishedRegion? unpublished)
+    {
+        unpublished = null;
         ArgumentNullException.ThrowIfNull(path);
         ArgumentNullException.ThrowIfNull(image);
         options ??= new StoreOptions();
@@ -147,6 +164,8 @@ public sealed partial class Store : IDisposable
         // failed or interrupted build leaves any region already there as it was (and processes mapping it never
         // see it shrink), and never a half-built file under the region's name.
         bool onDevice = Region.KindOf(path) == RegionKind.DaxDevice;
+        if (onDevice && !publish)
+            throw new NotSupportedException($"{path}: a device region is built in place; it cannot be built unpublished");
         if (!onDevice && !options.Overwrite && (File.Exists(path) || new FileInfo(path).LinkTarget is not null))
             Region.RefuseExisting(path);
         string building = onDevice ? path : System.IO.Path.Combine(System.IO.Path.GetDirectoryName(System.IO.Path.GetFullPath(path)) ?? ".",
@@ -220,6 +239,18 @@ public sealed partial class Store : IDisposable
             throw;
         }
         region.Dispose();
+        if (!publish)
+        {
+            // The build lock passes from the builder's open to the holder's (two opens of one file cannot both hold it).
+            var hold = Region.HoldBuilding(building);
+            if (hold is null)
+            {
+                try { File.Delete(building); } catch (IOException) { }
+                throw new IOException($"{building}: cannot hold the region being built");
+            }
+            unpublished = new UnpublishedRegion(building, path, options.Overwrite, hold);
+            return null;
+        }
         if (!onDevice)
         {
             try

@@ -473,6 +473,20 @@ public class MountTests
         Assert.True(Wait.Until(() => Ls() == ". .. ext.txt"), $"listing after an outside rm: {Ls()}");
     }
 
+    /// <summary>
+    /// Starts `daxfs mount MP ARGS` in the foreground, with the signals' default dispositions: a runner that started the
+    /// tests in the background (SIGINT and SIGQUIT ignored) or under nohup (SIGHUP ignored) would pass the ignoring on,
+    /// and an ignored signal stays ignored. Returns the server and its output, read to the end.
+    /// </summary>
+    private static (System.Diagnostics.Process Server, Task<string> Stdout, Task<string> Stderr) ForegroundMount(string mp, params string[] args)
+    {
+        var psi = new System.Diagnostics.ProcessStartInfo("env") { RedirectStandardOutput = true, RedirectStandardError = true };
+        foreach (var a in new[] { "--default-signal=HUP,QUIT,INT,TERM", "dotnet", Path.Combine(AppContext.BaseDirectory, "daxfs.dll"), "mount", mp }.Concat(args))
+            psi.ArgumentList.Add(a);
+        var server = System.Diagnostics.Process.Start(psi)!;
+        return (server, server.StandardOutput.ReadToEndAsync(), server.StandardError.ReadToEndAsync());
+    }
+
     [Fact]
     public async Task Names_the_kernel_caches_found_or_missing_follow_changes_made_elsewhere()
     {
@@ -482,12 +496,8 @@ public class MountTests
         Sh.Ok(m.Cli("branch", "create", "names"), "branch create");
         string mp = Path.Combine(m.Root, "mnt-names");
         Directory.CreateDirectory(mp);
-        var psi = new System.Diagnostics.ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true };
-        foreach (var a in new[] { Path.Combine(AppContext.BaseDirectory, "daxfs.dll"), "mount", mp, "-r", m.Region, "-b", "names", "--cache-timeout", "60" })
-            psi.ArgumentList.Add(a);
-        using var server = System.Diagnostics.Process.Start(psi)!;
-        var stderr = server.StandardError.ReadToEndAsync();
-        var stdout = server.StandardOutput.ReadToEndAsync();
+        var (server, stdout, stderr) = ForegroundMount(mp, "-r", m.Region, "-b", "names", "--cache-timeout", "60");
+        using var _ = server;
         try
         {
             Assert.True(Wait.Until(() => BranchMount.IsMounted(mp)), "the foreground mount did not come up");
@@ -527,14 +537,8 @@ public class MountTests
         using var m = new Mounted();
         string mp = Path.Combine(m.Root, $"mnt-{signal}");
         Directory.CreateDirectory(mp);
-        // With the signals' default dispositions: a runner that started this test in the background (SIGINT and SIGQUIT
-        // ignored) or under nohup (SIGHUP ignored) would pass the ignoring on, and an ignored signal stays ignored.
-        var psi = new System.Diagnostics.ProcessStartInfo("env") { RedirectStandardOutput = true, RedirectStandardError = true };
-        foreach (var a in new[] { "--default-signal=HUP,QUIT,INT,TERM", "dotnet", Path.Combine(AppContext.BaseDirectory, "daxfs.dll"), "mount", mp, "-r", m.Region })
-            psi.ArgumentList.Add(a);
-        using var server = System.Diagnostics.Process.Start(psi)!;
-        var stderr = server.StandardError.ReadToEndAsync();
-        var stdout = server.StandardOutput.ReadToEndAsync();
+        var (server, stdout, stderr) = ForegroundMount(mp, "-r", m.Region);
+        using var _ = server;
         try
         {
             Assert.True(Wait.Until(() => BranchMount.IsMounted(mp)), "the foreground mount did not come up");

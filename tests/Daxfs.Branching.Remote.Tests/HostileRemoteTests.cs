@@ -48,7 +48,7 @@ public sealed class HostileRemoteTests(S3Fixture s3)
         Assert.Equal(RemoteError.Damaged, e.Error);
         Assert.Contains("one path component", e.Message);
         Assert.False(System.IO.File.Exists(path));
-        Assert.Empty(Directory.EnumerateFiles("/dev/shm", $".{Path.GetFileName(path)}.cloning-*"));
+        Assert.Empty(Directory.EnumerateFiles("/dev/shm", $".{Path.GetFileName(path)}.building-*"));
     }
 
     [Fact]

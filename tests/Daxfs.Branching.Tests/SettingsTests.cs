@@ -43,3 +43,63 @@ public class SettingsTests
         Assert.Empty(s.Settings);
     }
 }
+
+public class SettingRecordVersionTests
+{
+    [Fact]
+    public void A_setting_record_in_a_version_4_region_is_damage_named_as_such()
+    {
+        using var r = new TempRegion();
+        r.Store.SetSetting("k", "v");
+        r.Store.Dispose();
+        KeptFilesTests.SetFormatVersion(r.RegionPath, 4); // a region whose format never had settings, holding one
+        var e = Assert.Throws<CorruptionException>(() => r.Reopen());
+        Assert.Contains("a setting record in a format version 4 region", e.Message);
+        KeptFilesTests.SetFormatVersion(r.RegionPath, 5);
+        Assert.Equal("v", r.Reopen().Settings["k"]);
+    }
+}
+
+public class UnpublishedRegionTests
+{
+    [Fact]
+    public void A_region_built_unpublished_shows_at_its_path_only_once_published_and_a_dropped_one_leaves_nothing()
+    {
+        string dir = Directory.CreateTempSubdirectory("daxfs-unpublished-").FullName;
+        try
+        {
+            string path = Path.Combine(dir, "r.daxfs");
+            using (var first = Store.CreateUnpublished(path, new BaseImageBuilder().AddFile("/a.txt", "a"u8), new StoreOptions { Capacity = 16L << 20 }))
+            {
+                Assert.False(File.Exists(path));
+                Assert.StartsWith($".r.daxfs.building-", Path.GetFileName(first.BuildingPath));
+                using (var s = Store.Open(first.BuildingPath))
+                {
+                    var w = s.Main.Fork("w");
+                    w.WriteAllBytes("/b.txt", "b"u8);
+                    w.Commit("filled before it shows");
+                }
+                // Another build of the same path meanwhile: the held one is not taken for abandoned.
+                using (var second = Store.CreateUnpublished(path, new BaseImageBuilder(), new StoreOptions { Capacity = 16L << 20 }))
+                    Assert.True(File.Exists(first.BuildingPath));
+                Assert.Single(Directory.GetFiles(dir, ".r.daxfs.building-*")); // the second, dropped, left nothing
+                first.Publish();
+            }
+            Assert.Empty(Directory.GetFiles(dir, ".r.daxfs.building-*"));
+            using (var s = Store.Open(path))
+                Assert.Equal("b", System.Text.Encoding.UTF8.GetString(s.Main.ReadAllBytes("/b.txt")));
+            // Publishing over a region that appeared meanwhile is refused, and the unpublished one goes.
+            using (var late = Store.CreateUnpublished(Path.Combine(dir, "s.daxfs"), new BaseImageBuilder(), new StoreOptions { Capacity = 16L << 20 }))
+            {
+                File.WriteAllText(Path.Combine(dir, "s.daxfs"), "someone else's");
+                Assert.Throws<IOException>(late.Publish);
+            }
+            Assert.Equal("someone else's", File.ReadAllText(Path.Combine(dir, "s.daxfs")));
+            Assert.Empty(Directory.GetFiles(dir, ".s.daxfs.building-*"));
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+}

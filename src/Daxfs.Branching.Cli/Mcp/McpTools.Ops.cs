@@ -193,9 +193,9 @@ internal sealed partial class McpTools
             if (c.Detail is not null) item["detail"] = c.Detail;
             if (c.NodeKind == NodeKind.File && c.Kind is ChangeKind.Modified or ChangeKind.Added or ChangeKind.Deleted or ChangeKind.Renamed)
             {
-                byte[] before = c.Kind == ChangeKind.Added ? [] : SafeRead(older, c.OldPath ?? c.Path);
-                byte[] after = c.Kind == ChangeKind.Deleted ? [] : SafeRead(newer, c.Path);
-                if (before.Length > 1 << 20 || after.Length > 1 << 20)
+                byte[]? before = c.Kind == ChangeKind.Added ? [] : SmallFile(older, c.OldPath ?? c.Path);
+                byte[]? after = c.Kind == ChangeKind.Deleted ? [] : SmallFile(newer, c.Path);
+                if (before is null || after is null)
                 {
                     item["large"] = true; // not drawn line by line
                     item["ranges"] = new JsonArray(c.Ranges.Take(64).Select(r => (JsonNode)new JsonObject { ["offset"] = r.Offset, ["length"] = r.Length }).ToArray());
@@ -221,12 +221,8 @@ internal sealed partial class McpTools
         };
     }
 
-    /// <summary>A file's bytes for a diff; past 1 MiB, a placeholder of that length's class (its diff is given as byte ranges).</summary>
-    private static byte[] SafeRead(Branch b, string path)
-    {
-        var st = b.Stat(path);
-        return st.Size > (1 << 20) ? new byte[(1 << 20) + 1] : b.ReadAllBytes(path);
-    }
+    /// <summary>A file's bytes for a line diff, or null past 1 MiB (its diff is given as byte ranges).</summary>
+    private static byte[]? SmallFile(Branch b, string path) => b.Stat(path).Size > (1 << 20) ? null : b.ReadAllBytes(path);
 
     private JsonNode Commit(JsonObject a)
     {

@@ -305,6 +305,25 @@ internal sealed unsafe class Region : IDisposable
         return removed;
     }
 
+    /// <summary>
+    /// Opens <paramref name="building"/> (never through a link) and takes its build lock, so no later build of the same
+    /// path removes it as abandoned; null when the file is gone or someone else holds the lock. The lock lasts as long
+    /// as the handle (and the process) does.
+    /// </summary>
+    public static Microsoft.Win32.SafeHandles.SafeFileHandle? HoldBuilding(string building)
+    {
+        var handle = Libc.OpenNoFollow(building, Libc.ORdWr | Libc.ONonBlock, 0, out _);
+        if (handle is null)
+            return null;
+        var lk = new Libc.Flock { Type = Libc.FWrLck, Whence = Libc.SeekSet, Start = BuildingLockByte, Length = 1 };
+        if (Libc.Fcntl((int)handle.DangerousGetHandle(), Libc.FOfdSetLk, ref lk) != 0)
+        {
+            handle.Dispose();
+            return null;
+        }
+        return handle;
+    }
+
     /// <summary>Refuses to create a region where a file already is (without overwrite), naming a link as a link.</summary>
     public static void RefuseExisting(string path)
     {

@@ -785,6 +785,8 @@ internal sealed partial class RegionPicture
                 case RecordKind.Setting:
                     if (!owner.IsMain || !own)
                         ThrowHelper.Corrupt("record", c.Offset, "a setting record outside main's own log");
+                    if (_super.FormatVersion < FormatConstants.SettingsVersion)
+                        ThrowHelper.Corrupt("record", c.Offset, $"a setting record in a format version {_super.FormatVersion} region (settings came with version {FormatConstants.SettingsVersion})");
                     if (Store.SettingNameProblem(r.Name) is { } bad)
                         ThrowHelper.Corrupt("record", c.Offset, $"bad setting name: {bad}");
                     if (r.Flags != 0) Settings.Remove(r.Name);
